@@ -1,0 +1,75 @@
+"""The `attnbench` command: a thin layer over functions a test can call. Each command lives in
+its area's cli module; heavy imports (torch, vllm, flashinfer) happen only inside commands."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+
+import typer
+
+from attnbench.errors import UserError
+
+app = typer.Typer(
+    help="Benchmark and accuracy-evaluation harness for LLM attention backends.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# command name -> "module:attribute" (a function becomes a command, a typer.Typer a group)
+COMMANDS = {
+    "serve-bench": "attnbench.serving.cli:serve_bench",
+    "backends": "attnbench.backends.cli:backends",
+    "microbench": "attnbench.microbench.cli:app",
+    "gpqa": "attnbench.evals.cli:gpqa",
+    "parity": "attnbench.parity.cli:parity",
+    "run": "attnbench.scenarios.cli:run",
+    "compare": "attnbench.compare.cli:compare",
+    "report": "attnbench.report.cli:report",
+    "explain": "attnbench.explain.cli:explain",
+}
+
+
+def _register() -> None:
+    for name, target in COMMANDS.items():
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name and module_name.startswith(e.name):  # that area is not built yet
+                continue
+            raise
+        obj = getattr(module, attr)
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name)(obj)
+
+
+
+
+@app.callback()
+def _root() -> None:
+    """Benchmark and accuracy-evaluation harness for LLM attention backends."""
+
+
+_register()
+
+
+def _sigterm(signum, frame):  # so `finally` blocks stop servers when we are terminated
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        app()
+    except UserError as e:
+        print(f"attnbench: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("attnbench: interrupted; partial results (if any) were saved", file=sys.stderr)
+        sys.exit(130)
