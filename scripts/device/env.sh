@@ -1,0 +1,16 @@
+# Sourced by job scripts: the staged environment, attnbench installed (its vLLM plugin entry
+# point must be visible to vLLM), caches on local disk.
+set -u
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
+python3 -m pip install -q --no-deps --no-build-isolation --no-index -e /tmp/ab >/tmp/pip-install.log 2>&1 \
+  || { echo "env: pip install -e failed:"; tail -5 /tmp/pip-install.log; }
+python3 - <<'PY'
+import importlib, torch
+print("torch", torch.__version__, torch.cuda.get_device_name(0))
+for m in ("vllm", "flashinfer", "flash_attn.cute", "cutlass", "openai", "datasets", "attnbench"):
+    try:
+        mod = importlib.import_module(m); print("import", m, getattr(mod, "__version__", "ok"))
+    except Exception as e:
+        print("import", m, "FAILED:", type(e).__name__, e)
+PY
+nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv
