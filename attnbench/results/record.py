@@ -10,6 +10,7 @@ On disk a record is one flat JSON object, so that tools reading `vllm bench serv
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from dataclasses import dataclass, field
@@ -73,23 +74,30 @@ class Record:
         return atomic.write_json(path, self.to_json())
 
 
+def _read(path: Path) -> str:
+    """Records are JSON; committed ones with large per-request arrays may be gzipped (.json.gz)."""
+    if path.suffix == ".gz":
+        return gzip.decompress(path.read_bytes()).decode()
+    return path.read_text()
+
+
 def load(path: str | os.PathLike) -> list[Record]:
-    """Records from a file (one record, a list of records) or a directory tree of *.json files."""
+    """Records from a file (one record, a list of records) or a directory tree of *.json / *.json.gz files."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     if path.is_dir():
         records = []
-        for f in sorted(path.rglob("*.json")):
+        for f in sorted([*path.rglob("*.json"), *path.rglob("*.json.gz")]):
             try:
-                obj = json.loads(f.read_text())
-            except json.JSONDecodeError:
+                obj = json.loads(_read(f))
+            except (json.JSONDecodeError, OSError, EOFError):
                 continue
             items = obj if isinstance(obj, list) else [obj]
             records += [Record.from_json(o, str(f)) for o in items if isinstance(o, dict) and "kind" in o]
         return records
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(_read(path))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
     items = obj if isinstance(obj, list) else [obj]

@@ -1,0 +1,96 @@
+"""`attnbench serve-bench`: flags -> ServeBench -> bench.run."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from attnbench.errors import UserError
+
+
+def default_result_dir(kind: str) -> Path:
+    return Path("results") / f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{kind}"
+
+
+def parse_slos(items: list[str]) -> dict[str, float] | None:
+    """['ttft:500', 'tpot:50'] -> {'ttft': 500.0, 'tpot': 50.0} (milliseconds, as vLLM's --goodput)."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition(":")
+        if key not in ("ttft", "tpot", "e2el"):
+            raise UserError(f"--goodput {item!r}: the metric must be ttft, tpot or e2el, e.g. --goodput tpot:50")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise UserError(f"--goodput {item!r}: the limit must be milliseconds, e.g. --goodput tpot:50") from None
+    return out or None
+
+
+def serve_bench(
+    backends: Optional[str] = typer.Option(None, help="Comma-separated backends (see `attnbench backends`); default: every available one."),
+    input: str = typer.Option("1000", "--input", help="Prompt tokens; a list runs each (input, output) pair: 1000,8000."),
+    output: str = typer.Option("1000", "--output", help="Output tokens per request (exact: ignore_eos + min_tokens): 1000,1."),
+    num_prompts: int = typer.Option(256, help="Requests per load shape."),
+    request_rate: float = typer.Option(math.inf, help="Requests/s (Poisson/gamma arrivals); inf sends all at once."),
+    burstiness: float = typer.Option(1.0, help="Gamma shape of the arrival gaps: 1 Poisson, <1 burstier."),
+    max_concurrency: Optional[int] = typer.Option(None, help="At most this many requests in flight."),
+    seed: int = typer.Option(0, help="Seed of the prompts and arrival times."),
+    warmup: int = typer.Option(0, help="Requests sent (and awaited) before each timed run, not counted."),
+    percentiles: str = typer.Option("50,90,99", help="Latency percentiles to report."),
+    goodput: List[str] = typer.Option([], help="SLO for goodput, repeatable: ttft:MS, tpot:MS, e2el:MS."),
+    model: Optional[str] = typer.Option(None, help="Embedded model name (default qwen3-0.6b, dummy weights), HF id or local path; with --endpoint, the served model name."),
+    endpoint: Optional[str] = typer.Option(None, help="Benchmark this running OpenAI-compatible server (base URL, with or without /v1) instead of starting vLLM."),
+    name: str = typer.Option("endpoint", help="With --endpoint: the backend name its records carry."),
+    vocab_size: Optional[int] = typer.Option(None, help="Vocabulary for random token ids (default: from the model's config, else 10000)."),
+    serve_arg: List[str] = typer.Option([], help="Argument passed to `vllm serve`, repeatable: --serve-arg=--max-num-seqs --serve-arg=512."),
+    result_dir: Optional[Path] = typer.Option(None, help="Where records, logs, summary.md and plots go (default results/<UTC time>-serve)."),
+    baseline: Optional[str] = typer.Option(None, help="Backend the comparison table divides by (default: the best per metric)."),
+    ready_timeout: float = typer.Option(900.0, help="Seconds to wait for a server to become ready."),
+    request_timeout: float = typer.Option(3600.0, help="Seconds before one request counts as failed."),
+    client_workers: int = typer.Option(0, help="Client processes (0: automatic)."),
+) -> None:
+    """Start a vLLM server per backend, drive it with a streaming load, compare the backends."""
+    from attnbench.backends import registry
+    from attnbench.models import embedded
+    from attnbench.serving import bench
+    from attnbench.serving.workload import Workload
+
+    shapes = bench.parse_shapes(input, output)
+    try:
+        pcts = [float(p) for p in percentiles.split(",") if p.strip()]
+    except ValueError:
+        raise UserError(f"--percentiles takes numbers like 50,90,99 (got {percentiles!r})") from None
+    if any(not 0 < p < 100 for p in pcts):
+        raise UserError(f"--percentiles must lie strictly between 0 and 100 (got {percentiles!r})")
+    if endpoint and backends:
+        raise UserError("--endpoint benchmarks one running server; drop --backends (or drop --endpoint to start vLLM per backend)")
+    if endpoint and serve_arg:
+        raise UserError("--serve-arg configures servers attnbench starts; with --endpoint the server is already running")
+    chosen = [] if endpoint else registry.parse_names(backends)
+    if not endpoint and not chosen:
+        raise UserError("no attention backend is available here (see `attnbench backends`); "
+                        "install the gpu extra on a GPU machine, or pass --endpoint URL")
+    if endpoint is None:
+        model = model or embedded.DEFAULT_MODEL
+    vocab = bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr))
+    load = Workload(input_len=shapes[0][0], output_len=shapes[0][1], num_prompts=num_prompts,
+                    request_rate=request_rate, burstiness=burstiness, max_concurrency=max_concurrency, seed=seed,
+                    warmup=warmup, vocab_size=vocab)
+    if client_workers < 0:
+        raise UserError(f"--client-workers must be >= 0 (got {client_workers})")
+    if baseline and not endpoint and baseline not in [b.name for b in chosen]:
+        raise UserError(f"--baseline {baseline!r} is not among --backends ({', '.join(b.name for b in chosen)})")
+    config = bench.ServeBench(
+        shapes=shapes, load=load, model=model, backends=chosen, endpoint=endpoint, endpoint_name=name,
+        serve_args=list(serve_arg), percentiles=pcts, slos_ms=parse_slos(goodput),
+        result_dir=result_dir or default_result_dir("serve"), ready_timeout_s=ready_timeout,
+        request_timeout_s=request_timeout, workers=client_workers, baseline=baseline)
+    records = bench.run(config)
+    print(f"attnbench: results in {config.result_dir}", file=sys.stderr)
+    if records and all(r.status == "failed" for r in records):
+        raise typer.Exit(1)

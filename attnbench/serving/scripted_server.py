@@ -1,0 +1,201 @@
+"""A real OpenAI-compatible streaming server with known token timings, for tests and for
+measuring the client's own capacity. Not a model: it streams `max_tokens` chunks, the first
+`ttft_s` (+ `ttft_per_token_s` x prompt length) after the request arrives, then one every
+`itl_s`, on absolute deadlines so timings do not drift.
+
+    python -m attnbench.serving.scripted_server --port 8000 --ttft 0.05 --itl 0.01 [--workers 2]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Script:
+    ttft_s: float = 0.05
+    ttft_per_token_s: float = 0.0
+    itl_s: float = 0.01
+    model: str = "scripted"
+    fail_status: dict[int, int] = field(default_factory=dict)  # request number -> HTTP status to answer
+    error_after: dict[int, int] = field(default_factory=dict)  # request number -> tokens before a mid-stream error
+    hang: set[int] = field(default_factory=set)  # request numbers that never send a token
+    report_usage: bool = True
+
+
+class ScriptedServer:
+    """Runs on its own thread (or in the foreground with `serve_forever`); `requests` keeps the
+    JSON bodies received, in arrival order, for tests to inspect."""
+
+    def __init__(self, script: Script | None = None, host: str = "127.0.0.1", port: int = 0, sock=None):
+        self.script = script or Script()
+        self.host, self.port, self._sock = host, port, sock
+        self.requests: list[dict] = []
+        self.active = 0
+        self.max_active = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._runner = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def _app(self):
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_get("/health", lambda r: web.Response(text=""))
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/completions", self._completions)
+        return app
+
+    async def _models(self, request):
+        from aiohttp import web
+
+        return web.json_response({"object": "list", "data": [{"id": self.script.model, "object": "model"}]})
+
+    async def _completions(self, request):
+        from aiohttp import web
+
+        arrived = time.perf_counter()
+        body = await request.json()
+        n = len(self.requests)
+        self.requests.append(body)
+        s = self.script
+        if n in s.fail_status:
+            return web.json_response({"error": {"message": "scripted failure"}}, status=s.fail_status[n])
+        prompt = body.get("prompt", [])
+        prompt_len = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+        max_tokens = int(body.get("max_tokens") or 16)
+        cid = f"cmpl-{n}"
+        if not body.get("stream"):
+            await asyncio.sleep(s.ttft_s + s.ttft_per_token_s * prompt_len + s.itl_s * (max_tokens - 1))
+            return web.json_response({
+                "id": cid, "object": "text_completion", "model": s.model,
+                "choices": [{"index": 0, "text": " tok" * max_tokens, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": prompt_len, "completion_tokens": max_tokens,
+                          "total_tokens": prompt_len + max_tokens}})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            if n in s.hang:
+                await asyncio.sleep(3600)
+            chunk = ('data: {"id":"%s","object":"text_completion","created":0,"model":"%s","choices":'
+                     '[{"index":0,"text":" tok","logprobs":null,"finish_reason":null}],"usage":null}\n\n'
+                     % (cid, s.model)).encode()
+            first = arrived + s.ttft_s + s.ttft_per_token_s * prompt_len
+            for i in range(max_tokens):
+                if n in s.error_after and i == s.error_after[n]:
+                    await resp.write(b'data: {"error": {"message": "scripted mid-stream failure", "code": 500}}\n\n')
+                    return resp
+                delay = first + i * s.itl_s - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await resp.write(chunk)
+            if (body.get("stream_options") or {}).get("include_usage") and s.report_usage:
+                usage = {"prompt_tokens": prompt_len, "completion_tokens": max_tokens,
+                         "total_tokens": prompt_len + max_tokens}
+                await resp.write(b"data: " + json.dumps({"id": cid, "object": "text_completion", "model": s.model,
+                                                         "choices": [], "usage": usage}).encode() + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.active -= 1
+        return resp
+
+    async def _start(self):
+        from aiohttp import web
+
+        self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        if self._sock is not None:
+            site = web.SockSite(self._runner, self._sock)
+        else:
+            site = web.TCPSite(self._runner, self.host, self.port, reuse_port=False)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    def start(self) -> "ScriptedServer":
+        """Serve on a background thread; returns once it accepts connections."""
+
+        def main():
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._start())
+            self._started.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._runner.cleanup())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=main, daemon=True)
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("scripted server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._thread:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> "ScriptedServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(self._start())
+        loop.run_forever()
+
+
+def _serve_process(script: Script, sock: socket.socket) -> None:
+    ScriptedServer(script, sock=sock).serve_forever()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import multiprocessing as mp
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--ttft", type=float, default=0.05)
+    ap.add_argument("--itl", type=float, default=0.01)
+    ap.add_argument("--model", default="scripted")
+    ap.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    a = ap.parse_args(argv)
+    script = Script(ttft_s=a.ttft, itl_s=a.itl, model=a.model)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((a.host, a.port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    print(f"scripted server on http://{a.host}:{sock.getsockname()[1]}/v1 (pid {os.getpid()})", flush=True)
+    procs = [mp.get_context("fork").Process(target=_serve_process, args=(script, sock), daemon=True)
+             for _ in range(a.workers - 1)]
+    for p in procs:
+        p.start()
+    _serve_process(script, sock)
+
+
+if __name__ == "__main__":
+    main()
