@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
@@ -71,23 +72,28 @@ def serve_bench(
         raise UserError("--endpoint benchmarks one running server; drop --backends (or drop --endpoint to start vLLM per backend)")
     if endpoint and serve_arg:
         raise UserError("--serve-arg configures servers attnbench starts; with --endpoint the server is already running")
+    load = Workload(input_len=shapes[0][0], output_len=shapes[0][1], num_prompts=num_prompts,
+                    request_rate=request_rate, burstiness=burstiness, max_concurrency=max_concurrency, seed=seed,
+                    warmup=warmup, vocab_size=vocab_size or 10_000)  # validates the numbers first
+    slos = parse_slos(goodput)
     chosen = [] if endpoint else registry.parse_names(backends)
     if not endpoint and not chosen:
         raise UserError("no attention backend is available here (see `attnbench backends`); "
                         "install the gpu extra on a GPU machine, or pass --endpoint URL")
     if endpoint is None:
         model = model or embedded.DEFAULT_MODEL
-    vocab = bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr))
-    load = Workload(input_len=shapes[0][0], output_len=shapes[0][1], num_prompts=num_prompts,
-                    request_rate=request_rate, burstiness=burstiness, max_concurrency=max_concurrency, seed=seed,
-                    warmup=warmup, vocab_size=vocab)
+    if endpoint:
+        from attnbench.serving.endpoint import normalize, pick_model
+
+        model = pick_model(normalize(endpoint), model)  # unreachable or wrong model: fail before anything runs
+    load = replace(load, vocab_size=bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr)))
     if client_workers < 0:
         raise UserError(f"--client-workers must be >= 0 (got {client_workers})")
     if baseline and not endpoint and baseline not in [b.name for b in chosen]:
         raise UserError(f"--baseline {baseline!r} is not among --backends ({', '.join(b.name for b in chosen)})")
     config = bench.ServeBench(
         shapes=shapes, load=load, model=model, backends=chosen, endpoint=endpoint, endpoint_name=name,
-        serve_args=list(serve_arg), percentiles=pcts, slos_ms=parse_slos(goodput),
+        serve_args=list(serve_arg), percentiles=pcts, slos_ms=slos,
         result_dir=result_dir or default_result_dir("serve"), ready_timeout_s=ready_timeout,
         request_timeout_s=request_timeout, workers=client_workers, baseline=baseline)
     records = bench.run(config)

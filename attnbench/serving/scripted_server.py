@@ -52,10 +52,15 @@ class ScriptedServer:
         from aiohttp import web
 
         app = web.Application()
-        app.router.add_get("/health", lambda r: web.Response(text=""))
+        app.router.add_get("/health", self._health)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/completions", self._completions)
         return app
+
+    async def _health(self, request):
+        from aiohttp import web
+
+        return web.Response(text="")
 
     async def _models(self, request):
         from aiohttp import web
@@ -118,7 +123,7 @@ class ScriptedServer:
     async def _start(self):
         from aiohttp import web
 
-        self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         if self._sock is not None:
             site = web.SockSite(self._runner, self._sock)
@@ -135,7 +140,6 @@ class ScriptedServer:
             self._loop.run_until_complete(self._start())
             self._started.set()
             self._loop.run_forever()
-            self._loop.run_until_complete(self._runner.cleanup())
             self._loop.close()
 
         self._thread = threading.Thread(target=main, daemon=True)
@@ -146,8 +150,12 @@ class ScriptedServer:
 
     def stop(self) -> None:
         if self._loop and self._thread:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
+            done = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            try:
+                done.result(timeout=5)
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout=5)
 
     def __enter__(self) -> "ScriptedServer":
         return self.start()

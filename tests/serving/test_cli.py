@@ -1,0 +1,107 @@
+"""`attnbench serve-bench` end to end: against a running server (--endpoint), against stand-in
+vLLM servers it starts itself, and with bad input."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attnbench.results import record
+from attnbench.serving.scripted_server import Script, ScriptedServer
+
+FAKE = Path(__file__).with_name("fake_vllm.py")
+
+
+def attnbench(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "attnbench", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def server():
+    with ScriptedServer(Script(ttft_s=0.02, itl_s=0.002, model="tiny")) as s:
+        yield s
+
+
+def test_endpoint_run_writes_one_vllm_compatible_record_per_shape(server, tmp_path):
+    out = tmp_path / "res"
+    p = attnbench("serve-bench", "--endpoint", f"http://127.0.0.1:{server.port}", "--input", "16,32",
+                  "--output", "4,1", "--num-prompts", "8", "--vocab-size", "500", "--result-dir", out)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("Serving Benchmark Result") == 0  # titled per backend and shape instead
+    assert "endpoint 16:4" in p.stdout and "endpoint 32:1" in p.stdout
+    recs = {(r.scenario["input_len"], r.scenario["output_len"]): r for r in record.load(out)
+            if r.kind == "serve"}
+    assert set(recs) == {(16, 4), (32, 1)}
+    r = recs[(16, 4)]
+    assert r.status == "ok" and r.backend == "endpoint" and r.scenario["served_model"] == "tiny"
+    assert r.metrics["completed"] == 8 and r.metrics["total_output_tokens"] == 32
+    raw = json.loads((out / "endpoint" / "serve-16x4.json").read_text())
+    for key in ("completed", "failed", "duration", "total_input_tokens", "total_output_tokens",
+                "request_throughput", "output_throughput", "total_token_throughput", "max_output_tokens_per_s",
+                "max_concurrent_requests", "mean_ttft_ms", "median_ttft_ms", "std_ttft_ms", "p99_ttft_ms",
+                "mean_tpot_ms", "p99_itl_ms", "mean_e2el_ms", "ttfts", "itls", "input_lens", "output_lens"):
+        assert key in raw, key
+    assert raw["provenance"]["command"].startswith("__main__.py serve-bench") or "serve-bench" in raw["provenance"]["command"]
+    assert all(max(b["prompt"]) < 500 for b in server.requests)
+
+
+def test_endpoint_with_v1_suffix_and_model_check(server, tmp_path):
+    p = attnbench("serve-bench", "--endpoint", f"{server.base_url}/", "--model", "other", "--num-prompts", "2",
+                  "--result-dir", tmp_path)
+    assert p.returncode == 2 and "does not serve 'other'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_started_servers_one_per_backend_and_a_crash_is_recorded(tmp_path):
+    env = {"ATTNBENCH_VLLM_CMD": f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} serve",
+           "FAKE_VLLM_MODE_FLASHINFER": "crash", "FAKE_VLLM_START_S": "0.3"}
+    out = tmp_path / "res"
+    p = attnbench("serve-bench", "--backends", "fa3,flashinfer", "--input", "8", "--output", "3",
+                  "--num-prompts", "4", "--result-dir", out, env=env, timeout=180)
+    assert p.returncode == 0, p.stderr
+    recs = {r.backend: r for r in record.load(out) if r.kind == "serve"}
+    assert recs["fa3"].status == "ok" and recs["fa3"].metrics["completed"] == 4
+    assert recs["fa3"].scenario["model_shape"]["num_key_value_heads"] == 8
+    assert recs["flashinfer"].status == "failed" and "exited with code 3" in recs["flashinfer"].error
+    assert "flashinfer: vllm serve exited with code 3" in p.stderr and "no kernel image" in p.stderr
+    log = (out / "fa3" / "server.log").read_text()
+    assert "--load-format dummy" in log and "--served-model-name qwen3-0.6b" in log
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backends", "fa9"], "unknown backend 'fa9'"),
+    (["--num-prompts", "0"], "--num-prompts must be >= 1"),
+    (["--input", "-5"], "--input must be >= 1"),
+    (["--input", "10,20", "--output", "1,2,3"], "give pairs of equal length"),
+    (["--input", "ten"], "comma-separated integers"),
+    (["--percentiles", "50,150"], "strictly between 0 and 100"),
+    (["--endpoint", "http://127.0.0.1:9"], "cannot reach http://127.0.0.1:9/v1"),
+    (["--endpoint", "ftp://x"], "not an http(s) URL"),
+    (["--endpoint", "http://127.0.0.1:9", "--serve-arg", "--max-num-seqs"], "with --endpoint the server is already running"),
+    (["--request-rate", "0"], "--request-rate must be > 0"),
+    (["--goodput", "ttft=5"], "--goodput"),
+])
+def test_bad_input_gets_one_clear_line(args, message, tmp_path):
+    p = attnbench("serve-bench", *args, "--result-dir", tmp_path)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert message in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_backends_lists_every_registered_backend_with_a_reason():
+    p = attnbench("backends", "--json")
+    rows = {r["name"]: r for r in json.loads(p.stdout)}
+    assert {"fa2", "fa3", "fa4", "flashinfer", "triton", "attnbench-fa4"} <= set(rows)
+    assert all(r["reason"] for r in rows.values())
+
+
+def test_help_is_instant_and_imports_nothing_heavy():
+    code = ("import sys; sys.argv=['attnbench','--help']\nfrom attnbench import cli\n"
+            "heavy=[m for m in ('torch','vllm','flashinfer','matplotlib','openai','datasets') if m in sys.modules]\n"
+            "print(heavy)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "[]", p.stdout + p.stderr

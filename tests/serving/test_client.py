@@ -1,0 +1,104 @@
+"""The load generator against a real streaming HTTP server whose token timings are known."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from attnbench.serving import client, metrics, workload
+from attnbench.serving.scripted_server import Script, ScriptedServer
+
+
+def make_requests(n, input_len=32, output_len=20, rate=math.inf, burstiness=1.0, seed=0):
+    prompts = workload.prompts(n, input_len, 1000, seed)
+    offsets = workload.arrival_offsets(n, rate, burstiness, seed)
+    return [client.Request(p, output_len, t) for p, t in zip(prompts, offsets)]
+
+
+@pytest.fixture
+def server():
+    with ScriptedServer(Script(ttft_s=0.05, itl_s=0.01)) as s:
+        yield s
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_all_at_once_measures_the_scripted_timings(server, workers):
+    cfg = client.ClientConfig(server.base_url, "scripted", workers=workers)
+    results = client.run(cfg, make_requests(16))
+    assert all(r.success for r in results)
+    m = metrics.compute(results)
+    assert m["total_output_tokens"] == 16 * 20
+    assert 50 <= m["median_ttft_ms"] < 50 + 25  # scripted 50 ms, plus connection setup
+    assert m["median_tpot_ms"] == pytest.approx(10, abs=1.5)
+    assert m["median_itl_ms"] == pytest.approx(10, abs=1.5)
+    assert m["max_concurrent_requests"] == 16
+    # ~0.05 + 19 * 0.01 = 0.24 s per request, all sent together
+    assert 0.24 <= m["duration"] < 0.24 + 0.2
+    assert [r.prompt_len for r in results] == [32] * 16
+
+
+def test_request_body_is_exact_token_ids_with_ignore_eos(server):
+    reqs = make_requests(3, input_len=17, output_len=5)
+    client.run(client.ClientConfig(server.base_url, "scripted", workers=1), reqs)
+    bodies = sorted(server.requests, key=lambda b: b["prompt"])
+    assert sorted(r.prompt for r in reqs) == [b["prompt"] for b in bodies]
+    for b in bodies:
+        assert len(b["prompt"]) == 17 and all(isinstance(t, int) for t in b["prompt"])
+        assert b["max_tokens"] == 5 and b["min_tokens"] == 5 and b["ignore_eos"] is True
+        assert b["stream"] is True and b["stream_options"] == {"include_usage": True}
+        assert b["model"] == "scripted"
+
+
+def test_poisson_arrivals_are_respected(server):
+    reqs = make_requests(40, output_len=2, rate=50.0, seed=3)
+    results = client.run(client.ClientConfig(server.base_url, "scripted", workers=2), reqs)
+    sent = np.array([r.start for r in results])
+    planned = np.array([r.send_at for r in reqs])
+    assert np.abs(sent - planned).max() < 0.03  # each request leaves at its planned time
+    gaps = np.diff(planned)
+    assert gaps.mean() == pytest.approx(1 / 50, rel=0.4)  # 40 gamma(1) gaps around 20 ms
+
+
+def test_max_concurrency_caps_requests_in_flight(server):
+    reqs = make_requests(12, output_len=10)
+    results = client.run(client.ClientConfig(server.base_url, "scripted", workers=2, max_concurrency=3), reqs)
+    assert all(r.success for r in results)
+    assert server.max_active == 3
+    assert metrics.max_concurrency(results) == 3
+    # 12 requests, 3 at a time, ~0.14 s each -> at least 4 rounds
+    assert metrics.compute(results)["duration"] >= 4 * 0.14
+
+
+def test_errors_are_recorded_per_request_and_the_rest_completes():
+    script = Script(ttft_s=0.01, itl_s=0.002, fail_status={0: 500, 1: 429}, error_after={2: 3})
+    with ScriptedServer(script) as s:
+        results = client.run(client.ClientConfig(s.base_url, "scripted", workers=1), make_requests(6, output_len=8))
+    # request numbers are arrival order at the server; match errors by content instead
+    errors = sorted(r.error.split(":")[0] for r in results if r.error)
+    assert errors == ["HTTP 429", "HTTP 500", "RuntimeError"]
+    m = metrics.compute(results)
+    assert (m["completed"], m["failed"]) == (3, 3)
+
+
+def test_a_request_that_never_answers_times_out():
+    with ScriptedServer(Script(ttft_s=0.01, itl_s=0.001, hang={0})) as s:
+        cfg = client.ClientConfig(s.base_url, "scripted", workers=1, request_timeout_s=0.5)
+        t0 = time.monotonic()
+        results = client.run(cfg, make_requests(3, output_len=4))
+    assert time.monotonic() - t0 < 5
+    assert sum("timed out" in r.error for r in results) == 1
+    assert sum(r.success for r in results) == 2
+
+
+def test_output_tokens_come_from_the_servers_usage():
+    # a server that reports no usage: the client falls back to counting chunks
+    with ScriptedServer(Script(ttft_s=0.01, itl_s=0.001, report_usage=False)) as s:
+        results = client.run(client.ClientConfig(s.base_url, "scripted", workers=1), make_requests(2, output_len=7))
+    assert [r.output_len for r in results] == [7, 7] and [r.chunks for r in results] == [7, 7]
+
+
+def test_unreachable_server_fails_every_request_cleanly():
+    cfg = client.ClientConfig("http://127.0.0.1:9/v1", "m", workers=1)
+    results = client.run(cfg, make_requests(2))
+    assert all(not r.success and r.error for r in results)

@@ -1,0 +1,94 @@
+"""Server orchestration against a stand-in `vllm serve` (tests/serving/fake_vllm.py) that starts
+slowly, crashes, hangs or ignores SIGTERM, and spawns an engine child like vLLM does."""
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from attnbench.backends import registry
+from attnbench.serving import endpoint
+from attnbench.serving.server import ServerFailed, ServerSpec, running
+
+FAKE = Path(__file__).with_name("fake_vllm.py")
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch, tmp_path):
+    pids = tmp_path / "pids"
+    monkeypatch.setenv("ATTNBENCH_VLLM_CMD", f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} serve")
+    monkeypatch.setenv("FAKE_VLLM_PIDS", str(pids))
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def all_pids(pids_file: Path) -> list[int]:
+    return [int(p) for line in pids_file.read_text().splitlines() for p in line.split()]
+
+
+def spec(tmp_path, backend="fa3", **kw):
+    return ServerSpec(model="m", backend=registry.get(backend), served_model_name="tiny",
+                      log_path=tmp_path / "server.log", **kw)
+
+
+def test_starts_waits_until_ready_and_leaves_no_process(fake_vllm, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_START_S", "1.0")
+    lines = []
+    with running(spec(tmp_path), status=lines.append) as server:
+        assert endpoint.served_models(server.base_url) == ["tiny"]
+        assert server.model_name == "tiny"
+        assert "--attention-backend FLASH_ATTN --attention-config.flash_attn_version 3" in " ".join(server.command())
+        assert "--host 127.0.0.1" in " ".join(server.command())
+    assert lines and "[fa3] starting vllm" in lines[0]
+    assert all_pids(fake_vllm) and not any(alive(p) for p in all_pids(fake_vllm))
+    assert "Application startup complete" in (tmp_path / "server.log").read_text()
+
+
+def test_a_crash_while_starting_is_reported_with_the_log(fake_vllm, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_MODE", "crash")
+    with pytest.raises(ServerFailed) as e:
+        with running(spec(tmp_path)):
+            pass
+    assert "exited with code 3" in e.value.reason
+    assert any("no kernel image" in line for line in e.value.log_tail)
+    assert not any(alive(p) for p in all_pids(fake_vllm))
+
+
+def test_a_server_that_never_becomes_healthy_times_out_and_is_killed(fake_vllm, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_MODE", "hang")
+    t0 = time.monotonic()
+    with pytest.raises(ServerFailed) as e:
+        with running(spec(tmp_path, ready_timeout_s=2.0)):
+            pass
+    assert "not healthy after 2 s" in e.value.reason
+    assert time.monotonic() - t0 < 20
+    assert not any(alive(p) for p in all_pids(fake_vllm))
+
+
+def test_a_server_ignoring_sigterm_is_killed_after_the_grace_period(fake_vllm, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_MODE", "ignore-term")
+    t0 = time.monotonic()
+    with running(spec(tmp_path, stop_grace_s=1.0)):
+        pass
+    assert not any(alive(p) for p in all_pids(fake_vllm))
+    assert time.monotonic() - t0 < 20
+
+
+def test_ctrl_c_inside_the_run_still_stops_the_server(fake_vllm, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with running(spec(tmp_path)):
+            raise KeyboardInterrupt
+    assert not any(alive(p) for p in all_pids(fake_vllm))
