@@ -1,0 +1,1 @@
+"""Accuracy evals over OpenAI-compatible servers (GPQA, as OpenAI's gpt-oss evals run it)."""

@@ -1,0 +1,1 @@
+"""`attnbench explain`: how much of a serving TPOT gap between backends the attention kernels account for."""

@@ -1,0 +1,242 @@
+"""The split-KV paged decode kernel (CuTe DSL, SM90): one CTA per (kv_head, split, sequence).
+
+Decode is a stream over the KV cache, so the kernel is built around bytes in flight, not FLOPs:
+each thread owns one 16-byte slice of a K row and of a V row (head_dim/8 threads per token) and
+issues TOKENS_PER_THREAD independent K+V loads before it consumes any, and many CTAs live on each
+SM (small smem, no tensor cores: a GQA group of 2-8 query heads is a few FMAs per loaded byte).
+
+Scores are kept in the log2 domain (q is pre-multiplied by scale*log2(e)), so the online softmax
+uses exp2; the partial LSE written out is natural-log: lse = (m + log2(l)) * ln(2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Float32, Int32, const_expr
+
+LN2 = math.log(2.0)
+LOG2_E = math.log2(math.e)
+VEC_BYTES = 16  # one 128-bit global load per thread per row
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Everything the compiled kernel specialises on (the launcher's compile-cache key)."""
+
+    dtype: str  # "bfloat16" | "float16"
+    head_dim: int  # 64 | 128 | 256
+    group: int  # query heads per KV head (GQA group)
+    page_size: int
+    write_final: bool  # num_splits == 1: write the dtype output directly, no workspace
+    num_threads: int = 256
+    tokens_per_thread: int = 4  # independent K+V row loads in flight per thread per step
+
+    def __post_init__(self):
+        if self.dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"attnbench-fa4 decode supports bfloat16/float16, not {self.dtype}")
+        if self.head_dim not in (64, 128, 256):
+            raise ValueError(f"attnbench-fa4 decode supports head_dim 64/128/256, not {self.head_dim}")
+        if not 1 <= self.group <= 16:
+            raise ValueError(f"GQA group (q_heads/kv_heads) must be 1..16, got {self.group}")
+        if self.page_size < 1:
+            raise ValueError("page_size must be positive")
+        if self.num_threads % self.lanes_per_row or self.num_threads % 32:
+            raise ValueError("num_threads must be a multiple of 32 and of head_dim/8")
+
+    @property
+    def vec(self) -> int:
+        return VEC_BYTES // 2  # elements per 16-byte load (16-bit types)
+
+    @property
+    def lanes_per_row(self) -> int:
+        return self.head_dim // self.vec
+
+    @property
+    def rows(self) -> int:
+        """Tokens a CTA reads side by side (one per group of lanes_per_row threads)."""
+        return self.num_threads // self.lanes_per_row
+
+    def smem_bytes(self) -> int:
+        return 4 * self.rows * self.group * (self.head_dim + 2)
+
+
+def cutlass_dtype(name: str):
+    return {"bfloat16": cutlass.BFloat16, "float16": cutlass.Float16}[name]
+
+
+class SplitDecodeKernel:
+    """`__call__` is the host-side @cute.jit entry compiled once per DecodeConfig."""
+
+    def __init__(self, cfg: DecodeConfig):
+        self.cfg = cfg
+        self.dtype = cutlass_dtype(cfg.dtype)
+
+    @cute.jit
+    def __call__(
+        self,
+        mQ: cute.Tensor,  # [batch, q_heads, head_dim]
+        mK: cute.Tensor,  # [num_pages, page_size, kv_heads, head_dim]
+        mV: cute.Tensor,  # same
+        mBlockTable: cute.Tensor,  # [batch, max_pages] int32
+        mSeqLens: cute.Tensor,  # [batch] int32
+        mOPartial: cute.Tensor,  # [max_splits, max_batch, q_heads, head_dim] fp32
+        mLSEPartial: cute.Tensor,  # [max_splits, max_batch, q_heads] fp32
+        mO: cute.Tensor,  # [batch, q_heads, head_dim] dtype
+        scale_log2: Float32,  # softmax scale * log2(e)
+        num_splits: Int32,
+        pages_per_split: Int32,
+        stream,
+    ):
+        cfg = self.cfg
+        batch = mQ.shape[0]
+        kv_heads = mK.shape[2]
+        self.kernel(mQ, mK, mV, mBlockTable, mSeqLens, mOPartial, mLSEPartial, mO, scale_log2,
+                    pages_per_split).launch(
+            grid=[kv_heads, num_splits, batch],
+            block=[cfg.num_threads, 1, 1],
+            smem=cfg.smem_bytes(),
+            stream=stream,
+        )
+
+    @cute.kernel
+    def kernel(
+        self,
+        mQ: cute.Tensor,
+        mK: cute.Tensor,
+        mV: cute.Tensor,
+        mBlockTable: cute.Tensor,
+        mSeqLens: cute.Tensor,
+        mOPartial: cute.Tensor,
+        mLSEPartial: cute.Tensor,
+        mO: cute.Tensor,
+        scale_log2: Float32,
+        pages_per_split: Int32,
+    ):
+        cfg = self.cfg
+        VEC = cfg.vec
+        LANES = cfg.lanes_per_row
+        ROWS = cfg.rows
+        GQ = cfg.group
+        T = cfg.tokens_per_thread
+        P = cfg.page_size
+        D = cfg.head_dim
+        NT = cfg.num_threads
+
+        tidx, _, _ = cute.arch.thread_idx()
+        kvh, split, b = cute.arch.block_idx()
+        row = tidx // LANES
+        lane = tidx % LANES
+
+        seq_len = mSeqLens[b]
+        num_pages = (seq_len + (P - 1)) // P
+        p_begin = split * pages_per_split
+        p_end = cutlass.min(p_begin + pages_per_split, num_pages)
+        t_begin = p_begin * P
+        t_end = cutlass.min(p_end * P, seq_len)
+
+        # q slice of every head in the GQA group, pre-scaled into the log2 domain
+        q = cute.make_rmem_tensor((GQ * VEC,), Float32)
+        qtmp = cute.make_rmem_tensor((VEC,), self.dtype)
+        for h in cutlass.range_constexpr(GQ):
+            cute.autovec_copy(cute.local_tile(mQ[b, kvh * GQ + h, None], (VEC,), (lane,)), qtmp)
+            qf = qtmp.load().to(Float32)
+            for i in cutlass.range_constexpr(VEC):
+                q[h * VEC + i] = qf[i] * scale_log2
+
+        # running softmax state of the tokens this row has seen (identical across its lanes)
+        row_max = cute.make_rmem_tensor((GQ,), Float32)
+        row_sum = cute.make_rmem_tensor((GQ,), Float32)
+        acc = cute.make_rmem_tensor((GQ * VEC,), Float32)
+        row_max.fill(-Float32.inf)
+        row_sum.fill(0.0)
+        acc.fill(0.0)
+
+        k_frag = [cute.make_rmem_tensor((VEC,), self.dtype) for _ in range(T)]
+        v_frag = [cute.make_rmem_tensor((VEC,), self.dtype) for _ in range(T)]
+        scores = cute.make_rmem_tensor((T * GQ,), Float32)
+
+        for base in cutlass.range(t_begin, t_end, ROWS * T, unroll=1):
+            # issue every load of this step before using any of them
+            for j in cutlass.range_constexpr(T):
+                t = base + j * ROWS + row
+                if t < t_end:
+                    page = mBlockTable[b, t // P]
+                    off = t % P
+                    cute.autovec_copy(cute.local_tile(mK[page, off, kvh, None], (VEC,), (lane,)), k_frag[j])
+                    cute.autovec_copy(cute.local_tile(mV[page, off, kvh, None], (VEC,), (lane,)), v_frag[j])
+                else:
+                    k_frag[j].fill(0.0)
+                    v_frag[j].fill(0.0)
+            for j in cutlass.range_constexpr(T):
+                kf = k_frag[j].load().to(Float32)
+                for h in cutlass.range_constexpr(GQ):
+                    s = Float32(0.0)
+                    for i in cutlass.range_constexpr(VEC):
+                        s += q[h * VEC + i] * kf[i]
+                    for k in cutlass.range_constexpr(int(math.log2(LANES))):
+                        s += cute.arch.shuffle_sync_bfly(s, offset=1 << k)
+                    t = base + j * ROWS + row
+                    scores[j * GQ + h] = s if t < t_end else -Float32.inf
+            for h in cutlass.range_constexpr(GQ):
+                m_new = row_max[h]
+                for j in cutlass.range_constexpr(T):
+                    m_new = cutlass.max(m_new, scores[j * GQ + h])
+                # a row that has seen no token yet keeps -inf; subtract 0 then so exp2 gives 0, not NaN
+                m_safe = m_new if m_new != -Float32.inf else Float32(0.0)
+                corr = cute.math.exp2(row_max[h] - m_safe, fastmath=True)
+                row_max[h] = m_new
+                row_sum[h] = row_sum[h] * corr
+                for i in cutlass.range_constexpr(VEC):
+                    acc[h * VEC + i] = acc[h * VEC + i] * corr
+                for j in cutlass.range_constexpr(T):
+                    p = cute.math.exp2(scores[j * GQ + h] - m_safe, fastmath=True)
+                    row_sum[h] = row_sum[h] + p
+                    vf = v_frag[j].load().to(Float32)
+                    for i in cutlass.range_constexpr(VEC):
+                        acc[h * VEC + i] = acc[h * VEC + i] + p * vf[i]
+
+        # merge the ROWS partial softmaxes of this CTA through shared memory
+        smem = cutlass.utils.SmemAllocator()
+        s_acc = smem.allocate_tensor(Float32, cute.make_layout((ROWS, GQ * D), stride=(GQ * D, 1)), 16)
+        s_max = smem.allocate_tensor(Float32, cute.make_layout((ROWS, GQ), stride=(GQ, 1)), 16)
+        s_sum = smem.allocate_tensor(Float32, cute.make_layout((ROWS, GQ), stride=(GQ, 1)), 16)
+        for h in cutlass.range_constexpr(GQ):
+            for i in cutlass.range_constexpr(VEC):
+                s_acc[row, h * D + lane * VEC + i] = acc[h * VEC + i]
+            if lane == 0:
+                s_max[row, h] = row_max[h]
+                s_sum[row, h] = row_sum[h]
+        cute.arch.sync_threads()
+
+        for e in cutlass.range_constexpr((GQ * D + NT - 1) // NT):
+            idx = e * NT + tidx
+            if idx < GQ * D:
+                h = idx // D
+                d = idx % D
+                m_all = -Float32.inf
+                for r in cutlass.range_constexpr(ROWS):
+                    m_all = cutlass.max(m_all, s_max[r, h])
+                m_safe = m_all if m_all != -Float32.inf else Float32(0.0)
+                total = Float32(0.0)
+                o = Float32(0.0)
+                for r in cutlass.range_constexpr(ROWS):
+                    w = cute.math.exp2(s_max[r, h] - m_safe, fastmath=True)
+                    total += s_sum[r, h] * w
+                    o += s_acc[r, idx] * w
+                # an empty split (no tokens) has total 0: output 0 and lse -inf
+                inv = Float32(1.0) / total if total > Float32(0.0) else Float32(0.0)
+                o = o * inv
+                qh = kvh * GQ + h
+                if const_expr(cfg.write_final):
+                    mO[b, qh, d] = o.to(self.dtype)
+                else:
+                    mOPartial[split, b, qh, d] = o
+                    if d == 0:
+                        lse = -Float32.inf
+                        if total > Float32(0.0):
+                            lse = (m_all + cute.math.log2(total, fastmath=True)) * LN2
+                        mLSEPartial[split, b, qh] = lse

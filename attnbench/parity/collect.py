@@ -1,0 +1,249 @@
+"""Ask one server for what parity compares, and keep it as plain data.
+
+One completions request per prompt, sent one at a time (batch composition changes the numerics,
+so every backend sees the same batches: size one):
+  - `prompt_logprobs: k` (a vLLM extension): teacher-forced logprobs of every prompt position,
+    the actual next token plus the top k. vLLM answers a list with one entry per prompt token,
+    None first, else {"<token id>": {"logprob", "rank", "decoded_token"}}.
+  - `temperature: 0, max_tokens: N, logprobs: k, ignore_eos`: a greedy continuation (the decode
+    path, reading the whole prompt's KV cache); `return_tokens_as_token_ids` makes tokens come
+    back as "token_id:123" whatever the tokenizer.
+Collection and comparison are separate: a Collection is saved as JSON per backend and
+compared later (metrics.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from attnbench.errors import UserError
+from attnbench.parity.prompts import PromptSet
+
+FLOOR = -9999.0  # vLLM clamps -inf to this in completion logprobs; we do the same everywhere
+
+
+@dataclass(frozen=True)
+class Settings:
+    prompts: PromptSet = field(default_factory=PromptSet)
+    top_k: int = 10  # vLLM refuses more than its --max-logprobs (default 20)
+    max_tokens: int = 32
+    request_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise UserError(f"--top-k must be >= 1 (got {self.top_k})")
+        if self.max_tokens < 1:
+            raise UserError(f"--max-tokens must be >= 1 (got {self.max_tokens})")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Settings":
+        return cls(**{**obj, "prompts": PromptSet(**obj["prompts"])})
+
+
+@dataclass
+class Positions:
+    """Per position: the token that came next, its logprob, and the top-k (ids and logprobs,
+    best first). For a prompt, positions 1..n-1 (position 0 has no context); for a continuation,
+    every generated token."""
+
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    top_ids: list[list[int]] = field(default_factory=list)
+    top_logprobs: list[list[float]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def append(self, token: int, logprob: float | None, top: dict[int, float | None]) -> None:
+        ranked = sorted(((_lp(v), t) for t, v in top.items()), key=lambda x: (-x[0], x[1]))
+        self.token_ids.append(int(token))
+        self.logprobs.append(_lp(logprob))
+        self.top_ids.append([t for _, t in ranked])
+        self.top_logprobs.append([v for v, _ in ranked])
+
+
+@dataclass
+class PromptResult:
+    prompt_token_ids: list[int]
+    prefill: Positions  # teacher-forced
+    decode: Positions  # greedy continuation
+    finish_reason: str | None = None
+
+
+@dataclass
+class Collection:
+    """Everything one backend (or the fp32 reference) answered, ready to be saved as JSON."""
+
+    name: str
+    model: str
+    settings: Settings
+    results: list[PromptResult] = field(default_factory=list)
+    source: str = ""  # base URL, or "transformers fp32 cpu"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.model, "source": self.source,
+                "settings": self.settings.to_json(),
+                "results": [dataclasses.asdict(r) for r in self.results]}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Collection":
+        results = [PromptResult(r["prompt_token_ids"], Positions(**r["prefill"]), Positions(**r["decode"]),
+                                r.get("finish_reason")) for r in obj["results"]]
+        return cls(obj["name"], obj["model"], Settings.from_json(obj["settings"]), results, obj.get("source", ""))
+
+    def save(self, path) -> None:
+        from attnbench import atomic
+
+        atomic.write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path) -> "Collection":
+        import json
+        from pathlib import Path
+
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{path}: not a parity collection ({e}); collect it again with `attnbench parity`") from None
+
+
+def _lp(value: float | None) -> float:
+    """JSON has no -inf: vLLM writes null (or clamps to -9999); both become FLOOR."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return FLOOR
+    return max(float(value), FLOOR)
+
+
+def _token_id(token: str) -> int:
+    head, _, tail = token.rpartition(":")
+    if head != "token_id" or not tail.lstrip("-").isdigit():
+        raise ValueError(f"token {token!r} is not 'token_id:N'")
+    return int(tail)
+
+
+class NotParityCapable(UserError):
+    """The server answers completions but not with what parity needs."""
+
+
+def request_body(model: str, prompt: list[int], settings: Settings) -> dict[str, Any]:
+    return {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": settings.max_tokens,
+        "temperature": 0.0,
+        "ignore_eos": True,  # the same length on every backend, whatever token comes out
+        "logprobs": settings.top_k,
+        "prompt_logprobs": settings.top_k,
+        "return_tokens_as_token_ids": True,
+        "return_token_ids": True,
+        "stream": False,
+    }
+
+
+def parse_choice(name: str, choice: dict[str, Any], prompt: list[int], top_k: int) -> PromptResult:
+    """One completions choice -> PromptResult; a NotParityCapable error naming the missing vLLM
+    feature when the answer lacks it."""
+    plps = choice.get("prompt_logprobs")
+    if not plps:
+        raise NotParityCapable(
+            f"{name}: the server returned no prompt_logprobs; parity needs vLLM's OpenAI server "
+            "(the `prompt_logprobs` completions extension), not a plain OpenAI-compatible server")
+    if len(plps) != len(prompt):
+        raise NotParityCapable(f"{name}: {len(plps)} prompt_logprobs for a {len(prompt)}-token prompt; "
+                               "was the prompt re-tokenized (a BOS token added)? parity sends token ids")
+    prefill = Positions()
+    for pos in range(1, len(prompt)):
+        entry = {int(t): v for t, v in (plps[pos] or {}).items()}
+        actual = entry.get(prompt[pos])
+        if actual is None:
+            raise NotParityCapable(f"{name}: prompt_logprobs at position {pos} lack the prompt token "
+                                   f"{prompt[pos]}; is this vLLM's OpenAI server?")
+        top = {t: v["logprob"] for t, v in entry.items() if v.get("rank") is not None and v["rank"] <= top_k}
+        if not top:  # no ranks given: the top-k are the k best entries
+            top = dict(sorted(((t, v["logprob"]) for t, v in entry.items()), key=lambda x: -_lp(x[1]))[:top_k])
+        prefill.append(prompt[pos], actual["logprob"], top)
+
+    lps = choice.get("logprobs")
+    if not lps or not lps.get("tokens"):
+        raise NotParityCapable(f"{name}: the server returned no completion logprobs; parity needs `logprobs: k`")
+    decode = Positions()
+    try:
+        for token, logprob, top in zip(lps["tokens"], lps["token_logprobs"], lps["top_logprobs"]):
+            ranked = sorted(((_token_id(t), v) for t, v in (top or {}).items()), key=lambda x: -_lp(x[1]))
+            decode.append(_token_id(token), logprob, dict(ranked[:top_k]))
+    except ValueError as e:
+        raise NotParityCapable(f"{name}: {e}; parity needs vLLM's `return_tokens_as_token_ids`") from None
+    return PromptResult(list(prompt), prefill, decode, choice.get("finish_reason"))
+
+
+async def _one(session, name: str, base_url: str, model: str, prompt: list[int], settings: Settings) -> PromptResult:
+    import aiohttp
+
+    url = f"{base_url}/completions"
+    try:
+        async with session.post(url, json=request_body(model, prompt, settings)) as r:
+            text = await r.text()
+            if r.status != 200:
+                raise UserError(f"{name}: {url} answered HTTP {r.status}: {_error_message(text)}"
+                                f"{_hint(text, settings)}")
+            try:
+                body = await r.json(content_type=None)
+            except ValueError:
+                raise NotParityCapable(f"{name}: {url} did not answer JSON; is it an OpenAI-compatible server?") from None
+    except aiohttp.ClientConnectionError as e:
+        raise UserError(f"{name}: cannot reach {base_url} ({e}); is the server running and the URL right?") from None
+    except asyncio.TimeoutError:
+        raise UserError(f"{name}: no answer from {url} within {settings.request_timeout_s:.0f} s") from None
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not choices:
+        raise NotParityCapable(f"{name}: {url} answered without choices")
+    return parse_choice(name, choices[0], prompt, settings.top_k)
+
+
+def _error_message(text: str) -> str:
+    import json
+
+    try:
+        err = json.loads(text).get("error", {})
+        return str(err.get("message", err) if isinstance(err, dict) else err)[:300]
+    except (ValueError, AttributeError):
+        return text[:300]
+
+
+def _hint(text: str, settings: Settings) -> str:
+    low = text.lower()
+    if "logprobs" in low and ("max" in low or "exceed" in low):
+        return f" (lower --top-k below {settings.top_k}, or start vLLM with --max-logprobs {settings.top_k})"
+    if "context" in low or "max_model_len" in low or "maximum" in low:
+        return " (shorten --long-len, or raise the server's --max-model-len)"
+    return ""
+
+
+async def collect_async(name: str, base_url: str, model: str, settings: Settings,
+                        progress: Callable[[int, int], None] | None = None) -> Collection:
+    import aiohttp
+
+    prompts = settings.prompts.prompts()
+    out = Collection(name=name, model=model, settings=settings, source=base_url)
+    timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for i, prompt in enumerate(prompts):
+            out.results.append(await _one(session, name, base_url, model, prompt, settings))
+            if progress:
+                progress(i + 1, len(prompts))
+    return out
+
+
+def run_parity_requests(base_url: str, model: str, settings: Settings, name: str = "server",
+                        progress: Callable[[int, int], None] | None = None) -> Collection:
+    """Collect parity data from an already running vLLM server (base URL .../v1); for scenario
+    runners and the parity command alike."""
+    from attnbench.serving.endpoint import normalize
+
+    return asyncio.run(collect_async(name, normalize(base_url), model, settings, progress))

@@ -1,0 +1,117 @@
+"""How far a backend's logprobs are from the reference's, position by position.
+
+Teacher-forced prompt positions (prefill) have the same context on both sides by construction.
+Greedy continuations (decode) have the same context only up to the first token where they
+differ, so decode positions are compared on that common prefix only."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from attnbench.errors import UserError
+from attnbench.parity.collect import Collection, Positions
+
+TIE_MARGIN = 0.05  # nats: a top-1 swap between tokens the reference has this close counts as a tie
+
+
+def kl_topk(ref_ids: list[int], ref_lps: list[float], ids: list[int], lps: list[float]) -> float:
+    """KL(reference || backend) over the union of both top-k lists. A token outside one side's
+    top-k gets that side's k-th logprob (an upper bound on its true value, so nothing missing is
+    treated as impossible), then each side is renormalised over the union."""
+    union = sorted(set(ref_ids) | set(ids))
+    p = _renormalised(dict(zip(ref_ids, ref_lps)), union, min(ref_lps))
+    q = _renormalised(dict(zip(ids, lps)), union, min(lps))
+    return max(0.0, float(np.sum(np.exp(p) * (p - q))))
+
+
+def _renormalised(lps: dict[int, float], union: list[int], floor: float) -> np.ndarray:
+    x = np.array([lps.get(t, floor) for t in union], dtype=np.float64)
+    m = x.max()
+    return x - (m + np.log(np.exp(x - m).sum()))
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def top1_agrees(ref: Positions, other: Positions, i: int, tie_margin: float) -> tuple[bool, bool]:
+    """(exact agreement, agreement up to ties): a different top-1 is a tie when the reference
+    rates the backend's top-1 within tie_margin of its own (e.g. dummy weights, where all logits
+    are nearly equal, or a genuine near-tie that bf16 rounding may break either way)."""
+    mine, theirs = ref.top_ids[i][0], other.top_ids[i][0]
+    if mine == theirs:
+        return True, True
+    ref_lp = dict(zip(ref.top_ids[i], ref.top_logprobs[i]))
+    return False, theirs in ref_lp and ref.top_logprobs[i][0] - ref_lp[theirs] <= tie_margin
+
+
+@dataclass
+class Comparison:
+    """One backend against one reference: scalar metrics and per-prompt arrays."""
+
+    backend: str
+    reference: str
+    metrics: dict[str, float | int | None] = field(default_factory=dict)
+    samples: dict[str, list] = field(default_factory=dict)
+
+
+def _positions(ref: Positions, other: Positions, n: int, tie_margin: float):
+    d = [abs(other.logprobs[i] - ref.logprobs[i]) for i in range(n)]
+    kl = [kl_topk(ref.top_ids[i], ref.top_logprobs[i], other.top_ids[i], other.top_logprobs[i]) for i in range(n)]
+    agree = [top1_agrees(ref, other, i, tie_margin) for i in range(n)]
+    return d, kl, agree
+
+
+def _stats(values: list[float]) -> tuple[float | None, float | None]:
+    return (max(values), float(np.mean(values))) if values else (None, None)
+
+
+def compare(ref: Collection, other: Collection, tie_margin: float = TIE_MARGIN) -> Comparison:
+    """Metrics of `other` against `ref`; both must come from the same prompts."""
+    if len(ref.results) != len(other.results) or any(
+            a.prompt_token_ids != b.prompt_token_ids for a, b in zip(ref.results, other.results)):
+        raise UserError(f"{other.name} and {ref.name} were collected from different prompts; "
+                        "collect both with the same --seed, --num-prompts and prompt lengths")
+    pre_d, pre_kl, pre_agree, dec_d, dec_kl = [], [], [], [], []
+    per_prompt = {"prefill_abs_dlogprob": [], "decode_abs_dlogprob": [], "greedy_prefix_len": [],
+                  "greedy_len": [], "prompt_len": []}
+    for a, b in zip(ref.results, other.results):
+        if len(a.prefill) != len(b.prefill):
+            raise UserError(f"{other.name}: {len(b.prefill)} prefill positions where {ref.name} has {len(a.prefill)}")
+        d, kl, agree = _positions(a.prefill, b.prefill, len(a.prefill), tie_margin)
+        pre_d += d
+        pre_kl += kl
+        pre_agree += agree
+        prefix = common_prefix(a.decode.token_ids, b.decode.token_ids)
+        dd, dkl, _ = _positions(a.decode, b.decode, prefix, tie_margin)
+        dec_d += dd
+        dec_kl += dkl
+        per_prompt["prefill_abs_dlogprob"].append([round(x, 6) for x in d])
+        per_prompt["decode_abs_dlogprob"].append([round(x, 6) for x in dd])
+        per_prompt["greedy_prefix_len"].append(prefix)
+        per_prompt["greedy_len"].append(min(len(a.decode), len(b.decode)))
+        per_prompt["prompt_len"].append(len(a.prompt_token_ids))
+    all_d, all_kl = pre_d + dec_d, pre_kl + dec_kl
+    prefixes, lengths = per_prompt["greedy_prefix_len"], per_prompt["greedy_len"]
+    m: dict[str, float | int | None] = {}
+    m["max_abs_dlogprob"], m["mean_abs_dlogprob"] = _stats(all_d)
+    m["max_kl"], m["mean_kl"] = _stats(all_kl)
+    m["prefill_max_abs_dlogprob"], m["prefill_mean_abs_dlogprob"] = _stats(pre_d)
+    m["decode_max_abs_dlogprob"], m["decode_mean_abs_dlogprob"] = _stats(dec_d)
+    m["prefill_mean_kl"], m["decode_mean_kl"] = _stats(pre_kl)[1], _stats(dec_kl)[1]
+    m["top1_agreement"] = float(np.mean([x for x, _ in pre_agree])) if pre_agree else None
+    m["top1_agreement_tie_aware"] = float(np.mean([y for _, y in pre_agree])) if pre_agree else None
+    m["greedy_prefix_mean"] = float(np.mean(prefixes)) if prefixes else None
+    m["greedy_prefix_min"] = min(prefixes) if prefixes else None
+    m["greedy_identical_frac"] = float(np.mean([p == n for p, n in zip(prefixes, lengths)])) if prefixes else None
+    m["prefill_positions"], m["decode_positions"] = len(pre_d), len(dec_d)
+    m = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in m.items()}
+    return Comparison(other.name, ref.name, m, per_prompt)

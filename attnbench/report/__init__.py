@@ -1,0 +1,1 @@
+"""`attnbench report`: one self-contained static HTML dashboard over result records."""

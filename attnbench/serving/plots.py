@@ -1,0 +1,158 @@
+"""serve-bench's plots (matplotlib PNG): throughput bars, TTFT/TPOT CDFs, output tokens/s over time.
+
+Each figure's title names the load shape and the GPU, so a PNG read on its own says what it shows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from attnbench.results.record import Record
+from attnbench.serving.summary import Shape, latest
+
+
+def _gpu(records: list[Record]) -> str:
+    names = []
+    for rec in records:
+        name = rec.provenance.get("gpu_name")
+        if name and name not in names:
+            names.append(name)
+    return ", ".join(names) or "GPU unknown"
+
+
+def _by_shape(records: list[Record]) -> dict[Shape, list[Record]]:
+    out: dict[Shape, list[Record]] = {}
+    for rec in latest(records):
+        out.setdefault(Shape.of(rec), []).append(rec)
+    return out
+
+
+def _colors(records: list[Record]) -> dict[str, str]:
+    """One colour per backend, the same in every figure."""
+    names = list(dict.fromkeys(r.backend for r in records))
+    palette = [f"C{i}" for i in range(10)]
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    from attnbench import atomic
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return atomic.write_bytes(path, buf.getvalue())
+
+
+def _throughput(plt, shapes: dict[Shape, list[Record]], colors: dict[str, str], gpu: str, path: Path) -> Path:
+    """One panel pair per shape (own y scale: 1000:1000 and 8000:1 differ by 1000x): output and total tok/s."""
+    n = len(shapes)
+    fig, axes = plt.subplots(2, n, figsize=(max(5.0, 1.2 + 0.9 * max(len(r) for r in shapes.values())) * n, 7),
+                             squeeze=False)
+    for j, (shape, recs) in enumerate(shapes.items()):
+        for i, (key, label) in enumerate((("output_throughput", "output tokens/s"),
+                                          ("total_token_throughput", "total tokens/s (in + out)"))):
+            ax = axes[i][j]
+            names = [r.backend for r in recs]
+            values = [r.metrics.get(key) if r.status == "ok" else None for r in recs]
+            bars = ax.bar(names, [v or 0 for v in values], color=[colors[b] for b in names])
+            top = max((v for v in values if v), default=1.0)
+            for bar, v, rec in zip(bars, values, recs):
+                text = "FAILED" if rec.status != "ok" else ("n/a" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:.2f}")
+                ax.text(bar.get_x() + bar.get_width() / 2, (v or 0) + top * 0.01, text, ha="center", va="bottom",
+                        fontsize=8, color="red" if rec.status != "ok" else "black")
+            ax.set_ylim(0, top * 1.15)
+            ax.set_ylabel(label)
+            ax.set_title(f"{label.split(' (')[0]}: {shape.label}", fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+            ax.tick_params(axis="x", labelrotation=20)
+    fig.suptitle(f"Serving throughput per backend · {gpu}")
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def _cdf(ax, values_ms: list[float], label: str, color: str) -> bool:
+    import numpy as np
+
+    v = np.sort(np.asarray([x for x in values_ms if x is not None], dtype=float))
+    if not v.size:
+        return False
+    # empirical CDF: the k-th smallest of n values has F = k / n (and F = 0 just below the smallest)
+    ax.step(np.concatenate([v[:1], v]), np.arange(v.size + 1) / v.size, where="post", label=label, color=color)
+    return True
+
+
+def _latency(plt, shape: Shape, recs: list[Record], colors: dict[str, str], gpu: str, path: Path) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, name in ((axes[0], "ttfts", "TTFT"), (axes[1], "tpots", "TPOT")):
+        drawn = False
+        for rec in recs:
+            if rec.status != "ok":
+                continue
+            ms = [x * 1000.0 for x in rec.samples.get(key) or [] if x is not None]
+            drawn |= _cdf(ax, ms, rec.backend, colors[rec.backend])
+        if drawn:
+            ax.legend(fontsize=8, loc="lower right")
+        else:
+            reason = "one output token per request" if key == "tpots" and shape.output_len <= 1 else "no samples"
+            ax.text(0.5, 0.5, f"no {name} ({reason})", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel(f"{name} (ms)")
+        ax.set_ylabel("fraction of requests")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{name} CDF" + (" (first token excluded)" if key == "tpots" else ""), fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Latency distributions · {shape.label} · {gpu}")
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def _timeline(plt, shape: Shape, recs: list[Record], colors: dict[str, str], gpu: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    drawn = False
+    for rec in recs:
+        tl = rec.samples.get("timeline") or {}
+        if rec.status != "ok" or not tl.get("t"):
+            continue
+        # bucket i holds the tokens that arrived in [i, i+1) s: draw it over that second
+        ax.step(list(tl["t"]) + [tl["t"][-1] + 1], list(tl["output_tok_s"]) + [tl["output_tok_s"][-1]],
+                where="post", label=rec.backend, color=colors[rec.backend])
+        drawn = True
+    if drawn:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no timeline recorded", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("time since the run started (s)")
+    ax.set_ylabel("output tokens/s (1 s buckets)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Output tokens/s over time · {shape.label} · {gpu}", fontsize=10)
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def write_plots(result_dir: str | os.PathLike, records: list[Record]) -> list[Path]:
+    """throughput.png, latency-<shape>.png (TTFT and TPOT CDFs), timeline-<shape>.png in RESULT_DIR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    result_dir = Path(result_dir)
+    serve = latest(records)
+    if not serve:
+        return []
+    shapes = _by_shape(serve)
+    colors = _colors(serve)
+    gpu = _gpu(serve)
+    paths = [_throughput(plt, shapes, colors, gpu, result_dir / "throughput.png")]
+    for shape, recs in shapes.items():
+        paths.append(_latency(plt, shape, recs, colors, gpu, result_dir / f"latency-{shape.slug}.png"))
+        paths.append(_timeline(plt, shape, recs, colors, gpu, result_dir / f"timeline-{shape.slug}.png"))
+    return paths

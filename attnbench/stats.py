@@ -1,0 +1,153 @@
+"""Accuracy statistics for evals whose samples are clustered: each question is asked several
+times, and repeats of one question are not independent (an easy question is right every time),
+so every uncertainty here treats the question, not the sample, as the unit.
+
+Notation: question q has n_q scored samples with sum s_q (scores in [0, 1]); G questions;
+N = sum n_q; the accuracy is p = sum s_q / N.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+BOOTSTRAP_RESAMPLES = 10_000
+EXACT_SIGN_FLIP_MAX_G = 16  # 2^16 sign patterns: enumerate; above, draw at random
+SIGN_FLIP_DRAWS = 20_000
+ALPHA = 0.05
+
+
+@dataclass
+class Estimate:
+    mean: float  # fraction
+    stderr: float
+    ci_low: float
+    ci_high: float
+    n_samples: int
+    n_questions: int
+
+
+@dataclass
+class PairedDiff:
+    """B minus A over the (question, repeat) cells both scored."""
+    name_a: str
+    name_b: str
+    diff: float  # fraction; positive: B scores higher
+    stderr: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_cells: int
+    n_questions: int
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < ALPHA
+
+    def verdict(self) -> str:
+        """'fa4 vs fa3: -0.8 pts, 95% CI [-2.9, +1.3]: no evidence of a difference'."""
+        head = (f"{self.name_b} vs {self.name_a}: {100 * self.diff:+.1f} pts, "
+                f"95% CI [{100 * self.ci_low:+.1f}, {100 * self.ci_high:+.1f}]")
+        if not self.significant:
+            return f"{head}: no evidence of a difference"
+        word = "higher" if self.diff > 0 else "lower"
+        return f"{head}: {self.name_b} scores {word} (p = {self.p_value:.3g})"
+
+
+def _clusters(scores: Mapping[tuple[Hashable, int], float]) -> tuple[np.ndarray, np.ndarray]:
+    """{(question, repeat): score} -> per-question sums s_q and counts n_q (question order sorted by first key)."""
+    sums: dict[Hashable, float] = defaultdict(float)
+    counts: dict[Hashable, int] = defaultdict(int)
+    for (q, _), x in scores.items():
+        sums[q] += float(x)
+        counts[q] += 1
+    keys = list(sums)
+    return np.array([sums[k] for k in keys]), np.array([counts[k] for k in keys], dtype=float)
+
+
+def clustered_stderr(s: np.ndarray, n: np.ndarray) -> float:
+    """Cluster-robust (CR1) standard error of p = sum s / sum n:
+    p - p0 = sum_q (s_q - n_q p0) / N, the G cluster terms are independent, so
+    Var(p) ~ G/(G-1) * sum_q (s_q - n_q p)^2 / N^2. With equal n_q this is sd(question means)/sqrt(G)."""
+    g = len(s)
+    if g < 2:
+        return math.nan
+    p = s.sum() / n.sum()
+    return math.sqrt(g / (g - 1) * float(((s - n * p) ** 2).sum())) / float(n.sum())
+
+
+def bootstrap_ci(s: np.ndarray, n: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """Percentile 95% CI of sum s / sum n when the G questions are resampled with replacement."""
+    g = len(s)
+    if g == 0:
+        return math.nan, math.nan
+    idx = np.random.default_rng(seed).integers(0, g, size=(resamples, g))
+    stats = s[idx].sum(axis=1) / n[idx].sum(axis=1)
+    lo, hi = np.quantile(stats, [ALPHA / 2, 1 - ALPHA / 2])
+    return float(lo), float(hi)
+
+
+def estimate(scores: Mapping[tuple[Hashable, int], float], seed: int = 0) -> Estimate:
+    """Accuracy with clustered stderr and bootstrap CI from {(question, repeat): score}."""
+    s, n = _clusters(scores)
+    if len(s) == 0:
+        return Estimate(math.nan, math.nan, math.nan, math.nan, 0, 0)
+    lo, hi = bootstrap_ci(s, n, seed)
+    return Estimate(float(s.sum() / n.sum()), clustered_stderr(s, n), lo, hi, int(n.sum()), len(s))
+
+
+def sign_flip_p(t: np.ndarray, seed: int = 0) -> float:
+    """Two-sided paired test of 'no difference': under H0 the backends are exchangeable within a
+    question, so each question's summed difference t_q is as likely to have either sign; p is the
+    share of sign patterns whose |sum| reaches the observed |sum t_q| (exact for small G;
+    otherwise (1 + hits) / (1 + draws), a valid Monte-Carlo p)."""
+    g = len(t)
+    if g == 0:
+        return math.nan
+    observed = abs(float(t.sum())) - 1e-9
+    if g <= EXACT_SIGN_FLIP_MAX_G:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=g)))
+        return float(np.mean(np.abs(signs @ t) >= observed))
+    signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(SIGN_FLIP_DRAWS, g))
+    hits = int(np.sum(np.abs(signs @ t) >= observed))
+    return (1 + hits) / (1 + SIGN_FLIP_DRAWS)
+
+
+def paired_difference(a: Mapping[tuple[Hashable, int], float], b: Mapping[tuple[Hashable, int], float],
+                      name_a: str = "A", name_b: str = "B", seed: int = 0) -> PairedDiff:
+    """B - A over the cells scored by both: d = sum_q t_q / N with t_q = sum_r (b_qr - a_qr);
+    stderr and CI as for a mean with t_q in place of s_q (clustered, questions resampled
+    together for both backends, which keeps the pairing), p from the sign-flip test."""
+    common = sorted(set(a) & set(b), key=str)
+    diffs = {k: float(b[k]) - float(a[k]) for k in common}
+    t, n = _clusters(diffs)
+    if len(t) == 0:
+        nan = math.nan
+        return PairedDiff(name_a, name_b, nan, nan, nan, nan, nan, 0, 0)
+    lo, hi = bootstrap_ci(t, n, seed)
+    return PairedDiff(name_a, name_b, float(t.sum() / n.sum()), clustered_stderr(t, n), lo, hi,
+                      sign_flip_p(t, seed), int(n.sum()), len(t))
+
+
+def per_repeat_means(scores: Mapping[tuple[Hashable, int], float]) -> dict[int, float]:
+    """Accuracy of each repeat (the reference's runs are one repeat each)."""
+    by: dict[int, list[float]] = defaultdict(list)
+    for (_, r), x in scores.items():
+        by[r].append(float(x))
+    return {r: sum(v) / len(v) for r, v in sorted(by.items())}
+
+
+def per_question_means(scores: Mapping[tuple[Hashable, int], float]) -> dict[Hashable, float]:
+    by: dict[Hashable, list[float]] = defaultdict(list)
+    for (q, _), x in scores.items():
+        by[q].append(float(x))
+    return {q: sum(v) / len(v) for q, v in by.items()}
+
+
+def as_cells(rows: Iterable[tuple[Hashable, int, float]]) -> dict[tuple[Hashable, int], float]:
+    return {(q, r): float(x) for q, r, x in rows}

@@ -1,0 +1,118 @@
+"""serve-bench's comparison: which numbers the table shows, and their ratios, checked by hand."""
+
+import os
+import re
+
+import pytest
+from serve_records import GPU, failed, serve
+
+from attnbench.results import record
+from attnbench.serving import summary
+
+
+def three_backends():
+    return [serve("fa3", 1000.0, 100.0, 20.0), serve("fa4", 800.0, 150.0, 25.0),
+            failed("flashinfer", "server exited with code 1 while starting\nTraceback: ...")]
+
+
+def row_of(text: str, backend: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(backend + " "))
+
+
+def test_terminal_table_ratios_are_to_the_best_backend_per_metric():
+    text = summary.comparison_table(three_backends())
+    fa3, fa4 = row_of(text, "fa3"), row_of(text, "fa4")
+    # throughput: fa3 is best (1.00x), fa4 800/1000 = 0.80x; latency: fa3 is best, fa4 150/100 = 1.50x
+    assert "1000 1.00x" in fa3 and "100 1.00x" in fa3
+    assert "800 0.80x" in fa4 and "150 1.50x" in fa4
+    assert "25.0 1.25x" in fa4  # TPOT 25 / 20
+    assert fa4.rstrip().endswith("4/0")  # completed/failed
+    assert "1000:1000 x 4" in text and "ratio to the best backend" in text
+
+
+def test_failed_backend_is_one_row_with_its_first_reason_line():
+    text = summary.comparison_table(three_backends())
+    fi = row_of(text, "flashinfer")
+    assert "FAILED: server exited with code 1 while starting" in fi
+    assert "Traceback" not in text
+    # a failed backend never becomes "best": fa3 keeps ratio 1.00x
+    assert "1000 1.00x" in row_of(text, "fa3")
+
+
+def test_baseline_divides_by_the_named_backend():
+    text = summary.comparison_table(three_backends(), baseline="fa4")
+    assert "ratio to fa4" in text
+    assert "1000 1.25x" in row_of(text, "fa3")  # 1000 / 800
+    assert "100 0.67x" in row_of(text, "fa3")  # TTFT 100 / 150
+    assert "800 1.00x" in row_of(text, "fa4")
+
+
+def test_baseline_without_a_run_of_the_shape_falls_back_to_best_with_a_note():
+    text = summary.comparison_table(three_backends(), baseline="flashinfer")
+    assert "baseline 'flashinfer' has no successful run" in text
+    assert "800 0.80x" in row_of(text, "fa4")
+
+
+def test_shapes_are_compared_only_within_themselves():
+    recs = [serve("fa3", 1000.0, 100.0), serve("fa4", 800.0, 150.0),
+            serve("fa3", 2.0, 900.0, None, input_len=8000, output_len=1),
+            serve("fa4", 4.0, 800.0, None, input_len=8000, output_len=1)]
+    tables = summary.comparison(recs)
+    assert [t.shape.label for t in tables] == ["1000:1000 x 4", "8000:1 x 4"]
+    long = {r.backend: r for r in tables[1].rows}
+    out = summary.COLUMNS.index(next(c for c in summary.COLUMNS if c.key == "output_throughput"))
+    tpot = summary.COLUMNS.index(next(c for c in summary.COLUMNS if c.key == "mean_tpot_ms"))
+    assert long["fa3"].cells[out] == (2.0, 0.5)  # 2 / best 4
+    assert long["fa4"].cells[tpot] == (None, None)  # one output token: no TPOT
+    assert "8000:1 x 4" in summary.comparison_table(recs)
+
+
+def test_newest_record_per_backend_and_shape_wins():
+    old = serve("fa3", 500.0, 100.0, utc_time="2026-11-01T00:00:00Z")
+    new = serve("fa3", 900.0, 100.0, utc_time="2026-11-20T00:00:00Z")
+    tables = summary.comparison([new, old])
+    assert len(tables[0].rows) == 1 and tables[0].rows[0].record is new
+
+
+def test_summary_md_has_tables_command_and_provenance(tmp_path):
+    recs = three_backends()
+    path = summary.write_summary(tmp_path, recs, command="attnbench serve-bench --backends fa3,fa4,flashinfer")
+    assert path == tmp_path / "summary.md"
+    text = path.read_text()
+    assert "attnbench serve-bench --backends fa3,fa4,flashinfer" in text
+    assert GPU in text and "vLLM 0.26.0" in text and "git abc1234" in text
+    assert re.search(r"\| fa4 \| 800 \(0\.80x\) \|", text)
+    assert "| flashinfer | **FAILED**: server exited with code 1 while starting |" in text
+    header = next(line for line in text.splitlines() if line.startswith("| backend"))
+    assert all(line.count("|") == header.count("|") for line in text.splitlines() if line.startswith("| "))
+    assert "## Failed runs" in text
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]  # written atomically, nothing left over
+
+
+def test_summary_md_defaults_to_the_recorded_command(tmp_path):
+    text = summary.write_summary(tmp_path, [serve("fa3", 1.0, 1.0)]).read_text()
+    assert "attnbench serve-bench --input 1000" in text
+
+
+def test_summary_md_is_replaced_atomically(tmp_path, monkeypatch):
+    (tmp_path / "summary.md").write_text("old complete file\n")
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError):
+        summary.write_summary(tmp_path, three_backends())
+    assert (tmp_path / "summary.md").read_text() == "old complete file\n"
+    assert os.listdir(tmp_path) == ["summary.md"]
+
+
+def test_records_round_trip_through_disk_before_comparing(tmp_path):
+    for rec in three_backends():
+        rec.save(tmp_path / rec.backend / "serve-1000x1000.json")
+    text = summary.comparison_table(record.load(tmp_path))
+    assert "800 0.80x" in row_of(text, "fa4") and "FAILED" in row_of(text, "flashinfer")
+
+
+def test_no_serve_records():
+    assert "no serve results" in summary.comparison_table([])

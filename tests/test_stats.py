@@ -1,0 +1,110 @@
+"""attnbench.stats against values computed by hand (derivations in the comments)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from attnbench import stats
+
+
+def cells(per_question):
+    """{'q1': [1, 0], ...} -> {(q, repeat): score}."""
+    return {(q, r): x for q, xs in per_question.items() for r, x in enumerate(xs)}
+
+
+def test_mean_and_clustered_stderr_equal_repeats():
+    # question means 1, 0.5, 0 -> p = 0.5; sd of the means = 0.5, so SE = 0.5 / sqrt(3)
+    est = stats.estimate(cells({"q1": [1, 1], "q2": [0, 1], "q3": [0, 0]}))
+    assert est.mean == pytest.approx(0.5)
+    assert est.stderr == pytest.approx(0.5 / math.sqrt(3))
+    assert (est.n_samples, est.n_questions) == (6, 3)
+
+
+def test_clustered_stderr_unequal_repeats():
+    # s = [3, 0], n = [3, 1], p = 3/4; residuals s - n p = [0.75, -0.75];
+    # var = G/(G-1) * 1.125 / N^2 = 2 * 1.125 / 16 -> SE = 1.5 / 4
+    est = stats.estimate(cells({"q1": [1, 1, 1], "q2": [0]}))
+    assert est.mean == pytest.approx(0.75)
+    assert est.stderr == pytest.approx(0.375)
+
+
+def test_clustered_stderr_is_wider_than_the_naive_one_when_repeats_agree():
+    # every question answered the same way every time: 8 repeats add no information
+    est = stats.estimate(cells({f"q{i}": [i % 2] * 8 for i in range(10)}))
+    naive = math.sqrt(0.5 * 0.5 / 80)
+    assert est.stderr == pytest.approx(math.sqrt(0.25 * 10 / 9) / math.sqrt(10))
+    assert est.stderr > 2.5 * naive
+
+
+def test_bootstrap_ci_two_questions_spans_the_extremes():
+    # resampling 2 questions gives {q1,q1} (1.0) and {q2,q2} (0.0) with 1/4 each: both
+    # beyond the 2.5% tails, so the percentile interval is [0, 1]
+    est = stats.estimate(cells({"q1": [1], "q2": [0]}))
+    assert (est.ci_low, est.ci_high) == (0.0, 1.0)
+
+
+def test_bootstrap_ci_degenerate_and_contains_the_mean():
+    est = stats.estimate(cells({f"q{i}": [1, 1] for i in range(5)}))
+    assert (est.ci_low, est.ci_high) == (1.0, 1.0)
+    rng = np.random.default_rng(3)
+    est = stats.estimate(cells({f"q{i}": list(rng.integers(0, 2, 8)) for i in range(200)}))
+    assert est.ci_low < est.mean < est.ci_high
+    # for many questions the percentile CI is close to mean +- 1.96 SE
+    assert est.ci_high - est.ci_low == pytest.approx(2 * 1.96 * est.stderr, rel=0.1)
+
+
+def test_sign_flip_exact_p_values():
+    # 3 questions all +1: |sum| = 3 only for +++ and --- -> 2/8
+    assert stats.sign_flip_p(np.array([1.0, 1.0, 1.0])) == pytest.approx(0.25)
+    assert stats.sign_flip_p(np.array([1.0] * 5)) == pytest.approx(2 / 32)
+    # one non-zero question: every pattern has |sum| = 1 -> p = 1
+    assert stats.sign_flip_p(np.array([1.0, 0.0, 0.0])) == 1.0
+    assert stats.sign_flip_p(np.zeros(4)) == 1.0
+
+
+def test_sign_flip_monte_carlo_for_many_questions():
+    p = stats.sign_flip_p(np.ones(40))  # exact p is 2 / 2^40
+    assert p == pytest.approx(1 / (1 + stats.SIGN_FLIP_DRAWS))
+    assert stats.sign_flip_p(np.array([1.0, -1.0] * 20)) == 1.0
+
+
+def test_paired_difference_by_hand():
+    a = cells({"q1": [1, 1], "q2": [0, 1], "q3": [0, 0]})
+    b = cells({"q1": [1, 1], "q2": [1, 1], "q3": [1, 0]})
+    # per-question summed differences t = [0, 1, 1], n = 2 each: d = 2/6;
+    # residuals t - n d = [-2/3, 1/3, 1/3], sum of squares 2/3, * 3/2 = 1 -> SE = 1/6
+    # sign flips: only the two non-zero questions matter, |+-1 +-1| >= 2 in half the patterns
+    d = stats.paired_difference(a, b, "fa3", "fa4")
+    assert d.diff == pytest.approx(1 / 3)
+    assert d.stderr == pytest.approx(1 / 6)
+    assert d.p_value == pytest.approx(0.5)
+    assert (d.n_cells, d.n_questions) == (6, 3)
+    assert not d.significant
+
+
+def test_paired_difference_uses_only_common_cells():
+    a = cells({"q1": [1, 0], "q2": [1]})
+    b = cells({"q1": [1], "q2": [0, 1]})
+    d = stats.paired_difference(a, b)
+    # common cells (q1,0): 1-1 and (q2,0): 0-1 -> d = -1/2
+    assert d.n_cells == 2
+    assert d.diff == pytest.approx(-0.5)
+
+
+def test_verdict_lines():
+    same = stats.PairedDiff("fa3", "fa4", -0.008, 0.01, -0.029, 0.013, 0.44, 1584, 198)
+    assert same.verdict() == "fa4 vs fa3: -0.8 pts, 95% CI [-2.9, +1.3]: no evidence of a difference"
+    worse = stats.PairedDiff("fa3", "fa4", -0.05, 0.01, -0.07, -0.03, 0.001, 1584, 198)
+    assert worse.verdict() == "fa4 vs fa3: -5.0 pts, 95% CI [-7.0, -3.0]: fa4 scores lower (p = 0.001)"
+
+
+def test_per_repeat_and_per_question():
+    c = cells({"q1": [1, 0], "q2": [1, 1]})
+    assert stats.per_repeat_means(c) == {0: 1.0, 1: 0.5}
+    assert stats.per_question_means(c) == {"q1": 0.5, "q2": 1.0}
+
+
+def test_empty_input_is_nan_not_an_error():
+    est = stats.estimate({})
+    assert math.isnan(est.mean) and est.n_samples == 0
