@@ -105,10 +105,12 @@ def sign_flip_p(t: np.ndarray, seed: int = 0) -> float:
     """Two-sided paired test of 'no difference': under H0 the backends are exchangeable within a
     question, so each question's summed difference t_q is as likely to have either sign; p is the
     share of sign patterns whose |sum| reaches the observed |sum t_q| (exact for small G;
-    otherwise (1 + hits) / (1 + draws), a valid Monte-Carlo p)."""
-    g = len(t)
-    if g == 0:
+    otherwise (1 + hits) / (1 + draws), a valid Monte-Carlo p). Questions
+    with t_q = 0 are dropped first: they add 0 whatever their sign."""
+    if len(t) == 0:
         return math.nan
+    t = t[t != 0]  # a question with no difference adds the same to every pattern's sum
+    g = len(t)
     observed = abs(float(t.sum())) - 1e-9
     if g <= EXACT_SIGN_FLIP_MAX_G:
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=g)))

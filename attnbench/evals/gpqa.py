@@ -187,3 +187,53 @@ def _fetch(url: str) -> str:
         raise UserError(f"{url} answered HTTP {e.code}; check the variant name (diamond, main, extended)") from None
     except OSError as e:
         raise UserError(f"cannot download {url} ({getattr(e, 'reason', e)}); check the network or pass a local CSV") from None
+
+
+# ---- the eval ---------------------------------------------------------------------------------
+
+def prompt_sha(prompt: str) -> str:
+    return hashlib.sha1(prompt.encode()).hexdigest()[:16]
+
+
+class GPQAEval:
+    """Asks each sample once through a Sampler, at most `concurrency` at a time, and grades the
+    final text; every finished row goes to `on_row` at once (the cache appends it)."""
+
+    def __init__(self, samples: list[Sample]):
+        self.samples = samples
+
+    @staticmethod
+    def grade(sample: Sample, reply, base: dict) -> dict:
+        from attnbench.evals.grader import explain
+
+        letter, rule = explain(reply.text) if reply.error is None else (None, None)
+        return {
+            **base, "question_id": sample.question.id, "repeat": sample.repeat,
+            "prompt_sha": prompt_sha(sample.prompt), "answer": sample.answer, "extracted": letter, "rule": rule,
+            "score": None if reply.error else float(letter == sample.answer), "response": reply.text,
+            "finish": reply.finish, "truncated": reply.truncated, "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens, "attempts": reply.attempts,
+            "latency_s": round(reply.latency_s, 3), "effort_sent": reply.effort_sent, "error": reply.error,
+        }
+
+    async def run(self, sampler, todo: list[Sample], base: dict, on_row, concurrency: int = 64) -> None:
+        import asyncio
+
+        import aiohttp
+
+        queue: asyncio.Queue[Sample] = asyncio.Queue()
+        for s in todo:
+            queue.put_nowait(s)
+
+        async def worker(session):
+            while True:
+                try:
+                    sample = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                reply = await sampler(session, sample.prompt)
+                on_row(sample, self.grade(sample, reply, base))
+
+        conn = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=conn) as session:
+            await asyncio.gather(*(worker(session) for _ in range(min(concurrency, len(todo)) or 1)))

@@ -3,7 +3,8 @@
 serve-bench samples, every `interval_s`, the context length of every request that is streaming
 (decode) and the prompt length of every request still waiting for its first token (prefill).
 Each sample is bucketed by (decode batch size, mean context) on log grids; a bucket's
-representative batch keeps the sampled spread of context lengths, so ragged batches stay ragged.
+representative batch has the bucket's mean context and the spread of context lengths seen within
+its samples, so ragged batches stay ragged and uniform ones (all requests sent at once) uniform.
 
 Samples are weighted by their decode batch size B: mean TPOT averages over requests, and a step
 of batch B is lived through by B of them (exact when all outputs have one length and steps are
@@ -87,11 +88,11 @@ def _bucket(value: float, steps: int) -> int:
 
 
 def _page(c: float, page: int) -> int:
-    """Round a context length to a whole number of KV pages (at least one)."""
-    return max(page, round(c / page) * page)
+    """Round a context length to the nearest whole number of KV pages (halves up; at least one)."""
+    return max(page, math.floor(c / page + 0.5) * page)
 
 
-def _quantiles(values: list[int], n: int) -> list[int]:
+def _quantiles(values: list[float], n: int) -> list[float]:
     """n values spread like `values`: the midpoints (i + 0.5) / n of its sorted order."""
     s = sorted(values)
     return [s[min(len(s) - 1, int((i + 0.5) / n * len(s)))] for i in range(n)]
@@ -127,8 +128,11 @@ def compose(inflight: dict, page_size: int, coverage: float = COVERAGE, batch_st
         mean_batch = sum(len(c) ** 2 for c in group) / w  # batch-weighted, as a step of batch B counts B times
         rep_batch = max(1, round(mean_batch))
         pooled = [c for ctx in group for c in ctx]
-        lens = tuple(_page(c, page_size) for c in _quantiles(pooled, rep_batch))
-        comps.append(Composition(lens, w / total_w, len(group), mean_batch, sum(pooled) / len(pooled)))
+        mean = sum(pooled) / len(pooled)
+        # spread within a batch, not across the samples: the bucket's mean plus each sample's deviations
+        spread = [c - sum(ctx) / len(ctx) for ctx in group for c in ctx]
+        lens = tuple(_page(mean + d, page_size) for d in _quantiles(spread, rep_batch))
+        comps.append(Composition(lens, w / total_w, len(group), mean_batch, mean))
     comps.sort(key=lambda c: (-c.weight, c.batch, sum(c.context_lens)))
     kept, cum = [], 0.0
     for c in comps:

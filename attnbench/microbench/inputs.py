@@ -6,16 +6,13 @@ its output gives a wrong answer on these inputs, which is what check.py needs to
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import re
-from typing import TYPE_CHECKING
 
 from attnbench.errors import UserError
 from attnbench.microbench.base import DecodeInputs, DecodeShape, PrefillInputs, PrefillShape
-
-if TYPE_CHECKING:
-    import torch
 
 
 def torch_dtype(name: str):
@@ -55,8 +52,9 @@ def _paged(lens: tuple[int, ...], page_size: int, kv_heads: int, head_dim: int, 
     used = sum(pages_per_seq)
     num_pages = used + max(2, used // 8)
     shape = (num_pages, page_size, kv_heads, head_dim)
-    k_cache = torch.randn(shape, generator=gen, device=device, dtype=torch.float32).to(dtype)
-    v_cache = torch.randn(shape, generator=gen, device=device, dtype=torch.float32).to(dtype)
+    # drawn directly in bf16/fp16: a float32 temporary of a 32 GiB cache would not fit
+    k_cache = torch.randn(shape, generator=gen, device=device, dtype=dtype)
+    v_cache = torch.randn(shape, generator=gen, device=device, dtype=dtype)
     perm = torch.randperm(num_pages, generator=gen, device=device)[:used].to(torch.int32)
     # make sure the pages really are out of order even for tiny caches (randperm may keep order)
     if used > 1 and bool((perm[1:] == perm[:-1] + 1).all()):
@@ -81,7 +79,7 @@ def _generator(device: str, seed: int):
 def _cu(lens, device):
     import torch
 
-    return torch.tensor([0, *__import__("itertools").accumulate(lens)], dtype=torch.int32, device=device)
+    return torch.tensor([0, *itertools.accumulate(lens)], dtype=torch.int32, device=device)
 
 
 def decode_inputs(shape: DecodeShape, device: str = "cuda", seed: int = 0) -> DecodeInputs:
@@ -91,7 +89,7 @@ def decode_inputs(shape: DecodeShape, device: str = "cuda", seed: int = 0) -> De
     k_cache, v_cache, block_table, seq_lens = _paged(
         shape.context_lens, shape.page_size, shape.kv_heads, shape.head_dim, dtype, device, gen)
     q = torch.randn((shape.batch * shape.q_len, shape.q_heads, shape.head_dim), generator=gen,
-                    device=device, dtype=torch.float32).to(dtype)
+                    device=device, dtype=dtype)
     return DecodeInputs(q=q, k_cache=k_cache, v_cache=v_cache, block_table=block_table, seq_lens=seq_lens,
                         scale=shape.head_dim ** -0.5, out=torch.full_like(q, float("nan")),
                         cu_seqlens_q=_cu([shape.q_len] * shape.batch, device))
@@ -107,7 +105,7 @@ def prefill_inputs(shape: PrefillShape, device: str = "cuda", seed: int = 0) -> 
     total_q, total_kv = sum(shape.seqlens), sum(kv_lens)
 
     def rand(n, heads):
-        return torch.randn((n, heads, shape.head_dim), generator=gen, device=device, dtype=torch.float32).to(dtype)
+        return torch.randn((n, heads, shape.head_dim), generator=gen, device=device, dtype=dtype)
 
     q = rand(total_q, shape.q_heads)
     inp = PrefillInputs(q=q, k=rand(total_kv, shape.kv_heads), v=rand(total_kv, shape.kv_heads),

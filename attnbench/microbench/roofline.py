@@ -35,19 +35,29 @@ def measure(device: str = "cuda", copy_bytes: int = 1 << 30, matmul_n: int = 819
     import torch
 
     name = torch.cuda.get_device_name(device)
-    src = torch.empty(copy_bytes // 2, dtype=torch.bfloat16, device=device).normal_()
-    dst = torch.empty_like(src)
-    copy_s = _best_seconds(lambda: dst.copy_(src), repeats)
-    del src, dst
-    a = torch.randn(matmul_n, matmul_n, dtype=torch.bfloat16, device=device)
-    b = torch.randn(matmul_n, matmul_n, dtype=torch.bfloat16, device=device)
-    mm_s = _best_seconds(lambda: torch.matmul(a, b), repeats)
-    del a, b
+    copy_s = _copy_seconds(device, copy_bytes, repeats)
+    mm_s = _matmul_seconds(device, matmul_n, repeats)
     torch.cuda.empty_cache()
     out = {"gpu_name": name, "measured_gbps": 2 * copy_bytes / copy_s / 1e9,
            "measured_tflops": 2 * matmul_n ** 3 / mm_s / 1e12}
     out.update(datasheet(name) or {"datasheet_gbps": None, "datasheet_tflops": None, "datasheet_match": None})
     return out
+
+
+def _copy_seconds(device, nbytes: int, repeats: int) -> float:
+    import torch
+
+    src = torch.empty(nbytes // 2, dtype=torch.bfloat16, device=device).normal_()
+    dst = torch.empty_like(src)
+    return _best_seconds(lambda: dst.copy_(src), repeats)
+
+
+def _matmul_seconds(device, n: int, repeats: int) -> float:
+    import torch
+
+    a = torch.randn(n, n, dtype=torch.bfloat16, device=device)
+    b = torch.randn(n, n, dtype=torch.bfloat16, device=device)
+    return _best_seconds(lambda: torch.matmul(a, b), repeats)
 
 
 def _best_seconds(fn, repeats: int) -> float:

@@ -80,7 +80,7 @@ def _closure(kernel: Kernel, shape: Shape, inp) -> Callable[[], None]:
 
 
 def _record(backend: str, shape: Shape, opts: Options, provenance: dict, roof: dict | None) -> Record:
-    scenario = shape.describe() | {"cold_l2": opts.cold_l2, "device": opts.device, "repeats": opts.repeats}
+    scenario = shape.describe() | {"label": shape.label(), "cold_l2": opts.cold_l2, "device": opts.device, "repeats": opts.repeats}
     if backend.startswith("fa4"):
         scenario["fa4_splits"] = opts.fa4_splits or 0
     return Record(kind="microbench", backend=backend, scenario=scenario,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def convert(gguf_file: Path, out_dir: Path, dtype: str = "bfloat16") -> Path:
-    """Dequantize with transformers' GGUF support (needs the `gguf` package) and save."""
+    """Dequantize with transformers' GGUF support (needs the `gguf` and `accelerate` packages) and save."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -30,7 +30,7 @@ def convert(gguf_file: Path, out_dir: Path, dtype: str = "bfloat16") -> Path:
     for attr in ("quantization_config",):
         if hasattr(config, attr):
             delattr(config, attr)
-    config.torch_dtype = dtype
+    config.dtype = dtype
     config.save_pretrained(out_dir)
     save_model(model, str(out_dir / "model.safetensors"))
     tokenizer.save_pretrained(out_dir)

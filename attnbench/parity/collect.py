@@ -138,6 +138,14 @@ def request_body(model: str, prompt: list[int], settings: Settings) -> dict[str,
         "max_tokens": settings.max_tokens,
         "temperature": 0.0,
         "ignore_eos": True,  # the same length on every backend, whatever token comes out
+        # plain greedy: vLLM otherwise takes defaults (e.g. repetition_penalty) from the model's
+        # generation_config.json, which the fp32 transformers reference does not apply
+        "repetition_penalty": 1.0,
+        "frequency_penalty": 0.0,
+        "presence_penalty": 0.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "min_p": 0.0,
         "logprobs": settings.top_k,
         "prompt_logprobs": settings.top_k,
         "return_tokens_as_token_ids": True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -22,6 +23,27 @@ def esc(value: object) -> Html:
     return value if isinstance(value, Html) else Html(html.escape("" if value is None else str(value)))
 
 
+@dataclass
+class Cell:
+    """A table cell spanning several columns (a failed run's reason across its metric columns)."""
+
+    content: object
+    span: int = 1
+
+
+_NUMBER = re.compile(r"^[-+]?[\d.,]+(e[-+]?\d+)?( \(\d+\.\d+x\))?%?$|^-$")
+
+
+def _td(cell: object) -> str:
+    span = cell.span if isinstance(cell, Cell) else 1
+    content = cell.content if isinstance(cell, Cell) else cell
+    attrs = f' colspan="{span}"' if span > 1 else ""
+    if isinstance(content, (int, float)) or (isinstance(content, str) and not isinstance(content, Html)
+                                             and _NUMBER.match(content)):
+        attrs += ' class="n"'  # numbers right-aligned, text left
+    return f"<td{attrs}>{esc(content)}</td>"
+
+
 def table(header: Iterable[object], rows: Iterable[Iterable[object]], caption: str | None = None,
           row_classes: Iterable[str | None] | None = None) -> Html:
     rows = [list(r) for r in rows]
@@ -32,7 +54,7 @@ def table(header: Iterable[object], rows: Iterable[Iterable[object]], caption: s
     parts.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>")
     for row, cls in zip(rows, classes):
         attr = f' class="{esc(cls)}"' if cls else ""
-        parts.append(f"<tr{attr}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+        parts.append(f"<tr{attr}>" + "".join(_td(c) for c in row) + "</tr>")
     parts.append("</tbody></table></div>")
     return Html("".join(parts))
 
@@ -75,9 +97,9 @@ h1{margin-top:1em}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2em;margin-
 nav a{margin-right:1em}
 .scroll{overflow-x:auto;margin:.6em 0}
 table{border-collapse:collapse;font-size:13px}caption{text-align:left;font-weight:600;padding:.3em 0}
-th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:right;white-space:nowrap}
-th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}
-tr.failed td{background:#fff0f0;color:#a40e26}tr.pass td.verdict{color:#116329}
+th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;white-space:nowrap}
+th{background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.failed td{background:#fff0f0;color:#a40e26}
 .note{color:#57606a;font-size:13px}
 figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #eaeef2}
 figcaption{color:#57606a;font-size:12px}

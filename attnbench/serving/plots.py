@@ -137,6 +137,16 @@ def _timeline(plt, shape: Shape, recs: list[Record], colors: dict[str, str], gpu
     return out
 
 
+def figure_names(records: list[Record]) -> list[tuple[str, str]]:
+    """(file name, caption) of every figure write_plots draws for these records, in order."""
+    shapes = _by_shape(records)
+    names = [("throughput.png", "Output and total throughput per backend")] if shapes else []
+    for shape in shapes:
+        names += [(f"latency-{shape.slug}.png", f"TTFT and TPOT CDFs, {shape.label}"),
+                  (f"timeline-{shape.slug}.png", f"Output tokens/s over time, {shape.label}")]
+    return names
+
+
 def write_plots(result_dir: str | os.PathLike, records: list[Record]) -> list[Path]:
     """throughput.png, latency-<shape>.png (TTFT and TPOT CDFs), timeline-<shape>.png in RESULT_DIR."""
     import matplotlib
@@ -151,8 +161,9 @@ def write_plots(result_dir: str | os.PathLike, records: list[Record]) -> list[Pa
     shapes = _by_shape(serve)
     colors = _colors(serve)
     gpu = _gpu(serve)
-    paths = [_throughput(plt, shapes, colors, gpu, result_dir / "throughput.png")]
+    names = iter(name for name, _ in figure_names(serve))
+    paths = [_throughput(plt, shapes, colors, gpu, result_dir / next(names))]
     for shape, recs in shapes.items():
-        paths.append(_latency(plt, shape, recs, colors, gpu, result_dir / f"latency-{shape.slug}.png"))
-        paths.append(_timeline(plt, shape, recs, colors, gpu, result_dir / f"timeline-{shape.slug}.png"))
+        paths.append(_latency(plt, shape, recs, colors, gpu, result_dir / next(names)))
+        paths.append(_timeline(plt, shape, recs, colors, gpu, result_dir / next(names)))
     return paths

@@ -179,7 +179,8 @@ def comparison_table(records: list[Record], baseline: str | None = None) -> str:
                 lines.append([row.backend, t.shape.label, f"FAILED: {row.failure}"])
             else:
                 lines.append([row.backend, t.shape.label, *cells, row.counts])
-        widths = [max(len(line[i]) for line in lines if i < len(line) and not _spans(line, i)) for i in range(len(header))]
+        full = [line for line in lines if len(line) == len(header)]  # a failed row's reason must not widen a column
+        widths = [max(len(line[i]) for line in full) for i in range(len(header))]
         title = f"== {t.shape.label}: {_legend(t.reference)} =="
         out.append(title)
         if t.note:
@@ -191,11 +192,6 @@ def comparison_table(records: list[Record], baseline: str | None = None) -> str:
             out.append("  ".join(parts).rstrip())
         out.append("")
     return "\n".join(out).rstrip() + "\n"
-
-
-def _spans(line: list[str], i: int) -> bool:
-    """A failed row's reason is one long cell; it must not widen the first metric column."""
-    return i == 2 and len(line) == 3
 
 
 def comparison_markdown(records: list[Record], baseline: str | None = None) -> str:
@@ -255,4 +251,9 @@ def write_summary(result_dir: str | os.PathLike, records: list[Record], baseline
         lines += ["## Failed runs", ""]
         lines += [f"- {r.backend} {Shape.of(r).label}: {_md_escape(one_line(r.error, 400))}" for r in failed]
         lines.append("")
+    from attnbench.serving import plots  # plots imports this module
+
+    figures = plots.figure_names(serve)
+    if figures:  # drawn right after this file is written, into the same folder
+        lines += ["## Plots", ""] + [f"![{caption}]({name})\n" for name, caption in figures]
     return atomic.write_text(Path(result_dir) / "summary.md", "\n".join(lines).rstrip() + "\n")

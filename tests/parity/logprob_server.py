@@ -70,11 +70,11 @@ def answer(script: Script, lp: np.ndarray, body: dict) -> dict:
 class LogprobServer:
     """aiohttp.web on 127.0.0.1, port 0, on its own thread; `with LogprobServer(script) as s: s.base_url`."""
 
-    def __init__(self, script: Script | None = None):
+    def __init__(self, script: Script | None = None, port: int = 0):
         self.script = script or Script()
         self.lp = table(self.script.seed)
         self.requests: list[dict] = []
-        self.port = 0
+        self.port = port
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -86,6 +86,9 @@ class LogprobServer:
 
     def _serve(self) -> None:
         from aiohttp import web
+
+        async def health(request):
+            return web.Response(text="")
 
         async def models(request):
             return web.json_response({"object": "list", "data": [{"id": self.script.model, "object": "model"}]})
@@ -99,11 +102,12 @@ class LogprobServer:
 
         async def start():
             app = web.Application()
+            app.router.add_get("/health", health)
             app.router.add_get("/v1/models", models)
             app.router.add_post("/v1/completions", completions)
             self._runner = web.AppRunner(app)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
             await site.start()
             self.port = site._server.sockets[0].getsockname()[1]
 
@@ -111,6 +115,9 @@ class LogprobServer:
         self._loop.run_until_complete(start())
         self._ready.set()
         self._loop.run_forever()
+
+    def serve_forever(self) -> None:
+        self._serve()
 
     def __enter__(self) -> "LogprobServer":
         self._thread.start()

@@ -1,10 +1,13 @@
 """serve-bench's plots: one throughput figure, per shape a latency-CDF and a timeline figure, all real PNGs."""
 
 import struct
-
-from serve_records import failed, serve
+import sys
+from pathlib import Path
 
 from attnbench.serving import plots
+
+sys.path.insert(0, str(Path(__file__).parent))  # helpers beside this file, whatever pytest's import mode
+from serve_records import failed, serve  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -2,12 +2,16 @@
 
 import os
 import re
+import sys
+from pathlib import Path
 
 import pytest
-from serve_records import GPU, failed, serve
 
 from attnbench.results import record
 from attnbench.serving import summary
+
+sys.path.insert(0, str(Path(__file__).parent))  # helpers beside this file, whatever pytest's import mode
+from serve_records import GPU, failed, serve  # noqa: E402
 
 
 def three_backends():
@@ -116,3 +120,13 @@ def test_records_round_trip_through_disk_before_comparing(tmp_path):
 
 def test_no_serve_records():
     assert "no serve results" in summary.comparison_table([])
+
+
+def test_summary_md_links_the_plots_serve_bench_draws_beside_it(tmp_path):
+    from attnbench.serving import plots
+
+    recs = three_backends()
+    text = summary.write_summary(tmp_path, recs).read_text()
+    drawn = plots.write_plots(tmp_path, recs)
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert linked == [p.name for p in drawn] and all((tmp_path / name).is_file() for name in linked)

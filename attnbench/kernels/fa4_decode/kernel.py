@@ -34,6 +34,7 @@ class DecodeConfig:
     write_final: bool  # num_splits == 1: write the dtype output directly, no workspace
     num_threads: int = 256
     tokens_per_thread: int = 4  # independent K+V row loads in flight per thread per step
+    pipeline: bool = False  # two register buffers: load step i+1 while computing step i (v2)
 
     def __post_init__(self):
         if self.dtype not in ("bfloat16", "float16"):
@@ -61,7 +62,7 @@ class DecodeConfig:
         return self.num_threads // self.lanes_per_row
 
     def smem_bytes(self) -> int:
-        return 4 * self.rows * self.group * (self.head_dim + 2)
+        return 4 * self.rows * self.group * (self.head_dim + 2) + 64  # + alignment slack
 
 
 def cutlass_dtype(name: str):
@@ -151,7 +152,8 @@ class SplitDecodeKernel:
         row_max = cute.make_rmem_tensor((GQ,), Float32)
         row_sum = cute.make_rmem_tensor((GQ,), Float32)
         acc = cute.make_rmem_tensor((GQ * VEC,), Float32)
-        row_max.fill(-Float32.inf)
+        NEG_INF = Float32(-math.inf)
+        row_max.fill(-math.inf)
         row_sum.fill(0.0)
         acc.fill(0.0)
 
@@ -159,45 +161,32 @@ class SplitDecodeKernel:
         v_frag = [cute.make_rmem_tensor((VEC,), self.dtype) for _ in range(T)]
         scores = cute.make_rmem_tensor((T * GQ,), Float32)
 
-        for base in cutlass.range(t_begin, t_end, ROWS * T, unroll=1):
-            # issue every load of this step before using any of them
-            for j in cutlass.range_constexpr(T):
-                t = base + j * ROWS + row
-                if t < t_end:
-                    page = mBlockTable[b, t // P]
-                    off = t % P
-                    cute.autovec_copy(cute.local_tile(mK[page, off, kvh, None], (VEC,), (lane,)), k_frag[j])
-                    cute.autovec_copy(cute.local_tile(mV[page, off, kvh, None], (VEC,), (lane,)), v_frag[j])
-                else:
-                    k_frag[j].fill(0.0)
-                    v_frag[j].fill(0.0)
-            for j in cutlass.range_constexpr(T):
-                kf = k_frag[j].load().to(Float32)
-                for h in cutlass.range_constexpr(GQ):
-                    s = Float32(0.0)
-                    for i in cutlass.range_constexpr(VEC):
-                        s += q[h * VEC + i] * kf[i]
-                    for k in cutlass.range_constexpr(int(math.log2(LANES))):
-                        s += cute.arch.shuffle_sync_bfly(s, offset=1 << k)
-                    t = base + j * ROWS + row
-                    scores[j * GQ + h] = s if t < t_end else -Float32.inf
-            for h in cutlass.range_constexpr(GQ):
-                m_new = row_max[h]
-                for j in cutlass.range_constexpr(T):
-                    m_new = cutlass.max(m_new, scores[j * GQ + h])
-                # a row that has seen no token yet keeps -inf; subtract 0 then so exp2 gives 0, not NaN
-                m_safe = m_new if m_new != -Float32.inf else Float32(0.0)
-                corr = cute.math.exp2(row_max[h] - m_safe, fastmath=True)
-                row_max[h] = m_new
-                row_sum[h] = row_sum[h] * corr
-                for i in cutlass.range_constexpr(VEC):
-                    acc[h * VEC + i] = acc[h * VEC + i] * corr
-                for j in cutlass.range_constexpr(T):
-                    p = cute.math.exp2(scores[j * GQ + h] - m_safe, fastmath=True)
-                    row_sum[h] = row_sum[h] + p
-                    vf = v_frag[j].load().to(Float32)
-                    for i in cutlass.range_constexpr(VEC):
-                        acc[h * VEC + i] = acc[h * VEC + i] + p * vf[i]
+        # page ids are looked up one step ahead so the K/V loads never wait on the block table
+        STEP = ROWS * T
+        pages_a = cute.make_rmem_tensor((T,), Int32)
+        pages_a.fill(0)
+        self._fetch_pages(mBlockTable, b, t_begin, t_end, row, pages_a)
+        if const_expr(not cfg.pipeline):
+            for base in cutlass.range(t_begin, t_end, STEP, unroll=1):
+                # issue every load of this step before using any of them
+                self._load(mK, mV, kvh, lane, row, base, t_end, pages_a, k_frag, v_frag)
+                self._fetch_pages(mBlockTable, b, base + STEP, t_end, row, pages_a)
+                self._consume(row, base, t_end, q, k_frag, v_frag, scores, row_max, row_sum, acc)
+        else:
+            # two register buffers: step i+1's loads are in flight while step i is computed
+            k_b = [cute.make_rmem_tensor((VEC,), self.dtype) for _ in range(T)]
+            v_b = [cute.make_rmem_tensor((VEC,), self.dtype) for _ in range(T)]
+            pages_b = cute.make_rmem_tensor((T,), Int32)
+            pages_b.fill(0)
+            self._load(mK, mV, kvh, lane, row, t_begin, t_end, pages_a, k_frag, v_frag)
+            self._fetch_pages(mBlockTable, b, t_begin + STEP, t_end, row, pages_b)
+            for base in cutlass.range(t_begin, t_end, 2 * STEP, unroll=1):
+                self._load(mK, mV, kvh, lane, row, base + STEP, t_end, pages_b, k_b, v_b)
+                self._fetch_pages(mBlockTable, b, base + 2 * STEP, t_end, row, pages_a)
+                self._consume(row, base, t_end, q, k_frag, v_frag, scores, row_max, row_sum, acc)
+                self._load(mK, mV, kvh, lane, row, base + 2 * STEP, t_end, pages_a, k_frag, v_frag)
+                self._fetch_pages(mBlockTable, b, base + 3 * STEP, t_end, row, pages_b)
+                self._consume(row, base + STEP, t_end, q, k_b, v_b, scores, row_max, row_sum, acc)
 
         # merge the ROWS partial softmaxes of this CTA through shared memory
         smem = cutlass.utils.SmemAllocator()
@@ -217,10 +206,10 @@ class SplitDecodeKernel:
             if idx < GQ * D:
                 h = idx // D
                 d = idx % D
-                m_all = -Float32.inf
+                m_all = NEG_INF
                 for r in cutlass.range_constexpr(ROWS):
                     m_all = cutlass.max(m_all, s_max[r, h])
-                m_safe = m_all if m_all != -Float32.inf else Float32(0.0)
+                m_safe = m_all if m_all != NEG_INF else Float32(0.0)
                 total = Float32(0.0)
                 o = Float32(0.0)
                 for r in cutlass.range_constexpr(ROWS):
@@ -236,7 +225,63 @@ class SplitDecodeKernel:
                 else:
                     mOPartial[split, b, qh, d] = o
                     if d == 0:
-                        lse = -Float32.inf
-                        if total > Float32(0.0):
-                            lse = (m_all + cute.math.log2(total, fastmath=True)) * LN2
-                        mLSEPartial[split, b, qh] = lse
+                        # an empty split has m_all = -inf and log2(0) = -inf, so lse = -inf as it must
+                        mLSEPartial[split, b, qh] = (m_all + cute.math.log2(total, fastmath=True)) * LN2
+
+    @cute.jit
+    def _fetch_pages(self, mBlockTable: cute.Tensor, b, base, t_end, row, pages: cute.Tensor):
+        """Page id of each token this row reads in the step starting at `base` (kept if past the end)."""
+        for j in cutlass.range_constexpr(self.cfg.tokens_per_thread):
+            t = base + j * self.cfg.rows + row
+            if t < t_end:
+                pages[j] = mBlockTable[b, t // self.cfg.page_size]
+
+    @cute.jit
+    def _load(self, mK: cute.Tensor, mV: cute.Tensor, kvh, lane, row, base, t_end, pages: cute.Tensor, k_frag, v_frag):
+        """Issue this lane's 16-byte K and V loads for every token of the step (no use yet)."""
+        cfg = self.cfg
+        for j in cutlass.range_constexpr(cfg.tokens_per_thread):
+            t = base + j * cfg.rows + row
+            if t < t_end:
+                off = t % cfg.page_size
+                page = pages[j]
+                cute.autovec_copy(cute.local_tile(mK[page, off, kvh, None], (cfg.vec,), (lane,)), k_frag[j])
+                cute.autovec_copy(cute.local_tile(mV[page, off, kvh, None], (cfg.vec,), (lane,)), v_frag[j])
+            else:
+                k_frag[j].fill(0.0)
+                v_frag[j].fill(0.0)
+
+    @cute.jit
+    def _consume(self, row, base, t_end, q: cute.Tensor, k_frag, v_frag, scores: cute.Tensor,
+                 row_max: cute.Tensor, row_sum: cute.Tensor, acc: cute.Tensor):
+        """Scores of the step's tokens, then one online-softmax rescale and the P.V accumulation."""
+        cfg = self.cfg
+        VEC, GQ, T = cfg.vec, cfg.group, cfg.tokens_per_thread
+        NEG_INF = Float32(-math.inf)
+        for j in cutlass.range_constexpr(T):
+            kf = k_frag[j].load().to(Float32)
+            for h in cutlass.range_constexpr(GQ):
+                s = Float32(0.0)
+                for i in cutlass.range_constexpr(VEC):
+                    s += q[h * VEC + i] * kf[i]
+                for k in cutlass.range_constexpr(int(math.log2(cfg.lanes_per_row))):
+                    s += cute.arch.shuffle_sync_bfly(s, offset=1 << k)
+                t = base + j * cfg.rows + row
+                scores[j * GQ + h] = s if t < t_end else NEG_INF
+        for h in cutlass.range_constexpr(GQ):
+            m_new = row_max[h]
+            for j in cutlass.range_constexpr(T):
+                m_new = cutlass.max(m_new, scores[j * GQ + h])
+            # a row that has seen no token yet keeps -inf; subtract 0 then so exp2 gives 0, not NaN
+            m_safe = m_new if m_new != NEG_INF else Float32(0.0)
+            corr = cute.math.exp2(row_max[h] - m_safe, fastmath=True)
+            row_max[h] = m_new
+            row_sum[h] = row_sum[h] * corr
+            for i in cutlass.range_constexpr(VEC):
+                acc[h * VEC + i] = acc[h * VEC + i] * corr
+            for j in cutlass.range_constexpr(T):
+                p = cute.math.exp2(scores[j * GQ + h] - m_safe, fastmath=True)
+                row_sum[h] = row_sum[h] + p
+                vf = v_frag[j].load().to(Float32)
+                for i in cutlass.range_constexpr(VEC):
+                    acc[h * VEC + i] = acc[h * VEC + i] + p * vf[i]

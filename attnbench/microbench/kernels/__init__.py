@@ -1,0 +1,1 @@
+"""One kernel adapter per backend (registry.Backend.microbench names them as "module:Class")."""

@@ -1,0 +1,1 @@
+"""`attnbench compare`: baseline vs current records, judged by threshold and noise."""

@@ -1,0 +1,34 @@
+"""Which way is better for each metric: +1 higher is better, -1 lower is better, 0 unknown
+(reported, never judged). Exact names first, then name patterns, first match wins."""
+
+from __future__ import annotations
+
+import re
+
+HIGHER, LOWER, UNKNOWN = 1, -1, 0
+
+EXACT = {
+    # counts and settings echoed as metrics: what was done, not how well
+    "completed": UNKNOWN, "total_input_tokens": UNKNOWN, "total_output_tokens": UNKNOWN,
+    "max_concurrent_requests": UNKNOWN, "n_samples": UNKNOWN, "n_questions": UNKNOWN, "n_prompts": UNKNOWN,
+    "prompt_tokens": UNKNOWN, "completion_tokens": UNKNOWN, "ci_low": UNKNOWN, "ci_high": UNKNOWN,
+    "stderr": UNKNOWN, "num_splits": UNKNOWN,
+    # failures and spread
+    "failed": LOWER, "failed_requests": LOWER, "extraction_failures": LOWER, "truncations": LOWER,
+    "duration": LOWER, "us": LOWER, "ms": LOWER,
+}
+
+PATTERNS = [  # (regex searched in the name, direction); std_* is spread, not speed
+    (r"^std_", UNKNOWN),
+    (r"throughput|goodput|tok(en)?s?_per_s|tok_s|tflops|gbps|gb_s|accuracy|score|agreement|pct_|prefix", HIGHER),
+    (r"_ms$|_us$|_s$|latency|err|kl|delta|diff|dlogprob", LOWER),
+]
+
+
+def of(metric: str) -> int:
+    if metric in EXACT:
+        return EXACT[metric]
+    for pattern, direction in PATTERNS:
+        if re.search(pattern, metric):
+            return direction
+    return UNKNOWN

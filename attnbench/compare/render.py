@@ -1,0 +1,78 @@
+"""A comparison as a terminal table and as markdown for a CI job summary. By default only the rows
+worth reading: every verdict other than ok/unjudged/n-a, plus each kind's headline metrics."""
+
+from __future__ import annotations
+
+import math
+
+from attnbench.compare.judge import (BAD, FAILED, IMPROVEMENT, MISSING, NA, NEW, NOISE, OK, REGRESSION, UNJUDGED,
+                                     Comparison, Row)
+
+HEADLINE = {
+    "serve": ("output_throughput", "total_token_throughput", "median_ttft_ms", "p99_ttft_ms",
+              "median_tpot_ms", "p99_tpot_ms", "median_itl_ms"),
+    "microbench": ("us", "tflops", "gbps"),
+    "gpqa": ("accuracy",),
+}
+MARK = {OK: "ok", REGRESSION: "REGRESSION", IMPROVEMENT: "improvement", NOISE: "within noise",
+        UNJUDGED: "unjudged", FAILED: "FAILED", MISSING: "missing", NEW: "new", NA: "n/a"}
+
+
+def shown(cmp: Comparison, everything: bool = False) -> list[Row]:
+    def keep(r: Row) -> bool:
+        if everything or r.verdict not in (OK, UNJUDGED, NA):
+            return True
+        head = HEADLINE.get(r.kind)
+        return head is None or r.metric in head
+    return sorted((r for r in cmp.rows if keep(r)), key=lambda r: (r.verdict not in BAD, r.kind, r.label, r.backend, r.metric))
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x == 0 or 0.01 <= abs(x) < 1e6:
+        return f"{x:.4g}" if abs(x) < 1000 else f"{x:,.0f}"
+    return f"{x:.3g}"
+
+
+def _pct(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:+.1f}%" if math.isfinite(x) else ("+inf%" if x > 0 else "-inf%")
+
+
+def _cells(r: Row) -> list[str]:
+    return [r.kind, r.backend, r.label, r.metric, _num(r.baseline), _num(r.current), _pct(r.change_pct),
+            MARK.get(r.verdict, r.verdict), r.rule]
+
+
+HEADER = ["kind", "backend", "settings", "metric", "baseline", "current", "change", "verdict", "rule"]
+
+
+def summary(cmp: Comparison) -> str:
+    bad = cmp.regressions
+    counts = {v: sum(r.verdict == v for r in cmp.rows) for v in (IMPROVEMENT, NOISE, MISSING, NEW)}
+    head = f"{len(bad)} regression(s)" if bad else "no regression"
+    extra = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    return f"{head} over {cmp.matched} matched record group(s)" + (f"; {extra}" if extra else "")
+
+
+def text(cmp: Comparison, everything: bool = False) -> str:
+    rows = [HEADER] + [_cells(r) for r in shown(cmp, everything)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 4)
+    return "\n".join([*lines, "", *[f"note: {n}" for n in cmp.notes], summary(cmp)])
+
+
+def markdown(cmp: Comparison, everything: bool = False, title: str = "attnbench compare") -> str:
+    icon = ":x:" if cmp.regressions else ":white_check_mark:"
+    out = [f"## {title}", "", f"{icon} **{summary(cmp)}**", ""]
+    out += [f"> note: {n}" for n in cmp.notes] + ([""] if cmp.notes else [])
+    out += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for r in shown(cmp, everything):
+        cells = [c.replace("|", "\\|") for c in _cells(r)]
+        if r.verdict in BAD:
+            cells[7] = f"**{cells[7]}**"
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,146 @@
+"""Across backends: paired comparisons, summary.md, comparison.json and the score plot, from
+the records of this run plus comparable ones that earlier runs left in the same result dir."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from attnbench import atomic, stats
+from attnbench.results.record import Record
+
+PLOT = "gpqa_scores.png"
+# settings that must agree for two records to be compared
+COMPARABLE = ("dataset", "effort", "api", "repeats", "limit", "seed", "max_tokens", "temperature")
+
+
+def cells_of(record: Record) -> dict[tuple, float]:
+    return {(r["question_id"], r["repeat"]): r["score"] for r in record.samples.get("rows", [])
+            if r.get("error") is None and r.get("score") is not None}
+
+
+def comparisons(records: list[Record], seed: int = 0) -> list[stats.PairedDiff]:
+    """Each backend against the first one that has results (paired over common cells)."""
+    ok = [r for r in records if cells_of(r)]
+    if len(ok) < 2:
+        return []
+    base = ok[0]
+    return [stats.paired_difference(cells_of(base), cells_of(r), base.backend, r.backend, seed) for r in ok[1:]]
+
+
+def summary_md(cfg, records: list[Record], diffs: list[stats.PairedDiff]) -> str:
+    first = records[0]
+    sc = first.scenario
+    lines = [f"# GPQA: {sc.get('model')} · dataset {cfg.dataset} · effort {cfg.effort} · api {cfg.api}", "",
+             f"{first.metrics.get('n_questions')} questions x {cfg.repeats} repeats, temperature {cfg.temperature:g}, "
+             f"max tokens {cfg.max_tokens}, seed {cfg.seed}. Standard errors are clustered by question; "
+             "CIs are 95% bootstrap over questions.", "",
+             "| backend | status | score % | ± SE | 95% CI | samples | extraction failures | truncations | failed requests | mean completion tokens |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for r in records:
+        m = r.metrics
+        if r.status == "ok" or m.get("n_samples"):
+            ci = f"[{100 * m['ci_low']:.1f}, {100 * m['ci_high']:.1f}]" if m.get("ci_low") is not None else "-"
+            mct = m.get("mean_completion_tokens")
+            lines.append(f"| {r.backend} | {r.status} | {_pct(m.get('score_pct'))} | {_pct(m.get('stderr_pct'))} | {ci} | "
+                         f"{m.get('n_samples')}/{m.get('n_expected')} | {m.get('extraction_failures')} | "
+                         f"{m.get('truncations')} | {m.get('failed_requests')} | {'-' if mct is None else f'{mct:.0f}'} |")
+        else:
+            lines.append(f"| {r.backend} | failed | - | - | - | - | - | - | - | - |")
+    notes = [f"- **{r.backend}**: {r.error}" for r in records if r.error]
+    notes += [f"- **{r.backend}**: {r.metrics['failed_requests']} of {r.metrics['n_expected']} samples got no answer "
+              "(failed requests); they are left out of the score and asked again by a re-run"
+              for r in records if not r.error and r.metrics.get("failed_requests")]
+    if notes:
+        lines += ["", *notes]
+    if any(r.scenario.get("effort_sent") is False and cfg.effort != "none" for r in records):
+        lines += ["", "Note: the server refused the reasoning effort; those samples were asked without it."]
+    lines += ["", "## Per-repeat scores (%)", "", "| backend | " + " | ".join(f"r{i}" for i in range(cfg.repeats)) + " |",
+              "|---|" + "---:|" * cfg.repeats]
+    for r in records:
+        per = r.samples.get("per_repeat", [])
+        lines.append(f"| {r.backend} | " + " | ".join(f"{100 * v:.1f}" for v in per) + " |")
+    if diffs:
+        lines += ["", "## Paired differences", "", *[f"- {d.verdict()}" for d in diffs], "",
+                  "| pair | diff (pts) | ± SE | 95% CI | sign-flip p | common samples | questions |",
+                  "|---|---:|---:|---|---:|---:|---:|"]
+        for d in diffs:
+            lines.append(f"| {d.name_b} vs {d.name_a} | {100 * d.diff:+.2f} | {100 * d.stderr:.2f} | "
+                         f"[{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}] | {d.p_value:.3g} | {d.n_cells} | {d.n_questions} |")
+    with_q = [r for r in records if r.samples.get("per_question")]
+    if with_q:
+        ids = sorted({q for r in with_q for q in r.samples["per_question"]})
+        lines += ["", "## Correct rate per question", "", "| question | " + " | ".join(r.backend for r in with_q) + " |",
+                  "|---|" + "---:|" * len(with_q)]
+        for q in ids:
+            vals = [r.samples["per_question"].get(q) for r in with_q]
+            lines.append(f"| {q} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
+    if (cfg.result_dir / PLOT).exists():
+        lines += ["", f"![score per backend]({PLOT})"]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def plot(cfg, records: list[Record]) -> Path | None:
+    """Score with its 95% CI per backend (matplotlib, Agg)."""
+    ok = [r for r in records if r.metrics.get("n_samples")]
+    if not ok:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(ok), 3.6))
+    xs = range(len(ok))
+    ys = [r.metrics["score_pct"] for r in ok]
+    lo = [max(0.0, y - 100 * r.metrics["ci_low"]) for y, r in zip(ys, ok)]
+    hi = [max(0.0, 100 * r.metrics["ci_high"] - y) for y, r in zip(ys, ok)]
+    ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=6, color="#3d237a")
+    for x, y in zip(xs, ys):
+        ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(8, 0), va="center", fontsize=8)
+    ax.set_xticks(list(xs), [r.backend for r in ok])
+    ax.set_xlim(-0.6, len(ok) - 0.4)
+    ax.set_ylabel("GPQA score (%), 95% CI")
+    ax.set_title(f"{ok[0].scenario.get('model')} · effort {cfg.effort}", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = cfg.result_dir / PLOT
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic.write_bytes(path, buf.getvalue())
+    return path
+
+
+def with_earlier_runs(cfg, records: list[Record]) -> list[Record]:
+    """This run's records plus those earlier runs left in the same result dir with the same
+    settings (e.g. two --endpoint runs, --name fa3 and --name fa4), earlier ones first."""
+    from attnbench.results.record import load
+
+    mine = {r.backend for r in records}
+    key = {k: records[0].scenario.get(k) for k in COMPARABLE} if records else {}
+    earlier = []
+    for path in sorted(cfg.result_dir.glob("*/gpqa.json")):
+        try:
+            (rec,) = load(path)
+        except Exception:  # a foreign or torn file is not ours to judge here
+            continue
+        if rec.kind == "gpqa" and rec.backend not in mine and {k: rec.scenario.get(k) for k in COMPARABLE} == key:
+            earlier.append(rec)
+    return earlier + list(records)
+
+
+def write(cfg, records: list[Record]) -> None:
+    """comparison.json, the plot and summary.md for this run and comparable earlier ones."""
+    records = with_earlier_runs(cfg, records)
+    diffs = comparisons(records, cfg.seed)
+    atomic.write_json(cfg.result_dir / "comparison.json", [
+        {"a": d.name_a, "b": d.name_b, "diff": d.diff, "diff_pts": 100 * d.diff, "stderr": d.stderr,
+         "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value, "n_cells": d.n_cells,
+         "n_questions": d.n_questions, "verdict": d.verdict()} for d in diffs])
+    plot(cfg, records)
+    atomic.write_text(cfg.result_dir / "summary.md", summary_md(cfg, records, diffs))

@@ -1,0 +1,145 @@
+"""explain's output: the terminal table, summary.md and the stacked bar plot (attention vs rest)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from attnbench import atomic
+from attnbench.explain.runner import ShapeResult
+
+REST = "scheduling, sampling, graph launch, python overhead, non-attention layers"
+HEADER = ("backend", "kernel", "TPOT mean", "TPOT med", "attn est", "attn share", "rest", "batch", "ctx", "coverage")
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def rows(res: ShapeResult) -> list[list[str]]:
+    return [[e.backend, e.kernel, _ms(e.tpot_mean_ms), _ms(e.tpot_median_ms), _ms(e.attn_ms), _pct(e.share),
+             _ms(e.rest_ms), f"{e.mix.mean_batch:.0f}", f"{e.mix.mean_context:.0f}", _pct(e.mix.coverage)]
+            for e in res.estimates]
+
+
+def gap_line(g) -> str:
+    line = (f"{g.slower} vs {g.faster}: TPOT +{g.tpot_gap_ms:.2f} ms; attention {g.attn_gap_ms:+.2f} ms "
+            f"({_pct(g.explained)} of the gap); rest {g.rest_ms:+.2f} ms")
+    if g.kernel_gap_ms is not None:
+        line += f" | attention = kernel {g.kernel_gap_ms:+.2f} ms (same batches) + load {g.load_gap_ms:+.2f} ms"
+    return line
+
+
+def _title(res: ShapeResult) -> str:
+    layers = {e.model.layers for e in res.estimates}
+    per = f", x{layers.pop()} layers" if len(layers) == 1 else ""
+    return f"{res.shape.label}: estimated attention per decode step{per} vs measured TPOT (ms)"
+
+
+def table(results: list[ShapeResult]) -> str:
+    out = []
+    for res in results:
+        lines = [list(HEADER), *rows(res)]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+        out.append(f"== {_title(res)} ==")
+        out += ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+                for line in lines]
+        out += [gap_line(g) for g in res.gaps]
+        out += [f"note: {n}" for n in res.notes]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n" if out else "(nothing to explain)\n"
+
+
+def _md_row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(results: list[ShapeResult], plots: dict | None = None) -> str:
+    out = ["# attnbench explain", "",
+           "How much of each backend's decode step (measured mean TPOT) the attention kernels account for. "
+           "The run's in-flight samples give the decode batches the server ran (batch size, context lengths); "
+           "the most frequent compositions are timed in microbench with the served model's head layout, "
+           "page size and dtype, weighted by how many token-steps each stood for, and multiplied by the number "
+           "of layers. `rest` is everything else in a step: " + REST + ".", ""]
+    for res in results:
+        out += [f"## {_title(res)}", "", _md_row(HEADER), _md_row(["---"] * 2 + ["---:"] * (len(HEADER) - 2))]
+        out += [_md_row(r) for r in rows(res)]
+        out.append("")
+        if res.gaps:
+            split = any(g.kernel_gap_ms is not None for g in res.gaps)
+            head = ["slower vs faster", "TPOT gap", "attention gap", "explained", "rest"]
+            head += ["of which kernel (same batches)", "of which load"] if split else []
+            out += [_md_row(head), _md_row(["---"] + ["---:"] * (len(head) - 1))]
+            for g in res.gaps:
+                cells = [f"{g.slower} vs {g.faster}", _ms(g.tpot_gap_ms), f"{g.attn_gap_ms:+.2f}", _pct(g.explained),
+                         f"{g.rest_ms:+.2f}"]
+                if split:
+                    cells += ["-" if g.kernel_gap_ms is None else f"{g.kernel_gap_ms:+.2f}",
+                              "-" if g.load_gap_ms is None else f"{g.load_gap_ms:+.2f}"]
+                out.append(_md_row(cells))
+            out += ["", "TPOT gap = attention gap + rest; each backend's attention is estimated on its own run's "
+                    "batches" + (", and attention gap = kernel (both kernels on the faster run's batches) + load "
+                                 "(the slower run's other batches)." if split else "."), ""]
+        if plots and res.shape in plots:
+            out += [f"![attention vs rest of a step]({plots[res.shape]})", ""]
+        for e in res.estimates:
+            mix = e.mix
+            out += [f"### {e.backend}: decode batch compositions (kernel {e.kernel})", "",
+                    f"{mix.decode_samples} of {mix.samples} in-flight samples decoding (source: {mix.source}, "
+                    f"every {mix.interval_s} s); kept {len(mix.compositions)} compositions covering "
+                    f"{_pct(mix.coverage)} of the token-steps. {_pct(mix.mixed_share)} of decode token-steps had "
+                    f"prompts waiting for prefill (mean {mix.mean_waiting_prefill:.1f}); prefill attention is not "
+                    "in the estimate, its interference is part of `rest`.", "",
+                    "| composition | weight | kernel us/layer | ms/step |", "| --- | ---: | ---: | ---: |"]
+            out += [_md_row([c.label() + ("~" if len(set(c.context_lens)) > 1 else ""), f"{c.weight:.3f}",
+                             f"{t:.1f}", f"{t * e.model.layers / 1000:.3f}"])
+                    for c, t in zip(mix.compositions, e.layer_us)]
+            out.append("")
+        if res.notes:
+            out += [f"- {n}" for n in res.notes] + [""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def plot(res: ShapeResult, path: Path, device: str = "") -> Path | None:
+    """Stacked bars, one per backend: estimated attention at the bottom, the rest of the step on top."""
+    if not res.estimates:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [e.backend for e in res.estimates]
+    attn = [e.attn_ms for e in res.estimates]
+    rest = [max(0.0, e.rest_ms) for e in res.estimates]
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(names) + 1.5), 4.5))
+    ax.bar(names, attn, color="C3", label="attention (microbench estimate)")
+    ax.bar(names, rest, bottom=attn, color="C7", label="rest of the step")
+    for i, e in enumerate(res.estimates):
+        ax.text(i, e.attn_ms / 2, _pct(e.share), ha="center", va="center", color="white", fontsize=9)
+        ax.text(i, max(e.tpot_mean_ms, e.attn_ms), f"{e.tpot_mean_ms:.1f}", ha="center", va="bottom", fontsize=9)
+    ax.set_ylabel("ms per decode step (mean TPOT)")
+    ax.set_title(f"{res.shape.label}: attention vs rest of a decode step" + (f"\n{device}" if device else ""),
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
+    ax.margins(y=0.15)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return atomic.write_bytes(path, buf.getvalue())
+
+
+def write(results: list[ShapeResult], result_dir: Path, device: str = "") -> dict[str, Path]:
+    """summary.md and one PNG per load shape; returns what was written."""
+    written, plots = {}, {}
+    for res in results:
+        png = plot(res, result_dir / f"explain-{res.shape.slug}.png", device)
+        if png:
+            plots[res.shape] = png.name
+            written[png.name] = png
+    written["summary.md"] = atomic.write_text(result_dir / "summary.md", markdown(results, plots))
+    return written

@@ -1,0 +1,1 @@
+"""attnbench's own attention kernels and their vLLM integration (imports nothing heavy)."""

@@ -1,0 +1,117 @@
+"""The split combine kernel (CuTe DSL): one warp per (sequence, query head) row.
+
+out = sum_s w_s * out_s with w_s = exp(lse_s - LSE) and LSE = logsumexp_s(lse_s): each split's
+partial output is already normalised by its own sum l_s = exp(lse_s - m_s)... so rescaling by
+exp(lse_s) / sum_s exp(lse_s) gives the softmax over the union. Empty splits carry lse = -inf
+and weight 0; a row whose splits are all empty writes zeros rather than NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cutlass
+import cutlass.cute as cute
+from cutlass import Float32, Int32, const_expr
+
+from attnbench.kernels.fa4_decode.kernel import cutlass_dtype
+
+LOG2_E = math.log2(math.e)
+
+
+@dataclass(frozen=True)
+class CombineConfig:
+    dtype: str  # output dtype
+    head_dim: int
+    max_splits: int  # workspace capacity: lse slots each lane scans (multiple of 32)
+    warps: int = 4
+
+    def __post_init__(self):
+        if self.head_dim % 32 or self.head_dim > 256:
+            raise ValueError(f"combine supports head_dim 32..256 in steps of 32, not {self.head_dim}")
+        if not 1 <= self.max_splits <= 256:
+            raise ValueError(f"max_splits must be 1..256, got {self.max_splits}")
+
+    @property
+    def slots(self) -> int:
+        return (self.max_splits + 31) // 32  # lse values per lane
+
+    @property
+    def per_lane(self) -> int:
+        return self.head_dim // 32
+
+
+class CombineKernel:
+    def __init__(self, cfg: CombineConfig):
+        self.cfg = cfg
+        self.dtype = cutlass_dtype(cfg.dtype)
+
+    @cute.jit
+    def __call__(
+        self,
+        mOPartial: cute.Tensor,  # [max_splits, max_batch, q_heads, head_dim] fp32
+        mLSEPartial: cute.Tensor,  # [max_splits, max_batch, q_heads] fp32
+        mO: cute.Tensor,  # [batch, q_heads, head_dim] dtype
+        num_splits: Int32,
+        stream,
+    ):
+        cfg = self.cfg
+        rows = mO.shape[0] * mO.shape[1]
+        self.kernel(mOPartial, mLSEPartial, mO, num_splits).launch(
+            grid=[(rows + cfg.warps - 1) // cfg.warps, 1, 1],
+            block=[32 * cfg.warps, 1, 1],
+            smem=4 * cfg.warps * 32 * cfg.slots,
+            stream=stream,
+        )
+
+    @cute.kernel
+    def kernel(self, mOPartial: cute.Tensor, mLSEPartial: cute.Tensor, mO: cute.Tensor, num_splits: Int32):
+        cfg = self.cfg
+        SLOTS = cfg.slots
+        PER = cfg.per_lane
+        tidx, _, _ = cute.arch.thread_idx()
+        bidx, _, _ = cute.arch.block_idx()
+        warp = tidx // 32
+        lane = tidx % 32
+        q_heads = mO.shape[1]
+        r = bidx * cfg.warps + warp
+
+        smem = cutlass.utils.SmemAllocator()
+        s_w = smem.allocate_tensor(Float32, cute.make_layout((32 * SLOTS, cfg.warps), stride=(1, 32 * SLOTS)), 16)
+
+        if r < mO.shape[0] * q_heads:
+            b = r // q_heads
+            h = r % q_heads
+            lse = cute.make_rmem_tensor((SLOTS,), Float32)
+            NEG_INF = Float32(-math.inf)
+            m = NEG_INF
+            for k in cutlass.range_constexpr(SLOTS):
+                s = k * 32 + lane
+                lse[k] = mLSEPartial[s, b, h] if s < num_splits else NEG_INF
+                m = cutlass.max(m, lse[k])
+            for k in cutlass.range_constexpr(5):
+                m = cutlass.max(m, cute.arch.shuffle_sync_bfly(m, offset=1 << k))
+            m_safe = m if m != NEG_INF else Float32(0.0)
+            total = Float32(0.0)
+            for k in cutlass.range_constexpr(SLOTS):
+                lse[k] = cute.math.exp2((lse[k] - m_safe) * LOG2_E, fastmath=True)
+                total += lse[k]
+            for k in cutlass.range_constexpr(5):
+                total += cute.arch.shuffle_sync_bfly(total, offset=1 << k)
+            inv = Float32(1.0) / total if total > Float32(0.0) else Float32(0.0)
+            for k in cutlass.range_constexpr(SLOTS):
+                s_w[k * 32 + lane, warp] = lse[k] * inv
+            cute.arch.sync_warp()
+
+            acc = cute.make_rmem_tensor((PER,), Float32)
+            acc.fill(0.0)
+            part = cute.make_rmem_tensor((PER,), Float32)
+            for s in cutlass.range(num_splits, unroll=4):
+                cute.autovec_copy(cute.local_tile(mOPartial[s, b, h, None], (PER,), (lane,)), part)
+                w = s_w[s, warp]
+                for i in cutlass.range_constexpr(PER):
+                    acc[i] = acc[i] + w * part[i]
+            out = cute.make_rmem_tensor((PER,), self.dtype)
+            out.store(acc.load().to(self.dtype))
+            cute.autovec_copy(out, cute.local_tile(mO[b, h, None], (PER,), (lane,)))

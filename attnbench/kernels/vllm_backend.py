@@ -1,0 +1,190 @@
+"""attnbench-fa4 inside vLLM (0.26): vLLM's FlashAttention backend pinned to FA4, with
+decode-only batches sent to our split-KV kernel (attnbench.kernels.fa4_decode.launcher.FA4Decode).
+
+Inherited unchanged from vllm.v1.attention.backends.flash_attn: the KV cache shape and layout
+(logical [blocks, kv_heads, block_size, 2 * head_dim], K and V packed in the last dim, physically
+NHD), the cache write (do_kv_cache_update runs before forward), metadata building, and every batch
+or layer our kernel does not take: prefill, mixed and cascade batches, encoder attention, sliding
+window, sinks, ALiBi, soft-cap, fp8 caches, DCP, multimodal prefix masks. Ours: get_name() "CUSTOM"
+(vLLM maps layers back to the enum by name), FA version 4 whatever the global default (FA3 on
+SM90), FA4's CUDA-graph support level, SM90 only, and the decode branch.
+
+This module imports vLLM at load: only vLLM imports it, after `--attention-backend CUSTOM` has
+selected it (attnbench.kernels.vllm_plugin registers the path without importing it).
+"""
+
+from __future__ import annotations
+
+import torch
+from vllm.logger import init_logger
+from vllm.utils.torch_utils import canonicalize_singleton_dim_strides
+from vllm.v1.attention.backend import AttentionCGSupport, AttentionType
+from vllm.v1.attention.backends.fa_utils import is_fa_version_supported
+from vllm.v1.attention.backends.flash_attn import (
+    FlashAttentionBackend,
+    FlashAttentionImpl,
+    FlashAttentionMetadata,
+    FlashAttentionMetadataBuilder,
+)
+
+logger = init_logger(__name__)
+
+KERNEL_HEAD_DIMS = (64, 128, 256)
+KERNEL_MAX_GROUP = 16  # query heads per KV head the kernel keeps in registers
+KERNEL_DTYPES = (torch.bfloat16, torch.float16)
+_PLAIN_CACHE = ("auto", "bfloat16", "float16")
+
+# One FA4Decode per geometry and device, shared by every layer: layers run one after another on
+# one stream, so they can share its fp32 split workspace (64 x max_batch x heads x dim floats).
+_DECODERS: dict[tuple, object] = {}
+
+
+def decoder_for(*, q_heads: int, kv_heads: int, head_dim: int, page_size: int, dtype: torch.dtype,
+                max_batch: int, device: torch.device):
+    """The shared, compiled FA4Decode for this geometry. Created on the first eager decode call,
+    which vLLM's warm-up runs before it captures any CUDA graph, so capture never compiles or
+    allocates."""
+    key = (q_heads, kv_heads, head_dim, page_size, dtype, max_batch, device)
+    decoder = _DECODERS.get(key)
+    if decoder is None:
+        from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+        decoder = FA4Decode(q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim,
+                            page_size=page_size, dtype=str(dtype).removeprefix("torch."),
+                            max_batch=max_batch, device=device).compile()
+        _DECODERS[key] = decoder
+        logger.info("attnbench-fa4: decode kernel ready for %d q heads / %d kv heads, head_dim %d, "
+                    "page %d, %s, max batch %d", q_heads, kv_heads, head_dim, page_size, dtype, max_batch)
+    return decoder
+
+
+def _max_batch() -> int:
+    """The most sequences one decode step can hold: max_num_seqs, or the largest captured graph."""
+    from vllm.config import get_current_vllm_config_or_none
+
+    config = get_current_vllm_config_or_none()
+    if config is None:
+        return 256
+    return max(config.scheduler_config.max_num_seqs,
+               config.compilation_config.max_cudagraph_capture_size or 0)
+
+
+class AttnbenchFA4MetadataBuilder(FlashAttentionMetadataBuilder):
+    """FlashAttention's builder as it is for FA4: uniform batches (decode-only among them) are
+    captured as full CUDA graphs, mixed ones run piecewise; no FA3 ahead-of-time scheduler."""
+
+    _cudagraph_support = AttentionCGSupport.UNIFORM_BATCH
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The parent enables these when the global FA version is 3 (SM90's default).
+        self.aot_schedule = False
+        self.max_num_splits = 0
+
+
+class AttnbenchFA4Impl(FlashAttentionImpl):
+    """FA4 for everything, except decode-only batches of plain layers, which use our kernel."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not is_fa_version_supported(4):
+            raise RuntimeError("attnbench-fa4 needs vLLM's FlashAttention 4 (flash_attn.cute) for "
+                               "prefill; it is not usable in this install")
+        self.vllm_flash_attn_version = 4
+        self.decode_unsupported = self._why_not_ours()
+        self.max_batch = _max_batch()
+        if self.decode_unsupported:
+            logger.warning_once("attnbench-fa4: FA4 handles decode too for a layer with %s",
+                                self.decode_unsupported)
+        else:
+            logger.info_once("attnbench-fa4: decode-only batches use attnbench's split-KV kernel; "
+                             "prefill and mixed batches use FA4")
+
+    def _why_not_ours(self) -> str | None:
+        """What keeps this layer's decode off our kernel (fixed per layer), or None."""
+        if self.attn_type != AttentionType.DECODER:
+            return f"attention type {self.attn_type}"
+        if self.sliding_window != (-1, -1):
+            return "a sliding window"
+        if self.sinks is not None:
+            return "attention sinks"
+        if self.alibi_slopes is not None:
+            return "ALiBi"
+        if self.logits_soft_cap:
+            return "a logits soft-cap"
+        if self.kv_cache_dtype not in _PLAIN_CACHE:
+            return f"kv cache dtype {self.kv_cache_dtype}"
+        if self.head_size not in KERNEL_HEAD_DIMS:
+            return f"head_dim {self.head_size}"
+        if self.num_queries_per_kv > KERNEL_MAX_GROUP:
+            return f"{self.num_queries_per_kv} query heads per KV head"
+        if self.dcp_world_size > 1:
+            return "decode context parallelism"
+        return None
+
+    def forward(self, layer, query, key, value, kv_cache, attn_metadata, output,
+                output_scale=None, output_block_scale=None):
+        if (self.decode_unsupported is None and attn_metadata is not None
+                and output_scale is None and output_block_scale is None
+                and query.dtype in KERNEL_DTYPES and is_plain_decode(attn_metadata)):
+            return self._decode(query, kv_cache, attn_metadata, output)
+        return super().forward(layer, query, key, value, kv_cache, attn_metadata, output,
+                               output_scale, output_block_scale)
+
+    def _decode(self, query, kv_cache, attn_metadata: FlashAttentionMetadata, output):
+        """One query token per sequence, in request order. Host-side ints and views only, so a
+        full CUDA graph captures it; the split plan comes from max_seq_len, which vLLM sets to
+        max_model_len while capturing, so a captured plan covers any later sequence."""
+        n = attn_metadata.num_actual_tokens
+        # (B, H, N, 2*D) -> ((B, N, H, D), (B, N, H, D)): strided views, as FlashAttention reads them
+        key_cache, value_cache = kv_cache.transpose(1, 2).split(self.head_size, dim=-1)
+        key_cache = canonicalize_singleton_dim_strides(key_cache)
+        value_cache = canonicalize_singleton_dim_strides(value_cache)
+        decoder = decoder_for(q_heads=self.num_heads, kv_heads=self.num_kv_heads,
+                              head_dim=self.head_size, page_size=key_cache.shape[1],
+                              dtype=query.dtype, max_batch=self.max_batch, device=query.device)
+        decoder(query[:n], key_cache, value_cache, attn_metadata.block_table,
+                attn_metadata.seq_lens, self.scale, output[:n], max_context=attn_metadata.max_seq_len)
+        return output
+
+
+def is_plain_decode(m: FlashAttentionMetadata) -> bool:
+    """A batch our kernel computes exactly: every query length 1 (one token per request),
+    causal, no cascade prefix, window or extra masks. Reads host-side fields only."""
+    return (m.max_query_len == 1
+            and not m.use_cascade
+            and m.num_actual_tokens <= m.seq_lens.shape[0]
+            and m.causal is True
+            and (m.sliding_window is None or tuple(m.sliding_window) == (-1, -1))
+            and m.mm_prefix_range_tensor is None
+            and m.rswa_prefix_lens is None)
+
+
+class AttnbenchFA4Backend(FlashAttentionBackend):
+    """vLLM's FlashAttention backend with AttnbenchFA4Impl; selected by `--attention-backend CUSTOM`."""
+
+    supported_kv_cache_dtypes = list(_PLAIN_CACHE)
+
+    @staticmethod
+    def get_name() -> str:
+        return "CUSTOM"
+
+    @staticmethod
+    def get_impl_cls() -> type[AttnbenchFA4Impl]:
+        return AttnbenchFA4Impl
+
+    @staticmethod
+    def get_builder_cls() -> type[AttnbenchFA4MetadataBuilder]:
+        return AttnbenchFA4MetadataBuilder
+
+    @classmethod
+    def supports_compute_capability(cls, capability) -> bool:
+        return capability.major == 9  # the decode kernel is SM90 code
+
+    @classmethod
+    def supports_kv_cache_dtype(cls, kv_cache_dtype) -> bool:
+        return kv_cache_dtype is None or kv_cache_dtype in _PLAIN_CACHE
+
+    @classmethod
+    def supports_batch_invariance(cls) -> bool:
+        return False  # FA4 and our split plan both depend on the batch shape

@@ -1,0 +1,47 @@
+"""Microbench adapter for attnbench's own split-KV decode kernel (attnbench/kernels/fa4_decode)."""
+
+from __future__ import annotations
+
+from attnbench.microbench.base import DecodeInputs, DecodeShape, Kernel, Shape
+
+HEAD_DIMS = (64, 128, 256)
+
+
+class AttnbenchFA4(Kernel):
+    name = "attnbench-fa4"
+
+    def __init__(self, num_splits: int | None = None):
+        self.num_splits = num_splits  # None: the planner decides (what vLLM gets)
+        self._decoders: dict = {}  # one FA4Decode (and workspace) per geometry, shared by input copies
+
+    def with_options(self, **options) -> "AttnbenchFA4":
+        return AttnbenchFA4(num_splits=options.get("num_splits", self.num_splits))
+
+    def unsupported(self, shape: Shape) -> str | None:
+        if shape.op != "decode":
+            return "attnbench-fa4 is a decode kernel (prefill runs on vLLM's FA4 path)"
+        if shape.q_len != 1:
+            return f"attnbench-fa4 decodes one query token per sequence, not q_len {shape.q_len}"
+        if shape.head_dim not in HEAD_DIMS:
+            return f"attnbench-fa4 supports head_dim {HEAD_DIMS}, not {shape.head_dim}"
+        if shape.q_heads // shape.kv_heads > 16:
+            return f"attnbench-fa4 supports GQA groups up to 16 query heads per KV head, not {shape.q_heads // shape.kv_heads}"
+        return None
+
+    def decode(self, shape: DecodeShape, inp: DecodeInputs):
+        from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+        key = (shape.q_heads, shape.kv_heads, shape.head_dim, shape.page_size, shape.dtype, shape.batch, str(inp.q.device))
+        dec = self._decoders.get(key)
+        if dec is None:  # calls run one after another on one stream, so copies can share a workspace
+            dec = self._decoders[key] = FA4Decode(
+                q_heads=shape.q_heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim, page_size=shape.page_size,
+                dtype=shape.dtype, max_batch=shape.batch, device=inp.q.device).compile()
+        max_context = max(shape.context_lens)
+        splits = self.num_splits
+        args = (inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out)
+
+        def run() -> None:
+            dec(*args, max_context=max_context, num_splits=splits)
+
+        return run

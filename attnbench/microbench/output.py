@@ -1,0 +1,212 @@
+"""What a microbench run leaves behind: JSON records (one file per backend holding a list,
+rewritten after every result so a cut-short run keeps its numbers), summary.md, a terminal
+table and plots."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from attnbench import atomic
+from attnbench.results.record import Record
+
+RATE = {"decode": ("gbps", "GB/s"), "prefill": ("tflops", "TFLOP/s")}
+
+# Issue 3's H100 numbers (vLLM 0.26.0, page 16, bf16, CUDA-graph replay): decode as GB/s of K+V
+# read (our kv_gbps), causal prefill as TFLOP/s. summary.md sets each run beside them.
+H100_REFERENCE = {
+    ("decode", "B256 ctx2048 H16/8/128 bf16"): ("kv_gbps", {"fa3": 3003, "flashinfer": 3016, "fa4": 2639, "fa2": 2709}),
+    ("decode", "B1 ctx32768 H16/8/128 bf16"): ("kv_gbps", {"fa3": 2394, "flashinfer": 2461, "fa4": 2403,
+                                                          "fa4-splits1": 283}),
+    ("prefill", "B8 L8192 H16/8/128 bf16"): ("tflops", {"fa3": 699, "flashinfer": 630, "fa4": 618, "fa2": 374}),
+}
+
+
+class ResultWriter:
+    """Records in one directory, one JSON file per op and backend ("decode-fa3.json"). Records
+    already there (an earlier invocation into the same directory, e.g. the fa4-splits1 run) are
+    kept; a new result replaces an old one for the same backend, shape and L2 setting."""
+
+    def __init__(self, result_dir: str | Path, op: str = "decode"):
+        from attnbench.results.record import load
+
+        self.dir, self.op = Path(result_dir), op
+        self.records: dict[tuple[str, str], list[Record]] = defaultdict(list)
+        if self.dir.is_dir():
+            for r in load(self.dir):
+                if r.kind == "microbench":
+                    self.records[(r.scenario.get("op", op), r.backend)].append(r)
+
+    def add(self, rec: Record) -> None:
+        key = (rec.scenario.get("op", self.op), rec.backend)
+        self.records[key] = [r for r in self.records[key] if _key(r) != _key(rec)] + [rec]
+        atomic.write_json(self.dir / f"{key[0]}-{_slug(rec.backend)}.json", [r.to_json() for r in self.records[key]])
+
+    def all(self, op: str | None = None) -> list[Record]:
+        return [r for (o, _), recs in self.records.items() if op in (None, o) for r in recs]
+
+
+def _key(r: Record) -> tuple:
+    return r.scenario.get("label"), r.scenario.get("cold_l2")
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s)
+
+
+def _backends(records: list[Record]) -> list[str]:
+    return list(dict.fromkeys(r.backend for r in records))
+
+
+def _row(r: Record) -> str:
+    return r.scenario.get("label", "?") + (" cold-L2" if r.scenario.get("cold_l2") else "")
+
+
+def _shapes(records: list[Record]) -> list[str]:
+    return list(dict.fromkeys(map(_row, records)))
+
+
+def cell(rec: Record | None, op: str) -> str:
+    """'12.3 µs 2394' (µs and the op's headline rate), with FAIL / skip / error instead of hiding it."""
+    if rec is None:
+        return "-"
+    verdict = rec.samples.get("verdict")
+    if verdict in ("skipped", "error") or rec.metrics.get("us") is None:
+        return "skip" if verdict == "skipped" else "error"
+    key = RATE[op][0]
+    text = f"{_sig(rec.metrics['us'])} µs {_sig(rec.metrics.get(key) or 0)}"
+    return text + (" FAIL" if verdict == "FAIL" else "")
+
+
+def _sig(x: float) -> str:
+    """Readable at any scale: 2394, 12.3, 0.00412."""
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 1 else f"{x:.3g}"
+
+
+def table(records: list[Record], op: str) -> str:
+    """Rows: shapes; columns: backends; cells: µs and GB/s (decode) or TFLOP/s (prefill)."""
+    backends, shapes = _backends(records), _shapes(records)
+    by = {(_row(r), r.backend): r for r in records}
+    header = ["shape", *backends]
+    rows = [[s, *(cell(by.get((s, b)), op) for b in backends)] for s in shapes]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
+    lines = [f"{op}: µs per call and {RATE[op][1]} ({'K+V+q+out bytes' if op == 'decode' else 'unmasked FLOPs'}); FAIL = wrong output",
+             fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)]
+    return "\n".join(lines)
+
+
+def _num(x, digits=None) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        return f"{x:.{digits}f}" if digits is not None else _sig(x)
+    return str(x)
+
+
+def summary(records: list[Record], op: str, roof: dict | None, skipped: list[str] = ()) -> str:
+    lines = [f"# attnbench microbench {op}", ""]
+    if roof:
+        lines += ["## Roofline", "",
+                  f"{roof.get('gpu_name')}: measured copy {_num(roof.get('measured_gbps'), 0)} GB/s, "
+                  f"bf16 matmul {_num(roof.get('measured_tflops'), 0)} TFLOP/s; datasheet "
+                  f"{_num(roof.get('datasheet_gbps'), 0) or '?'} GB/s, {_num(roof.get('datasheet_tflops'), 0) or '?'} TFLOP/s.", ""]
+    lines += ["## Results", "", "```", table(records, op), "```", "",
+              "| shape | backend | µs | TFLOP/s | GB/s | % meas. BW | % peak BW | % meas. FLOP/s | % peak FLOP/s | rel_err | verdict |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in records:
+        m = r.metrics
+        lines.append("| " + " | ".join([
+            _row(r), r.backend, _num(m.get("us")), _num(m.get("tflops")), _num(m.get("gbps"), 0),
+            _num(m.get("pct_measured_bw")), _num(m.get("pct_peak_bw")), _num(m.get("pct_measured_flops")),
+            _num(m.get("pct_peak_flops")), "" if m.get("rel_err") is None else f"{m['rel_err']:.2e}",
+            str(r.samples.get("verdict", "?"))]) + " |")
+    lines += _vs_reference(records, op, roof)
+    bad = [r for r in records if r.status != "ok"]
+    if bad:
+        lines += ["", "## Not ok", ""] + [f"- {r.backend} {r.scenario.get('label')}: {r.error}" for r in bad]
+    if skipped:
+        lines += ["", "## Skipped shapes (would not fit)", ""] + [f"- {s}" for s in skipped]
+    notes = {r.samples["note"] for r in records if r.samples.get("note")}
+    if notes:
+        lines += ["", "## Timing notes", ""] + [f"- {n}" for n in sorted(notes)]
+    return "\n".join(lines) + "\n"
+
+
+def _vs_reference(records: list[Record], op: str, roof: dict | None) -> list[str]:
+    """Issue 3's H100 numbers next to ours for the shapes it quotes (differences over 5% need a note)."""
+    rows = []
+    for r in records:
+        ref = H100_REFERENCE.get((op, r.scenario.get("label")))
+        if not ref or r.backend not in ref[1] or r.scenario.get("cold_l2") or r.metrics.get(ref[0]) is None:
+            continue
+        key, expect = ref[0], ref[1][r.backend]
+        diff = 100.0 * (r.metrics[key] / expect - 1)
+        flag = " **>5%**" if abs(diff) > 5 else ""
+        rows.append(f"| {r.scenario['label']} | {r.backend} | {key} | {expect} | {r.metrics[key]:.0f} | {diff:+.1f}%{flag} |")
+    if not rows:
+        return []
+    gpu = (roof or {}).get("gpu_name") or "this GPU"
+    return ["", f"## Against issue 3's H100 numbers (measured here on {gpu})", "",
+            "| shape | backend | metric | issue (H100) | here | difference |", "|---|---|---|---:|---:|---:|", *rows]
+
+
+def plots(records: list[Record], op: str, out_dir: str | Path) -> list[Path]:
+    """decode: GB/s vs context per backend, one panel per batch; prefill: TFLOP/s vs seqlen.
+    One figure per head layout (and, for prefill, per cached-context length)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key, unit = RATE[op]
+    xkey = "context" if op == "decode" else "seqlen"
+    groups: dict[tuple, list[Record]] = defaultdict(list)
+    for r in records:
+        if r.metrics.get(key) is None or r.scenario.get("ragged") or r.scenario.get("q_len", 1) != 1:
+            continue
+        s = r.scenario
+        extra = f"-ctx{max(s.get('context_lens') or [0])}" if op == "prefill" and s.get("paged") else ""
+        groups[(f"H{s['q_heads']}-{s['kv_heads']}-{s['head_dim']}-{s['dtype']}{extra}",)].append(r)
+    paths = []
+    for (name,), recs in groups.items():
+        batches = sorted({r.scenario["batch"] for r in recs})
+        fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.4), squeeze=False, sharey=True)
+        for ax, b in zip(axes[0], batches):
+            for backend in _backends(recs):
+                pts = sorted((r.scenario[xkey], r.metrics[key], r.samples.get("verdict") == "FAIL")
+                             for r in recs if r.backend == backend and r.scenario["batch"] == b)
+                if not pts:
+                    continue
+                line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=backend)
+                fails = [p for p in pts if p[2]]
+                if fails:
+                    ax.plot([p[0] for p in fails], [p[1] for p in fails], "x", color="red", markersize=10)
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"batch {b}")
+            ax.set_xlabel(xkey)
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel(unit)
+        axes[0][-1].legend(fontsize=7)
+        fig.suptitle(f"{op} {name} (red x = FAIL)")
+        fig.tight_layout()
+        path = Path(out_dir) / f"{op}-{_slug(name)}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def finish(writer: ResultWriter, roof: dict | None, skipped: list[str] = ()) -> dict[str, Path | list[Path]]:
+    """summary.md (a part per op found in the directory) and plots for everything the writer holds."""
+    parts, plot_paths = [], []
+    for op in ("decode", "prefill"):
+        records = writer.all(op)
+        if records:
+            parts.append(summary(records, op, roof, skipped if op == writer.op else ()))
+            plot_paths += plots(records, op, writer.dir / "plots")
+    return {"summary": atomic.write_text(writer.dir / "summary.md", "\n".join(parts)), "plots": plot_paths}

@@ -1,0 +1,91 @@
+"""`attnbench parity`: flags -> run.Parity -> run.run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from attnbench.errors import UserError
+
+
+def parse_endpoint(item: str) -> tuple[str, str]:
+    """'fa3=http://127.0.0.1:8001' -> ('fa3', 'http://127.0.0.1:8001')."""
+    name, sep, url = item.partition("=")
+    name, url = name.strip(), url.strip()
+    if not sep or not name or not url or "/" in name or ":" in name:
+        raise UserError(f"--endpoint {item!r} is not NAME=URL; pass e.g. --endpoint fa3=http://127.0.0.1:8001")
+    return name, url
+
+
+def parse_endpoints(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, url = parse_endpoint(item)
+        if name in out:
+            raise UserError(f"--endpoint names {name!r} twice; give each server its own name")
+        out[name] = url
+    return out
+
+
+def parity(
+    endpoint: List[str] = typer.Option([], help="A running vLLM server to compare, repeatable: --endpoint fa3=http://127.0.0.1:8001."),
+    backends: Optional[str] = typer.Option(None, help="Start vLLM per backend, one after another: fa2,fa3,fa4,flashinfer (see `attnbench backends`)."),
+    model: Optional[str] = typer.Option(None, help="Embedded model name (default qwen3-0.6b, dummy weights), local folder or HF id; with --endpoint, the served model name or its folder."),
+    serve_arg: List[str] = typer.Option([], help="Argument passed to `vllm serve`, repeatable: --serve-arg=--max-logprobs --serve-arg=20."),
+    reference: Optional[str] = typer.Option(None, help="The backend/endpoint the others are compared with (default fa3 when present, else the first)."),
+    hf_reference: str = typer.Option("auto", help="Model folder for an fp32 transformers reference on CPU ('hf-fp32'); 'auto': the model's folder when it has real weights; 'off'."),
+    num_prompts: int = typer.Option(8, help="Prompts, alternating long and short."),
+    short_len: int = typer.Option(64, help="Tokens of a short prompt (prefill path)."),
+    long_len: int = typer.Option(4096, help="Tokens of a long prompt (split-KV decode)."),
+    top_k: int = typer.Option(10, help="Top-k logprobs per position (vLLM allows up to its --max-logprobs, default 20)."),
+    max_tokens: int = typer.Option(32, help="Greedy tokens generated per prompt."),
+    seed: int = typer.Option(0, help="Seed of the prompts."),
+    vocab_size: Optional[int] = typer.Option(None, help="Vocabulary prompt ids are drawn from (default: the model's config, else 10000)."),
+    max_dlogprob: float = typer.Option(0.25, help="Fail above this max |Δ logprob| (nats)."),
+    mean_dlogprob: float = typer.Option(0.02, help="Fail above this mean |Δ logprob| (nats)."),
+    max_mean_kl: float = typer.Option(0.005, help="Fail above this mean top-k KL divergence (nats)."),
+    min_top1: float = typer.Option(0.98, help="Fail below this top-1 agreement (near-ties count as agreement)."),
+    min_greedy_prefix: Optional[float] = typer.Option(None, help="Fail below this mean identical greedy prefix (tokens); off by default."),
+    fp32_factor: float = typer.Option(2.0, help="Tolerances against the fp32 reference are this many times looser."),
+    result_dir: Optional[Path] = typer.Option(None, help="Where records, collected logprobs, summary.md and the plot go (default results/<UTC time>-parity)."),
+    ready_timeout: float = typer.Option(900.0, help="Seconds to wait for a server to become ready."),
+    request_timeout: float = typer.Option(600.0, help="Seconds before one request counts as failed."),
+) -> None:
+    """Do the backends compute the same model? Compare teacher-forced logprobs and greedy
+    continuations of each backend with a reference backend (and an fp32 transformers run)."""
+    from attnbench.backends import registry
+    from attnbench.parity import run
+    from attnbench.parity.collect import Settings
+    from attnbench.parity.prompts import PromptSet
+    from attnbench.parity.thresholds import Thresholds
+    from attnbench.serving import bench
+    from attnbench.serving.cli import default_result_dir
+
+    endpoints = parse_endpoints(endpoint)
+    if endpoints and backends:
+        raise UserError("pass either --endpoint (running servers) or --backends (servers attnbench starts), not both")
+    chosen = [] if endpoints else registry.parse_names(backends)
+    if not endpoints and not chosen:
+        raise UserError("no attention backend is available here (see `attnbench backends`); "
+                        "run on a GPU machine with the gpu extra, or pass --endpoint NAME=URL")
+    if not endpoints:
+        from attnbench.models import embedded
+
+        model = model or embedded.DEFAULT_MODEL
+    vocab = bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr))
+    settings = Settings(PromptSet(num_prompts=num_prompts, short_len=short_len, long_len=long_len, seed=seed,
+                                  vocab_size=vocab),
+                        top_k=top_k, max_tokens=max_tokens, request_timeout_s=request_timeout)
+    thresholds = Thresholds(max_abs_dlogprob=max_dlogprob, mean_abs_dlogprob=mean_dlogprob, mean_kl=max_mean_kl,
+                            min_top1_agreement=min_top1, min_greedy_prefix_mean=min_greedy_prefix,
+                            fp32_factor=fp32_factor)
+    config = run.Parity(settings=settings, result_dir=result_dir or default_result_dir("parity"), model=model,
+                        endpoints=endpoints, backends=chosen, serve_args=list(serve_arg), reference=reference,
+                        hf_reference=hf_reference, thresholds=thresholds, ready_timeout_s=ready_timeout)
+    records = run.run(config)
+    print(f"attnbench: results in {config.result_dir}", file=sys.stderr)
+    if any(r.status != "ok" or r.metrics.get("passed") == 0 for r in records):
+        raise typer.Exit(1)

@@ -1,0 +1,86 @@
+"""An independent reference outside vLLM: transformers in float32 on CPU, answering the same
+prompts with the same data (teacher-forced top-k logprobs and a greedy continuation), so it
+compares like one more backend, "hf-fp32". A bug shared by every vLLM backend (a wrong RoPE,
+a stale KV block) shows up only against this."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Callable
+
+from attnbench.parity.collect import Collection, Positions, PromptResult, Settings
+
+NAME = "hf-fp32"
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
+
+
+def unusable(model_dir: str | Path) -> str | None:
+    """Why transformers cannot give a meaningful reference for this model, or None when it can.
+    A folder without weights (the embedded dummy-weight model: vLLM draws its dummy weights
+    itself, nothing outside vLLM can reproduce them) is the usual reason."""
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        return f"{model_dir} is not a local model folder"
+    if not (folder / "config.json").is_file():
+        return f"{model_dir} has no config.json"
+    if not any(next(folder.glob(p), None) for p in WEIGHT_PATTERNS):
+        return f"{model_dir} has no weights (a dummy-weight model: vLLM's dummy weights are not reproducible outside vLLM)"
+    return None
+
+
+def _positions(logprobs, chosen: list[int], top_k: int) -> Positions:
+    """logprobs: [n, vocab] float64 tensor, row i predicting chosen[i]."""
+    import torch
+
+    top_lps, top_ids = torch.topk(logprobs, top_k, dim=-1)
+    picked = logprobs.gather(1, torch.tensor(chosen).unsqueeze(1)).squeeze(1)
+    out = Positions()
+    out.token_ids = list(chosen)
+    out.logprobs = picked.tolist()
+    out.top_ids = top_ids.tolist()
+    out.top_logprobs = top_lps.tolist()
+    return out
+
+
+def _cache(output):
+    """The KV cache of a forward pass: `cache` in newer transformers 5, `past_key_values` before."""
+    cache = output.get("cache")
+    return cache if cache is not None else output.get("past_key_values")
+
+
+def collect_hf(model_dir: str | Path, settings: Settings, name: str = NAME,
+               progress: Callable[[int, int], None] | None = None, threads: int | None = None) -> Collection:
+    """Run every parity prompt through AutoModelForCausalLM (float32, CPU, no sampling tricks:
+    raw log-softmax of the logits, as vLLM's logprobs)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    model.eval()
+    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    prompts = settings.prompts.prompts()
+    out = Collection(name=name, model=str(model_dir), settings=settings, source="transformers float32 cpu")
+    with torch.inference_mode():
+        for i, prompt in enumerate(prompts):
+            ids = torch.tensor([prompt])
+            result = model(input_ids=ids, use_cache=True)
+            lps = torch.log_softmax(result.logits[0].double(), dim=-1)
+            prefill = _positions(lps[:-1], prompt[1:], settings.top_k)
+            past, last = _cache(result), lps[-1]
+            rows, tokens = [], []
+            for step in range(settings.max_tokens):
+                token = int(torch.argmax(last))
+                rows.append(last)
+                tokens.append(token)
+                if step + 1 == settings.max_tokens:
+                    break
+                result = model(input_ids=torch.tensor([[token]]), use_cache=True, **{cache_arg: past})
+                past, last = _cache(result), torch.log_softmax(result.logits[0, -1].double(), dim=-1)
+            decode = _positions(torch.stack(rows), tokens, settings.top_k)
+            out.results.append(PromptResult(list(prompt), prefill, decode, "length"))
+            if progress:
+                progress(i + 1, len(prompts))
+    return out

@@ -1,0 +1,144 @@
+"""What a parity run shows: a terminal table, summary.md and a plot of |Δ logprob| by position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attnbench import atomic
+from attnbench.parity.metrics import Comparison
+from attnbench.results.record import Record
+
+COLUMNS = (  # header, metric key, format
+    ("max |Δlp|", "max_abs_dlogprob", "{:.4f}"),
+    ("mean |Δlp|", "mean_abs_dlogprob", "{:.5f}"),
+    ("mean KL", "mean_kl", "{:.2e}"),
+    ("top-1", "top1_agreement", "{:.4f}"),
+    ("top-1 (ties)", "top1_agreement_tie_aware", "{:.4f}"),
+    ("greedy prefix mean", "greedy_prefix_mean", "{:.1f}"),
+    ("min", "greedy_prefix_min", "{:d}"),
+)
+
+
+def _fmt(fmt: str, value) -> str:
+    if value is None:
+        return "-"
+    return fmt.format(int(value)) if fmt == "{:d}" else fmt.format(value)
+
+
+def verdict(rec: Record) -> str:
+    if rec.status != "ok":
+        return "FAILED TO RUN"
+    passed = rec.metrics.get("passed")
+    return "-" if passed is None else ("pass" if passed else "FAIL")
+
+
+def rows(records: list[Record], reference: str) -> list[list[str]]:
+    """One row per (backend, what it is compared with); the reference backend gets a row too."""
+    out = []
+    for rec in records:
+        compared = [(p, a) for p, a in (("", reference), ("hf_", "hf-fp32")) if rec.metrics.get(p + "max_abs_dlogprob") is not None]
+        if rec.status != "ok" or not compared:
+            against = "(reference)" if rec.backend == reference and rec.status == "ok" else reference
+            out.append([rec.backend, against, *("-" for _ in COLUMNS), verdict(rec)])
+        for prefix, against in compared:
+            out.append([rec.backend, against, *(_fmt(f, rec.metrics.get(prefix + k)) for _, k, f in COLUMNS),
+                        verdict(rec)])
+    return out
+
+
+def table(records: list[Record], reference: str) -> str:
+    header = ["backend", "vs", *(h for h, _, _ in COLUMNS), "verdict"]
+    body = rows(records, reference)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    failures = [f"  {rec.backend}: {f}" for rec in records for f in rec.samples.get("threshold_failures", [])]
+    failures += [f"  {rec.backend}: {rec.error}" for rec in records if rec.status != "ok"]
+    return "\n".join(lines + (["", "failures:", *failures] if failures else []))
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def summary(records: list[Record], reference: str) -> str:
+    scenario = next((r.scenario for r in records), {})
+    settings = scenario.get("settings", {})
+    header = ["backend", "vs", *(h for h, _, _ in COLUMNS), "verdict"]
+    body = rows(records, reference)
+    md = [
+        "# attnbench parity",
+        "",
+        f"Model `{scenario.get('model')}`; reference backend `{reference}`"
+        + (f"; fp32 transformers reference `{scenario['fp32_reference']}`" if scenario.get("fp32_reference") else "")
+        + ".",
+        f"{len(scenario.get('prompt_lens', []))} prompts of {scenario.get('prompt_lens')} tokens (seed "
+        f"{settings.get('prompts', {}).get('seed')}), top-{settings.get('top_k')} logprobs, "
+        f"{settings.get('max_tokens')} greedy tokens.",
+        "",
+        "|Δlp|: absolute logprob difference of the actual next token, over teacher-forced prompt positions and "
+        "the shared prefix of the greedy continuations. KL: KL(reference || backend) over the union of both "
+        "top-k lists. top-1 (ties): top-1 agreement counting near-ties of the reference as agreement. "
+        "Greedy prefix: identical greedy tokens per prompt.",
+        "",
+        _md_row(header),
+        "|" + "---|" * len(header),
+        *(_md_row(r) for r in body),
+    ]
+    failures = [f"- {rec.backend}: {f}" for rec in records for f in rec.samples.get("threshold_failures", [])]
+    failures += [f"- {rec.backend}: failed to run: {rec.error}" for rec in records if rec.status != "ok"]
+    if failures:
+        md += ["", "## Failures", "", *failures]
+    thresholds = scenario.get("thresholds")
+    if thresholds:
+        md += ["", "Thresholds: " + ", ".join(f"{k} {v}" for k, v in thresholds.items()) + "."]
+    md += ["", "![|Δ logprob| by position](parity_dlogprob.png)", ""]
+    return "\n".join(md)
+
+
+def per_position(c: Comparison) -> list[float]:
+    """Max over prompts of |Δ logprob| at each position: prompt positions 1.., then the shared
+    greedy prefix right after the prompt (a prompt of n tokens has its decode at n, n+1, ...)."""
+    width = max((n + len(d) for n, d in zip(c.samples["prompt_len"], c.samples["decode_abs_dlogprob"])), default=0)
+    out = [0.0] * width
+    for n, pre, dec in zip(c.samples["prompt_len"], c.samples["prefill_abs_dlogprob"], c.samples["decode_abs_dlogprob"]):
+        for i, v in enumerate(pre):
+            out[i + 1] = max(out[i + 1], v)
+        for i, v in enumerate(dec):
+            out[n + i] = max(out[n + i], v)
+    return out
+
+
+def plot(comparisons: dict[str, Comparison], path: Path) -> Path | None:
+    if not comparisons:
+        return None
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = {}
+    for key, c in comparisons.items():
+        panels.setdefault(c.reference, []).append((c.backend, c))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.2 * len(panels)), squeeze=False)
+    for ax, (reference, items) in zip(axes[:, 0], panels.items()):
+        for backend, c in items:
+            y = [max(v, 1e-7) for v in per_position(c)]
+            ax.plot(range(len(y)), y, lw=0.7, label=backend)
+        ax.set_yscale("log")
+        ax.set_ylabel("|Δ logprob| (max over prompts)")
+        ax.set_title(f"against {reference}")
+        ax.legend(loc="upper left", fontsize=8)
+    axes[-1, 0].set_xlabel("position (prompt, then greedy continuation)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return atomic.write_bytes(path, buf.getvalue())
+
+
+def write(result_dir: Path, records: list[Record], comparisons: dict[str, Comparison], reference: str) -> None:
+    atomic.write_text(result_dir / "summary.md", summary(records, reference))
+    plot(comparisons, result_dir / "parity_dlogprob.png")

@@ -1,0 +1,245 @@
+"""Everything `attnbench parity` does after parsing flags: collect from each source (running
+endpoints, or one vLLM server per backend started in turn, plus the fp32 transformers reference),
+compare every backend with the reference, judge, and write records, summary and plot."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from attnbench import provenance
+from attnbench.backends.registry import Backend
+from attnbench.console import StatusLine
+from attnbench.errors import UserError
+from attnbench.parity import reference as hf
+from attnbench.parity.collect import Collection, Settings
+from attnbench.parity.metrics import Comparison, compare
+from attnbench.parity.thresholds import Thresholds
+from attnbench.results.record import Record
+
+AUTO, OFF = "auto", "off"
+
+
+@dataclass
+class Parity:
+    settings: Settings
+    result_dir: Path
+    model: str | None = None  # embedded name, folder or HF id; with endpoints, the served model name (or its folder)
+    endpoints: dict[str, str] = field(default_factory=dict)  # name -> base URL
+    backends: list[Backend] = field(default_factory=list)
+    serve_args: list[str] = field(default_factory=list)
+    reference: str | None = None  # None: fa3 when present, else the first source
+    hf_reference: str = AUTO  # a model folder, "auto" (the model's folder when it has weights) or "off"
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    ready_timeout_s: float = 900.0
+
+    def names(self) -> list[str]:
+        return [*self.endpoints, *(b.name for b in self.backends)]
+
+
+def notice(text: str) -> None:
+    print(f"attnbench: {text}", file=sys.stderr, flush=True)
+
+
+def reference_name(p: Parity) -> str:
+    names = p.names()
+    if p.reference:
+        if p.reference not in names:
+            raise UserError(f"--reference {p.reference!r} is not among the sources ({', '.join(names)}); "
+                            "name one of them, or add it to --backends / --endpoint")
+        return p.reference
+    return "fa3" if "fa3" in names else names[0]
+
+
+def check(p: Parity) -> None:
+    """Refuse a run that cannot compare anything, before any server starts."""
+    if p.endpoints and p.backends:
+        raise UserError("pass either --endpoint (running servers) or --backends (servers attnbench starts), not both")
+    if p.endpoints and p.serve_args:
+        raise UserError("--serve-arg configures servers attnbench starts; with --endpoint they are already running")
+    if len(set(p.names())) != len(p.names()):
+        raise UserError(f"a source is named twice: {', '.join(p.names())}")
+    if hf.NAME in p.names():
+        raise UserError(f"{hf.NAME!r} is the fp32 transformers reference's name; call the endpoint something else")
+    if not p.names():
+        raise UserError("nothing to compare: pass --endpoint NAME=URL (twice or more) or --backends fa3,fa4")
+    if len(p.names()) < 2:
+        why = "--hf-reference off" if p.hf_reference == OFF else (
+            hf.unusable(p.hf_reference if p.hf_reference != AUTO else p.model or "") if p.hf_reference != AUTO or p.model
+            else "no model folder for an fp32 reference")
+        if why:
+            raise UserError(f"parity compares two or more sources, and there is one ({why}): add a backend or "
+                            "endpoint, or --hf-reference PATH to a model folder with real weights")
+    reference_name(p)
+
+
+def hf_folder(p: Parity, served_path: str | None) -> str | None:
+    """The folder for the fp32 reference, or None (with a notice saying why) when there is none."""
+    if p.hf_reference == OFF:
+        return None
+    if p.hf_reference != AUTO:
+        reason = hf.unusable(p.hf_reference)
+        if reason:
+            raise UserError(f"--hf-reference: {reason}; pass a model folder with real weights, or --hf-reference off")
+        return p.hf_reference
+    candidate = served_path or p.model
+    reason = hf.unusable(candidate) if candidate else "no local model folder given (--model PATH or --hf-reference PATH)"
+    if reason:
+        notice(f"notice: no fp32 transformers reference: {reason}")
+        return None
+    return candidate
+
+
+def serve_args(p: Parity) -> list[str]:
+    """--serve-arg plus what parity needs unless the user set it: top-k above vLLM's default
+    --max-logprobs (20), and GPU memory headroom, because prompt logprobs take full-vocabulary
+    float32 logits for a whole prefill chunk (8192 tokens x 152k vocab is ~5 GB) outside the
+    memory vLLM profiles for."""
+    args = list(p.serve_args)
+    given = {a.split("=")[0] for a in args}
+    if p.settings.top_k > 20 and "--max-logprobs" not in given:
+        args += ["--max-logprobs", str(p.settings.top_k)]
+    if "--gpu-memory-utilization" not in given:
+        args += ["--gpu-memory-utilization", "0.8"]
+    return args
+
+
+def _progress(status: StatusLine, name: str):
+    return lambda i, n: status(f"[{name}] parity prompt {i}/{n}")
+
+
+def _save(p: Parity, c: Collection) -> None:
+    c.save(p.result_dir / "collected" / f"{c.name}.json")
+
+
+def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
+                provs: dict[str, dict]) -> None:
+    """Fill collections by name (in source order), errors of failed sources and provenance per
+    source, as they come (an interrupted run keeps what it has)."""
+    from attnbench.parity.collect import run_parity_requests
+    from attnbench.serving import endpoint as ep
+
+    served_path = None
+    status = StatusLine(every_s=30.0)
+    if p.endpoints:
+        urls = {name: ep.normalize(url) for name, url in p.endpoints.items()}
+        served = {name: ep.served_models(url) for name, url in urls.items()}  # every endpoint answers, or stop now
+        for name, url in urls.items():
+            models = served[name]
+            model = p.model if p.model in models else (models[0] if models else p.model)
+            if model is None:
+                raise UserError(f"{url} serves no model; pass --model NAME")
+            provs[name] = provenance.collect({"server": url, "started_by_attnbench": False})
+            collections[name] = run_parity_requests(url, model, p.settings, name=name, progress=_progress(status, name))
+            status.done(f"[{name}] collected {len(collections[name].results)} prompts from {url}")
+            _save(p, collections[name])
+    else:
+        from attnbench.models import embedded
+        from attnbench.serving.server import ServerFailed, ServerSpec, running
+
+        model = p.model or embedded.DEFAULT_MODEL
+        served_path, _ = embedded.resolve(model)
+        extra = (["--load-format", "dummy"] if model in embedded.EMBEDDED else []) + serve_args(p)
+        for backend in p.backends:
+            spec = ServerSpec(model=served_path, backend=backend, served_model_name=model, extra_args=extra,
+                              log_path=p.result_dir / backend.name / "server.log", ready_timeout_s=p.ready_timeout_s)
+            provs[backend.name] = provenance.collect({"started_by_attnbench": True})
+            try:
+                with running(spec, status) as server:
+                    status.done(f"[{backend.name}] server ready at {server.base_url}")
+                    provs[backend.name]["server_command"] = " ".join(server.command())
+                    c = run_parity_requests(server.base_url, server.model_name, p.settings, name=backend.name,
+                                            progress=_progress(status, backend.name))
+                    status.done(f"[{backend.name}] collected {len(c.results)} prompts")
+                collections[backend.name] = c
+                _save(p, c)
+            except ServerFailed as e:
+                status.done()
+                errors[backend.name] = e.reason
+                notice(f"{e.reason}; log: {spec.log_path}")
+                for line in e.log_tail[-8:]:
+                    print(f"    {line}", file=sys.stderr)
+            except UserError as e:
+                status.done()
+                errors[backend.name] = str(e)
+                notice(f"{backend.name}: {e}")
+    folder = hf_folder(p, served_path)
+    if folder:
+        status(f"[{hf.NAME}] loading {folder}")
+        collections[hf.NAME] = hf.collect_hf(folder, p.settings, progress=_progress(status, hf.NAME))
+        status.done(f"[{hf.NAME}] collected {len(collections[hf.NAME].results)} prompts on CPU")
+        _save(p, collections[hf.NAME])
+
+
+def _scenario(p: Parity, ref: str, model: str | None) -> dict:
+    return {"model": model, "reference": ref, "fp32_reference": None, "settings": p.settings.to_json(),
+            "prompt_lens": p.settings.prompts.lengths(), "thresholds": dataclasses.asdict(p.thresholds)}
+
+
+def judge(p: Parity, collections: dict[str, Collection], errors: dict[str, str], provs: dict[str, dict],
+          model: str | None) -> tuple[list[Record], dict[str, Comparison]]:
+    """One record per source (not the fp32 reference): metrics against the reference backend,
+    `hf_`-prefixed metrics against the fp32 reference, and the verdict."""
+    ref = reference_name(p)
+    fp32 = collections.get(hf.NAME)
+    comparisons: dict[str, Comparison] = {}
+    records = []
+    for name in p.names():
+        scenario = _scenario(p, ref, model)
+        scenario["fp32_reference"] = fp32.model if fp32 else None
+        rec = Record(kind="parity", backend=name, scenario=scenario, provenance=provs.get(name, {}))
+        if name in errors or name not in collections:
+            rec.status, rec.error = "failed", errors.get(name, "not collected")
+            records.append(rec)
+            continue
+        failures: list[str] = []
+        if name != ref and ref in collections:
+            c = compare(collections[ref], collections[name], p.thresholds.tie_margin)
+            comparisons[name] = c
+            rec.metrics.update(c.metrics)
+            rec.samples.update(c.samples)
+            failures += [f"vs {ref}: {f}" for f in p.thresholds.failures(c.metrics)]
+        if fp32:
+            c = compare(fp32, collections[name], p.thresholds.tie_margin)
+            comparisons[f"{name} vs {hf.NAME}"] = c
+            rec.metrics.update({f"hf_{k}": v for k, v in c.metrics.items()})
+            rec.samples.update({f"hf_{k}": v for k, v in c.samples.items()})
+            failures += [f"vs {hf.NAME}: {f}" for f in p.thresholds.failures(c.metrics, fp32=True)]
+        compared = (name != ref and ref in collections) or fp32 is not None
+        rec.metrics["passed"] = (0 if failures else 1) if compared else None
+        rec.samples["threshold_failures"] = failures
+        records.append(rec)
+    if ref in errors:
+        notice(f"the reference {ref} failed ({errors[ref]}); only the fp32 reference (if any) was compared")
+    return records, comparisons
+
+
+def run(p: Parity) -> list[Record]:
+    check(p)
+    p.result_dir.mkdir(parents=True, exist_ok=True)
+    collections: dict[str, Collection] = {}
+    errors: dict[str, str] = {}
+    provs: dict[str, dict] = {}
+    try:
+        collect_all(p, collections, errors, provs)
+    except KeyboardInterrupt:
+        for name in p.names():
+            if name not in collections:
+                errors.setdefault(name, "interrupted by the user (Ctrl-C) before it was collected")
+        write(p, collections, errors, provs)
+        raise
+    return write(p, collections, errors, provs)
+
+
+def write(p: Parity, collections: dict[str, Collection], errors: dict[str, str], provs: dict[str, dict]) -> list[Record]:
+    from attnbench.parity import report
+
+    served = next((c.model for c in collections.values() if c.name != hf.NAME), None)
+    records, comparisons = judge(p, collections, errors, provs, p.model or served)
+    for rec in records:
+        rec.save(p.result_dir / f"parity-{rec.backend}.json")
+    report.write(p.result_dir, records, comparisons, reference_name(p))
+    print(report.table(records, reference_name(p)), flush=True)
+    return records

@@ -1,0 +1,309 @@
+"""What the report shows per record kind. A kind is one KindView declaration; serve and microbench
+have their own section builders, every other kind (gpqa, parity, explain, future ones) gets the
+generic one: a table of the newest run per (backend, scenario) and its metrics with their CIs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from attnbench.report import charts
+from attnbench.report.page import Cell, Html, Section, esc, img, link, relative, table
+from attnbench.report.sources import Entry, Raw
+from attnbench.results.record import Record
+from attnbench.serving import summary
+
+
+@dataclass(frozen=True)
+class KindView:
+    title: str
+    history: tuple[tuple[str, str], ...]  # (metric, label with unit) drawn over runs
+    columns: tuple[str, ...] = ()  # metrics shown first in tables
+    intervals: tuple[str, ...] = ()  # metrics charted with their confidence intervals
+
+
+VIEWS = {
+    "serve": KindView("Serving (serve-bench)", (("output_throughput", "output tok/s"),
+                                                ("total_token_throughput", "total tok/s"),
+                                                ("mean_ttft_ms", "mean TTFT (ms)"), ("mean_tpot_ms", "mean TPOT (ms)"))),
+    "microbench": KindView("Kernel microbenchmarks", (("tflops", "TFLOP/s"), ("us", "time (us)")),
+                           ("us", "gbps", "tflops", "pct_measured_bw")),
+    "gpqa": KindView("GPQA accuracy", (("accuracy", "accuracy"),), ("accuracy", "ci_low", "ci_high"), ("accuracy",)),
+    "parity": KindView("Numerical parity", (("mean_abs_dlogprob", "mean |dlogprob|"), ("top1_agreement", "top-1 agreement")),
+                       ("max_abs_dlogprob", "mean_abs_dlogprob", "top1_agreement"),
+                       ("top1_agreement", "mean_abs_dlogprob", "max_abs_dlogprob")),
+}
+MAX_HISTORY_FIGURES = 12  # per kind; a microbench grid has dozens of scenarios
+MAX_OTHER_COLUMNS = 8
+
+
+@dataclass
+class Context:
+    """Where the report is written; figures go to plot_dir and are embedded with a link to the file."""
+
+    out_dir: Path
+    plot_dir: Path
+    plt: object
+    figures: list[Path] = field(default_factory=list)
+
+    def figure(self, path: Path | None, alt: str) -> Html:
+        if path is None:
+            return Html("")
+        self.figures.append(path)
+        return img(path, alt, relative(path, self.out_dir))
+
+    def json_link(self, path: Path) -> Html:
+        href = relative(path, self.out_dir)
+        return link(href, href)
+
+
+def scenario_label(rec: Record) -> str:
+    if rec.kind == "serve":
+        return summary.Shape.of(rec).label
+    items = [f"{k}={v}" for k, v in rec.scenario.items() if isinstance(v, (str, int, float, bool))]
+    return " ".join(items) or "-"
+
+
+def slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() else "-" for c in text.lower())
+    return "-".join(p for p in keep.split("-") if p)[:80] or "x"
+
+
+def latest(entries: list[Entry]) -> list[Entry]:
+    """Newest entry per (backend, scenario) by provenance utc_time; first-seen order."""
+    chosen: dict[tuple, tuple[int, Entry]] = {}
+    for i, e in enumerate(entries):
+        key = (e.record.backend, scenario_label(e.record))
+        stamp = str(e.record.provenance.get("utc_time") or "")
+        if key not in chosen or stamp >= str(chosen[key][1].record.provenance.get("utc_time") or ""):
+            chosen[key] = (chosen.get(key, (i,))[0], e)
+    return [e for _, e in sorted(chosen.values(), key=lambda x: x[0])]
+
+
+def fmt(v: object) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return summary.fmt(v) if abs(v) >= 1 or v == 0 else f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def history(ctx: Context, kind: str, entries: list[Entry]) -> list[Html]:
+    """Per scenario with two or more runs: each history metric over time, one line per backend."""
+    view = VIEWS.get(kind)
+    metrics = view.history if view else ()
+    by_scenario: dict[str, list[Record]] = {}
+    for e in entries:
+        if e.record.status == "ok" and charts.parse_time(e.record.provenance.get("utc_time")):
+            by_scenario.setdefault(scenario_label(e.record), []).append(e.record)
+    out: list[Html] = []
+    drawn = skipped = 0
+    for label, recs in by_scenario.items():
+        if len({r.provenance.get("utc_time") for r in recs}) < 2 or not metrics:
+            continue
+        if drawn >= MAX_HISTORY_FIGURES:
+            skipped += 1
+            continue
+        series: dict[str, dict[str, list[charts.Point]]] = {}
+        several_gpus = len({_gpu(r) for r in recs}) > 1  # then one line per backend and GPU
+        for key, name in metrics:
+            for r in recs:
+                v = r.metrics.get(key)
+                if v is not None:
+                    point = charts.Point(charts.parse_time(r.provenance["utc_time"]),
+                                         str(r.provenance.get("git_sha") or "?"), float(v))
+                    line = f"{r.backend} · {_gpu(r)}" if several_gpus else r.backend
+                    series.setdefault(name, {}).setdefault(line, []).append(point)
+        if not series:
+            continue
+        path = charts.history(ctx.plt, f"History · {kind} · {label}", series,
+                              ctx.plot_dir / f"history-{kind}-{slug(label)}.png")
+        out.append(ctx.figure(path, f"History of {kind} {label} over runs"))
+        drawn += 1
+    if not out:
+        out.append(Html(f'<p class="note">No history yet: every {kind} scenario here has a single run '
+                        "(pass several result directories, e.g. results/h100 and a new run).</p>"))
+    if skipped:
+        out.append(Html(f'<p class="note">{skipped} more {kind} scenarios have a history; not drawn.</p>'))
+    return out
+
+
+def serve_section(ctx: Context, entries: list[Entry]) -> Section:
+    sec = Section("serve", VIEWS["serve"].title)
+    newest = latest(entries)
+    records = [e.record for e in newest]
+    sec.add(Html("<h3>Latest comparison</h3>"), Html(f'<p class="note">{esc(summary.provenance_line(records))}</p>'))
+    for t in summary.comparison(records):
+        head = ["backend", *(c.label for c in summary.COLUMNS), "completed/failed"]
+        rows, classes = [], []
+        for row in t.rows:
+            if row.failure:
+                rows.append([row.backend, Cell(f"FAILED: {row.failure}", len(summary.COLUMNS)), row.counts])
+                classes.append("failed")
+            else:
+                rows.append([row.backend, *(f"{summary.fmt(v)} ({summary.fmt_ratio(r)})" if r is not None
+                                            else summary.fmt(v) for v, r in row.cells), row.counts])
+                classes.append(None)
+        caption = f"{t.shape.label} — tok/s and ms; (ratio to the best backend of this shape)"
+        sec.add(table(head, rows, caption, classes))
+    sec.add(Html("<h3>Distributions</h3>"))
+    from attnbench.serving import plots
+
+    for path in plots.write_plots(ctx.plot_dir / "serve", records):
+        sec.add(ctx.figure(path, path.stem.replace("-", " ")))
+    sec.add(Html("<h3>History</h3>"), *history(ctx, "serve", entries))
+    return sec
+
+
+def _gpu(rec: Record) -> str:
+    return str(rec.provenance.get("gpu_name") or "GPU unknown")
+
+
+def _scenario_columns(records: list[Record]) -> list[str]:
+    keys: list[str] = []
+    for r in records:
+        keys += [k for k, v in r.scenario.items() if isinstance(v, (str, int, float, bool)) and k not in keys]
+    return keys
+
+
+def _metric_columns(kind: str, records: list[Record]) -> list[str]:
+    view = VIEWS.get(kind)
+    first = [c for c in (view.columns if view else ()) if any(c in r.metrics for r in records)]
+    rest = sorted({k for r in records for k in r.metrics} - set(first))
+    return first + rest[:MAX_OTHER_COLUMNS]
+
+
+def _verdict(rec: Record) -> str | None:
+    value = rec.metrics.get("pass", rec.samples.get("pass"))
+    return None if value is None else ("PASS" if value else "FAIL")
+
+
+def _records_table(ctx: Context, kind: str, newest: list[Entry], scenario_cols: list[str] | None) -> Html:
+    records = [e.record for e in newest]
+    metric_cols = _metric_columns(kind, records)
+    verdicts = [_verdict(r) for r in records]
+    head = ["backend", *(scenario_cols if scenario_cols is not None else ["scenario"]), *metric_cols]
+    head += ["verdict"] if any(verdicts) else []
+    head += ["status", "raw JSON"]
+    rows, classes = [], []
+    for e, verdict in zip(newest, verdicts):
+        r = e.record
+        scen = [fmt(r.scenario.get(k)) for k in scenario_cols] if scenario_cols is not None else [scenario_label(r)]
+        row = [r.backend, *scen, *(fmt(r.metrics.get(k)) for k in metric_cols)]
+        row += [verdict or "-"] if any(verdicts) else []
+        row += ["ok" if r.status == "ok" else f"FAILED: {summary.one_line(r.error)}", ctx.json_link(e.path)]
+        rows.append(row)
+        classes.append("failed" if r.status != "ok" or verdict == "FAIL" else None)
+    return table(head, rows, f"Newest run per backend and scenario ({len(rows)})", classes)
+
+
+def microbench_section(ctx: Context, entries: list[Entry]) -> Section:
+    sec = Section("microbench", VIEWS["microbench"].title)
+    newest = latest(entries)
+    records = [e.record for e in newest]
+    sec.add(_records_table(ctx, "microbench", newest, _scenario_columns(records)))
+    sec.add(Html("<h3>Roofline</h3>"))
+    for gpu in dict.fromkeys(_gpu(r) for r in records):
+        points = []
+        peaks = []
+        for r in records:
+            if _gpu(r) != gpu or r.status != "ok":
+                continue
+            m = r.metrics
+            pct = m.get("pct_measured_bw")
+            bw = m["gbps"] / (pct / 100.0) if m.get("gbps") and pct else None  # pct = achieved / measured peak
+            group = str(next((r.scenario[k] for k in ("mode", "phase", "op", "kind") if k in r.scenario), ""))
+            points.append(charts.RoofPoint(r.backend, group, m.get("gbps") or 0, m.get("tflops") or 0, bw))
+            if m.get("peak_tflops"):
+                peaks.append(m["peak_tflops"])
+        peak = max(peaks) if peaks else charts.peak_tflops(gpu)
+        path = charts.roofline(ctx.plt, f"Attention kernels roofline · {gpu}", points, peak,
+                               ctx.plot_dir / f"roofline-{slug(gpu)}.png")
+        if path is None:
+            sec.add(Html(f'<p class="note">{esc(gpu)}: no run with both GB/s and TFLOP/s to place on a roofline.</p>'))
+        sec.add(ctx.figure(path, f"Roofline of the attention kernels on {gpu}"))
+    sec.add(Html("<h3>History</h3>"), *history(ctx, "microbench", entries))
+    return sec
+
+
+def _ci(rec: Record, metric: str, primary: bool) -> tuple[float | None, float | None]:
+    m = rec.metrics
+    low, high = m.get(f"{metric}_ci_low"), m.get(f"{metric}_ci_high")
+    if low is None and high is None and primary:
+        low, high = m.get("ci_low"), m.get("ci_high")
+    return low, high
+
+
+def metrics_section(ctx: Context, kind: str, entries: list[Entry]) -> Section:
+    """Any kind: newest runs with their metrics, confidence-interval charts, history."""
+    view = VIEWS.get(kind)
+    sec = Section(kind, view.title if view else f"Records of kind {kind!r}")
+    newest = latest(entries)
+    sec.add(_records_table(ctx, kind, newest, None))
+    for i, metric in enumerate(view.intervals if view else ()):
+        rows = []
+        for e in newest:
+            r = e.record
+            if r.metrics.get(metric) is None:
+                continue
+            low, high = _ci(r, metric, primary=i == 0)
+            rows.append(charts.Interval(f"{r.backend} · {scenario_label(r)}"[:90], r.metrics[metric], low, high,
+                                        r.status != "ok" or _verdict(r) == "FAIL"))
+        has_ci = any(r.low is not None for r in rows)
+        if i > 0 and not has_ci:
+            continue  # the table already shows it; a chart earns its place with intervals
+        title = f"{kind}: {metric}" + (" with confidence interval" if has_ci else "")
+        path = charts.intervals(ctx.plt, title, metric, rows, ctx.plot_dir / f"{kind}-{slug(metric)}.png")
+        sec.add(ctx.figure(path, title))
+    sec.add(Html("<h3>History</h3>"), *history(ctx, kind, entries))
+    return sec
+
+
+BUILDERS: dict[str, Callable[[Context, list[Entry]], Section]] = {
+    "serve": serve_section,
+    "microbench": microbench_section,
+}
+ORDER = ("serve", "microbench", "gpqa", "parity", "explain")
+
+
+def kind_sections(ctx: Context, entries: list[Entry]) -> list[Section]:
+    by_kind: dict[str, list[Entry]] = {}
+    for e in entries:
+        by_kind.setdefault(e.record.kind, []).append(e)
+    kinds = [k for k in ORDER if k in by_kind] + [k for k in by_kind if k not in ORDER]
+    return [BUILDERS[k](ctx, by_kind[k]) if k in BUILDERS else metrics_section(ctx, k, by_kind[k]) for k in kinds]
+
+
+def _shrink(obj: object, depth: int = 0) -> object:
+    """A raw object small enough to read: long lists elided, deep nesting cut."""
+    if isinstance(obj, dict):
+        return {k: _shrink(v, depth + 1) for k, v in obj.items()} if depth < 3 else "{...}"
+    if isinstance(obj, list):
+        return [_shrink(v, depth + 1) for v in obj[:8]] + ([f"... {len(obj) - 8} more"] if len(obj) > 8 else [])
+    return obj
+
+
+def raw_section(ctx: Context, raws: list[Raw]) -> Section:
+    sec = Section("raw", "Other records (listed raw)")
+    sec.add("Records this attnbench has no view for (unknown kind) or that did not validate, as stored.")
+    for r in raws:
+        sec.add(Html(f"<h3>{esc(r.obj.get('kind'))} · {esc(r.obj.get('backend', '-'))} · {ctx.json_link(r.path)}</h3>"),
+                Html(f'<p class="note">{esc(r.problem)}</p>'),
+                Html(f"<pre>{esc(json.dumps(_shrink(r.obj), indent=1, default=str)[:6000])}</pre>"))
+    return sec
+
+
+def files_section(ctx: Context, entries: list[Entry], raws: list[Raw]) -> Section:
+    rows = []
+    for e in entries:
+        p = e.record.provenance
+        rows.append([ctx.json_link(e.path), e.record.kind, e.record.backend, scenario_label(e.record),
+                     e.record.status, p.get("utc_time") or "-", str(p.get("git_sha") or "-")[:12], _gpu(e.record)])
+    for r in raws:
+        rows.append([ctx.json_link(r.path), r.obj.get("kind"), r.obj.get("backend", "-"), "-", "raw", "-", "-", "-"])
+    sec = Section("files", "Raw JSON")
+    sec.add(table(["file", "kind", "backend", "scenario", "status", "UTC time", "git sha", "GPU"], rows,
+                  f"Every record read ({len(rows)}), linked relative to this page"))
+    return sec

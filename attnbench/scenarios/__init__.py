@@ -1,0 +1,1 @@
+"""Scenario files expanded into runs, and the runner that executes them (locally or on Ray)."""

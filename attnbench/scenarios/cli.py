@@ -1,0 +1,64 @@
+"""`attnbench run SCENARIO`: a thin layer over spec.load, Scenario.expand and Runner."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from attnbench import provenance
+from attnbench.errors import UserError
+
+
+def run(
+    scenario: Path = typer.Argument(..., help="Scenario file, e.g. scenarios/seed-serve.toml."),
+    backends: Optional[str] = typer.Option(None, help="Comma-separated backends replacing the scenario's lists."),
+    result_dir: Optional[Path] = typer.Option(None, help="Result tree (default results/<UTC time>-<scenario name>)."),
+    repeats: Optional[int] = typer.Option(None, help="Repeats of every run (default: the scenario's `repeats`)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands and exit."),
+    ray: bool = typer.Option(False, "--ray", help="Run in parallel as Ray tasks, one per run, each asking for its GPUs "
+                                                   "(a local Ray instance, or $RAY_ADDRESS, or --ray-address)."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to run on (implies --ray), e.g. ray://head:10001."),
+    run_timeout: Optional[float] = typer.Option(None, help="Seconds before one run is stopped and counted as failed."),
+) -> None:
+    """Run a scenario: every run one after another here, or spread over GPUs with --ray; writes manifest.json."""
+    from attnbench.backends import registry
+    from attnbench.scenarios import runner, spec
+
+    names = [b.name for b in registry.parse_names(backends)] if backends else None
+    study = spec.load(scenario, names)
+    runs = study.expand(repeats)
+    if run_timeout is not None and run_timeout <= 0:
+        raise UserError(f"--run-timeout must be > 0 (got {run_timeout})")
+    out = result_dir or Path("results") / f"{provenance.utc_now().replace(':', '')}-{study.name}"
+    if dry_run:
+        r = runner.Runner(study, runs, out)
+        for run_ in runs:
+            print(f"[{run_.gpus} GPU] {shlex.join(r.command(run_))}")
+        print(f"{len(runs)} runs; results would go to {out}", file=sys.stderr)
+        return
+
+    def done(o: runner.Outcome) -> None:
+        word = "ok" if o.status == "ok" else f"FAILED ({o.error})"
+        print(f"{o.result_dir}: {word} in {o.duration_s:.1f} s", file=sys.stderr, flush=True)
+
+    def start(o: runner.Outcome) -> None:
+        print(f"{o.result_dir}: running ({out / o.result_dir / runner.LOG_NAME})", file=sys.stderr, flush=True)
+
+    r = runner.Runner(study, runs, out, timeout_s=run_timeout, on_done=done, on_start=start)
+    print(f"{study.name}: {len(runs)} runs -> {out}", file=sys.stderr, flush=True)
+    if not (ray or ray_address):
+        outcomes = r.run_local()
+    else:
+        try:
+            import ray as _ray  # noqa: F401
+        except ImportError:
+            raise UserError("--ray needs Ray: pip install 'attnbench[scale]' (or pip install 'ray>=2.9')") from None
+        outcomes = r.run_ray(ray_address)
+    failed = [o for o in outcomes if o.status != "ok"]
+    print(f"{len(outcomes) - len(failed)}/{len(outcomes)} runs ok; manifest: {out / 'manifest.json'}", file=sys.stderr)
+    if failed:
+        raise typer.Exit(1)

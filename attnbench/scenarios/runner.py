@@ -1,0 +1,210 @@
+"""Execute a scenario's runs and keep manifest.json current after every run, so a study cut short
+still says what ran. Runs are subprocesses: one after another on the local GPU, or Ray tasks that
+each ask for the GPUs they need (Ray sets CUDA_VISIBLE_DEVICES for the task, the subprocess
+inherits it) and ship their result files back to the driver's tree.
+
+The command prefix is the hook tests use to stand in for attnbench: by default
+`python -m attnbench`, or the words of $ATTNBENCH_RUN_PREFIX (e.g. "python fake_attnbench.py");
+the run's arguments, ending in `--result-dir DIR`, follow it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from attnbench import atomic, provenance
+from attnbench.scenarios.spec import Run, Scenario
+
+PREFIX_ENV = "ATTNBENCH_RUN_PREFIX"
+LOG_NAME = "run.log"
+STOP_GRACE_S = 60.0  # a stopped run gets this long to shut its vLLM server down
+
+
+def default_prefix() -> list[str]:
+    env = os.environ.get(PREFIX_ENV)
+    return shlex.split(env) if env else [sys.executable, "-m", "attnbench"]
+
+
+@dataclass
+class Outcome:
+    id: str
+    repeat: int
+    command: str
+    gpus: int
+    result_dir: str  # relative to the result tree
+    status: str = "pending"  # pending, ok, failed
+    exit_code: int | None = None
+    duration_s: float | None = None
+    started: str | None = None
+    host: str | None = None
+    gpu_ids: list = field(default_factory=list)
+    error: str | None = None
+
+
+def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None) -> tuple[int, str | None]:
+    """Run one command with its output in run_dir/run.log; (exit code, error or None)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOG_NAME, "wb") as log:
+        log.write(f"$ {shlex.join(cmd)}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        except OSError as e:
+            return 127, f"cannot start {cmd[0]!r}: {e.strerror}"
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            return 124, f"timed out after {timeout_s:g} s"
+        except BaseException:  # interrupted: let the command stop its servers before we go
+            _stop(proc)
+            raise
+    if code != 0:
+        tail = (run_dir / LOG_NAME).read_text(errors="replace").strip().splitlines()[-1:]
+        return code, f"exit code {code}" + (f": {tail[0][:300]}" if tail else "")
+    return 0, None
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM first (attnbench turns it into cleanup that stops vLLM), SIGKILL after grace_s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _failed_records(run_dir: Path) -> str | None:
+    """A command can exit 0 and still record a failure (a backend that would not start)."""
+    from attnbench.errors import UserError
+    from attnbench.results import record
+
+    try:
+        failed = [r for r in record.load(run_dir) if r.status != "ok"]
+    except UserError as e:
+        return f"unreadable record: {e}"
+    if not failed:
+        return None
+    return f"{len(failed)} failed record(s): {failed[0].backend}: {(failed[0].error or '')[:300]}"
+
+
+class Runner:
+    """Runs `runs` into `result_dir`; `on_start` / `on_done(outcome)` are called as each run starts
+    (local mode) and finishes."""
+
+    def __init__(self, scenario: Scenario, runs: list[Run], result_dir: Path, prefix: list[str] | None = None,
+                 timeout_s: float | None = None, on_done: Callable[[Outcome], None] | None = None,
+                 on_start: Callable[[Outcome], None] | None = None):
+        self.scenario, self.runs, self.result_dir = scenario, runs, Path(result_dir)
+        self.explicit_prefix = prefix or (shlex.split(os.environ[PREFIX_ENV]) if os.environ.get(PREFIX_ENV) else None)
+        self.prefix = self.explicit_prefix or default_prefix()
+        self.timeout_s = timeout_s
+        self.on_done = on_done or (lambda o: None)
+        self.on_start = on_start or (lambda o: None)
+        self.outcomes = [Outcome(r.id, r.repeat, shlex.join(self.command(r)), r.gpus, r.result_subdir) for r in runs]
+        self.started = provenance.utc_now()
+        self.provenance = provenance.collect()
+        self.mode = "local"
+
+    def command(self, run: Run, result_dir: Path | None = None) -> list[str]:
+        return [*self.prefix, *run.argv(result_dir or self.result_dir / run.result_subdir)]
+
+    # ---- manifest -----------------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        counts = {s: sum(o.status == s for o in self.outcomes) for s in ("ok", "failed", "pending")}
+        return {"scenario": self.scenario.name, "scenario_file": str(self.scenario.path),
+                "description": self.scenario.description, "mode": self.mode, "started": self.started,
+                "updated": provenance.utc_now(), "counts": counts,
+                "provenance": self.provenance, "runs": [asdict(o) for o in self.outcomes]}
+
+    def write_manifest(self) -> Path:
+        return atomic.write_json(self.result_dir / "manifest.json", self.manifest())
+
+    def _finish(self, i: int, code: int, error: str | None, t0: float, started: str, host: str, gpu_ids: list) -> None:
+        o = self.outcomes[i]
+        if code == 0:
+            error = _failed_records(self.result_dir / o.result_dir)
+        o.exit_code, o.error, o.duration_s = code, error, round(time.time() - t0, 3)
+        o.status = "ok" if error is None else "failed"
+        o.started, o.host, o.gpu_ids = started, host, gpu_ids
+        self.write_manifest()
+        self.on_done(o)
+
+    # ---- local: one after another -------------------------------------------------------------
+    def run_local(self) -> list[Outcome]:
+        self.mode = "local"
+        self.write_manifest()
+        for i, run in enumerate(self.runs):
+            self.on_start(self.outcomes[i])
+            started, t0 = provenance.utc_now(), time.time()
+            run_dir = self.result_dir / run.result_subdir
+            code, error = _execute(self.command(run, run_dir), run_dir, self.timeout_s)
+            self._finish(i, code, error, t0, started, socket.gethostname(), [])
+        return self.outcomes
+
+    # ---- Ray: in parallel, each task asking for its GPUs ------------------------------------------
+    def run_ray(self, address: str | None = None, init_kwargs: dict | None = None) -> list[Outcome]:
+        import ray
+
+        self.mode = "ray"
+        if not ray.is_initialized():
+            ray.init(address=address or None, **(init_kwargs or {}))
+        remote = ray.remote(_ray_task)
+        pending = {}
+        have = ray.cluster_resources().get("GPU", 0)
+        for i, run in enumerate(self.runs):
+            if run.gpus > have:  # Ray would wait for it forever
+                self._finish(i, 1, f"needs {run.gpus} GPUs; the Ray cluster has {have:g}", time.time(), provenance.utc_now(), "", [])
+                continue
+            ref = remote.options(num_gpus=run.gpus, num_cpus=1, max_retries=0).remote(
+                self.explicit_prefix, list(run.args), run.result_subdir, self.timeout_s)
+            pending[ref] = (i, time.time())
+        self.write_manifest()
+        try:
+            while pending:
+                self._gather(ray, pending)
+        except KeyboardInterrupt:  # the tasks stop their commands (SIGTERM, then SIGKILL)
+            for ref in pending:
+                ray.cancel(ref)
+            raise
+        return self.outcomes
+
+    def _gather(self, ray, pending: dict) -> None:
+        """Wait for one task, write its files into the tree and record how it ended."""
+        done, _ = ray.wait(list(pending), num_returns=1)
+        i, t0 = pending.pop(done[0])
+        try:
+            res = ray.get(done[0])
+        except Exception as e:  # the task itself died (node lost, worker killed): isolate it
+            res = {"code": 1, "error": f"ray task failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
+                   "files": {}, "started": None, "host": None, "gpu_ids": [], "duration_s": time.time() - t0}
+        for rel, data in res["files"].items():  # gather into one tree, whichever node ran it
+            atomic.write_bytes(self.result_dir / self.runs[i].result_subdir / rel, data)
+        self._finish(i, res["code"], res["error"], time.time() - res["duration_s"], res["started"] or "",
+                     res["host"] or "", res["gpu_ids"])
+
+
+def _ray_task(prefix: list[str] | None, args: list[str], subdir: str, timeout_s: float | None) -> dict:
+    """Runs on a Ray worker: the command (the worker's own `python -m attnbench` unless a prefix
+    was given) writes into a local temporary directory whose files come back to the driver
+    (nodes need not share a filesystem)."""
+    import ray
+
+    prefix = prefix or [sys.executable, "-m", "attnbench"]
+    started, t0 = provenance.utc_now(), time.time()
+    with tempfile.TemporaryDirectory(prefix="attnbench-run-") as tmp:
+        run_dir = Path(tmp) / subdir
+        code, error = _execute([*prefix, *args, "--result-dir", str(run_dir)], run_dir, timeout_s)
+        files = {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    return {"code": code, "error": error, "files": files, "started": started, "host": socket.gethostname(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "duration_s": time.time() - t0}

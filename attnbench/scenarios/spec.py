@@ -1,0 +1,296 @@
+"""A scenario: a named study in one TOML file, validated on load and expanded into independent
+runs. Each run is one attnbench command line with its own result directory and GPU count, so the
+runner can execute runs one after another or spread them over GPUs (Ray) without knowing what
+they measure.
+
+A study section ([serve], [microbench], [gpqa], [parity]) is one `Section` declaration below:
+its allowed keys with their types, and how one (backend, setting) becomes a command line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from attnbench.backends import registry
+from attnbench.errors import UserError
+
+INT, FLOAT, STR, BOOL = int, float, str, bool
+TOP_KEYS = {"name": STR, "description": STR, "backends": [STR], "repeats": INT}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One command of a study; `args` lack --result-dir, which the runner appends."""
+    id: str  # unique within the scenario, also the result subdirectory: serve-fa3, gpqa-fa4-low
+    args: tuple[str, ...]  # attnbench arguments: ("serve-bench", "--backends", "fa3", ...)
+    gpus: int = 1  # 0: a client only (serve-bench against a running endpoint)
+    repeat: int = 0
+
+    @property
+    def result_subdir(self) -> str:
+        return f"{self.id}/rep{self.repeat}"
+
+    def argv(self, result_dir: Path | str) -> list[str]:
+        return [*self.args, "--result-dir", str(result_dir)]
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: Path
+    description: str = ""
+    repeats: int = 1
+    runs: list[Run] = field(default_factory=list)  # one repeat; expand() multiplies
+
+    def expand(self, repeats: int | None = None) -> list[Run]:
+        """Every run x every repeat, repeat-major so a cut-short study has whole repeats."""
+        n = self.repeats if repeats is None else repeats
+        if n < 1:
+            raise UserError(f"--repeats must be >= 1 (got {n})")
+        return [Run(r.id, r.args, r.gpus, k) for k in range(n) for r in self.runs]
+
+
+# ---- type checking with one-line errors -------------------------------------------------------
+
+def _type_name(t: Any) -> str:
+    if isinstance(t, list):
+        return "a list of " + {int: "integers", float: "numbers", str: "strings", bool: "booleans"}[t[0]]
+    if isinstance(t, tuple):
+        return " or ".join(_type_name(x) for x in t)
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false", dict: "a table"}[t]
+
+
+def _is(value: Any, t: Any) -> bool:
+    if isinstance(t, tuple):
+        return any(_is(value, x) for x in t)
+    if isinstance(t, list):
+        return isinstance(value, list) and all(_is(v, t[0]) for v in value)
+    if t is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, t)
+
+
+def _check(table: dict, allowed: dict[str, Any], where: str, source: Path) -> None:
+    for key, value in table.items():
+        if key not in allowed:
+            raise UserError(f"{source}: unknown key {key!r} in {where}; allowed: {', '.join(sorted(allowed))}")
+        if not _is(value, allowed[key]):
+            raise UserError(f"{source}: {where}.{key} must be {_type_name(allowed[key])} (got {value!r})")
+
+
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _csv(values: list) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def _flags(table: dict, names: dict[str, str]) -> list[str]:
+    """TOML keys -> CLI flags for the keys present: {"num_prompts": "--num-prompts"}."""
+    out: list[str] = []
+    for key, flag in names.items():
+        if key in table:
+            value = table[key]
+            out += [flag, _csv(value) if isinstance(value, list) else str(value)]
+    return out
+
+
+def _repeated(flag: str, values: list[str]) -> list[str]:
+    return [f"{flag}={v}" for v in values]  # '=' so values starting with '--' stay values
+
+
+def _gpus(table: dict) -> int:
+    """GPUs one run needs: `gpus = N`, else the tensor-parallel size found in serve_args."""
+    if "gpus" in table:
+        return table["gpus"]
+    args = table.get("serve_args", [])
+    for i, a in enumerate(args):
+        for flag in ("--tensor-parallel-size", "-tp"):
+            if a == flag and i + 1 < len(args) and args[i + 1].isdigit():
+                return int(args[i + 1])
+            if a.startswith(flag + "="):
+                return int(a.split("=", 1)[1])
+    return 1
+
+
+# ---- the sections ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Section:
+    """One study kind: the keys its TOML table accepts and how it becomes runs."""
+    name: str
+    keys: dict[str, Any]
+    runs: Callable[[dict, list[str], Path], list[Run]]  # (table, backends, scenario file) -> runs
+
+
+COMMON = {"backends": [STR], "gpus": INT, "args": [STR]}  # args: extra flags passed verbatim
+
+
+def _serve_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
+    """One run per backend (one server each), so Ray can put backends on different GPUs; or, with
+    `endpoints = {name = "http://host:port"}`, one run per already running server."""
+    inputs, outputs = _listed(t.get("input", 1000)), _listed(t.get("output", 1000))
+    if len(inputs) != len(outputs):
+        raise UserError(f"{source}: [serve] input and output must have the same length "
+                        f"(pairs (input, output)); got {len(inputs)} and {len(outputs)}")
+    common = ["--input", _csv(inputs), "--output", _csv(outputs)]
+    common += _flags(t, {"num_prompts": "--num-prompts", "request_rate": "--request-rate",
+                         "burstiness": "--burstiness", "max_concurrency": "--max-concurrency", "seed": "--seed",
+                         "warmup": "--warmup", "model": "--model", "percentiles": "--percentiles"})
+    common += _repeated("--goodput", t.get("goodput", [])) + _repeated("--serve-arg", t.get("serve_args", []))
+    common += _flags(t, {"vocab_size": "--vocab-size"}) + t.get("args", [])
+    endpoints = t.get("endpoints", {})
+    for name, url in endpoints.items():
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise UserError(f"{source}: [serve].endpoints.{name} must be an http(s) URL string (got {url!r})")
+    if endpoints:
+        if "serve_args" in t:
+            raise UserError(f"{source}: [serve] serve_args configure servers attnbench starts; drop them with endpoints")
+        return [Run(f"serve-{name}", ("serve-bench", "--endpoint", url, "--name", name, *common), 0)
+                for name, url in endpoints.items()]
+    return [Run(f"serve-{b}", ("serve-bench", "--backends", b, *common), _gpus(t)) for b in backends]
+
+
+SERVE = Section("serve", {**COMMON, "input": (INT, [INT]), "output": (INT, [INT]), "num_prompts": INT,
+                          "request_rate": FLOAT, "burstiness": FLOAT, "max_concurrency": INT, "seed": INT,
+                          "warmup": INT, "model": STR, "percentiles": [FLOAT], "goodput": [STR],
+                          "serve_args": [STR], "vocab_size": INT, "endpoints": dict}, _serve_runs)
+
+GRID_KEYS = {"op": STR, "backends": [STR], "dtype": STR, "page_size": INT, "heads": [STR], "batch": [INT],
+             "context": [INT], "seqlen": [INT], "max_kv_gib": FLOAT, "q_len": INT, "causal": BOOL, "ragged": STR}
+
+
+def _grid_file(t: dict, source: Path) -> tuple[Path, dict]:
+    """The grid the microbench runs read: `grid = "decode-grid.toml"` (beside the scenario) or the
+    scenario file itself when its [microbench] table is a grid."""
+    if "grid" not in t:
+        extra = sorted(set(t) - set(GRID_KEYS))
+        if extra:  # the file itself is handed to `microbench --grid`, which reads only grid keys
+            raise UserError(f"{source}: [microbench] {', '.join(extra)} need the grid in its own file: "
+                            "move the grid keys there and write grid = \"FILE\"")
+        return source, t
+    path = (source.parent / t["grid"]).resolve()
+    if not path.is_file():
+        raise UserError(f"{source}: [microbench] grid {t['grid']!r} not found at {path}; give a path relative to the scenario file")
+    try:
+        grid = tomllib.loads(path.read_text()).get("microbench")
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML ({e})") from None
+    if not isinstance(grid, dict):
+        raise UserError(f"{path}: a grid file needs a [microbench] table (op, backends, heads, batch, ...)")
+    _check({k: v for k, v in grid.items() if k in GRID_KEYS}, GRID_KEYS, "[microbench]", path)
+    return path, grid
+
+
+def _microbench_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
+    """One run per backend over the whole grid: `microbench <op> --grid FILE --backends b`."""
+    path, grid = _grid_file(t, source)
+    op = t.get("op", grid.get("op"))
+    if op not in ("decode", "prefill"):
+        raise UserError(f"{path}: [microbench] op must be \"decode\" or \"prefill\" (got {op!r})")
+    if not backends:
+        backends = grid.get("backends", [])
+        for b in backends:
+            _known(b, path, "[microbench].backends")
+    name = path.stem if path != source else op
+    return [Run(f"microbench-{name}-{b}", ("microbench", op, "--grid", str(path), "--backends", b, *t.get("args", [])),
+                _gpus(t)) for b in backends]
+
+
+MICROBENCH = Section("microbench", {**COMMON, **GRID_KEYS, "grid": STR}, _microbench_runs)
+
+
+def _gpqa_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
+    """One run per (backend, effort)."""
+    common = _flags(t, {"model": "--model", "dataset": "--dataset", "repeats": "--repeats",
+                        "concurrency": "--concurrency", "api": "--api", "max_tokens": "--max-tokens",
+                        "temperature": "--temperature", "limit": "--limit", "seed": "--seed"})
+    common += _repeated("--serve-arg", t.get("serve_args", [])) + t.get("args", [])
+    return [Run(f"gpqa-{b}-{e}", ("gpqa", "--backends", b, "--effort", e, *common), _gpus(t))
+            for b, e in itertools.product(backends, _listed(t.get("effort", "low")))]
+
+
+GPQA = Section("gpqa", {**COMMON, "effort": (STR, [STR]), "model": STR, "dataset": STR, "repeats": INT,
+                        "concurrency": INT, "api": STR, "max_tokens": INT, "temperature": FLOAT, "limit": INT,
+                        "seed": INT, "serve_args": [STR]}, _gpqa_runs)
+
+
+def _parity_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
+    """One run: parity compares every backend with the reference, so they belong together."""
+    reference = t.get("reference", "fa3")
+    _known(reference, source, "[parity].reference")
+    names = [reference] + [b for b in backends if b != reference]
+    args = ["parity", "--backends", _csv(names), "--reference", reference]
+    args += _flags(t, {"model": "--model", "num_prompts": "--num-prompts", "top_k": "--top-k",
+                       "max_tokens": "--max-tokens", "seed": "--seed", "hf_reference": "--hf-reference"})
+    args += _repeated("--serve-arg", t.get("serve_args", [])) + t.get("args", [])
+    return [Run("parity", tuple(args), _gpus(t))]
+
+
+PARITY = Section("parity", {**COMMON, "reference": STR, "model": STR, "num_prompts": INT, "top_k": INT,
+                            "max_tokens": INT, "seed": INT, "hf_reference": STR, "serve_args": [STR]}, _parity_runs)
+
+SECTIONS: dict[str, Section] = {s.name: s for s in (SERVE, MICROBENCH, GPQA, PARITY)}
+
+
+def _known(backend: str, source: Path, where: str) -> None:
+    try:
+        registry.get(backend)
+    except UserError as e:
+        raise UserError(f"{source}: {where}: {e}") from None
+
+
+# ---- loading -----------------------------------------------------------------------------------
+
+def load(path: str | Path, backends: list[str] | None = None) -> Scenario:
+    """Read and validate a scenario; `backends` (from --backends) replaces every section's list."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such scenario file (see scenarios/*.toml)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML ({e})") from None
+    allowed = {**TOP_KEYS, **{name: dict for name in SECTIONS}}
+    for key, value in data.items():
+        if key not in allowed:
+            raise UserError(f"{path}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
+        if key in SECTIONS and not isinstance(value, dict):
+            raise UserError(f"{path}: {key} must be a table ([{key}])")
+    _check({k: v for k, v in data.items() if k in TOP_KEYS}, TOP_KEYS, "the top level", path)
+    if not any(name in data for name in SECTIONS):
+        raise UserError(f"{path}: a scenario needs at least one of [{'], ['.join(SECTIONS)}]")
+    repeats = data.get("repeats", 1)
+    if repeats < 1:
+        raise UserError(f"{path}: repeats must be >= 1 (got {repeats})")
+    for b in data.get("backends", []):
+        _known(b, path, "backends")
+    for b in backends or []:
+        _known(b, path, "--backends")
+
+    runs: list[Run] = []
+    for name, section in SECTIONS.items():
+        if name not in data:
+            continue
+        table = data[name]
+        _check(table, section.keys, f"[{name}]", path)
+        for b in table.get("backends", []):
+            _known(b, path, f"[{name}].backends")
+        if table.get("gpus", 1) < 1:
+            raise UserError(f"{path}: [{name}].gpus must be >= 1 (got {table['gpus']})")
+        chosen = backends or table.get("backends") or data.get("backends") or []
+        if not chosen and name != "microbench" and not table.get("endpoints"):
+            raise UserError(f"{path}: no backends for [{name}]; set backends = [...] at the top or in [{name}], or pass --backends")
+        runs += section.runs(table, list(chosen), path)
+    ids = [r.id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise UserError(f"{path}: two runs share an id ({', '.join(sorted({i for i in ids if ids.count(i) > 1}))}); a backend is listed twice")
+    return Scenario(name=data.get("name", path.stem), path=path, description=data.get("description", ""),
+                    repeats=repeats, runs=runs)

@@ -1,0 +1,76 @@
+"""`attnbench gpqa` as a user runs it: the real command line against the scripted server."""
+
+import subprocess
+import sys
+
+from attnbench.evals import gpqa
+from attnbench.results.record import load
+from mcq_server import MCQServer, fixture_script
+
+QS = gpqa.load("mini")
+
+
+def attnbench(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "attnbench", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_gpqa_end_to_end_with_endpoint(tmp_path):
+    with MCQServer(fixture_script(QS, {0: "wrong", 1: "malformed"})) as srv:
+        # the base URL without /v1, a model name, the responses API (default), a subset
+        p = attnbench("gpqa", "--endpoint", srv.root_url, "--model", "scripted-mcq", "--dataset", "mini",
+                      "--repeats", "3", "--limit", "10", "--effort", "medium", "--result-dir", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    (rec,) = load(tmp_path / "endpoint" / "gpqa.json")
+    assert rec.metrics["n_expected"] == 30 and rec.scenario["limit"] == 10
+    assert srv.paths == ["responses"] * 30 and srv.requests[0]["reasoning"] == {"effort": "medium"}
+    assert p.stdout.startswith(f"endpoint: {rec.metrics['score_pct']:.1f}% ± ")
+    assert "30/30 samples" in p.stdout
+    assert f"results in {tmp_path}" in p.stderr
+    for name in ("summary.md", "comparison.json", "cache.jsonl", "gpqa_scores.png", "endpoint/report.html"):
+        assert (tmp_path / name).exists(), name
+
+
+def test_effort_none_sends_no_effort(tmp_path):
+    with MCQServer(fixture_script(QS)) as srv:
+        p = attnbench("gpqa", "--endpoint", srv.base_url, "--dataset", "mini", "--repeats", "1", "--limit", "2",
+                      "--effort", "none", "--api", "chat", "--result-dir", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert all("reasoning_effort" not in b for b in srv.requests)
+
+
+def one_line_error(p, text):
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert p.stderr.startswith("attnbench: error: ") and text in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_user_errors_are_one_line(tmp_path):
+    one_line_error(attnbench("gpqa", "--endpoint", "http://127.0.0.1:9", "--dataset", "mini", "--result-dir", str(tmp_path)),
+                   "cannot reach http://127.0.0.1:9/v1")
+    one_line_error(attnbench("gpqa", "--endpoint", "http://127.0.0.1:9", "--dataset", str(tmp_path / "none.csv")),
+                   "no such file")
+    one_line_error(attnbench("gpqa", "--endpoint", "x:1", "--backends", "fa3"), "drop --backends")
+    one_line_error(attnbench("gpqa", "--dataset", "mini"), "--endpoint URL")
+    one_line_error(attnbench("gpqa", "--endpoint", "x:1", "--effort", "max"), "--effort 'max'")
+    one_line_error(attnbench("gpqa", "--endpoint", "x:1", "--api", "completions"), "--api 'completions'")
+    one_line_error(attnbench("gpqa", "--backends", "fa9"), "unknown backend 'fa9'")
+    with MCQServer(fixture_script(QS)) as srv:
+        one_line_error(attnbench("gpqa", "--endpoint", srv.base_url, "--model", "gpt-oss", "--dataset", "mini",
+                                 "--result-dir", str(tmp_path)), "does not serve 'gpt-oss'")
+
+
+def test_all_requests_failing_exits_nonzero(tmp_path):
+    with MCQServer(fixture_script(QS, {i: "always500" for i in range(20)})) as srv:
+        p = attnbench("gpqa", "--endpoint", srv.base_url, "--dataset", "mini", "--repeats", "1", "--limit", "2",
+                      "--retries", "0", "--result-dir", str(tmp_path))
+    assert p.returncode == 1
+    assert "endpoint: failed: no sample was answered (2 failed requests; first: gave up after 1 attempts: HTTP 500" in p.stdout
+
+
+def test_two_named_endpoints_print_the_verdict(tmp_path):
+    with MCQServer(fixture_script(QS)) as a, MCQServer(fixture_script(QS)) as b:
+        for srv, name in ((a, "fa3"), (b, "fa4")):
+            p = attnbench("gpqa", "--endpoint", srv.base_url, "--name", name, "--dataset", "mini", "--repeats", "1",
+                          "--api", "chat", "--result-dir", str(tmp_path))
+            assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == "fa4 vs fa3: +0.0 pts, 95% CI [+0.0, +0.0]: no evidence of a difference"

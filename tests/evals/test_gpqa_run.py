@@ -1,0 +1,195 @@
+"""`attnbench gpqa` end to end against the scripted server: scores, counts, records, report,
+summary, cross-backend comparison, and resume from the cache."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from attnbench.evals import gpqa, run, summary
+from attnbench.results.record import load
+from mcq_server import MCQServer, fixture_script
+
+QS = gpqa.load("mini")
+MIXED = {0: "wrong", 1: "malformed", 2: "always500", 3: "truncate", 4: "boxed", 5: "error500", 6: "ratelimit",
+         7: "reasoning"}
+
+
+def config(tmp_path, srv, **kw):
+    kw = {"result_dir": tmp_path, "dataset": "mini", "endpoint": srv.root_url, "repeats": 2, "retries": 1,
+          "backoff_s": 0.01, **kw}
+    return run.GPQARun(**kw)
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_scores_and_counts(tmp_path, api):
+    with MCQServer(fixture_script(QS, MIXED)) as srv:
+        (rec,) = run.run(config(tmp_path, srv, api=api), notice=lambda s: None)
+    m = rec.metrics
+    # 20 questions x 2 repeats; q2 always fails (not scored); q0 wrong, q1 malformed, q3 truncated: 3 x 2 wrong of 38
+    assert (m["n_samples"], m["n_expected"], m["failed_requests"]) == (38, 40, 2)
+    assert m["accuracy"] == pytest.approx(32 / 38)
+    assert m["score_pct"] == pytest.approx(100 * 32 / 38)
+    assert (m["extraction_failures"], m["truncations"]) == (4, 2)
+    assert m["ci_low"] < m["accuracy"] < m["ci_high"] <= 1.0
+    assert rec.samples["per_question"]["mini01"] == 0.0 and rec.samples["per_question"]["mini05"] == 1.0
+    assert "mini03" not in rec.samples["per_question"]
+    assert rec.samples["per_repeat"] == [pytest.approx(16 / 19)] * 2
+    assert rec.status == "ok" and rec.backend == "endpoint"
+    assert rec.scenario["effort"] == "low" and rec.scenario["effort_sent"] is True
+    assert all(p == api for p in srv.paths)
+    (saved,) = load(tmp_path / "endpoint" / "gpqa.json")
+    assert saved.metrics["accuracy"] == m["accuracy"] and saved.kind == "gpqa"
+    failed = [r for r in saved.samples["rows"] if r["error"]]
+    assert len(failed) == 2 and failed[0]["score"] is None
+    html = (tmp_path / "endpoint" / "report.html").read_text()
+    assert "Correct Answer:" in html and "Extracted Answer: None" in html and "request failed" in html
+    assert "What is 7 + 5?" in html and "&lt;" not in QS[0].question
+    md = (tmp_path / "summary.md").read_text()
+    assert "| endpoint | ok | 84.2 |" in md
+    assert "**endpoint**: 2 of 40 samples got no answer" in md
+    assert (tmp_path / summary.PLOT).stat().st_size > 1000
+
+
+def test_two_endpoints_are_compared(tmp_path):
+    with MCQServer(fixture_script(QS)) as good, MCQServer(fixture_script(QS, {i: "wrong" for i in range(10)})) as bad:
+        run.run(config(tmp_path, good, name="fa3"), notice=lambda s: None)
+        run.run(config(tmp_path, bad, name="fa4"), notice=lambda s: None)
+    comp = json.loads((tmp_path / "comparison.json").read_text())
+    assert [(c["a"], c["b"]) for c in comp] == [("fa3", "fa4")]
+    assert comp[0]["diff"] == pytest.approx(-0.5)
+    assert comp[0]["p_value"] < 0.01
+    assert comp[0]["verdict"].startswith("fa4 vs fa3: -50.0 pts, 95% CI [")
+    assert comp[0]["verdict"].endswith("fa4 scores lower (p = 0.00195)")  # exact: 2 of 2^10 sign patterns
+    md = (tmp_path / "summary.md").read_text()
+    assert "## Paired differences" in md and "| fa4 vs fa3 | -50.00 |" in md
+
+
+def test_rerun_asks_only_what_is_missing(tmp_path):
+    with MCQServer(fixture_script(QS, {2: "always500"})) as srv:
+        run.run(config(tmp_path, srv), notice=lambda s: None)
+        first = len(srv.requests)
+        (rec,) = run.run(config(tmp_path, srv), notice=lambda s: None)
+        # only the 2 failed samples are asked again (2 attempts each)
+        assert len(srv.requests) - first == 4
+        assert rec.metrics["n_samples"] == 38
+    lines = (tmp_path / "cache.jsonl").read_text().splitlines()
+    assert len(lines) == 38  # failures are not cached
+
+
+def test_changed_settings_are_not_reused(tmp_path):
+    with MCQServer(fixture_script(QS)) as srv:
+        run.run(config(tmp_path, srv, api="chat"), notice=lambda s: None)
+        n = len(srv.requests)
+        run.run(config(tmp_path, srv, api="chat", temperature=0.5), notice=lambda s: None)
+        assert len(srv.requests) - n == 40
+        run.run(config(tmp_path, srv, api="chat", effort="high"), notice=lambda s: None)
+        assert len(srv.requests) - n == 80
+
+
+def test_model_without_reasoning_is_evaluated_with_one_notice(tmp_path):
+    notes = []
+    with MCQServer(fixture_script(QS, reject_effort=True)) as srv:
+        (rec,) = run.run(config(tmp_path, srv, api="chat", concurrency=4), notice=notes.append)
+    assert rec.metrics["accuracy"] == 1.0 and rec.metrics["failed_requests"] == 0
+    assert rec.scenario["effort_sent"] is False
+    assert sum("rejected reasoning effort" in n for n in notes) == 1
+    assert "refused the reasoning effort" in (tmp_path / "summary.md").read_text()
+
+
+def test_interrupted_run_resumes(tmp_path):
+    """Kill the command mid-run (SIGINT); the re-run asks only what the cache lacks."""
+    with MCQServer(fixture_script(QS, {i: "slow" for i in range(20)}, slow_s=0.15)) as srv:
+        cmd = [sys.executable, "-m", "attnbench", "gpqa", "--endpoint", srv.base_url, "--dataset", "mini",
+               "--repeats", "2", "--concurrency", "2", "--api", "chat", "--result-dir", str(tmp_path)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cache = tmp_path / "cache.jsonl"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (not cache.exists() or len(cache.read_text().splitlines()) < 6):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130, err
+        done = len(cache.read_text().splitlines())
+        assert 6 <= done < 40
+        (partial,) = load(tmp_path / "endpoint" / "gpqa.json")
+        assert partial.status == "failed" and "interrupted" in partial.error
+        before = len(srv.requests)
+        srv.script.behaviour.clear()
+        (rec,) = run.run(config(tmp_path, srv, api="chat", endpoint=srv.base_url, retries=5), notice=lambda s: None)
+        assert len(srv.requests) - before == 40 - done
+    assert rec.status == "ok" and rec.metrics["n_samples"] == 40 and rec.metrics["accuracy"] == 1.0
+
+
+def test_torn_cache_line_is_ignored(tmp_path):
+    with MCQServer(fixture_script(QS)) as srv:
+        run.run(config(tmp_path, srv, repeats=1), notice=lambda s: None)
+        cache = tmp_path / "cache.jsonl"
+        text = cache.read_text().splitlines()
+        cache.write_text("\n".join(text[:-1]) + "\n" + text[-1][:25])  # a line cut mid-write
+        n = len(srv.requests)
+        (rec,) = run.run(config(tmp_path, srv, repeats=1), notice=lambda s: None)
+        assert len(srv.requests) - n == 1 and rec.metrics["n_samples"] == 20
+    assert all(json.loads(line) for line in cache.read_text().splitlines()[-1:])
+
+
+def test_backends_start_vllm_per_backend(tmp_path, monkeypatch):
+    """--backends: one server per backend through serving.server.running (here a stand-in
+    that serves the scripted answers), then the paired comparison."""
+    from contextlib import contextmanager
+
+    from attnbench.backends import registry
+    from attnbench.serving import server as server_mod
+
+    specs = []
+
+    @contextmanager
+    def fake_running(spec, status=None):
+        specs.append(spec)
+        with MCQServer(fixture_script(QS, {0: "wrong"} if spec.backend.name == "fa4" else {})) as srv:
+            srv.model_name = "openai/gpt-oss-20b"
+            yield srv
+
+    monkeypatch.setattr(server_mod, "running", fake_running)
+    cfg = run.GPQARun(result_dir=tmp_path, dataset="mini", repeats=1, backends=registry.parse_names("fa3,fa4"),
+                      model="openai/gpt-oss-20b", serve_args=["--max-model-len", "4096"], backoff_s=0.01)
+    records = run.run(cfg, notice=lambda s: None)
+    assert [r.backend for r in records] == ["fa3", "fa4"]
+    assert [s.backend.name for s in specs] == ["fa3", "fa4"]
+    assert specs[0].extra_args == ["--max-model-len", "4096"] and specs[0].model == "openai/gpt-oss-20b"
+    assert records[1].metrics["accuracy"] == pytest.approx(19 / 20)
+    assert "fa4 vs fa3: -5.0 pts" in (tmp_path / "summary.md").read_text()
+    # everything cached: a re-run starts no server
+    specs.clear()
+    run.run(cfg, notice=lambda s: None)
+    assert specs == []
+
+
+def test_server_that_fails_to_start_is_a_failed_record(tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    from attnbench.backends import registry
+    from attnbench.serving import server as server_mod
+
+    @contextmanager
+    def broken(spec, status=None):
+        raise server_mod.ServerFailed("fa3: vllm serve exited with code 1 after 3 s while starting", ["CUDA error"])
+        yield
+
+    monkeypatch.setattr(server_mod, "running", broken)
+    cfg = run.GPQARun(result_dir=tmp_path, dataset="mini", repeats=1, backends=registry.parse_names("fa3"))
+    (rec,) = run.run(cfg, notice=lambda s: None)
+    assert rec.status == "failed" and "exited with code 1" in rec.error and "CUDA error" in rec.error
+    assert "| fa3 | failed |" in (tmp_path / "summary.md").read_text()
+
+
+def test_max_tokens_beyond_the_context_says_what_to_do(tmp_path):
+    with MCQServer(fixture_script(QS, context=2048)) as srv:
+        (rec,) = run.run(config(tmp_path, srv, api="chat", repeats=1), notice=lambda s: None)
+        assert rec.status == "failed" and rec.metrics["failed_requests"] == 20
+        assert "maximum context length is 2048" in rec.error and rec.error.endswith("lower --max-tokens to fit the model's context")
+        (rec,) = run.run(config(tmp_path, srv, api="chat", repeats=1, max_tokens=1024), notice=lambda s: None)
+        assert rec.status == "ok" and rec.metrics["accuracy"] == 1.0

@@ -1,0 +1,179 @@
+"""The attnbench-fa4 CuTe DSL kernels: they compile for sm_90a without a GPU (here), and on the
+GPU they match the float32 reference, write every output element, and replay in a CUDA graph."""
+
+import os
+import re
+
+import pytest
+
+from attnbench.kernels.fa4_decode.combine import CombineConfig
+from attnbench.kernels.fa4_decode.kernel import DecodeConfig
+from attnbench.microbench.base import DecodeShape, PrefillShape
+from attnbench.microbench.kernels.attnbench_fa4 import AttnbenchFA4
+
+
+# --- configuration and adapter (pure python) ---------------------------------------------------
+
+def test_config_derives_one_16_byte_load_per_lane_per_row():
+    cfg = DecodeConfig("bfloat16", 128, group=2, page_size=16, write_final=False)
+    assert (cfg.vec, cfg.lanes_per_row, cfg.rows) == (8, 16, 16)
+    assert DecodeConfig("float16", 64, 2, 16, True).rows == 32
+
+
+@pytest.mark.parametrize("kw, problem", [
+    (dict(dtype="float32"), "bfloat16/float16"),
+    (dict(head_dim=96), "head_dim"),
+    (dict(group=32), "GQA group"),
+    (dict(num_threads=200), "num_threads"),
+])
+def test_config_rejects_what_the_kernel_cannot_do(kw, problem):
+    args = dict(dtype="bfloat16", head_dim=128, group=2, page_size=16, write_final=True) | kw
+    with pytest.raises(ValueError, match=problem):
+        DecodeConfig(**args)
+
+
+def test_adapter_declines_prefill_multi_token_and_odd_head_dims():
+    k = AttnbenchFA4()
+    assert k.unsupported(DecodeShape.uniform(4, 100)) is None
+    assert "decode" in k.unsupported(PrefillShape.uniform(1, 16))
+    assert "q_len" in k.unsupported(DecodeShape.uniform(2, 10, q_len=2))
+    assert "head_dim" in k.unsupported(DecodeShape.uniform(2, 10, head_dim=96))
+    assert k.with_options(num_splits=4).num_splits == 4 and k.num_splits is None
+
+
+# --- compile on this machine (no GPU needed) ------------------------------------------------------
+
+def _compiler():
+    pytest.importorskip("cutlass")
+    pytest.importorskip("tvm_ffi")
+    from attnbench.kernels.fa4_decode import launcher
+
+    return launcher
+
+
+def _ptx(tmp_path, monkeypatch, compile_fn, cfg) -> str:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("ATTNBENCH_FA4_COMPILE_OPTIONS", f"--keep-ptx --dump-dir {tmp_path}")
+    compile_fn.__wrapped__(cfg, "sm_90a")  # bypass the in-process cache: we want the files
+    ptx = [p for p in tmp_path.rglob("*.ptx")]
+    assert ptx, f"no PTX written under {tmp_path}: {os.listdir(tmp_path)}"
+    return "\n".join(p.read_text() for p in ptx)
+
+
+def test_split_decode_kernel_compiles_for_sm90a_with_128_bit_loads(tmp_path, monkeypatch):
+    launcher = _compiler()
+    cfg = DecodeConfig("bfloat16", 128, group=2, page_size=16, write_final=False)
+    ptx = _ptx(tmp_path, monkeypatch, launcher.compile_decode, cfg)
+    assert ".target sm_90a" in ptx
+    # q (2 heads) + tokens_per_thread K rows + as many V rows, each one 16-byte load per lane
+    assert len(re.findall(r"ld\.global[.\w]*\.v4\.b32", ptx)) == 2 + 2 * cfg.tokens_per_thread
+    assert "ex2.approx" in ptx and "shfl.sync.bfly" in ptx
+    # the split variant writes fp32 partials and LSEs, never the 16-bit output
+    assert "st.global.b16" not in ptx and re.search(r"st\.global\.[bf]32", ptx)
+
+
+def test_final_variant_and_combine_compile_for_fp16_head_dim_64(tmp_path, monkeypatch):
+    launcher = _compiler()
+    ptx = _ptx(tmp_path / "dec", monkeypatch, launcher.compile_decode,
+               DecodeConfig("float16", 64, group=4, page_size=64, write_final=True))
+    assert "st.global.b16" in ptx or "st.global.u16" in ptx
+    ptx = _ptx(tmp_path / "comb", monkeypatch, launcher.compile_combine, CombineConfig("float16", 64, 64))
+    assert "shfl.sync.bfly" in ptx
+
+
+# --- on the GPU ------------------------------------------------------------------------------------
+
+GPU_SHAPES = [
+    # batch, context lens, q_heads, kv_heads, head_dim, page, dtype, forced splits
+    (1, (1,), 16, 8, 128, 16, "bfloat16", None),
+    (4, (17, 1, 33, 1000), 16, 8, 128, 16, "bfloat16", None),
+    (4, (17, 1, 33, 1000), 16, 8, 128, 16, "bfloat16", 7),
+    (3, (2048, 5, 700), 32, 8, 64, 64, "float16", None),
+    (2, (4096, 100), 8, 8, 128, 16, "bfloat16", 64),
+    (32, tuple(range(1, 64 * 32, 64)), 16, 8, 128, 16, "float16", None),
+]
+
+
+def _inputs(batch, lens, hq, hkv, d, page, dtype, seed=0):
+    from attnbench.microbench.inputs import decode_inputs
+
+    return decode_inputs(DecodeShape(batch=batch, context_lens=lens, q_heads=hq, kv_heads=hkv,
+                                     head_dim=d, page_size=page, dtype=dtype), device="cuda", seed=seed)
+
+
+def _rel_err(out, ref):
+    return float((out.float() - ref).norm() / ref.norm().clamp_min(1e-6))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch, lens, hq, hkv, d, page, dtype, splits", GPU_SHAPES)
+def test_matches_float32_reference_and_writes_every_element(batch, lens, hq, hkv, d, page, dtype, splits):
+    from attnbench.kernels.fa4_decode import reference
+    from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+    inp = _inputs(batch, lens, hq, hkv, d, page, dtype)
+    dec = FA4Decode(q_heads=hq, kv_heads=hkv, head_dim=d, page_size=page, dtype=dtype, max_batch=batch)
+    dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,
+        max_context=max(lens), num_splits=splits)
+    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
+    assert not inp.out.isnan().any(), "poisoned (NaN) output elements were left unwritten"
+    assert _rel_err(inp.out, ref) <= 1e-2
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_follows_new_lengths_without_recapture():
+    import torch
+
+    from attnbench.kernels.fa4_decode import reference
+    from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+    inp = _inputs(8, (300,) * 8, 16, 8, 128, 16, "bfloat16")
+    dec = FA4Decode(q_heads=16, kv_heads=8, head_dim=128, page_size=16, dtype="bfloat16", max_batch=8).compile()
+    call = lambda: dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,  # noqa: E731
+                       max_context=300)
+    assert dec.plan(8, 300).num_splits > 1  # the graph holds the split kernel and the combine
+    call()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call()
+    inp.seq_lens.copy_(torch.tensor([1, 16, 17, 100, 255, 256, 299, 300], dtype=torch.int32))
+    inp.out.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
+    assert not inp.out.isnan().any()
+    assert _rel_err(inp.out, ref) <= 1e-2
+
+
+@pytest.mark.gpu
+def test_zero_length_padding_rows_write_zeros():
+    import torch
+
+    from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+    inp = _inputs(4, (64,) * 4, 16, 8, 128, 16, "bfloat16")
+    inp.seq_lens.copy_(torch.tensor([64, 0, 64, 0], dtype=torch.int32))
+    dec = FA4Decode(q_heads=16, kv_heads=8, head_dim=128, page_size=16, dtype="bfloat16", max_batch=4)
+    for splits in (1, 4):
+        inp.out.fill_(float("nan"))
+        dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,
+            max_context=64, num_splits=splits)
+        torch.cuda.synchronize()
+        assert not inp.out.isnan().any()
+        assert (inp.out[1] == 0).all() and (inp.out[3] == 0).all()
+
+
+@pytest.mark.gpu
+def test_rejects_sliding_window_sinks_and_oversized_batch():
+    from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+    inp = _inputs(2, (10, 20), 16, 8, 128, 16, "bfloat16")
+    dec = FA4Decode(q_heads=16, kv_heads=8, head_dim=128, page_size=16, dtype="bfloat16", max_batch=1)
+    args = (inp.q[:1], inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out[:1])
+    with pytest.raises(ValueError, match="sliding-window"):
+        dec(*args, window=(128, 0))
+    with pytest.raises(ValueError, match="sink"):
+        dec(*args, sinks=inp.q.new_zeros(16))
+    with pytest.raises(ValueError, match="max_batch"):
+        dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out)

@@ -1,0 +1,143 @@
+"""`attnbench report`: one self-contained HTML page over every record kind, checked as text and in a
+real headless browser (Debian's chromium; skipped with a reason when it is not installed)."""
+
+import base64
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from attnbench.errors import UserError
+from attnbench.report.build import write_report
+
+sys.path.insert(0, str(Path(__file__).parent))  # helpers beside this file, whatever pytest's import mode
+import headless  # noqa: E402
+from report_records import write_tree  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    tree = write_tree(root)
+    out = write_report([tree["baseline"], tree["current"]], root / "site" / "report.html")
+    return out, out.read_text()
+
+
+def section(html: str, sid: str) -> str:
+    m = re.search(rf'<section id="{sid}">(.*?)</section>', html, re.S)
+    assert m, f"no section {sid!r}"
+    return m.group(1)
+
+
+def test_every_kind_has_its_section_and_unknown_kinds_are_listed_raw(built):
+    _, html = built
+    ids = re.findall(r'<section id="([^"]+)"', html)
+    assert ids == ["overview", "serve", "microbench", "gpqa", "parity", "raw", "files"]
+    raw = section(html, "raw")
+    assert "unknown kind &#x27;energy&#x27;" in raw and "joules_per_token" in raw
+    assert "manifest.json" not in html  # JSON that is not a record is no entry
+
+
+def test_latest_serve_comparison_uses_the_newest_run_with_ratios(built):
+    _, html = built
+    serve = section(html, "serve")
+    assert "14200 (1.00x)" in serve and "11000 (0.77x)" in serve  # 11000 / 14200
+    assert "14000 (" not in serve  # the older baseline run is history, not the latest table
+    assert re.search(r'<tr class="failed"><td>flashinfer</td><td colspan="10">FAILED: server exited', serve)
+    assert "history-serve" in serve  # two runs of 1000:1000 -> a history plot
+    assert "No history yet" in section(html, "microbench")
+
+
+def test_microbench_table_and_roofline(built):
+    _, html = built
+    mb = section(html, "microbench")
+    for text in ("<th>seqlen</th>", "<th>tflops</th>", "<th>pct_measured_bw</th>", "Roofline of the attention kernels"):
+        assert text in mb
+    assert mb.count("<tr>") + mb.count('<tr class="failed">') == 1 + 6  # header + 2 backends x 3 shapes
+
+
+def test_gpqa_and_parity_show_their_intervals_and_verdicts(built):
+    _, html = built
+    gpqa = section(html, "gpqa")
+    assert "0.55" in gpqa and "0.69" in gpqa and "accuracy with confidence interval" in gpqa
+    parity = section(html, "parity")
+    assert re.search(r'<tr class="failed"><td>attnbench-fa4</td>.*?<td>FAIL</td>', parity)
+    assert "top1_agreement with confidence interval" in parity
+
+
+def test_page_is_self_contained_and_its_plots_lie_beside_it(built):
+    out, html = built
+    assert "<script" not in html and 'src="http' not in html and "stylesheet" not in html
+    inlined = re.findall(r'<img src="data:image/png;base64,([^"]+)"', html)
+    pngs = sorted((out.parent / "report_plots").rglob("*.png"))
+    assert len(inlined) == len(pngs) >= 7
+    assert all(base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n" for b in inlined)
+    assert {p.read_bytes() for p in pngs} == {base64.b64decode(b) for b in inlined}
+
+
+def test_links_to_raw_json_are_relative_and_resolve(built):
+    out, html = built
+    hrefs = re.findall(r'href="([^"]+\.json)"', section(html, "files"))
+    assert len(hrefs) == 16  # 15 records + 1 raw
+    for href in hrefs:
+        assert not href.startswith("/") and "://" not in href
+        assert (out.parent / unquote(href)).is_file(), href
+
+
+def test_bad_input_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        write_report([tmp_path / "missing"], tmp_path / "r.html")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no attnbench records"):
+        write_report([tmp_path / "empty"], tmp_path / "r.html")
+    with pytest.raises(UserError, match="HTML file"):
+        write_report([tmp_path / "empty"], tmp_path / "r.png")
+
+
+def test_cli_writes_the_report_and_reports_bad_input_without_traceback(tmp_path):
+    tree = write_tree(tmp_path)
+    cmd = [sys.executable, "-m", "attnbench", "report"]
+    ok = subprocess.run([*cmd, str(tree["current"]), "--out", str(tmp_path / "r.html")],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "r.html").stat().st_size > 10_000 and "report written to" in ok.stderr
+    bad = subprocess.run([*cmd, str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+needs_browser = pytest.mark.skipif(headless.browser() is None,
+                                   reason="chromium not installed (apt-get install -y chromium) - browser check skipped")
+
+
+@needs_browser
+def test_page_loads_in_a_real_browser_without_errors_and_shows_tables_and_plots(built):
+    out, _ = built
+    page = headless.open_page(out.resolve().as_uri())
+    assert page.errors == []
+    assert page.title == "attnbench report"
+    assert page.sections == ["overview", "serve", "microbench", "gpqa", "parity", "raw", "files"]
+    assert page.tables >= 5
+    assert page.images >= 7 and page.decoded == page.images  # every plot decoded, none broken
+
+
+@needs_browser
+def test_browser_check_catches_a_broken_page(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body>'
+                   '<img src="missing.png"><script>console.error("boom")</script></body></html>')
+    page = headless.open_page(bad.as_uri())
+    assert any("boom" in e for e in page.errors) and any("Failed to load" in e for e in page.errors)
+    assert page.images == 1 and page.decoded == 0
+
+
+def test_single_record_files_are_inputs_too(tmp_path):
+    tree = write_tree(tmp_path)
+    out = write_report([tree["current"] / "gpqa" / "fa3.json"], tmp_path / "one.html")
+    html = out.read_text()
+    assert re.findall(r'<section id="([^"]+)"', html) == ["overview", "gpqa", "files"]
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(UserError, match="not readable as JSON"):
+        write_report([tmp_path / "broken.json"], tmp_path / "two.html")

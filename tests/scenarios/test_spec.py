@@ -1,0 +1,121 @@
+"""Scenario files: validation with one-line errors, and expansion into runs x repeats."""
+
+from pathlib import Path
+
+import pytest
+
+from attnbench.errors import UserError
+from attnbench.scenarios import spec
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_seed_serve_expands_to_one_run_per_backend():
+    study = spec.load(SCENARIOS / "seed-serve.toml")
+    assert study.name == "seed-serve"
+    assert [r.id for r in study.runs] == ["serve-fa2", "serve-fa3", "serve-fa4", "serve-flashinfer", "serve-attnbench-fa4"]
+    run = study.runs[1]
+    assert run.argv("/r") == ["serve-bench", "--backends", "fa3", "--input", "1000,8000", "--output", "1000,1",
+                              "--num-prompts", "256", "--result-dir", "/r"]
+    assert run.gpus == 1
+
+
+def test_shipped_scenarios_load():
+    gpqa = spec.load(SCENARIOS / "gpqa-gpt-oss-20b.toml")
+    assert [r.id for r in gpqa.runs] == [f"gpqa-{b}-{e}" for b in ("fa3", "fa4", "flashinfer") for e in ("low", "medium")]
+    assert "--model" in gpqa.runs[0].args and "openai/gpt-oss-20b" in gpqa.runs[0].args
+    parity = spec.load(SCENARIOS / "parity.toml")
+    assert len(parity.runs) == 1 and parity.runs[0].args[:3] == ("parity", "--backends", "fa3,fa2,fa4,flashinfer,attnbench-fa4")
+
+
+def test_repeats_multiply_runs_repeat_major(tmp_path):
+    study = spec.load(write(tmp_path, 'name = "x"\nbackends = ["fa3", "fa4"]\nrepeats = 2\n[serve]\ninput = 10\noutput = 5\n'))
+    runs = study.expand()
+    assert [(r.id, r.repeat, r.result_subdir) for r in runs] == [
+        ("serve-fa3", 0, "serve-fa3/rep0"), ("serve-fa4", 0, "serve-fa4/rep0"),
+        ("serve-fa3", 1, "serve-fa3/rep1"), ("serve-fa4", 1, "serve-fa4/rep1")]
+    assert len(study.expand(3)) == 6
+    with pytest.raises(UserError, match="--repeats must be >= 1"):
+        study.expand(0)
+
+
+def test_backends_override_replaces_every_list_but_keeps_the_parity_reference(tmp_path):
+    path = write(tmp_path, 'backends = ["fa2"]\n[serve]\n[parity]\nreference = "fa3"\nbackends = ["fa4"]\n')
+    study = spec.load(path, ["flashinfer"])
+    assert [r.id for r in study.runs] == ["serve-flashinfer", "parity"]
+    assert study.runs[1].args[:3] == ("parity", "--backends", "fa3,flashinfer")
+
+
+def test_serve_options_become_flags(tmp_path):
+    path = write(tmp_path, '[serve]\nbackends = ["fa3"]\ninput = [100]\noutput = [10]\nrequest_rate = 4\n'
+                           'serve_args = ["--tensor-parallel-size", "2"]\ngoodput = ["ttft:500"]\nargs = ["--warmup", "3"]\n')
+    run = spec.load(path).runs[0]
+    assert run.args == ("serve-bench", "--backends", "fa3", "--input", "100", "--output", "10", "--request-rate", "4",
+                        "--goodput=ttft:500", "--serve-arg=--tensor-parallel-size", "--serve-arg=2", "--warmup", "3")
+    assert run.gpus == 2  # tensor parallel: the run asks for two GPUs
+
+
+def test_microbench_references_a_grid_beside_the_scenario(tmp_path):
+    write(tmp_path, 'name = "decode-grid"\n[microbench]\nop = "decode"\nbackends = ["fa3", "flashinfer"]\n'
+                    'heads = ["16/8/128"]\nbatch = [1, 4]\ncontext = [1024]\nmax_kv_gib = 40\n', "decode-grid.toml")
+    study = spec.load(write(tmp_path, '[microbench]\ngrid = "decode-grid.toml"\n'))
+    assert [r.id for r in study.runs] == ["microbench-decode-grid-fa3", "microbench-decode-grid-flashinfer"]
+    assert study.runs[0].args == ("microbench", "decode", "--grid", str(tmp_path / "decode-grid.toml"), "--backends", "fa3")
+    # a grid file is itself a scenario
+    grid = spec.load(tmp_path / "decode-grid.toml")
+    assert grid.runs[1].args == ("microbench", "decode", "--grid", str(tmp_path / "decode-grid.toml"), "--backends", "flashinfer")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[serve]\nbackends = ["fa3"]\nnum_promts = 3\n', "unknown key 'num_promts' in [serve]; allowed: args, backends, burstiness"),
+    ('nmae = "x"\n[serve]\n', "unknown key 'nmae'; allowed: backends, description, gpqa, microbench, name, parity, repeats, serve"),
+    ('backends = ["fa9"]\n[serve]\n', "backends: unknown backend 'fa9'; known backends: fa2"),
+    ('[serve]\nbackends = "fa3"\n', "[serve].backends must be a list of strings (got 'fa3')"),
+    ('[serve]\nbackends = ["fa3"]\nnum_prompts = "many"\n', "[serve].num_prompts must be an integer (got 'many')"),
+    ('[serve]\nbackends = ["fa3"]\ninput = [1, 2]\noutput = [1]\n', "input and output must have the same length"),
+    ('repeats = 0\n[serve]\nbackends = ["fa3"]\n', "repeats must be >= 1"),
+    ('name = "x"\n', "needs at least one of [serve], [microbench], [gpqa], [parity]"),
+    ('[serve]\n', "no backends for [serve]"),
+    ('serve = 3\n', "serve must be a table"),
+    ('[serve\n', "not valid TOML"),
+    ('[microbench]\ngrid = "nope.toml"\n', "grid 'nope.toml' not found"),
+    ('[microbench]\nop = "train"\nbackends = ["fa3"]\n', 'op must be "decode" or "prefill"'),
+    ('[microbench]\nop = "decode"\nbackends = ["fa3"]\ngpus = 2\n', "[microbench] gpus need the grid in its own file"),
+    ('[parity]\nreference = "fa9"\nbackends = ["fa3"]\n', "[parity].reference: unknown backend 'fa9'"),
+    ('backends = ["fa3", "fa3"]\n[serve]\n', "two runs share an id (serve-fa3)"),
+])
+def test_bad_scenarios_give_one_line_errors(tmp_path, text, message):
+    with pytest.raises(UserError) as e:
+        spec.load(write(tmp_path, text))
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_override_backend_and_missing_file(tmp_path):
+    with pytest.raises(UserError, match="--backends: unknown backend 'fa9'"):
+        spec.load(SCENARIOS / "seed-serve.toml", ["fa9"])
+    with pytest.raises(UserError, match="no such scenario file"):
+        spec.load(tmp_path / "missing.toml")
+
+
+def test_the_shipped_grids_are_scenarios_too():
+    decode = spec.load(SCENARIOS / "decode-grid.toml")
+    assert [r.id for r in decode.runs] == [f"microbench-decode-{b}" for b in ("fa2", "fa3", "fa4", "flashinfer", "attnbench-fa4")]
+    prefill = spec.load(SCENARIOS / "prefill-grid.toml", ["fa4"])
+    assert prefill.runs[0].args == ("microbench", "prefill", "--grid", str(SCENARIOS / "prefill-grid.toml"), "--backends", "fa4")
+
+
+def test_a_scenario_referencing_a_grid_runs_the_microbench_grid_loader(tmp_path):
+    """What a run hands to `microbench --grid` is a file the microbench grid loader accepts."""
+    grid = pytest.importorskip("attnbench.microbench.grid")
+    (tmp_path / "g.toml").write_text((SCENARIOS / "decode-grid.toml").read_text())
+    study = spec.load(write(tmp_path, '[microbench]\ngrid = "g.toml"\nbackends = ["fa3"]\ngpus = 1\n'))
+    [run] = study.runs
+    loaded = grid.load(run.args[run.args.index("--grid") + 1])
+    assert loaded.op == "decode" and (16, 8, 128) in loaded.heads
