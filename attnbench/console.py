@@ -10,9 +10,9 @@ import time
 class StatusLine:
     """Rewrites one line on a TTY; elsewhere prints at most every `every_s` seconds."""
 
-    def __init__(self, every_s: float = 30.0, stream=sys.stderr):
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, every_s: float = 30.0, stream=None):
+        self.stream = stream or sys.stderr  # looked up now, not at import (pytest swaps it)
+        self.tty = self.stream.isatty()
         self.every_s = every_s
         self._last = 0.0
         self._width = 0
@@ -39,7 +39,7 @@ class StatusLine:
 class Progress:
     """`n/total` with a rate and an optional suffix (e.g. running accuracy)."""
 
-    def __init__(self, total: int, label: str, stream=sys.stderr):
+    def __init__(self, total: int, label: str, stream=None):
         self.total, self.label, self.n = total, label, 0
         self.t0 = time.monotonic()
         self.line = StatusLine(every_s=10.0, stream=stream)

@@ -61,6 +61,7 @@ def compare(
                             "compare results of the same scenario")
     except UserError as e:
         print(f"attnbench: error: {e}", file=sys.stderr)
+        _step_summary(f"## attnbench compare\n\n:warning: **unusable input**: {e}\n")
         raise typer.Exit(2)
     print(render.text(cmp, all_rows))
     md = render.markdown(cmp, all_rows)
@@ -69,8 +70,13 @@ def compare(
     if json_out:
         atomic.write_json(json_out, {"summary": render.summary(cmp), "matched": cmp.matched, "notes": cmp.notes,
                                      "exit_code": cmp.exit_code, "rows": [asdict(r) for r in cmp.rows]})
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary_file:
-        with open(summary_file, "a") as f:  # appended, as GitHub expects: other steps write there too
-            f.write(md + "\n")
+    _step_summary(md)
     raise typer.Exit(cmp.exit_code)
+
+
+def _step_summary(md: str) -> None:
+    """Append to the GitHub Actions job summary when running there (other steps write to it too)."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a") as f:
+            f.write(md + "\n")

@@ -12,15 +12,17 @@ EXACT = {
     "completed": UNKNOWN, "total_input_tokens": UNKNOWN, "total_output_tokens": UNKNOWN,
     "max_concurrent_requests": UNKNOWN, "n_samples": UNKNOWN, "n_questions": UNKNOWN, "n_prompts": UNKNOWN,
     "prompt_tokens": UNKNOWN, "completion_tokens": UNKNOWN, "ci_low": UNKNOWN, "ci_high": UNKNOWN,
-    "stderr": UNKNOWN, "num_splits": UNKNOWN,
+    "stderr": UNKNOWN, "stderr_pct": UNKNOWN, "n_expected": UNKNOWN, "num_splits": UNKNOWN, "flops": UNKNOWN,
+    "bytes": UNKNOWN, "tolerance": UNKNOWN, "graph": UNKNOWN, "calls_per_replay": UNKNOWN, "cold_copies": UNKNOWN,
+    "prefill_positions": UNKNOWN, "decode_positions": UNKNOWN, "passed": HIGHER, "missing_samples": LOWER,
     # failures and spread
     "failed": LOWER, "failed_requests": LOWER, "extraction_failures": LOWER, "truncations": LOWER,
     "duration": LOWER, "us": LOWER, "ms": LOWER,
 }
 
 PATTERNS = [  # (regex searched in the name, direction); std_* is spread, not speed
-    (r"^std_", UNKNOWN),
-    (r"throughput|goodput|tok(en)?s?_per_s|tok_s|tflops|gbps|gb_s|accuracy|score|agreement|pct_|prefix", HIGHER),
+    (r"^std_|^(measured|datasheet)_", UNKNOWN),  # the machine's roofline is not the kernel's speed
+    (r"throughput|goodput|tok(en)?s?_per_s|tok_s|tflops|gbps|gb_s|accuracy|score|agreement|pct_|prefix|identical", HIGHER),
     (r"_ms$|_us$|_s$|latency|err|kl|delta|diff|dlogprob", LOWER),
 ]
 

@@ -13,13 +13,12 @@ from attnbench.results.record import Record
 # Run-specific scenario keys: where it ran, not what ran (an endpoint URL has a fresh port per run;
 # seeds change the random prompts but not their lengths; served_model can be a local path).
 RUN_SPECIFIC = frozenset({"result_dir", "seed", "endpoint", "served_model", "repeat", "log_path", "port",
-                          "command", "utc_time", "cache_dir"})
+                          "command", "utc_time", "cache_dir", "concurrency"})
 
 # Scenario keys that name a record in a table, per kind (the rest is in the key but not shown).
 LABEL_KEYS = {
     "serve": ("input_len", "output_len", "num_prompts", "request_rate", "max_concurrency"),
-    "microbench": ("op", "heads", "num_q_heads", "num_kv_heads", "head_dim", "batch", "context", "seqlen",
-                   "q_len", "dtype", "page_size", "ragged"),
+    "microbench": ("op", "q_heads", "kv_heads", "head_dim", "batch", "context", "seqlen", "q_len", "dtype"),
     "gpqa": ("model", "effort", "repeats"),
     "parity": ("model", "reference", "num_prompts"),
 }
@@ -39,6 +38,8 @@ def label(k: Key) -> str:
     """A short human name of the settings: '1000:1000 x256' for serve, 'k=v ...' otherwise."""
     kind, _, blob = k
     s = json.loads(blob)
+    if isinstance(s.get("label"), str):  # the command named it (microbench shapes)
+        return s["label"]
     if kind == "serve" and "input_len" in s and "output_len" in s:
         out = f"{s['input_len']}:{s['output_len']}"
         if s.get("num_prompts") is not None:

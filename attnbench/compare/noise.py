@@ -1,7 +1,7 @@
 """Is a change bigger than the noise we can see? Three tests, by the data available:
   - repeats (several records per side): one-sided Mann-Whitney U on the per-record values;
-  - per-request samples (serve latencies): bootstrap CI of the ratio current/baseline of the
-    statistic the metric reports (mean, median, pN);
+  - per-request samples (serve latencies) or per-timing samples (microbench): bootstrap CI of
+    the ratio current/baseline of the statistic the metric reports (mean, median, pN);
   - a standard error recorded beside the metric (gpqa accuracy): z-test of the difference.
 Each returns a Test saying whether the worsening (or improvement) is significant, and why."""
 
@@ -84,8 +84,15 @@ def repeats_test(base: list[float], cur: list[float], direction: int) -> Test:
     return Test(p <= ALPHA, f"mann-whitney p={p:.3g} ({sizes})")
 
 
+MICROBENCH_RATES = re.compile(r"^(tflops|gbps|kv_gbps|pct_(measured|peak)_(bw|flops))$")
+
+
 def samples_of(metric: str, samples: dict) -> np.ndarray | None:
-    """The per-request values (ms) behind a serve latency metric, or None."""
+    """The per-request (serve latencies, ms) or per-timing (microbench, us; rates as 1/us) values
+    behind a metric, or None."""
+    if "times_us" in samples and (metric == "us" or MICROBENCH_RATES.match(metric)):
+        t = np.array([x for x in samples["times_us"] if isinstance(x, (int, float)) and x > 0], dtype=float)
+        return (t if metric == "us" else 1 / t) if len(t) else None  # a rate is work / time: its noise is 1/t's
     m = _SERVE_METRIC.match(metric)
     if not m or SAMPLES[m.group(2)] not in samples:
         return None
@@ -97,8 +104,9 @@ def samples_of(metric: str, samples: dict) -> np.ndarray | None:
 
 
 def statistic(metric: str):
-    """The function of the per-request values a metric reports (vectorised over rows)."""
-    stat = _SERVE_METRIC.match(metric).group(1)
+    """The function of the samples a metric reports (vectorised over rows); microbench: median."""
+    m = _SERVE_METRIC.match(metric)
+    stat = m.group(1) if m else "median"
     if stat == "mean":
         return lambda x: x.mean(axis=-1)
     q = 50.0 if stat == "median" else float(stat[1:])
@@ -120,7 +128,7 @@ def bootstrap_test(metric: str, base: np.ndarray, cur: np.ndarray, direction: in
     if not len(ratio):
         return Test(True, "bootstrap impossible (zero baseline): threshold only")
     lo, hi = np.quantile(ratio, [ALPHA / 2, 1 - ALPHA / 2])
-    return Test(bool(lo > 1 or hi < 1), f"bootstrap 95% CI of ratio [{lo:.3f}, {hi:.3f}] ({len(base)} vs {len(cur)} requests)")
+    return Test(bool(lo > 1 or hi < 1), f"bootstrap 95% CI of ratio [{lo:.3f}, {hi:.3f}] ({len(base)} vs {len(cur)} samples)")
 
 
 def stderr_test(base: float, se_base: float, cur: float, se_cur: float) -> Test:

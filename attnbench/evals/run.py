@@ -85,7 +85,7 @@ def _serve_and_evaluate(cfg: GPQARun, samples, cache: Cache, backend, notice) ->
         return _evaluate(cfg, samples, cache, backend.name, target, None, model, notice)
     spec = ServerSpec(model=model, backend=backend, log_path=cfg.result_dir / backend.name / "server.log",
                       extra_args=list(cfg.serve_args), ready_timeout_s=cfg.ready_timeout_s)
-    status = StatusLine()
+    status = StatusLine(stream=sys.stderr)
     try:
         with running(spec, status) as server:
             status.done()
@@ -131,7 +131,7 @@ def _evaluate(cfg: GPQARun, samples, cache: Cache, label: str, target: str, base
                                    max_tokens=cfg.max_tokens, temperature=cfg.temperature,
                                    timeout_s=cfg.request_timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s,
                                    notice=notice)
-        progress = Progress(len(samples), f"gpqa {label}")
+        progress = Progress(len(samples), f"gpqa {label}", stream=sys.stderr)
         progress.n = len(rows)
         tally = {"right": sum(r["score"] or 0 for r in rows.values()), "scored": len(rows), "failed": 0}
 

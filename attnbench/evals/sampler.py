@@ -32,7 +32,15 @@ class Reply:
 
 
 class _Retryable(Exception):
-    pass
+    """429, 5xx, timeout, dropped connection, unreadable body: try again after a backoff."""
+
+
+class _Rejected(Exception):
+    """HTTP 400: the request itself was refused (e.g. reasoning effort for a model without it)."""
+
+
+class _Fatal(Exception):
+    """Any other status (404, 401, ...): asking again will not help."""
 
 
 class Sampler:
@@ -124,14 +132,6 @@ class Sampler:
             return self.parse(body)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
             raise _Retryable(f"unreadable answer ({type(e).__name__}: {str(e)[:80]})") from None
-
-
-class _Rejected(Exception):
-    pass
-
-
-class _Fatal(Exception):
-    pass
 
 
 def _error_message(raw: bytes) -> str:

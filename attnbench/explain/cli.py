@@ -25,7 +25,7 @@ def microbench_timer(device: str, repeats: int):
 
 
 def explain(
-    run_dir: Path = typer.Argument(..., help="Result directory of `attnbench serve-bench` (its serve records)."),
+    run_dir: Path = typer.Argument(..., help="Result directory of `attnbench serve-bench` (or one serve record file)."),
     backends: Optional[str] = typer.Option(None, help="Comma-separated serve backends to explain (default: all in RUN_DIR)."),
     shape: Optional[str] = typer.Option(None, help="Only this load shape, INPUTxOUTPUT tokens, e.g. 1000x1000."),
     device: str = typer.Option("cuda", help="Where microbench times the kernels: cuda, or cpu (reference backend only)."),
@@ -44,9 +44,11 @@ def explain(
         raise UserError(f"--device {device!r}: use cuda or cpu")
     if not 0 < coverage <= 1:
         raise UserError(f"--coverage {coverage}: must lie in (0, 1], e.g. 0.9")
+    if repeats < 1:
+        raise UserError(f"--repeats {repeats}: time each shape at least once, e.g. --repeats 20")
     names = [n.strip() for n in (backends or "").split(",") if n.strip()] or None
     kernels = runner.parse_kernels(kernel_backend)
-    out_dir = result_dir or run_dir / "explain"
+    out_dir = result_dir or (run_dir if run_dir.is_dir() else run_dir.parent) / "explain"
     records = [r for r in record.load(run_dir) if r.kind == "serve"]
     line = StatusLine(every_s=10.0, stream=sys.stderr)  # the stream of now, not of import time
     results: list = []

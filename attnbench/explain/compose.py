@@ -38,7 +38,9 @@ class Composition:
         return len(self.context_lens)
 
     def label(self) -> str:
-        return f"B{self.batch} ctx{round(sum(self.context_lens) / self.batch)}"
+        """As microbench labels shapes: mean context, '~' when the lengths differ."""
+        ragged = "~" if len(set(self.context_lens)) > 1 else ""
+        return f"B{self.batch} ctx{round(sum(self.context_lens) / self.batch)}{ragged}"
 
     def to_json(self) -> dict:
         return {"batch": self.batch, "context": round(sum(self.context_lens) / self.batch),

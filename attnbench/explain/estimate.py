@@ -37,10 +37,15 @@ class ModelShape:
         keys = ("num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "block_size", "dtype")
         if not isinstance(m, dict) or any(m.get(k) is None for k in keys):
             raise UserError(f"{where}: the serve record has no complete scenario.model_shape (layers, heads, "
-                            "head_dim, block_size, dtype); re-run serve-bench with this attnbench version on a "
-                            "model whose config.json attnbench can read")
-        return cls(int(m["num_hidden_layers"]), int(m["num_attention_heads"]), int(m["num_key_value_heads"]),
-                   int(m["head_dim"]), int(m["block_size"]), str(m["dtype"]))
+                            "head_dim, block_size, dtype); re-run serve-bench with this attnbench version "
+                            "(with --endpoint, also pass --model so it can read the model's config.json)")
+        model = cls(int(m["num_hidden_layers"]), int(m["num_attention_heads"]), int(m["num_key_value_heads"]),
+                    int(m["head_dim"]), int(m["block_size"]), str(m["dtype"]))
+        try:
+            model.decode_shape((model.page_size,))
+        except ValueError as e:
+            raise UserError(f"{where}: scenario.model_shape {m} is not a layout microbench can time: {e}") from None
+        return model
 
     def decode_shape(self, context_lens: tuple[int, ...]) -> DecodeShape:
         return DecodeShape(batch=len(context_lens), context_lens=context_lens, q_heads=self.q_heads,

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 from attnbench import atomic
+from attnbench.explain.estimate import Gap
 from attnbench.explain.runner import ShapeResult
 
 REST = "scheduling, sampling, graph launch, python overhead, non-attention layers"
@@ -26,7 +27,7 @@ def rows(res: ShapeResult) -> list[list[str]]:
             for e in res.estimates]
 
 
-def gap_line(g) -> str:
+def gap_line(g: Gap) -> str:
     line = (f"{g.slower} vs {g.faster}: TPOT +{g.tpot_gap_ms:.2f} ms; attention {g.attn_gap_ms:+.2f} ms "
             f"({_pct(g.explained)} of the gap); rest {g.rest_ms:+.2f} ms")
     if g.kernel_gap_ms is not None:
@@ -95,7 +96,7 @@ def markdown(results: list[ShapeResult], plots: dict | None = None) -> str:
                     f"prompts waiting for prefill (mean {mix.mean_waiting_prefill:.1f}); prefill attention is not "
                     "in the estimate, its interference is part of `rest`.", "",
                     "| composition | weight | kernel us/layer | ms/step |", "| --- | ---: | ---: | ---: |"]
-            out += [_md_row([c.label() + ("~" if len(set(c.context_lens)) > 1 else ""), f"{c.weight:.3f}",
+            out += [_md_row([c.label(), f"{c.weight:.3f}",
                              f"{t:.1f}", f"{t * e.model.layers / 1000:.3f}"])
                     for c, t in zip(mix.compositions, e.layer_us)]
             out.append("")

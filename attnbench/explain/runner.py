@@ -115,14 +115,15 @@ def plan(records: list[Record], kernels: dict[str, str], coverage: float, device
     return jobs, notes
 
 
-def to_record(est: estimate.Estimate, rec: Record, device: str, gaps: list[estimate.Gap],
+def to_record(est: estimate.Estimate, rec: Record, device: str, coverage: float, gaps: list[estimate.Gap],
               provenance: dict) -> Record:
     s, mix = rec.scenario, est.mix
     scenario = {k: s.get(k) for k in ("input_len", "output_len", "num_prompts", "request_rate", "burstiness",
                                       "max_concurrency", "seed", "model", "served_model", "model_shape")}
-    scenario.update(kernel=est.kernel, device=device, inflight_source=mix.source,
-                    inflight_interval_s=mix.interval_s, serve_utc_time=rec.provenance.get("utc_time"),
-                    serve_git_sha=rec.provenance.get("git_sha"))
+    scenario.update(kernel=est.kernel, device=device, inflight_source=mix.source, inflight_interval_s=mix.interval_s,
+                    coverage_target=coverage)
+    provenance = {**provenance, "serve_utc_time": rec.provenance.get("utc_time"),  # which serve run it explains
+                  "serve_git_sha": rec.provenance.get("git_sha"), "serve_gpu_name": rec.provenance.get("gpu_name")}
     layers = est.model.layers
     flops = compose.prefill_attention_flops(rec.samples.get("input_lens") or [], est.model.q_heads,
                                             est.model.head_dim, layers)
@@ -197,7 +198,7 @@ def explain(records: list[Record], where: str, timer: estimate.Timer, result_dir
                                  f"({est.tpot_mean_ms:.2f} ms); the timed shapes overstate the served batches "
                                  "(check scenario.model_shape and the compositions)")
             by_backend[name] = job
-            res.paths.append(to_record(est, job.record, device, [], prov).save(record_path(result_dir, name, s)))
+            res.paths.append(to_record(est, job.record, device, coverage, [], prov).save(record_path(result_dir, name, s)))
         for a, b in combinations(res.estimates, 2):
             try:
                 res.gaps.append(estimate.gap(a, b, timer if same_load else None))
@@ -208,6 +209,6 @@ def explain(records: list[Record], where: str, timer: estimate.Timer, result_dir
                                  f"{one_line(str(e) or type(e).__name__)}")
                 res.gaps.append(estimate.gap(a, b))
         for est in res.estimates:  # again, now with the pairs
-            to_record(est, by_backend[est.backend].record, device, res.gaps, prov).save(
+            to_record(est, by_backend[est.backend].record, device, coverage, res.gaps, prov).save(
                 record_path(result_dir, est.backend, s))
     return results

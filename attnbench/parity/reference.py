@@ -34,12 +34,10 @@ def _positions(logprobs, chosen: list[int], top_k: int) -> Positions:
     import torch
 
     top_lps, top_ids = torch.topk(logprobs, top_k, dim=-1)
-    picked = logprobs.gather(1, torch.tensor(chosen).unsqueeze(1)).squeeze(1)
+    picked = logprobs.gather(1, torch.tensor(chosen).unsqueeze(1)).squeeze(1).tolist()
     out = Positions()
-    out.token_ids = list(chosen)
-    out.logprobs = picked.tolist()
-    out.top_ids = top_ids.tolist()
-    out.top_logprobs = top_lps.tolist()
+    for token, lp, ids, lps in zip(chosen, picked, top_ids.tolist(), top_lps.tolist()):
+        out.append(token, lp, dict(zip(ids, lps)))  # orders exact ties as for the servers
     return out
 
 

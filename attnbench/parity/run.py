@@ -65,10 +65,13 @@ def check(p: Parity) -> None:
         raise UserError(f"{hf.NAME!r} is the fp32 transformers reference's name; call the endpoint something else")
     if not p.names():
         raise UserError("nothing to compare: pass --endpoint NAME=URL (twice or more) or --backends fa3,fa4")
-    if len(p.names()) < 2:
-        why = "--hf-reference off" if p.hf_reference == OFF else (
-            hf.unusable(p.hf_reference if p.hf_reference != AUTO else p.model or "") if p.hf_reference != AUTO or p.model
-            else "no model folder for an fp32 reference")
+    if p.hf_reference not in (AUTO, OFF) and hf.unusable(p.hf_reference):
+        raise UserError(f"--hf-reference: {hf.unusable(p.hf_reference)}; pass a model folder with real weights, "
+                        "or --hf-reference off")
+    if len(p.names()) < 2:  # fine only with an fp32 reference to compare the one source with
+        folder = p.model if p.hf_reference == AUTO else p.hf_reference
+        why = ("--hf-reference off" if p.hf_reference == OFF
+               else hf.unusable(folder) if folder else "no model folder for an fp32 reference")
         if why:
             raise UserError(f"parity compares two or more sources, and there is one ({why}): add a backend or "
                             "endpoint, or --hf-reference PATH to a model folder with real weights")

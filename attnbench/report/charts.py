@@ -28,7 +28,7 @@ def pyplot():
 
 def save(fig, path: Path) -> Path:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)  # callers lay out with fig.tight_layout()
     fig.clf()
     import matplotlib.pyplot as plt
 

@@ -4,6 +4,7 @@ generic one: a table of the newest run per (backend, scenario) and its metrics w
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +30,14 @@ VIEWS = {
                                                 ("total_token_throughput", "total tok/s"),
                                                 ("mean_ttft_ms", "mean TTFT (ms)"), ("mean_tpot_ms", "mean TPOT (ms)"))),
     "microbench": KindView("Kernel microbenchmarks", (("tflops", "TFLOP/s"), ("us", "time (us)")),
-                           ("us", "gbps", "tflops", "pct_measured_bw")),
-    "gpqa": KindView("GPQA accuracy", (("accuracy", "accuracy"),), ("accuracy", "ci_low", "ci_high"), ("accuracy",)),
+                           ("us", "tflops", "gbps", "pct_measured_bw", "pct_peak_bw", "pct_measured_flops", "rel_err")),
+    "gpqa": KindView("GPQA accuracy", (("accuracy", "accuracy (fraction)"),),
+                     ("accuracy", "ci_low", "ci_high", "stderr", "n_samples", "n_questions", "extraction_failures"),
+                     ("accuracy",)),
     "parity": KindView("Numerical parity", (("mean_abs_dlogprob", "mean |dlogprob|"), ("top1_agreement", "top-1 agreement")),
-                       ("max_abs_dlogprob", "mean_abs_dlogprob", "top1_agreement"),
-                       ("top1_agreement", "mean_abs_dlogprob", "max_abs_dlogprob")),
+                       ("passed", "max_abs_dlogprob", "mean_abs_dlogprob", "top1_agreement", "max_kl",
+                        "greedy_identical_frac"),
+                       ("top1_agreement",)),
 }
 MAX_HISTORY_FIGURES = 12  # per kind; a microbench grid has dozens of scenarios
 MAX_OTHER_COLUMNS = 8
@@ -59,23 +63,52 @@ class Context:
         return link(href, href)
 
 
+def flat(scenario: dict, prefix: str = "") -> dict[str, object]:
+    """Scenario settings as one level of scalars: nested objects dotted (shape.batch), short lists joined."""
+    out: dict[str, object] = {}
+    for k, v in scenario.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        elif isinstance(v, list) and 0 < len(v) <= 8 and all(isinstance(x, (str, int, float)) for x in v):
+            out[prefix + k] = ",".join(map(str, v))
+        elif isinstance(v, (str, int, float, bool)):
+            out[prefix + k] = v
+    return out
+
+
+def identity(rec: Record) -> str:
+    """What was measured, as compare matches it: the scenario without where/when it ran (seed, port...)."""
+    from attnbench.compare import match
+
+    return match.key(rec)[2]
+
+
 def scenario_label(rec: Record) -> str:
+    """A short name for tables and titles (identity() tells scenarios apart)."""
     if rec.kind == "serve":
         return summary.Shape.of(rec).label
-    items = [f"{k}={v}" for k, v in rec.scenario.items() if isinstance(v, (str, int, float, bool))]
-    return " ".join(items) or "-"
+    if isinstance(rec.scenario.get("label"), str):
+        return rec.scenario["label"]
+    from attnbench.compare import match
+
+    settings = flat({k: v for k, v in rec.scenario.items() if k not in match.RUN_SPECIFIC})
+    named = match.LABEL_KEYS.get(rec.kind, ())
+    shown = {k: v for k, v in settings.items() if k in named} or settings
+    return " ".join(f"{k}={v}" for k, v in shown.items()) or "-"
 
 
-def slug(text: str) -> str:
+def slug(text: str, unique: str | None = None) -> str:
+    """A file-name form of a label; a hash of `unique` (default the label) keeps similar ones apart."""
     keep = "".join(c if c.isalnum() else "-" for c in text.lower())
-    return "-".join(p for p in keep.split("-") if p)[:80] or "x"
+    short = "-".join(p for p in keep.split("-") if p)[:60] or "x"
+    return f"{short}-{hashlib.sha1((unique or text).encode()).hexdigest()[:8]}"
 
 
 def latest(entries: list[Entry]) -> list[Entry]:
-    """Newest entry per (backend, scenario) by provenance utc_time; first-seen order."""
+    """Newest entry per (backend, scenario identity) by provenance utc_time; first-seen order."""
     chosen: dict[tuple, tuple[int, Entry]] = {}
     for i, e in enumerate(entries):
-        key = (e.record.backend, scenario_label(e.record))
+        key = (e.record.backend, identity(e.record))
         stamp = str(e.record.provenance.get("utc_time") or "")
         if key not in chosen or stamp >= str(chosen[key][1].record.provenance.get("utc_time") or ""):
             chosen[key] = (chosen.get(key, (i,))[0], e)
@@ -97,12 +130,16 @@ def history(ctx: Context, kind: str, entries: list[Entry]) -> list[Html]:
     by_scenario: dict[str, list[Record]] = {}
     for e in entries:
         if e.record.status == "ok" and charts.parse_time(e.record.provenance.get("utc_time")):
-            by_scenario.setdefault(scenario_label(e.record), []).append(e.record)
+            by_scenario.setdefault(identity(e.record), []).append(e.record)
     out: list[Html] = []
     drawn = skipped = 0
-    for label, recs in by_scenario.items():
-        if len({r.provenance.get("utc_time") for r in recs}) < 2 or not metrics:
-            continue
+    for ident, recs in by_scenario.items():
+        label = scenario_label(recs[0])
+        runs = {}
+        for r in recs:
+            runs.setdefault(r.backend, set()).add(r.provenance.get("utc_time"))
+        if not metrics or max(len(times) for times in runs.values()) < 2:
+            continue  # no backend ran this scenario twice: nothing to draw over time
         if drawn >= MAX_HISTORY_FIGURES:
             skipped += 1
             continue
@@ -119,7 +156,7 @@ def history(ctx: Context, kind: str, entries: list[Entry]) -> list[Html]:
         if not series:
             continue
         path = charts.history(ctx.plt, f"History · {kind} · {label}", series,
-                              ctx.plot_dir / f"history-{kind}-{slug(label)}.png")
+                              ctx.plot_dir / f"history-{kind}-{slug(label, ident)}.png")
         out.append(ctx.figure(path, f"History of {kind} {label} over runs"))
         drawn += 1
     if not out:
@@ -131,30 +168,39 @@ def history(ctx: Context, kind: str, entries: list[Entry]) -> list[Html]:
 
 
 def serve_section(ctx: Context, entries: list[Entry]) -> Section:
+    """Per GPU: the newest comparison tables and distributions; then the history of every shape."""
     sec = Section("serve", VIEWS["serve"].title)
-    newest = latest(entries)
-    records = [e.record for e in newest]
-    sec.add(Html("<h3>Latest comparison</h3>"), Html(f'<p class="note">{esc(summary.provenance_line(records))}</p>'))
-    for t in summary.comparison(records):
-        head = ["backend", *(c.label for c in summary.COLUMNS), "completed/failed"]
-        rows, classes = [], []
-        for row in t.rows:
-            if row.failure:
-                rows.append([row.backend, Cell(f"FAILED: {row.failure}", len(summary.COLUMNS)), row.counts])
-                classes.append("failed")
-            else:
-                rows.append([row.backend, *(f"{summary.fmt(v)} ({summary.fmt_ratio(r)})" if r is not None
-                                            else summary.fmt(v) for v, r in row.cells), row.counts])
-                classes.append(None)
-        caption = f"{t.shape.label} — tok/s and ms; (ratio to the best backend of this shape)"
-        sec.add(table(head, rows, caption, classes))
-    sec.add(Html("<h3>Distributions</h3>"))
-    from attnbench.serving import plots
+    gpus = list(dict.fromkeys(_gpu(e.record) for e in entries))
+    for gpu in gpus:
+        records = [e.record for e in latest([e for e in entries if _gpu(e.record) == gpu])]
+        where = f" · {gpu}" if len(gpus) > 1 else ""
+        sec.add(Html(f"<h3>Latest comparison{esc(where)}</h3>"),
+                Html(f'<p class="note">{esc(summary.provenance_line(records))}</p>'))
+        for t in summary.comparison(records):
+            sec.add(_comparison_table(t))
+        sec.add(Html(f"<h3>Distributions{esc(where)}</h3>"))
+        from attnbench.serving import plots
 
-    for path in plots.write_plots(ctx.plot_dir / "serve", records):
-        sec.add(ctx.figure(path, path.stem.replace("-", " ")))
+        folder = ctx.plot_dir / "serve" / (slug(gpu) if len(gpus) > 1 else "")
+        for path in plots.write_plots(folder, records):
+            sec.add(ctx.figure(path, f"{path.stem.replace('-', ' ')}{where}"))
     sec.add(Html("<h3>History</h3>"), *history(ctx, "serve", entries))
     return sec
+
+
+def _comparison_table(t: summary.Table) -> Html:
+    head = ["backend", *(c.label for c in summary.COLUMNS), "completed/failed"]
+    rows, classes = [], []
+    for row in t.rows:
+        if row.failure:
+            rows.append([row.backend, Cell(f"FAILED: {row.failure}", len(summary.COLUMNS)), row.counts])
+            classes.append("failed")
+        else:
+            rows.append([row.backend, *(f"{summary.fmt(v)} ({summary.fmt_ratio(r)})" if r is not None
+                                        else summary.fmt(v) for v, r in row.cells), row.counts])
+            classes.append(None)
+    caption = f"{t.shape.label} — tok/s and ms (ratio to the best backend of this shape)"
+    return table(head, rows, caption, classes)
 
 
 def _gpu(rec: Record) -> str:
@@ -162,10 +208,7 @@ def _gpu(rec: Record) -> str:
 
 
 def _scenario_columns(records: list[Record]) -> list[str]:
-    keys: list[str] = []
-    for r in records:
-        keys += [k for k, v in r.scenario.items() if isinstance(v, (str, int, float, bool)) and k not in keys]
-    return keys
+    return list(dict.fromkeys(k for r in records for k in flat(r.scenario)))
 
 
 def _metric_columns(kind: str, records: list[Record]) -> list[str]:
@@ -176,7 +219,8 @@ def _metric_columns(kind: str, records: list[Record]) -> list[str]:
 
 
 def _verdict(rec: Record) -> str | None:
-    value = rec.metrics.get("pass", rec.samples.get("pass"))
+    """parity's `passed` metric (1/0, null when nothing was compared)."""
+    value = rec.metrics.get("passed")
     return None if value is None else ("PASS" if value else "FAIL")
 
 
@@ -190,7 +234,7 @@ def _records_table(ctx: Context, kind: str, newest: list[Entry], scenario_cols: 
     rows, classes = [], []
     for e, verdict in zip(newest, verdicts):
         r = e.record
-        scen = [fmt(r.scenario.get(k)) for k in scenario_cols] if scenario_cols is not None else [scenario_label(r)]
+        scen = [fmt(flat(r.scenario).get(k)) for k in scenario_cols] if scenario_cols is not None else [scenario_label(r)]
         row = [r.backend, *scen, *(fmt(r.metrics.get(k)) for k in metric_cols)]
         row += [verdict or "-"] if any(verdicts) else []
         row += ["ok" if r.status == "ok" else f"FAILED: {summary.one_line(r.error)}", ctx.json_link(e.path)]
@@ -214,7 +258,8 @@ def microbench_section(ctx: Context, entries: list[Entry]) -> Section:
             m = r.metrics
             pct = m.get("pct_measured_bw")
             bw = m["gbps"] / (pct / 100.0) if m.get("gbps") and pct else None  # pct = achieved / measured peak
-            group = str(next((r.scenario[k] for k in ("mode", "phase", "op", "kind") if k in r.scenario), ""))
+            settings = flat(r.scenario)
+            group = str(next((v for k, v in settings.items() if k.rsplit(".", 1)[-1] in ("mode", "phase", "op")), ""))
             points.append(charts.RoofPoint(r.backend, group, m.get("gbps") or 0, m.get("tflops") or 0, bw))
             if m.get("peak_tflops"):
                 peaks.append(m["peak_tflops"])
@@ -228,11 +273,26 @@ def microbench_section(ctx: Context, entries: list[Entry]) -> Section:
     return sec
 
 
+# A proportion's sample size, where a record gives the proportion but no interval of its own.
+PROPORTION_N = {"top1_agreement": "prefill_positions", "greedy_identical_frac": "num_prompts"}
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion p over n trials: the p' for which
+    |p - p'| = z * sqrt(p'(1 - p') / n), solved as a quadratic in p'."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return centre - half, centre + half
+
+
 def _ci(rec: Record, metric: str, primary: bool) -> tuple[float | None, float | None]:
     m = rec.metrics
     low, high = m.get(f"{metric}_ci_low"), m.get(f"{metric}_ci_high")
     if low is None and high is None and primary:
         low, high = m.get("ci_low"), m.get("ci_high")
+    n = m.get(PROPORTION_N.get(metric, "")) or rec.scenario.get(PROPORTION_N.get(metric, ""))
+    if low is None and high is None and m.get(metric) is not None and isinstance(n, int) and n > 0:
+        low, high = wilson(m[metric], n)
     return low, high
 
 

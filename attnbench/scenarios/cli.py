@@ -9,7 +9,6 @@ from typing import Optional
 
 import typer
 
-from attnbench import provenance
 from attnbench.errors import UserError
 
 
@@ -25,6 +24,7 @@ def run(
     run_timeout: Optional[float] = typer.Option(None, help="Seconds before one run is stopped and counted as failed."),
 ) -> None:
     """Run a scenario: every run one after another here, or spread over GPUs with --ray; writes manifest.json."""
+    from attnbench import provenance
     from attnbench.backends import registry
     from attnbench.scenarios import runner, spec
 

@@ -41,7 +41,7 @@ def _save(fig, path: Path) -> Path:
     from attnbench import atomic
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)  # layout already tight: fig.tight_layout()
     return atomic.write_bytes(path, buf.getvalue())
 
 

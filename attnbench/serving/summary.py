@@ -39,19 +39,20 @@ COLUMNS = (
 
 @dataclass(frozen=True, order=True)
 class Shape:
-    """The load a serve record ran; only records of one shape are comparable."""
+    """The load a serve record ran (and on which model); only records of one shape are comparable."""
 
     input_len: int
     output_len: int
     num_prompts: int
     request_rate: float | None = None  # None: all at once
     max_concurrency: int | None = None
+    model: str = ""
 
     @classmethod
     def of(cls, rec: Record) -> "Shape":
         s = rec.scenario
         return cls(int(s.get("input_len") or 0), int(s.get("output_len") or 0), int(s.get("num_prompts") or 0),
-                   s.get("request_rate"), s.get("max_concurrency"))
+                   s.get("request_rate"), s.get("max_concurrency"), str(s.get("model") or s.get("served_model") or ""))
 
     @property
     def label(self) -> str:
@@ -60,7 +61,7 @@ class Shape:
             text += f" @ {self.request_rate:g} req/s"
         if self.max_concurrency is not None:
             text += f" (concurrency <= {self.max_concurrency})"
-        return text
+        return text + (f" · {self.model}" if self.model else "")
 
     @property
     def slug(self) -> str:

@@ -95,7 +95,7 @@ def test_latency_increase_fails_on_per_request_samples():
     cur_t = rng.normal(0.130, 0.01, 256)
     cmp = judge.compare([serve(ttft_ms=100, ttfts=base_t)], [serve(ttft_ms=130, ttfts=cur_t)])
     r = row(cmp, "median_ttft_ms")
-    assert r.verdict == judge.REGRESSION and "bootstrap 95% CI of ratio" in r.rule and "256 vs 256 requests" in r.rule
+    assert r.verdict == judge.REGRESSION and "bootstrap 95% CI of ratio" in r.rule and "256 vs 256 samples" in r.rule
     assert cmp.exit_code == 1
 
 
@@ -124,7 +124,8 @@ def test_directions_decide_regression_or_improvement():
     ("output_throughput", 1), ("total_token_throughput", 1), ("max_output_tokens_per_s", 1), ("tflops", 1),
     ("gbps", 1), ("accuracy", 1), ("score_pct", 1), ("pct_measured_bw", 1), ("top1_agreement", 1),
     ("mean_ttft_ms", -1), ("p99_e2el_ms", -1), ("us", -1), ("rel_err", -1), ("failed", -1), ("max_abs_dlogprob", -1),
-    ("std_ttft_ms", 0), ("completed", 0), ("n_samples", 0), ("widgets", 0),
+    ("std_ttft_ms", 0), ("completed", 0), ("n_samples", 0), ("widgets", 0), ("measured_gbps", 0), ("flops", 0),
+    ("greedy_prefix_mean", 1), ("greedy_identical_frac", 1), ("passed", 1), ("max_kl", -1), ("kv_gbps", 1),
 ])
 def test_direction_table(metric, expected):
     assert direction.of(metric) == expected
@@ -212,3 +213,38 @@ def test_mann_whitney_agrees_with_scipy():
     a, b = list(rng.integers(0, 20, 40).astype(float)), list(rng.integers(0, 16, 40).astype(float))  # ties
     p, _ = noise.mann_whitney_less(a, b)
     assert p == pytest.approx(stats.mannwhitneyu(b, a, alternative="less", method="asymptotic").pvalue, rel=1e-6)
+
+
+def test_metrics_option_restricts_what_is_judged(tmp_path):
+    a = save(tmp_path, "a", [serve(tps=1000, ttft_ms=100)])
+    b = save(tmp_path, "b", [serve(tps=800, ttft_ms=100)])
+    res = cli(a, b, "--metrics", "*_ttft_ms", "--all")
+    assert res.exit_code == 0 and "median_ttft_ms" in res.output and "output_throughput" not in res.output
+    assert cli(a, b, "--metrics", "output_*").exit_code == 1
+
+
+def test_unusable_input_is_said_in_the_step_summary(tmp_path):
+    summary = tmp_path / "summary.md"
+    res = cli(tmp_path / "nope", tmp_path / "nope2", env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert res.exit_code == 2
+    assert "unusable input" in summary.read_text() and "no such file or directory" in summary.read_text()
+
+
+def micro(us, times, backend="fa4"):
+    scenario = {"op": "decode", "batch": 4, "context": 1024, "q_heads": 16, "kv_heads": 8, "head_dim": 128,
+                "label": "B4 ctx1024 H16/8/128 bf16", "device": "cuda", "repeats": len(times)}
+    return Record("microbench", backend, scenario, {"us": us, "gbps": 100 / us * 10, "flops": 1e9},
+                  {"times_us": list(times)})
+
+
+def test_microbench_timings_are_the_noise_of_us_and_of_rates():
+    rng = np.random.default_rng(4)
+    steady, slower = rng.normal(10, 0.05, 20), rng.normal(12, 0.05, 20)
+    cmp = judge.compare([micro(10, steady)], [micro(12, slower)])
+    assert row(cmp, "us", "fa4").verdict == judge.REGRESSION and "20 vs 20 samples" in row(cmp, "us", "fa4").rule
+    assert row(cmp, "gbps", "fa4").verdict == judge.REGRESSION and "bootstrap" in row(cmp, "gbps", "fa4").rule
+    assert row(cmp, "flops", "fa4").verdict == judge.UNJUDGED  # work done, not speed
+    jittery_base, jittery_cur = rng.normal(10, 3, 5), rng.normal(10.8, 3, 5)
+    noisy = judge.compare([micro(10, jittery_base)], [micro(10.8, jittery_cur)])
+    assert row(noisy, "us", "fa4").verdict == judge.NOISE
+    assert match.label(match.key(micro(1, [1]))) == "B4 ctx1024 H16/8/128 bf16"

@@ -1,5 +1,6 @@
 """GPQA prompts and option shuffling are the reference's; datasets load or fail with one line."""
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -20,6 +21,17 @@ def test_prompt_text_is_the_reference_template():
         "Express your final answer as the corresponding option 'A', 'B', 'C', or 'D'."
     )
     assert s.answer == "C"
+
+
+def test_fixture_prompts_match_the_reference_run():
+    """Values recorded by running the reference eval (gpt-oss 0.0.9, GPQAEval(n_repeats=8)) on this
+    fixture: the correct letter of all 160 samples in order, and a digest of every prompt."""
+    samples = gpqa.make_samples(gpqa.load(str(FIXTURE)), repeats=8, seed=0)
+    assert "".join(s.answer for s in samples) == (
+        "CDCBCCCDACADADCBCBAABDCBBDAAAACCCACBDCBA" "ADAADCDABDDCDABADAACCCDCACDBADCBCABDACAA"
+        "DAADCACABBBCBDCAADABADCADCACDBDACCCBDBAA" "CADAAAAAADDBAABACBDADCBBBCADDBCBBBBBBDBD")
+    digest = hashlib.sha256("\x00".join(s.prompt for s in samples).encode()).hexdigest()
+    assert digest == "11c8a4f47101adb732ab7900f0eded2a0651d933f769ff9fe055ffca8c094e77"
 
 
 def test_shuffling_is_the_reference_draw_sequence():

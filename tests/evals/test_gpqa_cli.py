@@ -30,33 +30,45 @@ def test_gpqa_end_to_end_with_endpoint(tmp_path):
         assert (tmp_path / name).exists(), name
 
 
-def test_effort_none_sends_no_effort(tmp_path):
+def test_effort_none_sends_no_effort(tmp_path, monkeypatch, capsys):
     with MCQServer(fixture_script(QS)) as srv:
-        p = attnbench("gpqa", "--endpoint", srv.base_url, "--dataset", "mini", "--repeats", "1", "--limit", "2",
-                      "--effort", "none", "--api", "chat", "--result-dir", str(tmp_path))
-    assert p.returncode == 0, p.stderr
-    assert all("reasoning_effort" not in b for b in srv.requests)
+        code, _, err = in_process(monkeypatch, capsys, "gpqa", "--endpoint", srv.base_url, "--dataset", "mini",
+                                  "--repeats", "1", "--limit", "2", "--effort", "none", "--api", "chat",
+                                  "--result-dir", str(tmp_path))
+    assert code == 0, err
+    assert len(srv.requests) == 2 and all("reasoning_effort" not in b for b in srv.requests)
 
 
-def one_line_error(p, text):
-    assert p.returncode == 2, (p.stdout, p.stderr)
-    assert p.stderr.startswith("attnbench: error: ") and text in p.stderr
-    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+def in_process(monkeypatch, capsys, *args):
+    """The real entry point (attnbench.cli.main) without a new interpreter: (exit code, stdout, stderr)."""
+    import pytest
+
+    from attnbench import cli
+
+    monkeypatch.setattr(sys, "argv", ["attnbench", *args])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    out = capsys.readouterr()
+    return e.value.code or 0, out.out, out.err
 
 
-def test_user_errors_are_one_line(tmp_path):
-    one_line_error(attnbench("gpqa", "--endpoint", "http://127.0.0.1:9", "--dataset", "mini", "--result-dir", str(tmp_path)),
-                   "cannot reach http://127.0.0.1:9/v1")
-    one_line_error(attnbench("gpqa", "--endpoint", "http://127.0.0.1:9", "--dataset", str(tmp_path / "none.csv")),
-                   "no such file")
-    one_line_error(attnbench("gpqa", "--endpoint", "x:1", "--backends", "fa3"), "drop --backends")
-    one_line_error(attnbench("gpqa", "--dataset", "mini"), "--endpoint URL")
-    one_line_error(attnbench("gpqa", "--endpoint", "x:1", "--effort", "max"), "--effort 'max'")
-    one_line_error(attnbench("gpqa", "--endpoint", "x:1", "--api", "completions"), "--api 'completions'")
-    one_line_error(attnbench("gpqa", "--backends", "fa9"), "unknown backend 'fa9'")
+def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    cases = [
+        (("--endpoint", "http://127.0.0.1:9", "--dataset", "mini"), "cannot reach http://127.0.0.1:9/v1"),
+        (("--endpoint", "http://127.0.0.1:9", "--dataset", str(tmp_path / "none.csv")), "no such file"),
+        (("--endpoint", "x:1", "--backends", "fa3"), "drop --backends"),
+        (("--dataset", "mini"), "--endpoint URL"),
+        (("--endpoint", "x:1", "--effort", "max"), "--effort 'max'"),
+        (("--endpoint", "x:1", "--api", "completions"), "--api 'completions'"),
+        (("--backends", "fa9"), "unknown backend 'fa9'"),
+        (("--endpoint", "x:1", "--repeats", "0"), "--repeats must be >= 1"),
+    ]
     with MCQServer(fixture_script(QS)) as srv:
-        one_line_error(attnbench("gpqa", "--endpoint", srv.base_url, "--model", "gpt-oss", "--dataset", "mini",
-                                 "--result-dir", str(tmp_path)), "does not serve 'gpt-oss'")
+        cases.append((("--endpoint", srv.base_url, "--model", "gpt-oss", "--dataset", "mini"), "does not serve 'gpt-oss'"))
+        for args, text in cases:
+            code, _, err = in_process(monkeypatch, capsys, "gpqa", *args, "--result-dir", str(tmp_path / "r"))
+            assert code == 2 and err.startswith("attnbench: error: ") and text in err, (args, err)
+            assert len(err.strip().splitlines()) == 1, err
 
 
 def test_all_requests_failing_exits_nonzero(tmp_path):
@@ -67,10 +79,11 @@ def test_all_requests_failing_exits_nonzero(tmp_path):
     assert "endpoint: failed: no sample was answered (2 failed requests; first: gave up after 1 attempts: HTTP 500" in p.stdout
 
 
-def test_two_named_endpoints_print_the_verdict(tmp_path):
+def test_two_named_endpoints_print_the_verdict(tmp_path, monkeypatch, capsys):
     with MCQServer(fixture_script(QS)) as a, MCQServer(fixture_script(QS)) as b:
         for srv, name in ((a, "fa3"), (b, "fa4")):
-            p = attnbench("gpqa", "--endpoint", srv.base_url, "--name", name, "--dataset", "mini", "--repeats", "1",
-                          "--api", "chat", "--result-dir", str(tmp_path))
-            assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[-1] == "fa4 vs fa3: +0.0 pts, 95% CI [+0.0, +0.0]: no evidence of a difference"
+            code, out, err = in_process(monkeypatch, capsys, "gpqa", "--endpoint", srv.base_url, "--name", name,
+                                        "--dataset", "mini", "--repeats", "1", "--api", "chat",
+                                        "--result-dir", str(tmp_path))
+            assert code == 0, err
+    assert out.splitlines()[-1] == "fa4 vs fa3: +0.0 pts, 95% CI [+0.0, +0.0]: no evidence of a difference"

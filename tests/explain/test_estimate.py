@@ -37,6 +37,13 @@ def test_unknown_model_shape_is_a_user_error(scenario):
         estimate.ModelShape.of(scenario, "fa3")
 
 
+def test_a_layout_microbench_cannot_time_is_a_user_error():
+    shape = {"num_hidden_layers": 2, "num_attention_heads": 6, "num_key_value_heads": 4, "head_dim": 64,
+             "dtype": "float32", "block_size": 16}
+    with pytest.raises(UserError, match="not a layout microbench can time: dtype 'float32'"):
+        estimate.ModelShape.of({"model_shape": shape}, "fa3")
+
+
 def test_step_attention_is_weighted_kernel_time_times_layers():
     # 0.75 * 10us + 0.25 * 30us = 15us per layer; 28 layers -> 420us = 0.42ms
     assert estimate.step_attention_ms([0.75, 0.25], [10.0, 30.0], 28) == pytest.approx(0.42)

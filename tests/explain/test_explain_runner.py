@@ -40,6 +40,8 @@ def test_two_backends_give_estimates_pairs_and_records(tmp_path):
     r = recs["fa4"]
     assert r.metrics["attn_est_ms"] == pytest.approx(0.768) and r.metrics["attn_share"] == pytest.approx(0.768 / 3)
     assert r.metrics["mean_tpot_ms"] == 3.0 and r.scenario["kernel"] == "fa4" and r.scenario["device"] == "cuda"
+    assert r.scenario["coverage_target"] == 0.9 and r.scenario["input_len"] == 32
+    assert r.provenance["serve_utc_time"] == "2026-11-24T12:00:00Z" and r.provenance["test"] is True
     assert r.samples["pairs"][0]["explained"] == pytest.approx(0.384)
     assert r.samples["compositions"][0]["layer_us"] == 384.0
     assert recs["fa3"].metrics["mixed_share"] == 0.0  # the prefill-only sample is not decode time

@@ -6,10 +6,11 @@ import re
 
 import pytest
 
-from attnbench.kernels.fa4_decode.combine import CombineConfig
-from attnbench.kernels.fa4_decode.kernel import DecodeConfig
-from attnbench.microbench.base import DecodeShape, PrefillShape
-from attnbench.microbench.kernels.attnbench_fa4 import AttnbenchFA4
+pytest.importorskip("cutlass", reason="nvidia-cutlass-dsl not installed")
+
+from attnbench.kernels.fa4_decode.combine import CombineConfig  # noqa: E402
+from attnbench.kernels.fa4_decode.kernel import DecodeConfig  # noqa: E402
+from attnbench.microbench.base import DecodeShape  # noqa: E402
 
 
 # --- configuration and adapter (pure python) ---------------------------------------------------
@@ -25,6 +26,7 @@ def test_config_derives_one_16_byte_load_per_lane_per_row():
     (dict(head_dim=96), "head_dim"),
     (dict(group=32), "GQA group"),
     (dict(num_threads=200), "num_threads"),
+    (dict(head_dim=256, group=8, num_threads=1024), "shared memory"),
 ])
 def test_config_rejects_what_the_kernel_cannot_do(kw, problem):
     args = dict(dtype="bfloat16", head_dim=128, group=2, page_size=16, write_final=True) | kw
@@ -32,13 +34,11 @@ def test_config_rejects_what_the_kernel_cannot_do(kw, problem):
         DecodeConfig(**args)
 
 
-def test_adapter_declines_prefill_multi_token_and_odd_head_dims():
-    k = AttnbenchFA4()
-    assert k.unsupported(DecodeShape.uniform(4, 100)) is None
-    assert "decode" in k.unsupported(PrefillShape.uniform(1, 16))
-    assert "q_len" in k.unsupported(DecodeShape.uniform(2, 10, q_len=2))
-    assert "head_dim" in k.unsupported(DecodeShape.uniform(2, 10, head_dim=96))
-    assert k.with_options(num_splits=4).num_splits == 4 and k.num_splits is None
+def test_default_tuning_fits_two_or_more_ctas_per_sm_by_registers():
+    from attnbench.kernels.fa4_decode.launcher import default_tuning
+
+    assert default_tuning(2).num_threads * default_tuning(2).ctas_per_sm <= 1024
+    assert [default_tuning(g).tokens_per_thread for g in (1, 2, 4, 8)] == [4, 4, 2, 1]
 
 
 # --- compile on this machine (no GPU needed) ------------------------------------------------------
@@ -70,6 +70,15 @@ def test_split_decode_kernel_compiles_for_sm90a_with_128_bit_loads(tmp_path, mon
     assert "ex2.approx" in ptx and "shfl.sync.bfly" in ptx
     # the split variant writes fp32 partials and LSEs, never the 16-bit output
     assert "st.global.b16" not in ptx and re.search(r"st\.global\.[bf]32", ptx)
+
+
+def test_pipelined_variant_issues_three_load_sites_of_double_buffered_rows(tmp_path, monkeypatch):
+    launcher = _compiler()
+    cfg = DecodeConfig("bfloat16", 128, group=2, page_size=16, write_final=False, num_threads=128,
+                       tokens_per_thread=2, pipeline=True)
+    ptx = _ptx(tmp_path, monkeypatch, launcher.compile_decode, cfg)
+    # q, then the prologue load and the two in-loop loads (one per buffer), each of T K + T V rows
+    assert len(re.findall(r"ld\.global[.\w]*\.v4\.b32", ptx)) == 2 + 3 * 2 * cfg.tokens_per_thread
 
 
 def test_final_variant_and_combine_compile_for_fp16_head_dim_64(tmp_path, monkeypatch):
@@ -105,14 +114,19 @@ def _rel_err(out, ref):
     return float((out.float() - ref).norm() / ref.norm().clamp_min(1e-6))
 
 
+VARIANTS = {"default": {}, "pipelined": dict(num_threads=128, tokens_per_thread=2, pipeline=True)}
+
+
 @pytest.mark.gpu
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("batch, lens, hq, hkv, d, page, dtype, splits", GPU_SHAPES)
-def test_matches_float32_reference_and_writes_every_element(batch, lens, hq, hkv, d, page, dtype, splits):
+def test_matches_float32_reference_and_writes_every_element(batch, lens, hq, hkv, d, page, dtype, splits, variant):
     from attnbench.kernels.fa4_decode import reference
     from attnbench.kernels.fa4_decode.launcher import FA4Decode
 
     inp = _inputs(batch, lens, hq, hkv, d, page, dtype)
-    dec = FA4Decode(q_heads=hq, kv_heads=hkv, head_dim=d, page_size=page, dtype=dtype, max_batch=batch)
+    dec = FA4Decode(q_heads=hq, kv_heads=hkv, head_dim=d, page_size=page, dtype=dtype, max_batch=batch,
+                    **VARIANTS[variant])
     dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,
         max_context=max(lens), num_splits=splits)
     ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)

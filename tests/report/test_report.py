@@ -100,10 +100,10 @@ def test_bad_input_is_one_clear_error(tmp_path):
 def test_cli_writes_the_report_and_reports_bad_input_without_traceback(tmp_path):
     tree = write_tree(tmp_path)
     cmd = [sys.executable, "-m", "attnbench", "report"]
-    ok = subprocess.run([*cmd, str(tree["current"]), "--out", str(tmp_path / "r.html")],
+    ok = subprocess.run([*cmd, str(tree["current"] / "gpqa"), "--out", str(tmp_path / "r.html")],
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert (tmp_path / "r.html").stat().st_size > 10_000 and "report written to" in ok.stderr
+    assert '<section id="gpqa">' in (tmp_path / "r.html").read_text() and "report written to" in ok.stderr
     bad = subprocess.run([*cmd, str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -141,3 +141,21 @@ def test_single_record_files_are_inputs_too(tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(UserError, match="not readable as JSON"):
         write_report([tmp_path / "broken.json"], tmp_path / "two.html")
+
+
+def test_each_gpu_gets_its_own_comparison_and_nested_scenarios_are_columns(tmp_path):
+    from report_records import microbench, serve
+
+    h100 = serve("fa3", 14000.0, 900.0, "2026-11-20T10:00:00Z", "aaaaaaa")
+    h200 = serve("fa3", 16000.0, 800.0, "2026-11-24T10:00:00Z", "bbbbbbb")
+    h200.provenance["gpu_name"] = "NVIDIA H200"
+    h100.save(tmp_path / "h100" / "fa3.json")
+    h200.save(tmp_path / "h200" / "fa3.json")
+    mb = microbench("fa3", "decode", 4096, 40.0, 2000.0, 8.0)
+    mb.scenario = {"op": "decode", "shape": {"batch": 8, "seqlen": 4096}}
+    mb.save(tmp_path / "mb.json")
+    html = write_report([tmp_path], tmp_path / "r.html").read_text()
+    serve_html = section(html, "serve")
+    assert "Latest comparison · NVIDIA H100 80GB HBM3" in serve_html and "Latest comparison · NVIDIA H200" in serve_html
+    assert "14000 (1.00x)" in serve_html and "16000 (1.00x)" in serve_html  # not 0.88x of the other GPU
+    assert "<th>shape.batch</th>" in section(html, "microbench")

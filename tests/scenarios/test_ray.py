@@ -55,3 +55,11 @@ def test_cli_ray_flag_joins_the_running_instance(local_ray, tmp_path, monkeypatc
     res = CliRunner().invoke(app, ["run", str(path), "--ray", "--result-dir", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "out/manifest.json").read_text())["mode"] == "ray"
+
+
+def test_a_run_needing_more_gpus_than_the_cluster_has_fails_at_once(local_ray, tmp_path):
+    path = tmp_path / "tp.toml"
+    path.write_text('name = "tp"\nbackends = ["fa3"]\n[serve]\nserve_args = ["--tensor-parallel-size", "4"]\n')
+    study = spec.load(path)
+    [o] = runner.Runner(study, study.expand(), tmp_path / "out", prefix=PREFIX).run_ray()
+    assert o.status == "failed" and "needs 4 GPUs; the Ray cluster has 2" in o.error

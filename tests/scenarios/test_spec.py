@@ -119,3 +119,11 @@ def test_a_scenario_referencing_a_grid_runs_the_microbench_grid_loader(tmp_path)
     [run] = study.runs
     loaded = grid.load(run.args[run.args.index("--grid") + 1])
     assert loaded.op == "decode" and (16, 8, 128) in loaded.heads
+
+
+def test_microbench_accepts_its_reference_backend(tmp_path):
+    study = spec.load(write(tmp_path, '[microbench]\nop = "decode"\nbackends = ["reference"]\nheads = ["4/2/16"]\n'
+                                      'batch = [1]\ncontext = [64]\n'))
+    assert [r.id for r in study.runs] == ["microbench-decode-reference"]
+    with pytest.raises(UserError, match="unknown backend 'reference'"):
+        spec.load(write(tmp_path, '[serve]\nbackends = ["reference"]\n', "serve.toml"))

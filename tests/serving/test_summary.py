@@ -62,13 +62,21 @@ def test_shapes_are_compared_only_within_themselves():
             serve("fa3", 2.0, 900.0, None, input_len=8000, output_len=1),
             serve("fa4", 4.0, 800.0, None, input_len=8000, output_len=1)]
     tables = summary.comparison(recs)
-    assert [t.shape.label for t in tables] == ["1000:1000 x 4", "8000:1 x 4"]
+    assert [t.shape.label for t in tables] == ["1000:1000 x 4 · qwen3-0.6b", "8000:1 x 4 · qwen3-0.6b"]
     long = {r.backend: r for r in tables[1].rows}
     out = summary.COLUMNS.index(next(c for c in summary.COLUMNS if c.key == "output_throughput"))
     tpot = summary.COLUMNS.index(next(c for c in summary.COLUMNS if c.key == "mean_tpot_ms"))
     assert long["fa3"].cells[out] == (2.0, 0.5)  # 2 / best 4
     assert long["fa4"].cells[tpot] == (None, None)  # one output token: no TPOT
     assert "8000:1 x 4" in summary.comparison_table(recs)
+
+
+def test_different_models_are_different_shapes():
+    other = serve("fa4", 500.0, 100.0)
+    other.scenario["model"] = other.scenario["served_model"] = "Qwen/Qwen3-8B"
+    tables = summary.comparison([serve("fa3", 1000.0, 100.0), other])
+    assert [t.shape.label for t in tables] == ["1000:1000 x 4 · qwen3-0.6b", "1000:1000 x 4 · Qwen/Qwen3-8B"]
+    assert tables[1].rows[0].cells[0] == (500.0, 1.0)  # best of its own model, not 0.5x of the small one
 
 
 def test_newest_record_per_backend_and_shape_wins():

@@ -60,34 +60,52 @@ def _say(*a) -> None:
     print(*a, flush=True)
 
 
-def _decoder(shape: DecodeShape, device):
+VARIANTS = {"default": {}, "pipelined": {"num_threads": 128, "tokens_per_thread": 2, "pipeline": True}}
+
+
+def _decoder(shape: DecodeShape, device, **tuning):
     from attnbench.kernels.fa4_decode.launcher import FA4Decode
 
     return FA4Decode(q_heads=shape.q_heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim,
-                     page_size=shape.page_size, dtype=shape.dtype, max_batch=shape.batch, device=device)
+                     page_size=shape.page_size, dtype=shape.dtype, max_batch=shape.batch, device=device, **tuning)
 
 
-def check_shape(shape: DecodeShape, splits: int | None, seed: int = 0) -> dict:
-    """Run once on fresh random inputs and compare with the float32 reference."""
+def _compare(inp, dec, max_context, splits, ref) -> dict:
     import torch
 
-    from attnbench.kernels.fa4_decode import reference
-    from attnbench.microbench.inputs import decode_inputs
-
-    inp = decode_inputs(shape, device="cuda", seed=seed)
-    dec = _decoder(shape, inp.q.device)
-    max_context = max(shape.context_lens)
-    plan = dec.plan(shape.batch, max_context)
     inp.out.fill_(float("nan"))
     dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,
         max_context=max_context, num_splits=splits)
     torch.cuda.synchronize()
-    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
     nan = int(inp.out.isnan().sum())
     err = float((inp.out.float() - ref).norm() / ref.norm().clamp_min(1e-6))
-    ok = nan == 0 and err <= REL_TOL
-    return {"shape": shape.describe(), "label": shape.label(), "splits": splits or plan.num_splits,
-            "planned": splits is None, "rel_err": err, "nan": nan, "ok": ok}
+    return {"rel_err": err, "nan": nan, "ok": nan == 0 and err <= REL_TOL}
+
+
+def check_shape(shape: DecodeShape, splits: int | None, seed: int = 0) -> dict:
+    """Run each kernel variant once on fresh random inputs and compare with the float32 reference."""
+    from attnbench.kernels.fa4_decode import reference
+    from attnbench.microbench.inputs import decode_inputs
+
+    inp = decode_inputs(shape, device="cuda", seed=seed)
+    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
+    max_context = max(shape.context_lens)
+    res = {"shape": shape.describe(), "label": shape.label(), "planned": splits is None}
+    for name, tuning in VARIANTS.items():
+        try:
+            dec = _decoder(shape, inp.q.device, **tuning)
+            res[name] = _compare(inp, dec, max_context, splits, ref)
+            res[name]["splits"] = splits or dec.plan(shape.batch, max_context).num_splits
+        except Exception as e:  # noqa: BLE001
+            res[name] = {"ok": False, "error": f"{type(e).__name__}: {e}"[:1000]}
+    res["ok"] = all(res[n]["ok"] for n in VARIANTS)
+    return res
+
+
+def _fmt(r: dict) -> str:
+    if "error" in r:
+        return f"ERROR {r['error'][:200]}"
+    return f"{'ok' if r['ok'] else 'BAD'} splits={r['splits']:<3} rel_err={r['rel_err']:.2e} nan={r['nan']}"
 
 
 def time_shape(shape: DecodeShape) -> dict:
@@ -122,13 +140,16 @@ def time_shape(shape: DecodeShape) -> dict:
     return res
 
 
-SWEEP = [(256, 4, 2), (256, 2, 3), (128, 4, 4), (128, 8, 3), (128, 2, 6)]  # (threads, T, ctas_per_sm)
+# (threads, tokens_per_thread, ctas_per_sm, pipeline): register counts for each are in NOTES.md
+SWEEP = [(256, 4, 2, False), (256, 2, 3, False), (128, 4, 4, False), (128, 8, 3, False),
+         (256, 2, 2, True), (128, 2, 4, True)]
 
 
 def sweep_shape(shape: DecodeShape) -> dict:
     """GB/s of each launch configuration in SWEEP on one shape (to pick default_tuning by measurement)."""
     import torch
 
+    from attnbench.kernels.fa4_decode import reference
     from attnbench.kernels.fa4_decode.launcher import FA4Decode
     from attnbench.microbench import timing, work
     from attnbench.microbench.inputs import decode_inputs
@@ -136,24 +157,29 @@ def sweep_shape(shape: DecodeShape) -> dict:
     free, _ = torch.cuda.mem_get_info()
     copies = timing.cold_copies(work.footprint_bytes(shape), L2_BYTES, free, max_copies=4)
     inputs = [decode_inputs(shape, device="cuda", seed=i) for i in range(copies)]
+    i0 = inputs[0]
+    ref = reference.decode(i0.q, i0.k_cache, i0.v_cache, i0.block_table, i0.seq_lens, i0.scale)
     res = {"label": shape.label(), "shape": shape.describe(), "configs": []}
-    for threads, tokens, ctas in SWEEP:
-        row = {"num_threads": threads, "tokens_per_thread": tokens, "ctas_per_sm": ctas}
+    for threads, tokens, ctas, pipeline in SWEEP:
+        row = {"num_threads": threads, "tokens_per_thread": tokens, "ctas_per_sm": ctas, "pipeline": pipeline}
         try:
             dec = FA4Decode(q_heads=shape.q_heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim,
                             page_size=shape.page_size, dtype=shape.dtype, max_batch=shape.batch,
-                            num_threads=threads, tokens_per_thread=tokens, ctas_per_sm=ctas).compile()
+                            num_threads=threads, tokens_per_thread=tokens, ctas_per_sm=ctas,
+                            pipeline=pipeline).compile()
             mc = max(shape.context_lens)
             row["splits"] = dec.plan(shape.batch, mc).num_splits
             fns = [(lambda i=i: dec(i.q, i.k_cache, i.v_cache, i.block_table, i.seq_lens, i.scale, i.out,
                                     max_context=mc)) for i in inputs]
             t = timing.time_calls(fns, "cuda", repeats=10)
             row.update(us=t.us, gbps=work.bytes_moved(shape) / (t.us * 1e-6) / 1e9, graph=t.graph)
+            row.update(_compare(inputs[0], dec, mc, None, ref))
         except Exception as e:  # noqa: BLE001
             row["error"] = f"{type(e).__name__}: {e}"[:300]
         res["configs"].append(row)
-        _say(f"  SWEEP {shape.label():<30} threads={threads} T={tokens} ctas/SM={ctas}: "
-             + (f"{row['gbps']:.0f} GB/s ({row['us']:.1f} us, {row['splits']} splits)" if "gbps" in row else row["error"]))
+        _say(f"  SWEEP {shape.label():<30} threads={threads} T={tokens} ctas/SM={ctas} pipeline={pipeline}: "
+             + (f"{row['gbps']:.0f} GB/s ({row['us']:.1f} us, {row['splits']} splits, rel_err {row['rel_err']:.1e}"
+               f"{'' if row['ok'] else ' WRONG'})" if "rel_err" in row else row.get("error", "?")))
     return res
 
 
@@ -203,8 +229,8 @@ def _run(args) -> int:
     for shape, splits in shapes:
         try:
             r = check_shape(shape, splits)
-            _say(f"  {'PASS' if r['ok'] else 'FAIL'} {r['label']:<34} splits={r['splits']:<3} "
-                 f"rel_err={r['rel_err']:.2e} nan={r['nan']}")
+            _say(f"  {'PASS' if r['ok'] else 'FAIL'} {r['label']:<34} "
+                 + "  ".join(f"{n}: {_fmt(r[n])}" for n in VARIANTS))
         except Exception as e:  # noqa: BLE001
             r = {"label": shape.label(), "shape": shape.describe(), "splits": splits, "ok": False,
                  "error": f"{type(e).__name__}: {e}"[:2000], "traceback": traceback.format_exc()[-3000:]}

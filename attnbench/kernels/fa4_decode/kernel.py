@@ -21,6 +21,7 @@ from cutlass import Float32, Int32, const_expr
 LN2 = math.log(2.0)
 LOG2_E = math.log2(math.e)
 VEC_BYTES = 16  # one 128-bit global load per thread per row
+MAX_GROUP = 8  # each lane holds q and acc of the whole group: 8 heads x 8 x 2 fp32 = 128 registers
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,15 @@ class DecodeConfig:
             raise ValueError(f"attnbench-fa4 decode supports bfloat16/float16, not {self.dtype}")
         if self.head_dim not in (64, 128, 256):
             raise ValueError(f"attnbench-fa4 decode supports head_dim 64/128/256, not {self.head_dim}")
-        if not 1 <= self.group <= 16:
-            raise ValueError(f"GQA group (q_heads/kv_heads) must be 1..16, got {self.group}")
+        if not 1 <= self.group <= MAX_GROUP:
+            raise ValueError(f"GQA group (q_heads/kv_heads) must be 1..{MAX_GROUP}, got {self.group}")
         if self.page_size < 1:
             raise ValueError("page_size must be positive")
-        if self.num_threads % self.lanes_per_row or self.num_threads % 32:
-            raise ValueError("num_threads must be a multiple of 32 and of head_dim/8")
+        if self.num_threads % self.lanes_per_row or self.num_threads % 32 or not 32 <= self.num_threads <= 1024:
+            raise ValueError("num_threads must be a multiple of 32 (and of head_dim/8), at most 1024")
+        if self.smem_bytes() > 48 * 1024:  # the default dynamic shared memory limit
+            raise ValueError(f"{self.num_threads} threads x group {self.group} x head_dim {self.head_dim} "
+                             f"needs {self.smem_bytes()} B of shared memory (> 48 KB); use fewer threads")
 
     @property
     def vec(self) -> int:

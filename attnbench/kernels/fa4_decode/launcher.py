@@ -111,6 +111,7 @@ class Tuning:
     num_threads: int
     tokens_per_thread: int
     ctas_per_sm: int  # what fits by registers; the planner sizes splits to fill exactly this
+    pipeline: bool = False  # double-buffered K/V registers (kernel v2)
 
 
 def default_tuning(group: int) -> Tuning:
@@ -151,7 +152,7 @@ class FA4Decode:
     def __init__(self, *, q_heads: int, kv_heads: int, head_dim: int, page_size: int, dtype: str,
                  max_batch: int, max_splits: int = 64, device=None, num_sms: int | None = None,
                  ctas_per_sm: int | None = None, num_threads: int | None = None,
-                 tokens_per_thread: int | None = None, arch: str | None = None):
+                 tokens_per_thread: int | None = None, pipeline: bool | None = None, arch: str | None = None):
         import torch
 
         if q_heads % kv_heads:
@@ -168,8 +169,9 @@ class FA4Decode:
         num_threads = num_threads or tuned.num_threads
         tokens_per_thread = tokens_per_thread or tuned.tokens_per_thread
         self.ctas_per_sm = ctas_per_sm or tuned.ctas_per_sm
+        pipeline = tuned.pipeline if pipeline is None else pipeline
         common = dict(dtype=dtype, head_dim=head_dim, group=group, page_size=page_size,
-                      num_threads=num_threads, tokens_per_thread=tokens_per_thread)
+                      num_threads=num_threads, tokens_per_thread=tokens_per_thread, pipeline=pipeline)
         self.cfg_final = DecodeConfig(write_final=True, **common)
         self.cfg_split = DecodeConfig(write_final=False, **common)
         self.cfg_combine = CombineConfig(dtype=dtype, head_dim=head_dim, max_splits=max_splits)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from attnbench.microbench.base import DecodeInputs, DecodeShape, Kernel, Shape
 
 HEAD_DIMS = (64, 128, 256)
+MAX_GROUP = 8  # kernel.MAX_GROUP (not imported: that module loads the CuTe DSL)
 
 
 class AttnbenchFA4(Kernel):
@@ -15,7 +16,8 @@ class AttnbenchFA4(Kernel):
         self._decoders: dict = {}  # one FA4Decode (and workspace) per geometry, shared by input copies
 
     def with_options(self, **options) -> "AttnbenchFA4":
-        return AttnbenchFA4(num_splits=options.get("num_splits", self.num_splits))
+        splits = options.get("num_splits", self.num_splits)
+        return AttnbenchFA4(num_splits=splits or None)  # 0 or None: the planner decides
 
     def unsupported(self, shape: Shape) -> str | None:
         if shape.op != "decode":
@@ -24,8 +26,9 @@ class AttnbenchFA4(Kernel):
             return f"attnbench-fa4 decodes one query token per sequence, not q_len {shape.q_len}"
         if shape.head_dim not in HEAD_DIMS:
             return f"attnbench-fa4 supports head_dim {HEAD_DIMS}, not {shape.head_dim}"
-        if shape.q_heads // shape.kv_heads > 16:
-            return f"attnbench-fa4 supports GQA groups up to 16 query heads per KV head, not {shape.q_heads // shape.kv_heads}"
+        if shape.q_heads // shape.kv_heads > MAX_GROUP:
+            return (f"attnbench-fa4 supports GQA groups up to {MAX_GROUP} query heads per KV head, "
+                    f"not {shape.q_heads // shape.kv_heads}")
         return None
 
     def decode(self, shape: DecodeShape, inp: DecodeInputs):

@@ -1,0 +1,20 @@
+"""The microbench adapter for attnbench-fa4: which shapes it takes (checked before any GPU work)."""
+
+from attnbench.microbench.base import DecodeShape, PrefillShape
+from attnbench.microbench.kernels.attnbench_fa4 import AttnbenchFA4
+
+
+def test_adapter_declines_prefill_multi_token_and_odd_head_dims():
+    k = AttnbenchFA4()
+    assert k.unsupported(DecodeShape.uniform(4, 100)) is None
+    assert k.unsupported(DecodeShape.uniform(4, 100, head_dim=64, page_size=64, dtype="float16")) is None
+    assert "decode" in k.unsupported(PrefillShape.uniform(1, 16))
+    assert "q_len" in k.unsupported(DecodeShape.uniform(2, 10, q_len=2))
+    assert "head_dim" in k.unsupported(DecodeShape.uniform(2, 10, head_dim=96))
+    assert "GQA" in k.unsupported(DecodeShape.uniform(2, 10, q_heads=64, kv_heads=2))
+
+
+def test_options_make_a_configured_copy():
+    k = AttnbenchFA4()
+    assert k.with_options(num_splits=4).num_splits == 4 and k.num_splits is None
+    assert k.with_options().num_splits is None
