@@ -62,7 +62,7 @@ def compare(
     except UserError as e:
         print(f"attnbench: error: {e}", file=sys.stderr)
         _step_summary(f"## attnbench compare\n\n:warning: **unusable input**: {e}\n")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     print(render.text(cmp, all_rows))
     md = render.markdown(cmp, all_rows)
     if markdown:

@@ -85,7 +85,7 @@ def _noise(metric: str, base: list[Record], cur: list[Record], bv: list[float], 
     bs = [s for r in base if (s := noise.samples_of(metric, r.samples)) is not None]
     cs = [s for r in cur if (s := noise.samples_of(metric, r.samples)) is not None]
     if bs and cs and min(len(bs[0]), len(cs[0])) >= 2:
-        return noise.bootstrap_test(metric, np.concatenate(bs), np.concatenate(cs), d)
+        return noise.bootstrap_test(metric, np.concatenate(bs), np.concatenate(cs))
     if metric in noise.STDERR_OF and len(bv) == 1 and len(cv) == 1:
         se_name, scale = noise.STDERR_OF[metric]
         se_b, se_c = base[0].metrics.get(se_name), cur[0].metrics.get(se_name)

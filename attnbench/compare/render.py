@@ -69,10 +69,19 @@ def markdown(cmp: Comparison, everything: bool = False, title: str = "attnbench 
     icon = ":x:" if cmp.regressions else ":white_check_mark:"
     out = [f"## {title}", "", f"{icon} **{summary(cmp)}**", ""]
     out += [f"> note: {n}" for n in cmp.notes] + ([""] if cmp.notes else [])
-    out += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    for r in shown(cmp, everything):
+    rows = shown(cmp, everything)
+    out += _md_table(rows)
+    if len(rows) < len(cmp.rows):  # the rest, folded: a CI summary stays readable
+        out += ["", f"<details><summary>all {len(cmp.rows)} rows</summary>", "", *_md_table(shown(cmp, True)),
+                "", "</details>"]
+    return "\n".join(out) + "\n"
+
+
+def _md_table(rows: list[Row]) -> list[str]:
+    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for r in rows:
         cells = [c.replace("|", "\\|") for c in _cells(r)]
         if r.verdict in BAD:
             cells[7] = f"**{cells[7]}**"
         out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out) + "\n"
+    return out

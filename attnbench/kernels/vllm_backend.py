@@ -4,10 +4,11 @@ decode-only batches sent to our split-KV kernel (attnbench.kernels.fa4_decode.la
 Inherited unchanged from vllm.v1.attention.backends.flash_attn: the KV cache shape and layout
 (logical [blocks, kv_heads, block_size, 2 * head_dim], K and V packed in the last dim, physically
 NHD), the cache write (do_kv_cache_update runs before forward), metadata building, and every batch
-or layer our kernel does not take: prefill, mixed and cascade batches, encoder attention, sliding
-window, sinks, ALiBi, soft-cap, fp8 caches, DCP, multimodal prefix masks. Ours: get_name() "CUSTOM"
-(vLLM maps layers back to the enum by name), FA version 4 whatever the global default (FA3 on
-SM90), FA4's CUDA-graph support level, SM90 only, and the decode branch.
+or layer our kernel does not take: prefill and mixed batches, encoder attention, sliding window,
+sinks, soft-cap, DCP, multimodal prefix masks. Refused at startup: ALiBi (FA4 has none) and fp8
+KV caches. Ours: get_name() "CUSTOM" (vLLM maps layers back to the enum by name), FA version 4
+whatever the global default (FA3 on SM90), FA4's CUDA-graph support level, no cascade attention,
+SM90 only, and the decode branch.
 
 This module imports vLLM at load: only vLLM imports it, after `--attention-backend CUSTOM` has
 selected it (attnbench.kernels.vllm_plugin registers the path without importing it).
@@ -27,7 +28,9 @@ from vllm.v1.attention.backends.flash_attn import (
     FlashAttentionMetadataBuilder,
 )
 
-logger = init_logger(__name__)
+# Under the "vllm" logger tree: only it has a handler in a vLLM process, so this is what shows up
+# in the server log (plugin-check.sh greps it).
+logger = init_logger("vllm.attnbench_fa4")
 
 KERNEL_HEAD_DIMS = (64, 128, 256)
 KERNEL_MAX_GROUP = 16  # query heads per KV head the kernel keeps in registers
@@ -81,6 +84,10 @@ class AttnbenchFA4MetadataBuilder(FlashAttentionMetadataBuilder):
         self.aot_schedule = False
         self.max_num_splits = 0
 
+    def use_cascade_attention(self, *args, **kwargs) -> bool:
+        """Never: a shared-prefix cascade would take decode batches away from our kernel."""
+        return False
+
 
 class AttnbenchFA4Impl(FlashAttentionImpl):
     """FA4 for everything, except decode-only batches of plain layers, which use our kernel."""
@@ -90,6 +97,9 @@ class AttnbenchFA4Impl(FlashAttentionImpl):
         if not is_fa_version_supported(4):
             raise RuntimeError("attnbench-fa4 needs vLLM's FlashAttention 4 (flash_attn.cute) for "
                                "prefill; it is not usable in this install")
+        if self.alibi_slopes is not None:
+            raise ValueError("attnbench-fa4 runs prefill on FA4, which has no ALiBi; serve this model "
+                             "with --backends fa2")
         self.vllm_flash_attn_version = 4
         self.decode_unsupported = self._why_not_ours()
         self.max_batch = _max_batch()
@@ -108,8 +118,6 @@ class AttnbenchFA4Impl(FlashAttentionImpl):
             return "a sliding window"
         if self.sinks is not None:
             return "attention sinks"
-        if self.alibi_slopes is not None:
-            return "ALiBi"
         if self.logits_soft_cap:
             return "a logits soft-cap"
         if self.kv_cache_dtype not in _PLAIN_CACHE:
@@ -126,7 +134,8 @@ class AttnbenchFA4Impl(FlashAttentionImpl):
                 output_scale=None, output_block_scale=None):
         if (self.decode_unsupported is None and attn_metadata is not None
                 and output_scale is None and output_block_scale is None
-                and query.dtype in KERNEL_DTYPES and is_plain_decode(attn_metadata)):
+                and query.dtype in KERNEL_DTYPES and is_plain_decode(attn_metadata)
+                and attn_metadata.num_actual_tokens <= self.max_batch):
             return self._decode(query, kv_cache, attn_metadata, output)
         return super().forward(layer, query, key, value, kv_cache, attn_metadata, output,
                                output_scale, output_block_scale)

@@ -12,7 +12,7 @@ import logging
 
 BACKEND_PATH = "attnbench.kernels.vllm_backend.AttnbenchFA4Backend"
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vllm.attnbench_fa4")  # the tree vLLM gives a handler
 
 
 def register() -> bool:

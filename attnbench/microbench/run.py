@@ -161,15 +161,17 @@ def run(shapes: list[Shape], backends: list[str], opts: Options, roof: dict | No
         try:
             inp = inputs_mod.inputs_for(shape, opts.device, opts.seed)
             ref = check.reference(shape, inp)
-        except Exception as e:
-            if "out of memory" not in str(e).lower():
-                raise
+        except Exception as e:  # out of memory, most likely: every backend's record says why
+            inp = ref = None
             _free_cuda(opts.device)
+            why = "inputs do not fit" if "out of memory" in str(e).lower() else "inputs or reference failed"
             for name in backends:
                 rec = _record(label(name, opts), shape, opts, provenance, roof)
-                rec.status, rec.error, rec.samples["verdict"] = "failed", f"inputs do not fit: {str(e)[:200]}", "skipped"
+                rec.status, rec.samples["verdict"] = "failed", "skipped"
+                rec.error = f"{why}: {type(e).__name__}: {str(e)[:200]}"
                 records.append(rec)
-                on_record and on_record(rec)
+                if on_record:
+                    on_record(rec)
             continue
         for name in backends:
             rec = _record(label(name, opts), shape, opts, provenance, roof)

@@ -34,6 +34,7 @@ def parity(
     endpoint: List[str] = typer.Option([], help="A running vLLM server to compare, repeatable: --endpoint fa3=http://127.0.0.1:8001."),
     backends: Optional[str] = typer.Option(None, help="Start vLLM per backend, one after another: fa2,fa3,fa4,flashinfer (see `attnbench backends`)."),
     model: Optional[str] = typer.Option(None, help="Embedded model name (default qwen3-0.6b, dummy weights), local folder or HF id; with --endpoint, the served model name or its folder."),
+    random_weights: bool = typer.Option(False, help="With an embedded model: serve real random weights (transformers init, seeded by --seed) instead of vLLM's near-zero dummy ones, so differences show and the fp32 reference runs too."),
     serve_arg: List[str] = typer.Option([], help="Argument passed to `vllm serve`, repeatable: --serve-arg=--max-logprobs --serve-arg=20."),
     reference: Optional[str] = typer.Option(None, help="The backend/endpoint the others are compared with (default fa3 when present, else the first)."),
     hf_reference: str = typer.Option("auto", help="Model folder for an fp32 transformers reference on CPU ('hf-fp32'); 'auto': the model's folder when it has real weights; 'off'."),
@@ -51,6 +52,7 @@ def parity(
     min_greedy_prefix: Optional[float] = typer.Option(None, help="Fail below this mean identical greedy prefix (tokens); off by default."),
     fp32_factor: float = typer.Option(2.0, help="Tolerances against the fp32 reference are this many times looser."),
     result_dir: Optional[Path] = typer.Option(None, help="Where records, collected logprobs, summary.md and the plot go (default results/<UTC time>-parity)."),
+    from_collected: Optional[Path] = typer.Option(None, help="Compare the collected/ folder of an earlier run again (other thresholds or reference), without servers."),
     ready_timeout: float = typer.Option(900.0, help="Seconds to wait for a server to become ready."),
     request_timeout: float = typer.Option(600.0, help="Seconds before one request counts as failed."),
 ) -> None:
@@ -64,6 +66,15 @@ def parity(
     from attnbench.serving import bench
     from attnbench.serving.cli import default_result_dir
 
+    thresholds = Thresholds(max_abs_dlogprob=max_dlogprob, mean_abs_dlogprob=mean_dlogprob, mean_kl=max_mean_kl,
+                            min_top1_agreement=min_top1, min_greedy_prefix_mean=min_greedy_prefix,
+                            fp32_factor=fp32_factor)
+    if from_collected:
+        if endpoint or backends:
+            raise UserError("--from-collected compares saved collections; drop --endpoint / --backends")
+        records = run.rejudge(from_collected, result_dir or default_result_dir("parity"), reference, thresholds)
+        _exit(records)
+        return
     endpoints = parse_endpoints(endpoint)
     if endpoints and backends:
         raise UserError("pass either --endpoint (running servers) or --backends (servers attnbench starts), not both")
@@ -79,13 +90,16 @@ def parity(
     settings = Settings(PromptSet(num_prompts=num_prompts, short_len=short_len, long_len=long_len, seed=seed,
                                   vocab_size=vocab),
                         top_k=top_k, max_tokens=max_tokens, request_timeout_s=request_timeout)
-    thresholds = Thresholds(max_abs_dlogprob=max_dlogprob, mean_abs_dlogprob=mean_dlogprob, mean_kl=max_mean_kl,
-                            min_top1_agreement=min_top1, min_greedy_prefix_mean=min_greedy_prefix,
-                            fp32_factor=fp32_factor)
     config = run.Parity(settings=settings, result_dir=result_dir or default_result_dir("parity"), model=model,
                         endpoints=endpoints, backends=chosen, serve_args=list(serve_arg), reference=reference,
-                        hf_reference=hf_reference, thresholds=thresholds, ready_timeout_s=ready_timeout)
+                        hf_reference=hf_reference, thresholds=thresholds, ready_timeout_s=ready_timeout,
+                        random_weights=random_weights)
     records = run.run(config)
     print(f"attnbench: results in {config.result_dir}", file=sys.stderr)
+    _exit(records)
+
+
+def _exit(records) -> None:
+    """Exit 1 when a backend failed to run or failed a threshold (so CI can gate on it)."""
     if any(r.status != "ok" or r.metrics.get("passed") == 0 for r in records):
         raise typer.Exit(1)

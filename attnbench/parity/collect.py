@@ -98,18 +98,25 @@ class Collection:
         return cls(obj["name"], obj["model"], Settings.from_json(obj["settings"]), results, obj.get("source", ""))
 
     def save(self, path) -> None:
+        """JSON, gzipped when the name ends in .gz (a long prompt's top-k is megabytes of text)."""
+        import gzip
+        import json
+
         from attnbench import atomic
 
-        atomic.write_json(path, self.to_json())
+        data = (json.dumps(self.to_json(), separators=(",", ":")) + "\n").encode()
+        atomic.write_bytes(path, gzip.compress(data, mtime=0) if str(path).endswith(".gz") else data)
 
     @classmethod
     def load(cls, path) -> "Collection":
+        import gzip
         import json
         from pathlib import Path
 
         try:
-            return cls.from_json(json.loads(Path(path).read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            data = Path(path).read_bytes()
+            return cls.from_json(json.loads(gzip.decompress(data) if str(path).endswith(".gz") else data))
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
             raise UserError(f"{path}: not a parity collection ({e}); collect it again with `attnbench parity`") from None
 
 

@@ -123,10 +123,11 @@ def plot(comparisons: dict[str, Comparison], path: Path) -> Path | None:
     for key, c in comparisons.items():
         panels.setdefault(c.reference, []).append((c.backend, c))
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.2 * len(panels)), squeeze=False)
-    for ax, (reference, items) in zip(axes[:, 0], panels.items()):
+    ordered = sorted(panels.items(), key=lambda kv: kv[0] == "hf-fp32")  # backend reference first
+    for ax, (reference, items) in zip(axes[:, 0], ordered):
         for backend, c in items:
-            y = [max(v, 1e-7) for v in per_position(c)]
-            ax.plot(range(len(y)), y, lw=0.7, label=backend)
+            y = [max(v, 1e-7) for v in per_position(c)[1:]]  # position 0 has no context, no logprob
+            ax.plot(range(1, len(y) + 1), y, lw=0.7, label=backend)
         ax.set_yscale("log")
         ax.set_ylabel("|Δ logprob| (max over prompts)")
         ax.set_title(f"against {reference}")

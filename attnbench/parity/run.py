@@ -34,6 +34,7 @@ class Parity:
     hf_reference: str = AUTO  # a model folder, "auto" (the model's folder when it has weights) or "off"
     thresholds: Thresholds = field(default_factory=Thresholds)
     ready_timeout_s: float = 900.0
+    random_weights: bool = False  # embedded model: real random weights instead of vLLM's dummy ones
 
     def names(self) -> list[str]:
         return [*self.endpoints, *(b.name for b in self.backends)]
@@ -68,9 +69,12 @@ def check(p: Parity) -> None:
     if p.hf_reference not in (AUTO, OFF) and hf.unusable(p.hf_reference):
         raise UserError(f"--hf-reference: {hf.unusable(p.hf_reference)}; pass a model folder with real weights, "
                         "or --hf-reference off")
+    if p.random_weights and p.endpoints:
+        raise UserError("--random-weights writes weights for servers attnbench starts; drop it with --endpoint")
     if len(p.names()) < 2:  # fine only with an fp32 reference to compare the one source with
         folder = p.model if p.hf_reference == AUTO else p.hf_reference
         why = ("--hf-reference off" if p.hf_reference == OFF
+               else None if p.random_weights and p.hf_reference == AUTO
                else hf.unusable(folder) if folder else "no model folder for an fp32 reference")
         if why:
             raise UserError(f"parity compares two or more sources, and there is one ({why}): add a backend or "
@@ -114,7 +118,7 @@ def _progress(status: StatusLine, name: str):
 
 
 def _save(p: Parity, c: Collection) -> None:
-    c.save(p.result_dir / "collected" / f"{c.name}.json")
+    c.save(p.result_dir / "collected" / f"{c.name}.json.gz")
 
 
 def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
@@ -144,7 +148,14 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
 
         model = p.model or embedded.DEFAULT_MODEL
         served_path, _ = embedded.resolve(model)
-        extra = (["--load-format", "dummy"] if model in embedded.EMBEDDED else []) + serve_args(p)
+        dummy = model in embedded.EMBEDDED
+        if dummy and p.random_weights:
+            from attnbench.parity import random_weights
+
+            status(f"writing random weights for {model} (once)")
+            served_path, dummy = str(random_weights.materialize(model, seed=p.settings.prompts.seed)), False
+            status.done(f"random weights: {served_path}")
+        extra = (["--load-format", "dummy"] if dummy else []) + serve_args(p)
         for backend in p.backends:
             spec = ServerSpec(model=served_path, backend=backend, served_model_name=model, extra_args=extra,
                               log_path=p.result_dir / backend.name / "server.log", ready_timeout_s=p.ready_timeout_s)
@@ -171,7 +182,12 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
     folder = hf_folder(p, served_path)
     if folder:
         status(f"[{hf.NAME}] loading {folder}")
-        collections[hf.NAME] = hf.collect_hf(folder, p.settings, progress=_progress(status, hf.NAME))
+        try:
+            collections[hf.NAME] = hf.collect_hf(folder, p.settings, progress=_progress(status, hf.NAME))
+        except (ImportError, OSError, ValueError, RuntimeError) as e:  # optional: the backends still compare
+            status.done()
+            notice(f"the fp32 transformers reference failed on {folder}: {type(e).__name__}: {str(e)[:300]}")
+            return
         status.done(f"[{hf.NAME}] collected {len(collections[hf.NAME].results)} prompts on CPU")
         _save(p, collections[hf.NAME])
 
@@ -182,10 +198,16 @@ def _scenario(p: Parity, ref: str, model: str | None) -> dict:
 
 
 def judge(p: Parity, collections: dict[str, Collection], errors: dict[str, str], provs: dict[str, dict],
-          model: str | None) -> tuple[list[Record], dict[str, Comparison]]:
+          model: str | None) -> tuple[list[Record], dict[str, Comparison], str]:
     """One record per source (not the fp32 reference): metrics against the reference backend,
-    `hf_`-prefixed metrics against the fp32 reference, and the verdict."""
+    `hf_`-prefixed metrics against the fp32 reference, and the verdict; and the reference used
+    (when the default reference failed to run, the first source that did)."""
     ref = reference_name(p)
+    if ref not in collections and not p.reference:
+        ran = [n for n in p.names() if n in collections]
+        if ran:
+            notice(f"the default reference {ref} did not run; comparing with {ran[0]} instead")
+            ref = ran[0]
     fp32 = collections.get(hf.NAME)
     comparisons: dict[str, Comparison] = {}
     records = []
@@ -214,9 +236,10 @@ def judge(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
         rec.metrics["passed"] = (0 if failures else 1) if compared else None
         rec.samples["threshold_failures"] = failures
         records.append(rec)
-    if ref in errors:
-        notice(f"the reference {ref} failed ({errors[ref]}); only the fp32 reference (if any) was compared")
-    return records, comparisons
+    if ref not in collections:
+        notice(f"the reference {ref} did not run ({errors.get(ref, 'not collected')}); "
+               "only the fp32 reference (if any) was compared")
+    return records, comparisons, ref
 
 
 def run(p: Parity) -> list[Record]:
@@ -240,9 +263,29 @@ def write(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
     from attnbench.parity import report
 
     served = next((c.model for c in collections.values() if c.name != hf.NAME), None)
-    records, comparisons = judge(p, collections, errors, provs, p.model or served)
+    records, comparisons, ref = judge(p, collections, errors, provs, p.model or served)
     for rec in records:
         rec.save(p.result_dir / f"parity-{rec.backend}.json")
-    report.write(p.result_dir, records, comparisons, reference_name(p))
-    print(report.table(records, reference_name(p)), flush=True)
+    report.write(p.result_dir, records, comparisons, ref)
+    print(report.table(records, ref), flush=True)
     return records
+
+
+def rejudge(collected_dir: Path, result_dir: Path, reference: str | None, thresholds: Thresholds) -> list[Record]:
+    """Compare and judge collections saved by an earlier run (its collected/ folder) again, e.g.
+    with other thresholds or another reference: no server, no GPU."""
+    files = sorted(Path(collected_dir).glob("*.json*"))
+    if not files:
+        raise UserError(f"--from-collected {collected_dir}: no collected *.json(.gz) files; "
+                        "pass the collected/ folder of an earlier parity run")
+    collections = {c.name: c for c in map(Collection.load, files)}
+    first = next(iter(collections.values()))
+    p = Parity(settings=first.settings, result_dir=result_dir, model=first.model, reference=reference,
+               endpoints={n: c.source for n, c in collections.items() if n != hf.NAME}, hf_reference=OFF,
+               thresholds=thresholds)
+    if not p.endpoints or len(collections) < 2:
+        raise UserError(f"--from-collected {collected_dir}: parity needs two or more collections there")
+    reference_name(p)
+    prov = provenance.collect({"recomputed_from": str(collected_dir)})
+    p.result_dir.mkdir(parents=True, exist_ok=True)
+    return write(p, collections, {}, {n: dict(prov, source=c.source) for n, c in collections.items()})

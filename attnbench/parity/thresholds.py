@@ -10,7 +10,8 @@ real bug produces (wrong mask, scale or stale KV moves logprobs by whole nats). 
 counts near-ties (TIE_MARGIN) as agreement, so anything but ~1.0 is suspect: 0.98.
 
 Against the fp32 transformers reference every tolerance is multiplied by `fp32_factor` (2):
-bf16 vs fp32 differs by the rounding of every activation, two bf16 kernels share most of it."""
+bf16 vs fp32 differs by the rounding of every activation, two bf16 kernels share most of it.
+These are estimates from bf16 arithmetic; recalibrate them from the first H100 results."""
 
 from __future__ import annotations
 

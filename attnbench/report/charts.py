@@ -12,10 +12,6 @@ from pathlib import Path
 
 from attnbench import atomic
 
-# Dense BF16 tensor-core peaks (TFLOP/s) from the vendors' datasheets: the roofline's compute roof
-# when a microbench record does not carry its own `peak_tflops`.
-PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "H20": 148.0, "B200": 2250.0, "A100": 312.0}
-
 
 def pyplot():
     import matplotlib
@@ -81,23 +77,16 @@ def history(plt, title: str, series: dict[str, dict[str, list[Point]]], path: Pa
     return save(fig, path)
 
 
-def peak_tflops(gpu: str | None) -> float | None:
-    for key, value in sorted(PEAK_BF16_TFLOPS.items(), key=lambda kv: -len(kv[0])):
-        if gpu and key in gpu:
-            return value
-    return None
-
-
 @dataclass
 class RoofPoint:
     backend: str
     group: str  # marker: decode / prefill / ... when the scenario says
     gbps: float
     tflops: float
-    bw_gbps: float | None  # the measured peak bandwidth this run is a percentage of
 
 
-def roofline(plt, title: str, points: list[RoofPoint], peak: float | None, path: Path) -> Path | None:
+def roofline(plt, title: str, points: list[RoofPoint], bw_gbps: float | None, peak_tflops: float | None,
+             roof_source: str, path: Path) -> Path | None:
     """Achieved TFLOP/s over arithmetic intensity, under the bandwidth roof and the compute roof."""
     import numpy as np
 
@@ -113,16 +102,15 @@ def roofline(plt, title: str, points: list[RoofPoint], peak: float | None, path:
     for p, x in zip(pts, intensity):
         ax.scatter([x], [p.tflops], color=f"C{backends.index(p.backend) % 10}",
                    marker=markers[groups.index(p.group) % len(markers)], s=28, alpha=0.85)
-    bws = sorted(p.bw_gbps for p in pts if p.bw_gbps)
     xs = np.geomspace(min(intensity) / 2, max(intensity) * 2, 200)
-    if bws:
-        bw = bws[len(bws) // 2]
-        roof = xs * bw / 1e3  # TFLOP/s = intensity * GB/s / 1000
-        if peak:
-            roof = np.minimum(roof, peak)
-        ax.plot(xs, roof, color="black", lw=1.2, label=f"roof: {bw:,.0f} GB/s measured" + (f", {peak:g} TFLOP/s" if peak else ""))
-    elif peak:
-        ax.axhline(peak, color="black", lw=1.2, label=f"compute roof {peak:g} TFLOP/s")
+    if bw_gbps:
+        roof = xs * bw_gbps / 1e3  # TFLOP/s = intensity * GB/s / 1000
+        if peak_tflops:
+            roof = np.minimum(roof, peak_tflops)
+        label = f"roof ({roof_source}): {bw_gbps:,.0f} GB/s" + (f", {peak_tflops:,.0f} TFLOP/s" if peak_tflops else "")
+        ax.plot(xs, roof, color="black", lw=1.2, label=label)
+    elif peak_tflops:
+        ax.axhline(peak_tflops, color="black", lw=1.2, label=f"compute roof ({roof_source}) {peak_tflops:,.0f} TFLOP/s")
     for b in backends:
         ax.scatter([], [], color=f"C{backends.index(b) % 10}", marker="o", label=b)
     if len(groups) > 1:

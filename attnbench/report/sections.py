@@ -158,6 +158,7 @@ def history(ctx: Context, kind: str, entries: list[Entry]) -> list[Html]:
         path = charts.history(ctx.plt, f"History · {kind} · {label}", series,
                               ctx.plot_dir / f"history-{kind}-{slug(label, ident)}.png")
         out.append(ctx.figure(path, f"History of {kind} {label} over runs"))
+        out.append(_change_table(label, series))
         drawn += 1
     if not out:
         out.append(Html(f'<p class="note">No history yet: every {kind} scenario here has a single run '
@@ -165,6 +166,22 @@ def history(ctx: Context, kind: str, entries: list[Entry]) -> list[Html]:
     if skipped:
         out.append(Html(f'<p class="note">{skipped} more {kind} scenarios have a history; not drawn.</p>'))
     return out
+
+
+def _change_table(label: str, series: dict[str, dict[str, list[charts.Point]]]) -> Html:
+    """Per backend and metric: the latest run against the one before it."""
+    rows = []
+    for metric, per_line in series.items():
+        for line, points in sorted(per_line.items()):
+            points = sorted(points, key=lambda p: p.time)
+            if len(points) < 2:
+                continue
+            prev, last = points[-2], points[-1]
+            change = f"{(last.value / prev.value - 1) * 100:+.1f}%" if prev.value else "-"
+            rows.append([line, metric, len(points), f"{fmt(prev.value)} ({prev.sha[:7]})",
+                         f"{fmt(last.value)} ({last.sha[:7]})", change])
+    return table(["backend", "metric", "runs", "previous (git sha)", "latest (git sha)", "change"], rows,
+                 f"{label}: latest run against the previous one")
 
 
 def serve_section(ctx: Context, entries: list[Entry]) -> Section:
@@ -236,11 +253,31 @@ def _records_table(ctx: Context, kind: str, newest: list[Entry], scenario_cols: 
         r = e.record
         scen = [fmt(flat(r.scenario).get(k)) for k in scenario_cols] if scenario_cols is not None else [scenario_label(r)]
         row = [r.backend, *scen, *(fmt(r.metrics.get(k)) for k in metric_cols)]
-        row += [verdict or "-"] if any(verdicts) else []
+        failures = r.samples.get("threshold_failures") if verdict == "FAIL" else None
+        row += [f"FAIL: {failures[0]}" if failures else verdict or "-"] if any(verdicts) else []
         row += ["ok" if r.status == "ok" else f"FAILED: {summary.one_line(r.error)}", ctx.json_link(e.path)]
         rows.append(row)
         classes.append("failed" if r.status != "ok" or verdict == "FAIL" else None)
     return table(head, rows, f"Newest run per backend and scenario ({len(rows)})", classes)
+
+
+def roof(records: list[Record], gpu: str) -> tuple[float | None, float | None, str]:
+    """The GPU's ceilings (GB/s, TFLOP/s): as microbench measured them at the start of the run
+    (provenance "roofline"), else NVIDIA's datasheet, else the bandwidth implied by pct_measured_bw."""
+    for r in records:
+        measured = r.provenance.get("roofline") or {}
+        if measured.get("measured_gbps") or measured.get("measured_tflops"):
+            return measured.get("measured_gbps"), measured.get("measured_tflops"), "measured"
+    from attnbench.microbench import roofline
+
+    sheet = roofline.datasheet(gpu)
+    if sheet:
+        return sheet["datasheet_gbps"], sheet["datasheet_tflops"], "datasheet"
+    for r in records:
+        m = r.metrics
+        if m.get("gbps") and m.get("pct_measured_bw"):
+            return m["gbps"] / (m["pct_measured_bw"] / 100.0), None, "measured"  # pct = achieved / ceiling
+    return None, None, ""
 
 
 def microbench_section(ctx: Context, entries: list[Entry]) -> Section:
@@ -250,21 +287,14 @@ def microbench_section(ctx: Context, entries: list[Entry]) -> Section:
     sec.add(_records_table(ctx, "microbench", newest, _scenario_columns(records)))
     sec.add(Html("<h3>Roofline</h3>"))
     for gpu in dict.fromkeys(_gpu(r) for r in records):
+        ok = [r for r in records if _gpu(r) == gpu and r.status == "ok"]
         points = []
-        peaks = []
-        for r in records:
-            if _gpu(r) != gpu or r.status != "ok":
-                continue
-            m = r.metrics
-            pct = m.get("pct_measured_bw")
-            bw = m["gbps"] / (pct / 100.0) if m.get("gbps") and pct else None  # pct = achieved / measured peak
+        for r in ok:
             settings = flat(r.scenario)
-            group = str(next((v for k, v in settings.items() if k.rsplit(".", 1)[-1] in ("mode", "phase", "op")), ""))
-            points.append(charts.RoofPoint(r.backend, group, m.get("gbps") or 0, m.get("tflops") or 0, bw))
-            if m.get("peak_tflops"):
-                peaks.append(m["peak_tflops"])
-        peak = max(peaks) if peaks else charts.peak_tflops(gpu)
-        path = charts.roofline(ctx.plt, f"Attention kernels roofline · {gpu}", points, peak,
+            group = str(next((v for k, v in settings.items() if k.rsplit(".", 1)[-1] in ("op", "mode", "phase")), ""))
+            points.append(charts.RoofPoint(r.backend, group, r.metrics.get("gbps") or 0, r.metrics.get("tflops") or 0))
+        bw, peak, source = roof(ok, gpu)
+        path = charts.roofline(ctx.plt, f"Attention kernels roofline · {gpu}", points, bw, peak, source,
                                ctx.plot_dir / f"roofline-{slug(gpu)}.png")
         if path is None:
             sec.add(Html(f'<p class="note">{esc(gpu)}: no run with both GB/s and TFLOP/s to place on a roofline.</p>'))
@@ -315,6 +345,8 @@ def metrics_section(ctx: Context, kind: str, entries: list[Entry]) -> Section:
         if i > 0 and not has_ci:
             continue  # the table already shows it; a chart earns its place with intervals
         title = f"{kind}: {metric}" + (" with confidence interval" if has_ci else "")
+        if has_ci and metric in PROPORTION_N and not any(f"{metric}_ci_low" in e.record.metrics for e in newest):
+            title += f" (95% Wilson over {PROPORTION_N[metric]}, taken as independent)"
         path = charts.intervals(ctx.plt, title, metric, rows, ctx.plot_dir / f"{kind}-{slug(metric)}.png")
         sec.add(ctx.figure(path, title))
     sec.add(Html("<h3>History</h3>"), *history(ctx, kind, entries))

@@ -21,6 +21,7 @@ def run(
     ray: bool = typer.Option(False, "--ray", help="Run in parallel as Ray tasks, one per run, each asking for its GPUs "
                                                    "(a local Ray instance, or $RAY_ADDRESS, or --ray-address)."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to run on (implies --ray), e.g. ray://head:10001."),
+    resume: bool = typer.Option(False, "--resume", help="Skip runs that --result-dir's manifest.json lists as ok (same command)."),
     run_timeout: Optional[float] = typer.Option(None, help="Seconds before one run is stopped and counted as failed."),
 ) -> None:
     """Run a scenario: every run one after another here, or spread over GPUs with --ray; writes manifest.json."""
@@ -48,7 +49,11 @@ def run(
     def start(o: runner.Outcome) -> None:
         print(f"{o.result_dir}: running ({out / o.result_dir / runner.LOG_NAME})", file=sys.stderr, flush=True)
 
-    r = runner.Runner(study, runs, out, timeout_s=run_timeout, on_done=done, on_start=start)
+    if resume and result_dir is None:
+        raise UserError("--resume continues an earlier run: pass its --result-dir")
+    r = runner.Runner(study, runs, out, timeout_s=run_timeout, on_done=done, on_start=start, resume=resume)
+    if r.done:
+        print(f"resuming: {len(r.done)} of {len(runs)} runs already ok", file=sys.stderr)
     print(f"{study.name}: {len(runs)} runs -> {out}", file=sys.stderr, flush=True)
     if not (ray or ray_address):
         outcomes = r.run_local()

@@ -50,14 +50,14 @@ class Outcome:
     error: str | None = None
 
 
-def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None) -> tuple[int, str | None]:
+def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None, cwd: str | None = None) -> tuple[int, str | None]:
     """Run one command with its output in run_dir/run.log; (exit code, error or None)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / LOG_NAME, "wb") as log:
         log.write(f"$ {shlex.join(cmd)}\n".encode())
         log.flush()
         try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd)
         except OSError as e:
             return 127, f"cannot start {cmd[0]!r}: {e.strerror}"
         try:
@@ -100,11 +100,12 @@ def _failed_records(run_dir: Path) -> str | None:
 
 class Runner:
     """Runs `runs` into `result_dir`; `on_start` / `on_done(outcome)` are called as each run starts
-    (local mode) and finishes."""
+    (local mode) and finishes. With `resume`, runs that manifest.json already lists as ok with the
+    same command are kept, not run again."""
 
     def __init__(self, scenario: Scenario, runs: list[Run], result_dir: Path, prefix: list[str] | None = None,
                  timeout_s: float | None = None, on_done: Callable[[Outcome], None] | None = None,
-                 on_start: Callable[[Outcome], None] | None = None):
+                 on_start: Callable[[Outcome], None] | None = None, resume: bool = False):
         self.scenario, self.runs, self.result_dir = scenario, runs, Path(result_dir)
         self.explicit_prefix = prefix or (shlex.split(os.environ[PREFIX_ENV]) if os.environ.get(PREFIX_ENV) else None)
         self.prefix = self.explicit_prefix or default_prefix()
@@ -115,6 +116,24 @@ class Runner:
         self.started = provenance.utc_now()
         self.provenance = provenance.collect()
         self.mode = "local"
+        self.done = set()  # indices of runs already ok in an earlier manifest (resume)
+        if resume:
+            self._resume()
+
+    def _resume(self) -> None:
+        """Keep the runs an earlier invocation finished ok with the same command line."""
+        import json
+
+        try:
+            earlier = json.loads((self.result_dir / "manifest.json").read_text())["runs"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        ok = {(r.get("result_dir"), r.get("command")): r for r in earlier if isinstance(r, dict) and r.get("status") == "ok"}
+        for i, o in enumerate(self.outcomes):
+            prev = ok.get((o.result_dir, o.command))
+            if prev:
+                self.outcomes[i] = Outcome(**{k: prev[k] for k in asdict(o) if k in prev})
+                self.done.add(i)
 
     def command(self, run: Run, result_dir: Path | None = None) -> list[str]:
         return [*self.prefix, *run.argv(result_dir or self.result_dir / run.result_subdir)]
@@ -145,6 +164,8 @@ class Runner:
         self.mode = "local"
         self.write_manifest()
         for i, run in enumerate(self.runs):
+            if i in self.done:
+                continue
             self.on_start(self.outcomes[i])
             started, t0 = provenance.utc_now(), time.time()
             run_dir = self.result_dir / run.result_subdir
@@ -163,11 +184,13 @@ class Runner:
         pending = {}
         have = ray.cluster_resources().get("GPU", 0)
         for i, run in enumerate(self.runs):
+            if i in self.done:
+                continue
             if run.gpus > have:  # Ray would wait for it forever
                 self._finish(i, 1, f"needs {run.gpus} GPUs; the Ray cluster has {have:g}", time.time(), provenance.utc_now(), "", [])
                 continue
             ref = remote.options(num_gpus=run.gpus, num_cpus=1, max_retries=0).remote(
-                self.explicit_prefix, list(run.args), run.result_subdir, self.timeout_s)
+                self.explicit_prefix, list(run.args), run.result_subdir, self.timeout_s, os.getcwd())
             pending[ref] = (i, time.time())
         self.write_manifest()
         try:
@@ -194,7 +217,7 @@ class Runner:
                      res["host"] or "", res["gpu_ids"])
 
 
-def _ray_task(prefix: list[str] | None, args: list[str], subdir: str, timeout_s: float | None) -> dict:
+def _ray_task(prefix: list[str] | None, args: list[str], subdir: str, timeout_s: float | None, cwd: str) -> dict:
     """Runs on a Ray worker: the command (the worker's own `python -m attnbench` unless a prefix
     was given) writes into a local temporary directory whose files come back to the driver
     (nodes need not share a filesystem)."""
@@ -204,7 +227,8 @@ def _ray_task(prefix: list[str] | None, args: list[str], subdir: str, timeout_s:
     started, t0 = provenance.utc_now(), time.time()
     with tempfile.TemporaryDirectory(prefix="attnbench-run-") as tmp:
         run_dir = Path(tmp) / subdir
-        code, error = _execute([*prefix, *args, "--result-dir", str(run_dir)], run_dir, timeout_s)
+        code, error = _execute([*prefix, *args, "--result-dir", str(run_dir)], run_dir, timeout_s,
+                               cwd if os.path.isdir(cwd) else None)  # the driver's, for relative paths in args
         files = {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
     return {"code": code, "error": error, "files": files, "started": started, "host": socket.gethostname(),
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "duration_s": time.time() - t0}

@@ -10,6 +10,7 @@ its allowed keys with their types, and how one (backend, setting) becomes a comm
 from __future__ import annotations
 
 import itertools
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,8 @@ def _serve_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
     common += _flags(t, {"vocab_size": "--vocab-size"}) + t.get("args", [])
     endpoints = t.get("endpoints", {})
     for name, url in endpoints.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise UserError(f"{source}: [serve].endpoints name {name!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise UserError(f"{source}: [serve].endpoints.{name} must be an http(s) URL string (got {url!r})")
     if endpoints:
@@ -175,7 +178,11 @@ def _grid_file(t: dict, source: Path) -> tuple[Path, dict]:
         if extra:  # the file itself is handed to `microbench --grid`, which reads only grid keys
             raise UserError(f"{source}: [microbench] {', '.join(extra)} need the grid in its own file: "
                             "move the grid keys there and write grid = \"FILE\"")
-        return source, t
+        return source.resolve(), t
+    stray = sorted(set(t) & set(GRID_KEYS) - {"backends"})
+    if stray:
+        raise UserError(f"{source}: [microbench] has grid = {t['grid']!r} and also {', '.join(stray)}; "
+                        "set those in the grid file (only backends, gpus and args go beside grid)")
     path = (source.parent / t["grid"]).resolve()
     if not path.is_file():
         raise UserError(f"{source}: [microbench] grid {t['grid']!r} not found at {path}; give a path relative to the scenario file")
@@ -192,14 +199,14 @@ def _grid_file(t: dict, source: Path) -> tuple[Path, dict]:
 def _microbench_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
     """One run per backend over the whole grid: `microbench <op> --grid FILE --backends b`."""
     path, grid = _grid_file(t, source)
-    op = t.get("op", grid.get("op"))
+    op = grid.get("op")
     if op not in ("decode", "prefill"):
         raise UserError(f"{path}: [microbench] op must be \"decode\" or \"prefill\" (got {op!r})")
     if not backends:
         backends = grid.get("backends", [])
         for b in backends:
             _known(b, path, "[microbench] grid backends")
-    name = path.stem if path != source else op
+    name = path.stem if path != source.resolve() else op
     return [Run(f"microbench-{name}-{b}", ("microbench", op, "--grid", str(path), "--backends", b, *t.get("args", [])),
                 _gpus(t)) for b in backends]
 
@@ -211,7 +218,8 @@ def _gpqa_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
     """One run per (backend, effort)."""
     common = _flags(t, {"model": "--model", "dataset": "--dataset", "repeats": "--repeats",
                         "concurrency": "--concurrency", "api": "--api", "max_tokens": "--max-tokens",
-                        "temperature": "--temperature", "limit": "--limit", "seed": "--seed"})
+                        "temperature": "--temperature", "limit": "--limit", "seed": "--seed",
+                        "max_model_len": "--max-model-len"})
     common += _repeated("--serve-arg", t.get("serve_args", [])) + t.get("args", [])
     return [Run(f"gpqa-{b}-{e}", ("gpqa", "--backends", b, "--effort", e, *common), _gpus(t))
             for b, e in itertools.product(backends, _listed(t.get("effort", "low")))]
@@ -219,7 +227,7 @@ def _gpqa_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
 
 GPQA = Section("gpqa", {**COMMON, "effort": (STR, [STR]), "model": STR, "dataset": STR, "repeats": INT,
                         "concurrency": INT, "api": STR, "max_tokens": INT, "temperature": FLOAT, "limit": INT,
-                        "seed": INT, "serve_args": [STR]}, _gpqa_runs)
+                        "seed": INT, "max_model_len": INT, "serve_args": [STR]}, _gpqa_runs)
 
 
 def _parity_runs(t: dict, backends: list[str], source: Path) -> list[Run]:

@@ -14,6 +14,10 @@ timeout 600 python3 scripts/device/with_servers.py --model /tmp/models/smollm2 -
   --backends fa2,fa3,fa4,flashinfer,attnbench-fa4 --mem 0.08 --serve-arg=--max-num-seqs --serve-arg=64 \
   --log-dir /tmp/res/smollm2-logs -- \
   python3 -m attnbench parity {endpoints} --model {model} --hf-reference /tmp/models/smollm2 --result-dir /tmp/res/parity-smollm2 ';;' \
-  python3 -m attnbench gpqa {endpoints} --model {model} --api chat --effort none --dataset attnbench/evals/data/mini_mcq.csv --repeats 4 --result-dir /tmp/res/gpqa-smollm2 \
+  python3 -m attnbench gpqa --endpoint {endpoint:fa3} --name fa3 --model {model} --api chat --effort none --dataset mini --repeats 4 --max-tokens 256 --result-dir /tmp/res/gpqa-smollm2 ';;' \
+  python3 -m attnbench gpqa --endpoint {endpoint:fa4} --name fa4 --model {model} --api chat --effort none --dataset mini --repeats 4 --max-tokens 256 --result-dir /tmp/res/gpqa-smollm2 ';;' \
+  python3 -m attnbench gpqa --endpoint {endpoint:flashinfer} --name flashinfer --model {model} --api chat --effort none --dataset mini --repeats 4 --max-tokens 256 --result-dir /tmp/res/gpqa-smollm2 ';;' \
+  python3 -m attnbench gpqa --endpoint {endpoint:fa2} --name fa2 --model {model} --api chat --effort none --dataset mini --repeats 4 --max-tokens 256 --result-dir /tmp/res/gpqa-smollm2 ';;' \
+  python3 -m attnbench gpqa --endpoint {endpoint:attnbench-fa4} --name attnbench-fa4 --model {model} --api chat --effort none --dataset mini --repeats 4 --max-tokens 256 --result-dir /tmp/res/gpqa-smollm2 \
   2>&1 | tr '\r' '\n' | grep -v '^\s*$' | tail -80
 step done

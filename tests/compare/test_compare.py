@@ -56,7 +56,6 @@ def test_change_within_threshold_passes_and_overrides_apply():
     strict = judge.Settings(metric_thresholds={"output_*": 2})
     r = row(judge.compare(base, cur, strict), "output_throughput")
     assert r.verdict == judge.REGRESSION and "threshold 2%" in r.rule
-    res = cli_files = None  # noqa: F841
 
 
 def test_metric_threshold_option(tmp_path):
@@ -84,6 +83,8 @@ def test_a_drop_beyond_the_spread_of_repeats_fails():
 def test_two_repeats_need_complete_separation():
     overlapping = judge.compare([serve(tps=1000), serve(tps=800)], [serve(tps=850), serve(tps=700)])
     assert row(overlapping, "output_throughput").verdict == judge.NOISE
+    touching = judge.compare([serve(tps=1000), serve(tps=1000)], [serve(tps=1000), serve(tps=500)])
+    assert row(touching, "output_throughput").verdict == judge.NOISE  # a tie is not a separation
     separated = judge.compare([serve(tps=1000), serve(tps=990)], [serve(tps=800), serve(tps=790)])
     r = row(separated, "output_throughput")
     assert r.verdict == judge.REGRESSION and "complete separation" in r.rule
@@ -190,6 +191,8 @@ def test_text_table_hides_unchanged_non_headline_metrics():
     shown = render.text(cmp)
     assert "output_throughput" in shown and "mean_e2el_ms" not in shown
     assert "mean_e2el_ms" in render.text(cmp, everything=True)
+    md = render.markdown(cmp)
+    assert md.index("output_throughput") < md.index("<details><summary>all 4 rows</summary>") < md.index("mean_e2el_ms")
 
 
 def test_mann_whitney_exact_values():
@@ -248,3 +251,10 @@ def test_microbench_timings_are_the_noise_of_us_and_of_rates():
     noisy = judge.compare([micro(10, jittery_base)], [micro(10.8, jittery_cur)])
     assert row(noisy, "us", "fa4").verdict == judge.NOISE
     assert match.label(match.key(micro(1, [1]))) == "B4 ctx1024 H16/8/128 bf16"
+
+
+def test_different_gpus_are_noted():
+    other = serve()
+    other.provenance = {"gpu_name": "H200"}
+    cmp = judge.compare([serve()], [other])
+    assert cmp.notes == ["baseline ran on H100, current on H200"] and "note: baseline ran on H100" in render.text(cmp)

@@ -8,10 +8,9 @@ import pytest
 
 pytest.importorskip("cutlass", reason="nvidia-cutlass-dsl not installed")
 
-from attnbench.kernels.fa4_decode.combine import CombineConfig  # noqa: E402
-from attnbench.kernels.fa4_decode.kernel import DecodeConfig  # noqa: E402
-from attnbench.microbench.base import DecodeShape  # noqa: E402
-
+from attnbench.kernels.fa4_decode.combine import CombineConfig
+from attnbench.kernels.fa4_decode.kernel import DecodeConfig
+from attnbench.microbench.base import DecodeShape
 
 # --- configuration and adapter (pure python) ---------------------------------------------------
 
@@ -22,16 +21,28 @@ def test_config_derives_one_16_byte_load_per_lane_per_row():
 
 
 @pytest.mark.parametrize("kw, problem", [
-    (dict(dtype="float32"), "bfloat16/float16"),
-    (dict(head_dim=96), "head_dim"),
-    (dict(group=32), "GQA group"),
-    (dict(num_threads=200), "num_threads"),
-    (dict(head_dim=256, group=8, num_threads=1024), "shared memory"),
+    ({"dtype": "float32"}, "bfloat16/float16"),
+    ({"head_dim": 96}, "head_dim"),
+    ({"group": 32}, "GQA group"),
+    ({"num_threads": 200}, "num_threads"),
+    ({"head_dim": 256, "group": 8, "num_threads": 1024}, "shared memory"),
+    ({"smem_stages": 2, "pipeline": True}, "pick one"),
+    ({"smem_stages": 4, "tokens_per_thread": 8}, "shared memory"),
 ])
 def test_config_rejects_what_the_kernel_cannot_do(kw, problem):
-    args = dict(dtype="bfloat16", head_dim=128, group=2, page_size=16, write_final=True) | kw
+    args = {"dtype": "bfloat16", "head_dim": 128, "group": 2, "page_size": 16, "write_final": True} | kw
     with pytest.raises(ValueError, match=problem):
         DecodeConfig(**args)
+
+
+def test_tuning_can_be_overridden_from_the_environment(monkeypatch):
+    from attnbench.kernels.fa4_decode.launcher import Tuning, default_tuning
+
+    monkeypatch.setenv("ATTNBENCH_FA4_TUNING", "num_threads=128, tokens_per_thread=2, ctas_per_sm=6, smem_stages=3")
+    assert default_tuning(2) == Tuning(128, 2, 6, pipeline=False, smem_stages=3)
+    monkeypatch.setenv("ATTNBENCH_FA4_TUNING", "threads=128")
+    with pytest.raises(ValueError, match="ATTNBENCH_FA4_TUNING"):
+        default_tuning(2)
 
 
 def test_default_tuning_fits_two_or_more_ctas_per_sm_by_registers():
@@ -81,6 +92,17 @@ def test_pipelined_variant_issues_three_load_sites_of_double_buffered_rows(tmp_p
     assert len(re.findall(r"ld\.global[.\w]*\.v4\.b32", ptx)) == 2 + 3 * 2 * cfg.tokens_per_thread
 
 
+def test_smem_ring_variant_streams_through_cp_async(tmp_path, monkeypatch):
+    launcher = _compiler()
+    cfg = DecodeConfig("bfloat16", 128, group=2, page_size=16, write_final=False, num_threads=128,
+                       tokens_per_thread=2, smem_stages=3)
+    ptx = _ptx(tmp_path, monkeypatch, launcher.compile_decode, cfg)
+    # S-1 prologue steps + 1 refill in the loop, each T K rows + T V rows of 16 bytes
+    assert len(re.findall(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 16", ptx)) == 3 * 2 * 2
+    assert "cp.async.wait_group \t2;" in ptx or "cp.async.wait_group 2;" in ptx
+    assert len(re.findall(r"ld\.global[.\w]*\.v4\.b32", ptx)) == 2  # only q goes through registers
+
+
 def test_final_variant_and_combine_compile_for_fp16_head_dim_64(tmp_path, monkeypatch):
     launcher = _compiler()
     ptx = _ptx(tmp_path / "dec", monkeypatch, launcher.compile_decode,
@@ -114,7 +136,8 @@ def _rel_err(out, ref):
     return float((out.float() - ref).norm() / ref.norm().clamp_min(1e-6))
 
 
-VARIANTS = {"default": {}, "pipelined": dict(num_threads=128, tokens_per_thread=2, pipeline=True)}
+VARIANTS = {"default": {}, "pipelined": {"num_threads": 128, "tokens_per_thread": 2, "pipeline": True},
+            "smem": {"num_threads": 128, "tokens_per_thread": 2, "smem_stages": 3}}
 
 
 @pytest.mark.gpu
@@ -143,7 +166,7 @@ def test_cuda_graph_replay_follows_new_lengths_without_recapture():
 
     inp = _inputs(8, (300,) * 8, 16, 8, 128, 16, "bfloat16")
     dec = FA4Decode(q_heads=16, kv_heads=8, head_dim=128, page_size=16, dtype="bfloat16", max_batch=8).compile()
-    call = lambda: dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,  # noqa: E731
+    call = lambda: dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,
                        max_context=300)
     assert dec.plan(8, 300).num_splits > 1  # the graph holds the split kernel and the combine
     call()
@@ -158,6 +181,22 @@ def test_cuda_graph_replay_follows_new_lengths_without_recapture():
     ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
     assert not inp.out.isnan().any()
     assert _rel_err(inp.out, ref) <= 1e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("splits", [1, 3])
+def test_a_plan_for_shorter_contexts_is_still_exact(splits):
+    """The last split runs to each sequence's end, so a stale plan (graph captured at a smaller
+    max_context) costs speed, not correctness."""
+    from attnbench.kernels.fa4_decode import reference
+    from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+    inp = _inputs(3, (300, 17, 1000), 16, 8, 128, 16, "bfloat16")
+    dec = FA4Decode(q_heads=16, kv_heads=8, head_dim=128, page_size=16, dtype="bfloat16", max_batch=3)
+    dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,
+        max_context=64, num_splits=splits)
+    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
+    assert not inp.out.isnan().any() and _rel_err(inp.out, ref) <= 1e-2
 
 
 @pytest.mark.gpu

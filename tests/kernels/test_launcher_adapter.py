@@ -1,5 +1,7 @@
 """The microbench adapter for attnbench-fa4: which shapes it takes (checked before any GPU work)."""
 
+import pytest
+
 from attnbench.microbench.base import DecodeShape, PrefillShape
 from attnbench.microbench.kernels.attnbench_fa4 import AttnbenchFA4
 
@@ -18,3 +20,23 @@ def test_options_make_a_configured_copy():
     k = AttnbenchFA4()
     assert k.with_options(num_splits=4).num_splits == 4 and k.num_splits is None
     assert k.with_options().num_splits is None
+
+
+@pytest.mark.gpu
+def test_adapter_closure_writes_the_reference_output_and_shares_one_workspace():
+    import torch
+
+    from attnbench.kernels.fa4_decode import reference
+    from attnbench.microbench.inputs import decode_inputs
+
+    shape = DecodeShape(batch=4, context_lens=(1, 100, 2048, 700))
+    k = AttnbenchFA4()
+    copies = [decode_inputs(shape, device="cuda", seed=s) for s in (0, 1)]
+    runs = [k.decode(shape, inp) for inp in copies]
+    assert len(k._decoders) == 1  # input copies reuse one FA4Decode (one workspace)
+    for run, inp in zip(runs, copies):
+        run()
+        torch.cuda.synchronize()
+        ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
+        assert not inp.out.isnan().any()
+        assert float((inp.out.float() - ref).norm() / ref.norm()) <= 1e-2

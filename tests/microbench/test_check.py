@@ -61,3 +61,28 @@ def test_wrong_kernel_is_marked_failed_in_its_record():
     rec = run._record("wrong", SHAPE, run.Options(device="cpu", repeats=2), {}, None)
     run.measure_one(IgnoresBlockTable(), SHAPE, inp, decode_reference(SHAPE, inp), run.Options(device="cpu", repeats=2), None, rec)
     assert rec.status == "failed" and rec.samples["verdict"] == "FAIL" and rec.metrics["us"] > 0
+
+
+def test_a_backend_that_breaks_or_cannot_run_is_recorded_and_the_run_goes_on():
+    """On this CPU machine fa2's library is missing: its record says so, the reference still runs."""
+    shapes = [DecodeShape.uniform(2, 16, q_heads=2, kv_heads=1, head_dim=8), DecodeShape.uniform(1, 24, q_heads=2, kv_heads=1, head_dim=8)]
+    seen = []
+    recs = run.run(shapes, ["fa2", "reference"], run.Options(device="cpu", repeats=1), provenance={}, on_record=seen.append)
+    assert len(recs) == 4 and seen == recs
+    broken = [r for r in recs if r.backend == "fa2"]
+    assert all(r.status == "failed" and r.samples["verdict"] == "error" and r.error for r in broken)
+    assert all(r.status == "ok" for r in recs if r.backend == "reference")
+
+
+class Picky(Kernel):
+    name = "picky"
+
+    def unsupported(self, shape):
+        return "only even batches" if shape.batch % 2 else None
+
+
+def test_unsupported_shapes_are_skipped_with_the_kernels_reason():
+    inp = inputs.decode_inputs(SHAPE, "cpu")
+    opts = run.Options(device="cpu", repeats=1)
+    rec = run.measure_one(Picky(), SHAPE, inp, None, opts, None, run._record("picky", SHAPE, opts, {}, None))
+    assert rec.samples["verdict"] == "skipped" and rec.error == "unsupported: only even batches" and "us" not in rec.metrics

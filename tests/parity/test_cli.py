@@ -11,7 +11,7 @@ import pytest
 from attnbench.errors import UserError
 from attnbench.parity import run
 from attnbench.parity.cli import parse_endpoint, parse_endpoints
-from attnbench.parity.collect import Settings
+from attnbench.parity.collect import Collection, Settings
 from attnbench.parity.prompts import PromptSet
 from attnbench.results import record
 
@@ -52,11 +52,17 @@ def test_two_endpoints_end_to_end(tmp_path):
     assert fa4_rec.samples["prefill_abs_dlogprob"][1][2] == pytest.approx(0.3)
     assert fa4_rec.provenance["server"].endswith(f":{fa4.port}/v1")
     assert recs["fa3"].metrics["passed"] is None  # the reference is not compared with itself
-    collected = json.loads((out / "collected" / "fa4.json").read_text())
-    assert collected["name"] == "fa4" and len(collected["results"]) == 3
+    collected = Collection.load(out / "collected" / "fa4.json.gz")
+    assert collected.name == "fa4" and len(collected.results) == 3 and collected.source.endswith(f":{fa4.port}/v1")
     summary = (out / "summary.md").read_text()
     assert "| fa4 | fa3 | 0.3000 |" in summary and "max_abs_dlogprob 0.3 > 0.25" in summary
     assert (out / "parity_dlogprob.png").read_bytes()[:4] == b"\x89PNG"
+    # judged again from what was collected, with a looser limit: no server needed
+    again = attnbench("--from-collected", str(out / "collected"), "--max-dlogprob", "0.5", "--result-dir", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    rec = {r.backend: r for r in record.load(tmp_path / "again")}["fa4"]
+    assert rec.metrics["passed"] == 1 and rec.metrics["max_abs_dlogprob"] == pytest.approx(0.3)
+    assert rec.scenario["thresholds"]["max_abs_dlogprob"] == 0.5
 
 
 def test_identical_endpoints_pass_and_thresholds_are_flags(tmp_path):
@@ -69,6 +75,7 @@ def test_identical_endpoints_pass_and_thresholds_are_flags(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--endpoint", "fa3"], "is not NAME=URL"),
+    (["--from-collected", "{empty}"], "no collected"),
     (["--endpoint", "a=http://127.0.0.1:{port}", "--endpoint", "b=http://127.0.0.1:{port}"], "cannot reach"),
     (["--endpoint", "a=http://127.0.0.1:{port}", "--endpoint", "b=http://x", "--reference", "c"], "--reference 'c'"),
     (["--endpoint", "a=http://127.0.0.1:{port}", "--hf-reference", "off"], "two or more"),
@@ -79,7 +86,7 @@ def test_bad_input_is_one_line(tmp_path, args, message):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = attnbench(*[a.format(port=port) for a in args], "--result-dir", str(tmp_path), *FLAGS)
+    p = attnbench(*[a.format(port=port, empty=tmp_path) for a in args], "--result-dir", str(tmp_path), *FLAGS)
     assert p.returncode == 2
     assert message in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
@@ -91,7 +98,7 @@ def test_a_server_without_prompt_logprobs(tmp_path):
                       "--result-dir", str(tmp_path), *FLAGS)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "plain: the server returned no prompt_logprobs" in p.stderr and "vLLM" in p.stderr
-    assert (tmp_path / "collected" / "a.json").exists()  # what was collected before is kept
+    assert (tmp_path / "collected" / "a.json.gz").exists()  # what was collected before is kept
 
 
 def test_fp32_reference_is_compared_like_a_backend(tmp_path, tiny_llama):
@@ -105,7 +112,7 @@ def test_fp32_reference_is_compared_like_a_backend(tmp_path, tiny_llama):
     assert recs["b"].metrics["max_abs_dlogprob"] == 0.0  # b vs a: identical servers
     assert recs["a"].metrics["hf_max_abs_dlogprob"] > 0.5  # the scripted "model" is not the Llama
     assert recs["a"].metrics["passed"] == 0 and recs["a"].scenario["fp32_reference"] == str(folder)
-    assert (tmp_path / "collected" / "hf-fp32.json").exists()
+    assert (tmp_path / "collected" / "hf-fp32.json.gz").exists()
     assert "hf-fp32" in (tmp_path / "summary.md").read_text()
 
 
@@ -133,3 +140,17 @@ def test_backends_start_one_vllm_each_and_a_crash_is_recorded(tmp_path, monkeypa
         assert cmd[cmd.index("--load-format") + 1] == "dummy"
         assert cmd[cmd.index("--gpu-memory-utilization") + 1] == "0.8"
         assert cmd[cmd.index("--served-model-name") + 1] == "qwen3-0.6b"
+
+
+def test_when_the_default_reference_crashes_the_first_backend_that_ran_is_the_reference(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("ATTNBENCH_VLLM_CMD", f"{sys.executable} {Path(__file__).with_name('fake_vllm.py')} serve")
+    monkeypatch.setenv("FAKE_PARITY_FLASH_ATTN3", "crash")
+    monkeypatch.setenv("FAKE_PARITY_FLASHINFER", "shift:0.01")
+    p = attnbench("--backends", "fa3,fa2,flashinfer", "--result-dir", str(tmp_path), *FLAGS)
+    assert p.returncode == 1 and "comparing with fa2 instead" in p.stderr
+    recs = {r.backend: r for r in record.load(tmp_path)}
+    assert recs["fa3"].status == "failed"
+    assert recs["flashinfer"].scenario["reference"] == "fa2"
+    assert recs["flashinfer"].metrics["max_abs_dlogprob"] == pytest.approx(0.01)

@@ -31,6 +31,14 @@ def test_fa2_matches_fa3_on_the_dummy_model(tmp_path):
     assert m["prefill_positions"] == 1100 - 1 + 64 - 1 and m["max_abs_dlogprob"] is not None
 
 
+def test_random_weights_fa2_matches_fa3_and_fp32(tmp_path):
+    p, recs = _parity(tmp_path, "--backends", "fa3,fa2", "--random-weights")
+    assert recs["fa2"].status == "ok" and recs["fa3"].status == "ok", p.stderr[-2000:]
+    assert recs["fa2"].metrics["mean_abs_dlogprob"] > 0 or recs["fa2"].metrics["max_abs_dlogprob"] == 0
+    assert recs["fa3"].metrics["hf_max_abs_dlogprob"] is not None
+    assert recs["fa2"].metrics["passed"] == 1, recs["fa2"].samples["threshold_failures"]
+
+
 @pytest.mark.skipif(not os.environ.get("ATTNBENCH_PARITY_MODEL"), reason="set ATTNBENCH_PARITY_MODEL to a real-weight folder")
 def test_real_weights_against_fp32_transformers(tmp_path):
     p, recs = _parity(tmp_path, "--backends", "fa3,fa2", "--model", os.environ["ATTNBENCH_PARITY_MODEL"])

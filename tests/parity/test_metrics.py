@@ -116,7 +116,14 @@ def test_thresholds():
 
 def test_collection_round_trips_through_json(tmp_path):
     a = _collection("a", [-1.0, -2.0], REF_TOPS, [5, 6, 7], DEC_TOPS)
-    a.save(tmp_path / "a.json")
-    b = Collection.load(tmp_path / "a.json")
-    assert b == a
+    for name in ("a.json", "a.json.gz"):
+        a.save(tmp_path / name)
+        assert Collection.load(tmp_path / name) == a
+    b = Collection.load(tmp_path / "a.json.gz")
     assert compare(a, b).metrics["max_abs_dlogprob"] == 0.0
+
+
+def test_loading_something_else_is_a_user_error(tmp_path):
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(UserError, match="not a parity collection"):
+        Collection.load(tmp_path / "x.json")

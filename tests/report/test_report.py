@@ -45,16 +45,19 @@ def test_latest_serve_comparison_uses_the_newest_run_with_ratios(built):
     _, html = built
     serve = section(html, "serve")
     assert "14200 (1.00x)" in serve and "11000 (0.77x)" in serve  # 11000 / 14200
-    assert "14000 (" not in serve  # the older baseline run is history, not the latest table
+    assert "14000 (" not in serve.split("<h3>History</h3>")[0]  # the older run is history, not the latest table
     assert re.search(r'<tr class="failed"><td>flashinfer</td><td colspan="10">FAILED: server exited', serve)
-    assert "history-serve" in serve  # two runs of 1000:1000 -> a history plot
+    assert "history-serve" in serve  # two runs of 1000:1000 -> a history plot and its change table
+    assert re.search(r'<td>fa4</td><td>output tok/s</td><td class="n">2</td><td>10500 \(aaaaaaa\)</td>'
+                     r'<td>11000 \(bbbbbbb\)</td><td class="n">\+4\.8%</td>', serve)  # 11000 / 10500 - 1
     assert "No history yet" in section(html, "microbench")
 
 
 def test_microbench_table_and_roofline(built):
     _, html = built
     mb = section(html, "microbench")
-    for text in ("<th>seqlen</th>", "<th>tflops</th>", "<th>pct_measured_bw</th>", "Roofline of the attention kernels"):
+    for text in ("<th>context</th>", "<th>tflops</th>", "<th>pct_measured_bw</th>", "Roofline of the attention kernels",
+                 "decode b32 ctx8192 h16/8 d128"):
         assert text in mb
     assert mb.count("<tr>") + mb.count('<tr class="failed">') == 1 + 6  # header + 2 backends x 3 shapes
 
@@ -64,8 +67,8 @@ def test_gpqa_and_parity_show_their_intervals_and_verdicts(built):
     gpqa = section(html, "gpqa")
     assert "0.55" in gpqa and "0.69" in gpqa and "accuracy with confidence interval" in gpqa
     parity = section(html, "parity")
-    assert re.search(r'<tr class="failed"><td>attnbench-fa4</td>.*?<td>FAIL</td>', parity)
-    assert "top1_agreement with confidence interval" in parity
+    assert re.search(r'<tr class="failed"><td>attnbench-fa4</td>.*?<td>FAIL: top1_agreement 0.90 &lt; 0.99</td>', parity)
+    assert "top1_agreement with confidence interval" in parity  # Wilson, from 400 prefill positions
 
 
 def test_page_is_self_contained_and_its_plots_lie_beside_it(built):

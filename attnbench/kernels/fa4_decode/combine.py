@@ -12,8 +12,7 @@ import math
 from dataclasses import dataclass
 
 import cutlass
-import cutlass.cute as cute
-from cutlass import Float32, Int32, const_expr
+from cutlass import Float32, Int32, cute
 
 from attnbench.kernels.fa4_decode.kernel import cutlass_dtype
 
@@ -107,7 +106,7 @@ class CombineKernel:
             acc = cute.make_rmem_tensor((PER,), Float32)
             acc.fill(0.0)
             part = cute.make_rmem_tensor((PER,), Float32)
-            for s in cutlass.range(num_splits, unroll=4):
+            for s in cutlass.range(num_splits, unroll=8):  # 8 independent 16-byte loads in flight per lane
                 cute.autovec_copy(cute.local_tile(mOPartial[s, b, h, None], (PER,), (lane,)), part)
                 w = s_w[s, warp]
                 for i in cutlass.range_constexpr(PER):

@@ -2,8 +2,10 @@
 
 Decode is a stream over the KV cache, so the kernel is built around bytes in flight, not FLOPs:
 each thread owns one 16-byte slice of a K row and of a V row (head_dim/8 threads per token) and
-issues TOKENS_PER_THREAD independent K+V loads before it consumes any, and many CTAs live on each
-SM (small smem, no tensor cores: a GQA group of 2-8 query heads is a few FMAs per loaded byte).
+keeps tokens_per_thread rows of each in flight, and many CTAs live on each SM (no tensor cores: a
+GQA group of 2-8 query heads is a few FMAs per loaded byte). Three ways to stream, one config
+switch each (NOTES.md has the numbers): v1.1 loads a step into registers then computes it; v2
+double-buffers the registers; v3 cp.asyncs into a shared-memory ring several steps ahead.
 
 Scores are kept in the log2 domain (q is pre-multiplied by scale*log2(e)), so the online softmax
 uses exp2; the partial LSE written out is natural-log: lse = (m + log2(l)) * ln(2).
@@ -15,13 +17,13 @@ import math
 from dataclasses import dataclass
 
 import cutlass
-import cutlass.cute as cute
-from cutlass import Float32, Int32, const_expr
+from cutlass import Float32, Int32, const_expr, cute
+from cutlass.cute.nvgpu import cpasync
 
 LN2 = math.log(2.0)
 LOG2_E = math.log2(math.e)
 VEC_BYTES = 16  # one 128-bit global load per thread per row
-MAX_GROUP = 8  # each lane holds q and acc of the whole group: 8 heads x 8 x 2 fp32 = 128 registers
+MAX_GROUP = 16  # each lane holds q and acc of the whole group: above 8 heads registers spill (slow)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class DecodeConfig:
     num_threads: int = 256
     tokens_per_thread: int = 4  # independent K+V row loads in flight per thread per step
     pipeline: bool = False  # two register buffers: load step i+1 while computing step i (v2)
+    smem_stages: int = 0  # > 0: cp.async K/V into a ring of this many shared-memory steps (v3)
 
     def __post_init__(self):
         if self.dtype not in ("bfloat16", "float16"):
@@ -48,6 +51,8 @@ class DecodeConfig:
             raise ValueError("page_size must be positive")
         if self.num_threads % self.lanes_per_row or self.num_threads % 32 or not 32 <= self.num_threads <= 1024:
             raise ValueError("num_threads must be a multiple of 32 (and of head_dim/8), at most 1024")
+        if self.smem_stages < 0 or (self.smem_stages and self.pipeline):
+            raise ValueError("smem_stages must be >= 0, and the smem ring (v3) replaces pipeline (v2): pick one")
         if self.smem_bytes() > 48 * 1024:  # the default dynamic shared memory limit
             raise ValueError(f"{self.num_threads} threads x group {self.group} x head_dim {self.head_dim} "
                              f"needs {self.smem_bytes()} B of shared memory (> 48 KB); use fewer threads")
@@ -66,7 +71,9 @@ class DecodeConfig:
         return self.num_threads // self.lanes_per_row
 
     def smem_bytes(self) -> int:
-        return 4 * self.rows * self.group * (self.head_dim + 2) + 64  # + alignment slack
+        merge = 4 * self.rows * self.group * (self.head_dim + 2)
+        ring = self.num_threads * self.smem_stages * self.tokens_per_thread * 2 * VEC_BYTES
+        return merge + ring + 128  # + alignment slack
 
 
 def cutlass_dtype(name: str):
@@ -139,7 +146,10 @@ class SplitDecodeKernel:
         seq_len = mSeqLens[b]
         num_pages = (seq_len + (P - 1)) // P
         p_begin = split * pages_per_split
-        p_end = cutlass.min(p_begin + pages_per_split, num_pages)
+        _, num_splits, _ = cute.arch.grid_dim()
+        # the last split runs to the end of the sequence: a plan made for a shorter max_context
+        # (a CUDA graph replayed after lengths grew) is then slower, never wrong
+        p_end = cutlass.min(p_begin + pages_per_split, num_pages) if split < num_splits - 1 else num_pages
         t_begin = p_begin * P
         t_end = cutlass.min(p_end * P, seq_len)
 
@@ -170,7 +180,11 @@ class SplitDecodeKernel:
         pages_a = cute.make_rmem_tensor((T,), Int32)
         pages_a.fill(0)
         self._fetch_pages(mBlockTable, b, t_begin, t_end, row, pages_a)
-        if const_expr(not cfg.pipeline):
+        smem = cutlass.utils.SmemAllocator()
+        if const_expr(cfg.smem_stages > 0):
+            self._stream_smem(smem, mK, mV, mBlockTable, b, kvh, lane, row, tidx, t_begin, t_end,
+                              q, k_frag, v_frag, scores, row_max, row_sum, acc)
+        elif const_expr(not cfg.pipeline):
             for base in cutlass.range(t_begin, t_end, STEP, unroll=1):
                 # issue every load of this step before using any of them
                 self._load(mK, mV, kvh, lane, row, base, t_end, pages_a, k_frag, v_frag)
@@ -193,7 +207,6 @@ class SplitDecodeKernel:
                 self._consume(row, base + STEP, t_end, q, k_b, v_b, scores, row_max, row_sum, acc)
 
         # merge the ROWS partial softmaxes of this CTA through shared memory
-        smem = cutlass.utils.SmemAllocator()
         s_acc = smem.allocate_tensor(Float32, cute.make_layout((ROWS, GQ * D), stride=(GQ * D, 1)), 16)
         s_max = smem.allocate_tensor(Float32, cute.make_layout((ROWS, GQ), stride=(GQ, 1)), 16)
         s_sum = smem.allocate_tensor(Float32, cute.make_layout((ROWS, GQ), stride=(GQ, 1)), 16)
@@ -289,3 +302,51 @@ class SplitDecodeKernel:
                 vf = v_frag[j].load().to(Float32)
                 for i in cutlass.range_constexpr(VEC):
                     acc[h * VEC + i] = acc[h * VEC + i] + p * vf[i]
+
+    @cute.jit
+    def _stream_smem(self, smem, mK: cute.Tensor, mV: cute.Tensor, mBlockTable: cute.Tensor, b, kvh, lane, row,
+                     tidx, t_begin, t_end, q: cute.Tensor, k_frag, v_frag, scores: cute.Tensor,
+                     row_max: cute.Tensor, row_sum: cute.Tensor, acc: cute.Tensor):
+        """v3: cp.async each step's K/V rows into a per-thread slot of an S-step shared-memory ring,
+        S-1 steps ahead of the step being computed. In-flight bytes then cost no registers. Each
+        thread reads back only what it copied itself, so cp.async.wait_group is the only sync."""
+        cfg = self.cfg
+        S, T, VEC, NT, STEP = cfg.smem_stages, cfg.tokens_per_thread, cfg.vec, cfg.num_threads, cfg.rows * cfg.tokens_per_thread
+        # (elements, thread, token, K/V, stage): consecutive threads hit consecutive 16 bytes (no bank conflicts)
+        ring = smem.allocate_tensor(self.dtype, cute.make_layout((VEC, NT, T, 2, S)), 128)
+        atom = cute.make_copy_atom(cpasync.CopyG2SOp(cache_mode=cpasync.LoadCacheMode.GLOBAL), self.dtype,
+                                   num_bits_per_copy=128)
+        n_steps = (t_end - t_begin + (STEP - 1)) // STEP
+        for st in cutlass.range_constexpr(S - 1):
+            self._issue(atom, ring, mK, mV, mBlockTable, b, kvh, lane, row, tidx, t_begin + st * STEP, t_end, st)
+            cute.arch.cp_async_commit_group()
+        for i in cutlass.range(n_steps, unroll=1):
+            # refill the slot consumed in the previous iteration (its reads finished: they were ld.shared)
+            nxt = i + (S - 1)
+            self._issue(atom, ring, mK, mV, mBlockTable, b, kvh, lane, row, tidx, t_begin + nxt * STEP, t_end, nxt % S)
+            cute.arch.cp_async_commit_group()
+            cute.arch.cp_async_wait_group(S - 1)  # step i's group has landed
+            base = t_begin + i * STEP
+            stage = i % S
+            for j in cutlass.range_constexpr(T):
+                t = base + j * cfg.rows + row
+                if t < t_end:
+                    cute.autovec_copy(ring[None, tidx, j, 0, stage], k_frag[j])
+                    cute.autovec_copy(ring[None, tidx, j, 1, stage], v_frag[j])
+                else:  # the slot holds stale bytes: zero them so 0 * garbage cannot make a NaN
+                    k_frag[j].fill(0.0)
+                    v_frag[j].fill(0.0)
+            self._consume(row, base, t_end, q, k_frag, v_frag, scores, row_max, row_sum, acc)
+        cute.arch.cp_async_wait_group(0)
+
+    @cute.jit
+    def _issue(self, atom, ring: cute.Tensor, mK: cute.Tensor, mV: cute.Tensor, mBlockTable: cute.Tensor, b, kvh,
+               lane, row, tidx, base, t_end, stage):
+        cfg = self.cfg
+        for j in cutlass.range_constexpr(cfg.tokens_per_thread):
+            t = base + j * cfg.rows + row
+            if t < t_end:
+                page = mBlockTable[b, t // cfg.page_size]
+                off = t % cfg.page_size
+                cute.copy(atom, cute.local_tile(mK[page, off, kvh, None], (cfg.vec,), (lane,)), ring[None, tidx, j, 0, stage])
+                cute.copy(atom, cute.local_tile(mV[page, off, kvh, None], (cfg.vec,), (lane,)), ring[None, tidx, j, 1, stage])

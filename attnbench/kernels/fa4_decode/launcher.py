@@ -13,7 +13,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from attnbench.kernels.fa4_decode import planner
 from attnbench.kernels.fa4_decode.combine import CombineConfig
@@ -47,18 +47,17 @@ def _options(arch: str) -> str:
 def _fake(dtype, shape, div):
     """A fake tensor whose last dim is contiguous and whose other strides are symbolic multiples
     of `div` elements (16 bytes for div = 16 // itemsize): what lets the kernel use 128-bit loads."""
-    import cutlass.cute as cute
+    from cutlass import cute
 
     stride = tuple(1 if i == len(shape) - 1 else cute.sym_int64(divisibility=div) for i in range(len(shape)))
     return cute.runtime.make_fake_tensor(dtype, shape, stride=stride, assumed_align=max(div * dtype.width // 8, 1))
 
 
-@lru_cache(maxsize=None)
+@cache
 def compile_decode(cfg: DecodeConfig, arch: str = DEFAULT_ARCH):
     """The compiled split decode kernel for `cfg`; call it as
     f(q, k_cache, v_cache, block_table, seq_lens, out_partial, lse_partial, out, scale_log2, num_splits, pages_per_split)."""
-    import cutlass.cute as cute
-    from cutlass import Float32, Int32
+    from cutlass import Float32, Int32, cute
 
     from attnbench.kernels.fa4_decode.kernel import SplitDecodeKernel, cutlass_dtype
 
@@ -83,11 +82,10 @@ def compile_decode(cfg: DecodeConfig, arch: str = DEFAULT_ARCH):
         return cute.compile(SplitDecodeKernel(cfg), *args, options=_options(arch))
 
 
-@lru_cache(maxsize=None)
+@cache
 def compile_combine(cfg: CombineConfig, arch: str = DEFAULT_ARCH):
     """The compiled combine kernel; f(out_partial, lse_partial, out, num_splits)."""
-    import cutlass.cute as cute
-    from cutlass import Float32, Int32
+    from cutlass import Float32, Int32, cute
 
     from attnbench.kernels.fa4_decode.combine import CombineKernel
     from attnbench.kernels.fa4_decode.kernel import cutlass_dtype
@@ -112,16 +110,29 @@ class Tuning:
     tokens_per_thread: int
     ctas_per_sm: int  # what fits by registers; the planner sizes splits to fill exactly this
     pipeline: bool = False  # double-buffered K/V registers (kernel v2)
+    smem_stages: int = 0  # cp.async shared-memory ring of this many steps (kernel v3)
 
 
 def default_tuning(group: int) -> Tuning:
     """Per GQA group size, from the sm_90a register counts in NOTES.md: each lane keeps q and the
-    accumulator of every head of the group, so wider groups trade loads in flight for registers."""
+    accumulator of every head of the group, so wider groups trade loads in flight for registers.
+    $ATTNBENCH_FA4_TUNING="num_threads=128,tokens_per_thread=2,ctas_per_sm=6,smem_stages=3"
+    overrides it (to try a sweep winner inside vLLM without editing code)."""
+    spec = os.environ.get("ATTNBENCH_FA4_TUNING", "").strip()
+    if spec:
+        try:
+            kw = {k.strip(): v.strip() for k, v in (item.split("=") for item in spec.split(","))}
+            return Tuning(**{k: (v.lower() in ("1", "true") if k == "pipeline" else int(v)) for k, v in kw.items()})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"ATTNBENCH_FA4_TUNING={spec!r} is not 'field=int,...' over {Tuning.__annotations__}"
+                             f" ({e})") from None
     if group <= 2:
         return Tuning(256, 4, 2)  # 106 regs: 2 CTAs/SM, 64 KB of K/V loads in flight per SM
     if group <= 4:
         return Tuning(128, 2, 3)  # 130 regs
-    return Tuning(128, 1, 2)  # ~224 regs
+    if group <= 8:
+        return Tuning(128, 1, 2)  # ~224 regs
+    return Tuning(64, 1, 4)  # spills: correct, slow; 64 threads keep the merge under 48 KB of smem
 
 
 def _dtype_name(t) -> str:
@@ -145,14 +156,17 @@ class FA4Decode:
     `__call__(q, k_cache, v_cache, block_table, seq_lens, scale, out, max_context=None)`:
     q/out [batch, q_heads, head_dim]; caches [num_pages, page_size, kv_heads, head_dim] (vLLM's
     NHD layout); block_table [batch, max_pages] int32; seq_lens [batch] int32 (KV length incl.
-    the new token). max_context bounds seq_lens (default: the block table's capacity); it is
-    what the split plan is made from, so pass the true maximum when it is known on the host.
+    the new token). max_context (default: the block table's capacity) is what the split plan is
+    made from: pass the true maximum when it is known on the host, for the best split. Lengths
+    beyond it are still attended (the last split runs to each sequence's end), only less evenly
+    spread, so a CUDA graph captured with one max_context stays exact when lengths grow.
     """
 
     def __init__(self, *, q_heads: int, kv_heads: int, head_dim: int, page_size: int, dtype: str,
                  max_batch: int, max_splits: int = 64, device=None, num_sms: int | None = None,
                  ctas_per_sm: int | None = None, num_threads: int | None = None,
-                 tokens_per_thread: int | None = None, pipeline: bool | None = None, arch: str | None = None):
+                 tokens_per_thread: int | None = None, pipeline: bool | None = None,
+                 smem_stages: int | None = None, arch: str | None = None):
         import torch
 
         if q_heads % kv_heads:
@@ -170,8 +184,10 @@ class FA4Decode:
         tokens_per_thread = tokens_per_thread or tuned.tokens_per_thread
         self.ctas_per_sm = ctas_per_sm or tuned.ctas_per_sm
         pipeline = tuned.pipeline if pipeline is None else pipeline
-        common = dict(dtype=dtype, head_dim=head_dim, group=group, page_size=page_size,
-                      num_threads=num_threads, tokens_per_thread=tokens_per_thread, pipeline=pipeline)
+        smem_stages = tuned.smem_stages if smem_stages is None else smem_stages
+        common = {"dtype": dtype, "head_dim": head_dim, "group": group, "page_size": page_size,
+                  "num_threads": num_threads, "tokens_per_thread": tokens_per_thread, "pipeline": pipeline,
+                  "smem_stages": smem_stages}
         self.cfg_final = DecodeConfig(write_final=True, **common)
         self.cfg_split = DecodeConfig(write_final=False, **common)
         self.cfg_combine = CombineConfig(dtype=dtype, head_dim=head_dim, max_splits=max_splits)
@@ -179,7 +195,7 @@ class FA4Decode:
         self.out_partial = torch.empty(shapes["out_partial"], dtype=torch.float32, device=self.device)
         self.lse_partial = torch.empty(shapes["lse_partial"], dtype=torch.float32, device=self.device)
 
-    def compile(self) -> "FA4Decode":
+    def compile(self) -> FA4Decode:
         """Compile all three kernels now (else on first use); call before CUDA-graph capture."""
         compile_decode(self.cfg_final, self.arch)
         compile_decode(self.cfg_split, self.arch)
@@ -198,6 +214,8 @@ class FA4Decode:
             raise ValueError("attnbench-fa4 decode has no attention-sink support; use fa4/fa3 for this model")
         batch = q.shape[0]
         self._check(q, k_cache, v_cache, block_table, seq_lens, out)
+        if batch == 0:  # an empty grid is a launch error, and there is nothing to write
+            return out
         if max_context is None:
             max_context = block_table.shape[1] * self.page_size
         plan = self.plan(batch, max_context)

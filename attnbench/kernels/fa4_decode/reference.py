@@ -36,22 +36,29 @@ def _grouped(q, k_cache):
 
 
 def split_decode(q, k_cache, v_cache, block_table, seq_lens, scale, num_splits, pages_per_split):
-    """Partial outputs [S, B, Hq, D] and natural-log LSEs [S, B, Hq], float32, one per split."""
+    """Partial outputs [S, B, Hq, D] and natural-log LSEs [S, B, Hq], float32, one per split.
+
+    pages_per_split=None divides each sequence's own pages evenly, ceil(pages_b / num_splits):
+    a variant a kernel can compute on the device from seq_lens, so a CUDA graph captured with one
+    num_splits still spreads short sequences over all their splits."""
     import torch
 
     batch, q_heads, dim = q.shape
     kv_heads = k_cache.shape[2]
+    page_size = k_cache.shape[1]
     group = q_heads // kv_heads
-    span = pages_per_split * k_cache.shape[1]  # tokens per split
     qg = _grouped(q, k_cache)
     dev = q.device
     out = torch.zeros(num_splits, batch, q_heads, dim, dtype=torch.float32, device=dev)
     lse = torch.full((num_splits, batch, q_heads), float("-inf"), dtype=torch.float32, device=dev)
     for b in range(batch):
         length = int(seq_lens[b])
+        pages = -(-length // page_size)
+        pps = pages_per_split or max(1, -(-pages // num_splits))
+        span = pps * page_size  # tokens per split
         if length > num_splits * span:
             raise ValueError(f"sequence {b} has {length} tokens; {num_splits} splits of "
-                             f"{pages_per_split} pages cover only {num_splits * span}")
+                             f"{pps} pages cover only {num_splits * span}")
         if length == 0:
             continue
         padded = num_splits * span

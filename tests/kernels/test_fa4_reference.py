@@ -180,3 +180,13 @@ def test_random_shapes_sweep(seed):
     out_p, lse_p, out = split_then_combine(case, num_splits, pps)
     assert not torch.isnan(out_p).any() and not torch.isnan(lse_p).any()
     assert torch.allclose(out, reference.decode(*case), atol=1e-5)
+
+
+def test_per_sequence_even_split_spreads_every_sequence_over_all_splits():
+    lengths = [3, 17, 40, 100]
+    case = make_case(lengths, page_size=4)
+    out_p, lse_p, out = split_then_combine(case, 5, None)
+    assert torch.allclose(out, reference.decode(*case), atol=1e-5)
+    # 100 tokens = 25 pages -> 5 pages per split, all five used; 17 tokens = 5 pages -> 1 each
+    assert torch.isfinite(lse_p[:, 3]).all() and torch.isfinite(lse_p[:, 1]).all()
+    assert torch.isneginf(lse_p[1:, 0]).all()  # 3 tokens fit one page: one split, the rest empty

@@ -63,3 +63,19 @@ def test_a_run_needing_more_gpus_than_the_cluster_has_fails_at_once(local_ray, t
     study = spec.load(path)
     [o] = runner.Runner(study, study.expand(), tmp_path / "out", prefix=PREFIX).run_ray()
     assert o.status == "failed" and "needs 4 GPUs; the Ray cluster has 2" in o.error
+
+
+def test_ray_tasks_drive_scripted_servers_with_the_real_attnbench(local_ray, tmp_path):
+    from attnbench.serving.scripted_server import Script, ScriptedServer
+
+    with ScriptedServer(Script(ttft_s=0.02, itl_s=0.002, model="tiny")) as a, \
+         ScriptedServer(Script(ttft_s=0.02, itl_s=0.002, model="tiny")) as b:
+        path = tmp_path / "e2e.toml"
+        path.write_text(f'name = "e2e"\n[serve]\ninput = [16]\noutput = [4]\nnum_prompts = 8\nvocab_size = 500\n'
+                        f'endpoints = {{ a = "{a.base_url}", b = "{b.base_url}" }}\n')
+        study = spec.load(path)
+        outcomes = runner.Runner(study, study.expand(), tmp_path / "out").run_ray()  # worker's python -m attnbench
+    assert [o.status for o in outcomes] == ["ok", "ok"], [o.error for o in outcomes]
+    recs = record.load(tmp_path / "out")
+    assert sorted((r.backend, r.metrics["completed"]) for r in recs) == [("a", 8), ("b", 8)]
+    assert (tmp_path / "out/serve-a/rep0/a/serve-16x4.json").is_file()

@@ -87,6 +87,10 @@ def test_microbench_references_a_grid_beside_the_scenario(tmp_path):
     ('[microbench]\ngrid = "nope.toml"\n', "grid 'nope.toml' not found"),
     ('[microbench]\nop = "train"\nbackends = ["fa3"]\n', 'op must be "decode" or "prefill"'),
     ('[microbench]\nop = "decode"\nbackends = ["fa3"]\ngpus = 2\n', "[microbench] gpus need the grid in its own file"),
+    ('[microbench]\ngrid = "decode-grid.toml"\nbatch = [1]\n', "and also batch; set those in the grid file"),
+    ('[serve]\nendpoints = { "a/b" = "http://x" }\n', "endpoints name 'a/b' must be letters"),
+    ('[serve]\nendpoints = { a = "ftp://x" }\n', "endpoints.a must be an http(s) URL"),
+    ('[serve]\nendpoints = { a = "http://x" }\nserve_args = ["--x"]\n', "drop them with endpoints"),
     ('[parity]\nreference = "fa9"\nbackends = ["fa3"]\n', "[parity].reference: unknown backend 'fa9'"),
     ('backends = ["fa3", "fa3"]\n[serve]\n', "two runs share an id (serve-fa3)"),
 ])

@@ -79,3 +79,21 @@ def test_cli_run_exit_code_and_dry_run(study, tmp_path, monkeypatch):
     res = cli.invoke(app, ["run", str(study.path), "--repeats", "1", "--result-dir", str(tmp_path / "bad")])
     assert res.exit_code == 1
     assert json.loads((tmp_path / "bad/manifest.json").read_text())["counts"] == {"ok": 2, "failed": 1, "pending": 0}
+
+
+def test_resume_reruns_only_what_did_not_finish_ok(study, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_EXIT_FAIL", "fa2")
+    out = tmp_path / "out"
+    runner.Runner(study, study.expand(1), out, prefix=PREFIX).run_local()
+    monkeypatch.delenv("FAKE_EXIT_FAIL")
+    started = []
+    r = runner.Runner(study, study.expand(1), out, prefix=PREFIX, resume=True, on_start=lambda o: started.append(o.id))
+    assert len(r.done) == 2
+    outcomes = r.run_local()
+    assert started == ["serve-fa2"] and all(o.status == "ok" for o in outcomes)
+    assert json.loads((out / "manifest.json").read_text())["counts"] == {"ok": 3, "failed": 0, "pending": 0}
+
+
+def test_cli_resume_needs_the_result_dir(study):
+    res = CliRunner().invoke(app, ["run", str(study.path), "--resume"])
+    assert res.exit_code != 0 and "--resume continues an earlier run" in str(res.exception or res.output)
