@@ -1,0 +1,16 @@
+# Device machine A: the main job (issue 2's table, issue 4's end-to-end target) in one
+# serve-bench invocation, after quick checks of our kernel and its vLLM plugin.
+source scripts/device/env.sh
+mkdir -p /tmp/res
+step() { echo "=== $(date -u +%T) $*"; }
+
+step kernel-check
+timeout -k 5 150 python3 -m attnbench.kernels.fa4_decode.check --no-time --watchdog 140 --out /tmp/res/kernel-check-quick.json 2>&1 | tail -25
+step plugin-check; timeout 120 bash scripts/device/plugin-check.sh 2>&1 | tail -12
+step serve-bench
+cmd="python3 -m attnbench serve-bench --input 1000,8000 --output 1000,1 --num-prompts 256 --backends fa3,attnbench-fa4,flashinfer,fa4,fa2 --result-dir /tmp/res/serve"
+echo "$cmd" > /tmp/res/serve-command.txt
+timeout -k 10 -s INT 1500 $cmd 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | tail -150
+step vllm-compare
+timeout -k 10 -s INT 600 python3 scripts/device/vllm_bench_compare.py --backend fa3 --out /tmp/res/vllm-compare 2>&1 | tail -40
+step done
