@@ -60,6 +60,18 @@ def gpus() -> list[dict[str, str]]:
     return [dict(zip(keys, (c.strip() for c in line.split(",")))) for line in out.splitlines()]
 
 
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as the user would retype it: `python -m attnbench ...` (argv[0] is then the
+    package's __main__.py) is recorded as `attnbench ...`, like the installed console script."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return ""
+    prog = Path(argv[0]).name
+    if prog == "__main__.py":
+        prog = "attnbench"
+    return shlex.join([prog, *argv[1:]])
+
+
 def collect(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     gpu = gpus()
     prov = {
@@ -71,7 +83,7 @@ def collect(extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "gpu_name": gpu[0]["name"] if gpu else None,
         "gpu_driver": gpu[0]["driver"] if gpu else None,
         "gpu_count": len(gpu),
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": command_line(),
         "utc_time": utc_now(),
     }
     prov.update(extra or {})

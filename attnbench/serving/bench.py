@@ -62,7 +62,7 @@ def run_shape(base_url: str, served_model: str, load: Workload, bench: ServeBenc
                               max_concurrency=load.max_concurrency, request_timeout_s=bench.request_timeout_s)
     if load.warmup:
         warm = workload.prompts(load.warmup, load.input_len, load.vocab_size, load.seed + 10_000)
-        client.run(replace(cfg, workers=1), [client.Request(p, load.output_len, 0.0) for p in warm])
+        client.run(cfg, [client.Request(p, load.output_len, 0.0) for p in warm])
     prompts = workload.prompts(load.num_prompts, load.input_len, load.vocab_size, load.seed)
     offsets = workload.arrival_offsets(load.num_prompts, load.request_rate, load.burstiness, load.seed)
     requests = [client.Request(p, load.output_len, t) for p, t in zip(prompts, offsets)]

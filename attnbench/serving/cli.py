@@ -41,7 +41,7 @@ def serve_bench(
     burstiness: float = typer.Option(1.0, help="Gamma shape of the arrival gaps: 1 Poisson, <1 burstier."),
     max_concurrency: Optional[int] = typer.Option(None, help="At most this many requests in flight."),
     seed: int = typer.Option(0, help="Seed of the prompts and arrival times."),
-    warmup: int = typer.Option(0, help="Requests sent (and awaited) before each timed run, not counted."),
+    warmup: Optional[int] = typer.Option(None, help="Requests of the same shape sent (and awaited) before each timed run, not counted; default: one full pass (--num-prompts), 0: none."),
     percentiles: str = typer.Option("50,90,99", help="Latency percentiles to report."),
     goodput: List[str] = typer.Option([], help="SLO for goodput, repeatable: ttft:MS, tpot:MS, e2el:MS."),
     model: Optional[str] = typer.Option(None, help="Embedded model name (default qwen3-0.6b, dummy weights), HF id or local path; with --endpoint, the served model name."),
@@ -74,7 +74,7 @@ def serve_bench(
         raise UserError("--serve-arg configures servers attnbench starts; with --endpoint the server is already running")
     load = Workload(input_len=shapes[0][0], output_len=shapes[0][1], num_prompts=num_prompts,
                     request_rate=request_rate, burstiness=burstiness, max_concurrency=max_concurrency, seed=seed,
-                    warmup=warmup, vocab_size=vocab_size or 10_000)  # validates the numbers first
+                    warmup=num_prompts if warmup is None else warmup, vocab_size=vocab_size or 10_000)  # validates the numbers first
     slos = parse_slos(goodput)
     chosen = [] if endpoint else registry.parse_names(backends)
     if not endpoint and not chosen:

@@ -77,8 +77,9 @@ async def _one(session, cfg: ClientConfig, req: Request, t0: float, sem, counter
 
     res = RequestResult(prompt_len=len(req.prompt))
     delay = t0 + req.send_at - time.perf_counter()
-    if delay > 0:
+    while delay > 0:  # again if the loop's timer woke early (uvloop rounds to whole milliseconds)
         await asyncio.sleep(delay)
+        delay = t0 + req.send_at - time.perf_counter()
     async with sem:
         sent = time.perf_counter()
         res.start = sent - t0
@@ -187,12 +188,23 @@ def _loop_runner(coro):
         return asyncio.run(coro)
 
 
-def _worker(cfg: ClientConfig, requests: list[Request], t0: float, concurrency: int | None, counter, stop, conn) -> None:
+def _worker(cfg: ClientConfig, requests: list[Request], concurrency: int | None, counter, stop, conn) -> None:
+    """Import what the run needs, say "ready", wait for the shared start instant, run, send results."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sets `stop` on Ctrl-C
     try:
+        import aiohttp  # noqa: F401 - the slow imports happen before the start instant is chosen
+
+        with contextlib.suppress(ImportError):
+            import uvloop  # noqa: F401
+        conn.send(("ready", None))
+        try:
+            t0 = conn.recv()
+        except EOFError:  # the parent gave up before the start
+            return
         conn.send(("ok", _loop_runner(_run_async(cfg, requests, t0, concurrency, counter, stop))))
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises
-        conn.send(("error", f"{type(e).__name__}: {e}"))
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
         conn.close()
 
@@ -203,13 +215,16 @@ def _split_concurrency(total: int | None, workers: int) -> list[int | None]:
     return [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
 
 
-def run(cfg: ClientConfig, requests: list[Request], progress=None, start_delay_s: float = 0.5) -> list[RequestResult]:
+def run(cfg: ClientConfig, requests: list[Request], progress=None, start_delay_s: float = 0.2) -> list[RequestResult]:
     """Send every request at its arrival time; results in request order. `progress(done)` is
-    called from this process while the run goes on. Ctrl-C raises Interrupted with what finished."""
+    called from this process while the run goes on. Ctrl-C raises Interrupted with what finished.
+    With several workers, the start instant is `start_delay_s` after the last one is ready."""
     if not requests:
         return []
     workers = min(cfg.workers or workers_for(len(requests)), len(requests), cfg.max_concurrency or len(requests))
     if workers == 1:
+        import aiohttp  # noqa: F401 - imported before the start instant, not in the first request's time
+
         t0 = time.perf_counter() + 0.01
         stop = threading.Event()
         coro = _run_async(cfg, requests, t0, cfg.max_concurrency, _LocalCounter(), stop, progress)
@@ -218,17 +233,33 @@ def run(cfg: ClientConfig, requests: list[Request], progress=None, start_delay_s
         except KeyboardInterrupt:
             raise Interrupted([RequestResult(prompt_len=len(r.prompt), error="interrupted") for r in requests]) from None
 
+    # The start instant is chosen once every worker has started and imported what it needs, so
+    # a slow start (a loaded machine, a cold disk) delays the whole run instead of bunching up
+    # the first requests and stretching the measured duration.
     ctx = mp.get_context("spawn")
     counter, stop = ctx.Value("i", 0), ctx.Event()
     limits = _split_concurrency(cfg.max_concurrency, workers)
-    t0 = time.perf_counter() + start_delay_s + 0.3 * workers  # time for the workers to start
     procs, pipes = [], []
+    ready = [False] * workers
+    t0: float | None = None
     outs: list[list[RequestResult] | None] = [None] * workers
     interrupted = False
+
+    def died(w: int) -> RuntimeError:
+        procs[w].join(timeout=1)
+        return RuntimeError(f"client worker {w} died (exit code {procs[w].exitcode})")
+
+    def go(ws) -> None:
+        for w in ws:
+            try:
+                pipes[w].send(t0)
+            except OSError:
+                raise died(w) from None
+
     try:
         for w in range(workers):
-            parent, child = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_worker, args=(cfg, requests[w::workers], t0, limits[w], counter, stop, child),
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(cfg, requests[w::workers], limits[w], counter, stop, child),
                             daemon=True)
             p.start()
             child.close()
@@ -238,18 +269,34 @@ def run(cfg: ClientConfig, requests: list[Request], progress=None, start_delay_s
             try:
                 for w, pipe in enumerate(pipes):
                     if outs[w] is None and pipe.poll(0.1):
-                        status, payload = pipe.recv()
+                        try:
+                            status, payload = pipe.recv()
+                        except EOFError:
+                            raise died(w) from None
+                        if status == "ready":
+                            ready[w] = True
+                            if t0 is not None:  # started without it (Ctrl-C while starting)
+                                go([w])
+                            elif all(ready):
+                                t0 = time.perf_counter() + start_delay_s
+                                go(range(workers))
+                            continue
                         if status != "ok":
                             raise RuntimeError(f"client worker failed: {payload}")
                         outs[w] = payload
                     elif outs[w] is None and not procs[w].is_alive() and not pipe.poll(0):
-                        raise RuntimeError(f"client worker {w} died (exit code {procs[w].exitcode})")
+                        raise died(w)
                 if progress:
                     progress(counter.value)
             except KeyboardInterrupt:
                 interrupted = True
                 stop.set()  # workers cancel what is in flight and send what they have
+                if t0 is None:  # let the ready ones start (and stop at once); the rest follow when ready
+                    t0 = time.perf_counter()
+                    go([w for w in range(workers) if ready[w]])
     finally:
+        for pipe in pipes:
+            pipe.close()  # a worker still waiting for the start instant gets EOFError and exits
         for p in procs:
             p.join(timeout=10)
             if p.is_alive():

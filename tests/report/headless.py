@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 import aiohttp
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+# resolves once every image has loaded and decoded, or failed: on a loaded machine that can take
+# much longer than the load event
+SETTLE = """Promise.all([...document.images].map(i =>
+  (i.complete ? Promise.resolve() : new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); }))
+    .then(() => i.naturalWidth > 0 ? i.decode().catch(() => null) : null))).then(() => true)"""
 PROBE = """JSON.stringify({
   images: document.images.length,
   decoded: [...document.images].filter(i => i.complete && i.naturalWidth > 0).length,
@@ -75,7 +80,8 @@ async def _visit(ws_url: str, url: str, timeout_s: float) -> Page:
                 await call(f"{domain}.enable")
             await call("Page.navigate", url=url)
             await asyncio.wait_for(loaded, timeout_s)
-            await asyncio.sleep(0.3)  # late console messages and image decodes
+            await call("Runtime.evaluate", expression=SETTLE, awaitPromise=True, returnByValue=True)
+            await asyncio.sleep(0.3)  # late console messages
             result = await call("Runtime.evaluate", expression=PROBE, returnByValue=True)
             probe = json.loads(result["result"]["result"]["value"])
             page.images, page.decoded, page.tables = probe["images"], probe["decoded"], probe["tables"]

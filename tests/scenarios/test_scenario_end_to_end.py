@@ -35,7 +35,10 @@ def test_endpoint_scenario_runs_and_compares(servers, tmp_path, monkeypatch):
     assert [o.status for o in outcomes] == ["ok", "ok"], [o.error for o in outcomes]
     recs = {r.backend: r for r in record.load(tmp_path / "out")}
     assert set(recs) == {"quick", "slow"} and recs["quick"].metrics["completed"] == 8
-    assert recs["slow"].metrics["median_ttft_ms"] > recs["quick"].metrics["median_ttft_ms"] + 20
+    quick, slow = recs["quick"].metrics["median_ttft_ms"], recs["slow"].metrics["median_ttft_ms"]
+    # each record measured its own server: no TTFT below that server's scripted 20 / 60 ms (a loaded
+    # machine only adds to them), and the slow one is the slower
+    assert quick >= 20 and slow >= 60 and slow > quick, (quick, slow)
     assert json.loads((tmp_path / "out/manifest.json").read_text())["counts"]["ok"] == 2
 
     res = CliRunner().invoke(app, ["compare", str(tmp_path / "out"), str(tmp_path / "out")])

@@ -29,11 +29,15 @@ def test_all_at_once_measures_the_scripted_timings(server, workers):
     assert all(r.success for r in results)
     m = metrics.compute(results)
     assert m["total_output_tokens"] == 16 * 20
-    assert 50 <= m["median_ttft_ms"] < 50 + 25  # scripted 50 ms, plus connection setup
-    assert m["median_tpot_ms"] == pytest.approx(10, abs=1.5)
-    assert m["median_itl_ms"] == pytest.approx(10, abs=1.5)
+    # Lower bounds are the script's (nothing arrives sooner); upper bounds leave room for a loaded
+    # machine, which delays single chunks (the server then catches up on its absolute deadlines).
+    assert 50 <= m["median_ttft_ms"] < 50 + 100  # scripted 50 ms; timed to the last token it would be 240
+    assert all(len(r.itls) == 19 for r in results)  # one gap per chunk after the first
+    assert m["median_tpot_ms"] == pytest.approx(10, abs=1.5)  # (e2el - ttft) / 19: ttft included it would be 12.6
+    assert m["mean_itl_ms"] == pytest.approx(10, abs=1.5)
+    assert 5 < m["median_itl_ms"] < 15  # single gaps jitter under load
     assert m["max_concurrent_requests"] == 16
-    # ~0.05 + 19 * 0.01 = 0.24 s per request, all sent together
+    # ~0.05 + 19 * 0.01 = 0.24 s per request, all sent together (one after another would take 3.8 s)
     assert 0.24 <= m["duration"] < 0.24 + 0.2
     assert [r.prompt_len for r in results] == [32] * 16
 
@@ -50,14 +54,36 @@ def test_request_body_is_exact_token_ids_with_ignore_eos(server):
         assert b["model"] == "scripted"
 
 
+def _lateness(results, reqs) -> np.ndarray:
+    return np.array([r.start for r in results]) - np.array([r.send_at for r in reqs])
+
+
 def test_poisson_arrivals_are_respected(server):
     reqs = make_requests(40, output_len=2, rate=50.0, seed=3)
     results = client.run(client.ClientConfig(server.base_url, "scripted", workers=2), reqs)
-    sent = np.array([r.start for r in results])
-    planned = np.array([r.send_at for r in reqs])
-    assert np.abs(sent - planned).max() < 0.03  # each request leaves at its planned time
-    gaps = np.diff(planned)
+    assert all(r.success for r in results)
+    late = _lateness(results, reqs)
+    # each request leaves at its planned time: never before it, and late only by scheduling noise
+    # (a few ms on an idle machine, under 10 ms with the CPUs five times oversubscribed)
+    assert late.min() > -1e-6
+    assert np.median(late) < 0.01 and np.percentile(late, 90) < 0.05 and late.max() < 0.25
+    gaps = np.diff([r.send_at for r in reqs])
     assert gaps.mean() == pytest.approx(1 / 50, rel=0.4)  # 40 gamma(1) gaps around 20 ms
+
+
+def _slow_starting_worker(*args):
+    time.sleep(1.5)  # a loaded machine or a cold disk (the old fixed allowance was 0.5 s + 0.3 s per worker)
+    client._worker(*args)
+
+
+def test_a_slow_worker_start_delays_the_run_instead_of_bunching_its_first_requests(server, monkeypatch):
+    monkeypatch.setattr(client, "_worker", _slow_starting_worker)  # spawned workers find it by name
+    reqs = make_requests(10, output_len=2, rate=50.0, seed=1)
+    results = client.run(client.ClientConfig(server.base_url, "scripted", workers=2), reqs)
+    assert all(r.success for r in results)
+    late = _lateness(results, reqs)
+    assert late.min() > -1e-6 and late.max() < 0.25
+    assert metrics.compute(results)["duration"] < reqs[-1].send_at + 0.05 + 0.01 + 0.25
 
 
 def test_max_concurrency_caps_requests_in_flight(server):

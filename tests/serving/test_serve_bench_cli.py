@@ -46,7 +46,7 @@ def test_endpoint_run_writes_one_vllm_compatible_record_per_shape(server, tmp_pa
                 "max_concurrent_requests", "mean_ttft_ms", "median_ttft_ms", "std_ttft_ms", "p99_ttft_ms",
                 "mean_tpot_ms", "p99_itl_ms", "mean_e2el_ms", "ttfts", "itls", "input_lens", "output_lens"):
         assert key in raw, key
-    assert raw["provenance"]["command"].startswith("__main__.py serve-bench") or "serve-bench" in raw["provenance"]["command"]
+    assert raw["provenance"]["command"].startswith("attnbench serve-bench --endpoint ")  # `python -m attnbench`
     assert all(max(b["prompt"]) < 500 for b in server.requests)
 
 
