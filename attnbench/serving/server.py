@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -71,9 +72,27 @@ def log_tail(path: Path, n: int = 15) -> list[str]:
     return [line.rstrip() for line in lines if line.strip()][-n:]
 
 
-def _die_with_parent() -> None:  # runs in the child before exec (Linux): no orphan if we are killed
+def _die_with_parent() -> None:
+    """Runs in the child before exec (Linux): if we die, the server gets SIGTERM, and vLLM's
+    shutdown takes its engine process with it. (SIGKILL here left the engine orphaned holding
+    ~10 GiB of GPU memory on the H100, and the next server failed to start.)"""
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+_EXCEPTION = re.compile(r"\b([A-Z]\w*(?:Error|Exception)|CUDA error): (.+)")
+_WRAPPERS = ("See root cause above", "See stack trace", "Engine core initialization failed")
+
+
+def root_cause(lines: list[str]) -> str | None:
+    """The exception that explains a failed start, e.g. "ValueError: Free memory on device ...":
+    the last exception line in the log that is not one of vLLM's wrappers pointing elsewhere."""
+    found = None
+    for line in lines:
+        m = _EXCEPTION.search(line)
+        if m and not any(w in m.group(2) for w in _WRAPPERS):
+            found = f"{m.group(1)}: {m.group(2).strip()}"
+    return found
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -127,8 +146,9 @@ class VllmServer:
             elapsed = time.monotonic() - t0
             code = self.proc.poll()
             if code is not None:
-                raise ServerFailed(f"{self.label}: vllm serve exited with code {code} after {elapsed:.0f} s while starting",
-                                   log_tail(self.spec.log_path))
+                cause = root_cause(log_tail(self.spec.log_path, 400))
+                raise ServerFailed(f"{self.label}: vllm serve exited with code {code} after {elapsed:.0f} s while starting"
+                                   + (f": {cause}" if cause else ""), log_tail(self.spec.log_path))
             if elapsed > self.spec.ready_timeout_s:
                 raise ServerFailed(f"{self.label}: server not healthy after {self.spec.ready_timeout_s:.0f} s "
                                    "(raise --ready-timeout if it is still compiling)", log_tail(self.spec.log_path))

@@ -29,7 +29,10 @@ def main() -> None:
     ap.add_argument("--num-prompts", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--summarize", action="store_true", help="only compare the rounds already under --out")
     a = ap.parse_args()
+    if a.summarize:
+        return summarize(a.out)
     path, _ = embedded.resolve("qwen3-0.6b")
     spec = ServerSpec(model=path, backend=registry.get(a.backend), served_model_name="qwen3-0.6b",
                       log_path=a.out / "server.log", extra_args=["--load-format", "dummy"])
@@ -65,6 +68,31 @@ def main() -> None:
     for k in KEYS:
         print(f"{k:<24} attnbench {mean['attnbench'][k]:10.2f}  vllm {mean['vllm bench serve'][k]:10.2f}  "
               f"diff {diff[k]:+.2f}%")
+
+
+def summarize(out: Path) -> None:
+    """Pair each `vllm bench serve` round with the attnbench round that ran right after it (both
+    on a warm server: the first round after a start is slower for either client)."""
+    rows = []
+    for i in range(100):
+        ours, theirs = out / f"attnbench-{i}", out / f"vllm-{i}" / "vllm.json"
+        if ours.exists():
+            rec = [r for r in record.load(ours) if r.kind == "serve"][0]
+            rows.append({"client": "attnbench", "round": i, **{k: rec.metrics[k] for k in KEYS}})
+        if theirs.exists():
+            res = json.loads(theirs.read_text())
+            rows.append({"client": "vllm bench serve", "round": i, **{k: res.get(k) for k in KEYS}})
+    pairs = [(v, a) for v in rows if v["client"] == "vllm bench serve"
+             for a in rows if a["client"] == "attnbench" and a["round"] == v["round"] + 1]
+    result = {"rows": rows, "pairs": [{"vllm_round": v["round"], "attnbench_round": a["round"],
+                                        "attnbench_vs_vllm_pct": {k: 100.0 * (a[k] / v[k] - 1.0) for k in KEYS}}
+                                       for v, a in pairs]}
+    atomic.write_json(out / "compare.json", result)
+    for r in rows:
+        print(f"{r['client']:<17} round {r['round']}: " + "  ".join(f"{k} {r[k]:.2f}" for k in KEYS))
+    for p in result["pairs"]:
+        print(f"attnbench round {p['attnbench_round']} vs vllm round {p['vllm_round']}: "
+              + "  ".join(f"{k} {d:+.1f}%" for k, d in p["attnbench_vs_vllm_pct"].items()))
 
 
 if __name__ == "__main__":

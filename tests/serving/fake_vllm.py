@@ -29,6 +29,13 @@ def main() -> None:
     print(f"INFO fake vllm: backend {backend}, mode {mode}, args {args}", flush=True)
     if mode == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:  # like vLLM: SIGTERM shuts the engine down, then the API server exits
+        def shutdown(*_):
+            engine.terminate()
+            engine.wait()
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, shutdown)
     time.sleep(float(os.environ.get("FAKE_VLLM_START_S", "0.5")))
     if mode == "crash":
         print("ERROR fake vllm: CUDA error: no kernel image is available for execution on the device", flush=True)

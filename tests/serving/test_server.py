@@ -3,6 +3,7 @@ slowly, crashes, hangs or ignores SIGTERM, and spawns an engine child like vLLM 
 
 import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,9 +12,10 @@ import pytest
 
 from attnbench.backends import registry
 from attnbench.serving import endpoint
-from attnbench.serving.server import ServerFailed, ServerSpec, running
+from attnbench.serving.server import ServerFailed, ServerSpec, root_cause, running
 
 FAKE = Path(__file__).with_name("fake_vllm.py")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -63,6 +65,7 @@ def test_a_crash_while_starting_is_reported_with_the_log(fake_vllm, tmp_path, mo
         with running(spec(tmp_path)):
             pass
     assert "exited with code 3" in e.value.reason
+    assert e.value.reason.endswith("CUDA error: no kernel image is available for execution on the device")
     assert any("no kernel image" in line for line in e.value.log_tail)
     assert not any(alive(p) for p in all_pids(fake_vllm))
 
@@ -92,3 +95,40 @@ def test_ctrl_c_inside_the_run_still_stops_the_server(fake_vllm, tmp_path):
         with running(spec(tmp_path)):
             raise KeyboardInterrupt
     assert not any(alive(p) for p in all_pids(fake_vllm))
+
+
+def test_the_server_and_its_engine_die_with_a_killed_parent(fake_vllm, tmp_path):
+    """SIGKILL the process that started the server: nothing it started may live on (on the H100 an
+    orphaned engine kept 10 GiB of GPU memory and the next server could not start)."""
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1])\n"
+        "from pathlib import Path\n"
+        "from attnbench.backends import registry\n"
+        "from attnbench.serving.server import ServerSpec, VllmServer\n"
+        "s = VllmServer(ServerSpec(model='m', backend=registry.get('fa3'), log_path=Path(sys.argv[2])))\n"
+        "s.start(); s.wait_ready(); print('ready', flush=True); time.sleep(600)"),
+        str(ROOT), str(tmp_path / "server.log")], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout.readline().strip() == "ready"
+    pids = all_pids(fake_vllm)
+    assert len(pids) == 2 and all(alive(p) for p in pids)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in pids)
+
+
+def test_a_failed_start_names_the_root_cause_from_the_log():
+    # lines as vLLM 0.26.0 wrote them on the H100 when another process held GPU memory
+    log = [
+        "(EngineCore pid=3990) ERROR 11-24 15:44:36 [core.py:1330]     raise ValueError(",
+        "(EngineCore pid=3990) ERROR 11-24 15:44:36 [core.py:1330] ValueError: Free memory on device cuda:0 "
+        "(68.84/79.18 GiB) on startup is less than desired GPU memory utilization (0.92, 72.84 GiB).",
+        "(APIServer pid=3803)     raise RuntimeError(",
+        "(APIServer pid=3803) RuntimeError: Engine core initialization failed. See root cause above. "
+        "Failed core proc(s): {}",
+    ]
+    assert root_cause(log) == ("ValueError: Free memory on device cuda:0 (68.84/79.18 GiB) on startup is less "
+                               "than desired GPU memory utilization (0.92, 72.84 GiB).")
+    assert root_cause(["INFO all good"]) is None
