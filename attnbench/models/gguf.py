@@ -20,19 +20,28 @@ def convert(gguf_file: Path, out_dir: Path, dtype: str = "bfloat16") -> Path:
     kwargs = {"gguf_file": gguf_file.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, dtype=getattr(torch, dtype), **kwargs)
-    # The loaded model counts as "gguf-quantized" to transformers, which then refuses
-    # save_pretrained; its tensors are plain dequantized ones, so save them directly.
-    from safetensors.torch import save_model
+    return save(model, tokenizer, out_dir, dtype)
+
+
+def save(model, tokenizer, out_dir: Path, dtype: str = "bfloat16") -> Path:
+    """The dequantized model counts as "gguf-quantized" to transformers, which then refuses
+    save_pretrained; its tensors are plain ones, so save them directly. Not with safetensors'
+    save_model: of tied tensors it keeps one name, lm_head.weight, and vLLM (which skips lm_head.*
+    for tied models) then finds no model.embed_tokens.weight and serves zeros, as it did on the
+    H100. Like save_pretrained, keep the embedding and drop the tied head."""
+    from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = model.config
-    for attr in ("quantization_config",):
-        if hasattr(config, attr):
-            delattr(config, attr)
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
     config.dtype = dtype
     config.save_pretrained(out_dir)
-    save_model(model, str(out_dir / "model.safetensors"))
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if getattr(config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+    save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(out_dir)
     return out_dir
 

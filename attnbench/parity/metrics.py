@@ -33,6 +33,42 @@ def _renormalised(lps: dict[int, float], union: list[int], floor: float) -> np.n
     return x - (m + np.log(np.exp(x - m).sum()))
 
 
+FLAT_SPREAD = 0.0  # nats: top-k logprobs within this of each other are "all equal". Exact: constant
+# logits give bitwise equal logprobs, while vLLM's dummy weights (logits ~1e-5 apart) must not count
+
+
+def flat_fraction(c: Collection) -> float | None:
+    """The share of positions (prefill and decode) whose top-k logprobs are all equal: a flat,
+    i.e. uniform, distribution. A trained or randomly initialised model never has its k best
+    tokens exactly tied; constant logits do (an all-zero embedding or hidden state, weights that
+    were never loaded), and then every backend answers -ln(vocab) everywhere, agrees bitwise with
+    every other backend and means nothing. None when there are no positions with k >= 2."""
+    flat = total = 0
+    for r in c.results:
+        for part in (r.prefill, r.decode):
+            for lps in part.top_logprobs:
+                if len(lps) >= 2:
+                    total += 1
+                    flat += max(lps) - min(lps) <= FLAT_SPREAD
+    return flat / total if total else None
+
+
+def degenerate(c: Collection, max_flat: float) -> str | None:
+    """Why `c` cannot be compared meaningfully (its distributions are flat at more than `max_flat`
+    of the positions), or None."""
+    frac = flat_fraction(c)
+    if frac is None or frac <= max_flat:
+        return None
+    lps = [lp for r in c.results for lp in r.prefill.logprobs if lp > -9000]
+    uniform = ""
+    if lps and max(lps) - min(lps) <= FLAT_SPREAD:
+        uniform = f", every logprob {lps[0]:.4f} = -ln {math.exp(-lps[0]):.0f}: uniform over the vocabulary"
+    return (f"degenerate output: the top-{c.settings.top_k} logprobs are all exactly equal at {frac:.1%} of positions"
+            f"{uniform}; the model computes constant logits, so its weights (or some of them) were not loaded "
+            "(e.g. tied embeddings saved only as lm_head.weight, which vLLM skips) and any agreement with "
+            "another backend is meaningless")
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):

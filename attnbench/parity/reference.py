@@ -29,6 +29,53 @@ def unusable(model_dir: str | Path) -> str | None:
     return None
 
 
+def _safetensors_names(folder: Path) -> tuple[set[str], dict[str, str]]:
+    """Tensor names in the folder's safetensors files (from their JSON headers, nothing loaded)
+    and the files' metadata."""
+    import json
+    import struct
+
+    names: set[str] = set()
+    metadata: dict[str, str] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        metadata.update(header.pop("__metadata__", None) or {})
+        names |= set(header)
+    return names, metadata
+
+
+def serving_problems(model_dir: str | Path) -> list[str]:
+    """What in this folder makes vLLM load a different model from the one transformers loads, so
+    that the fp32 reference and the servers disagree whatever the attention backends do.
+
+    The known case: tie_word_embeddings with the shared matrix stored only as `lm_head.weight`
+    (safetensors' save_model keeps one name of tied tensors, here lm_head, and notes the other in
+    its metadata). transformers ties the embedding to it; vLLM skips `lm_head.*` for tied models
+    and loads the embedding by its own name, finds none and leaves it unloaded (zeros) without
+    an error: constant logits, logprob -ln(vocab) at every position on every backend."""
+    import json
+
+    folder = Path(model_dir)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        names, metadata = _safetensors_names(folder)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return []
+    configs = [config, config.get("text_config") or {}]
+    tied = any(c.get("tie_word_embeddings") is True for c in configs)
+    heads = sorted(n for n in names if n.endswith("lm_head.weight"))
+    embeds = [n for n in names if ("embed" in n or n.endswith("wte.weight")) and not n.endswith("lm_head.weight")]
+    if tied and heads and not embeds:
+        alias = next((f" (its metadata maps {k} -> {v})" for k, v in metadata.items() if v in heads), "")
+        return [f"{folder}: tie_word_embeddings is true but the checkpoint holds the tied matrix only as "
+                f"{heads[0]}, no input embedding{alias}; vLLM skips lm_head.* for tied models and leaves the "
+                "embedding unloaded (all zeros: constant logits, every logprob -ln(vocab)); transformers ties it correctly. "
+                "Save the folder with save_pretrained, or store the matrix under the embedding's name too"]
+    return []
+
+
 def _positions(logprobs, chosen: list[int], top_k: int) -> Positions:
     """logprobs: [n, vocab] float64 tensor, row i predicting chosen[i]."""
     import torch

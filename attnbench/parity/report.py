@@ -46,7 +46,7 @@ def rows(records: list[Record], reference: str) -> list[list[str]]:
     return out
 
 
-def table(records: list[Record], reference: str) -> str:
+def table(records: list[Record], reference: str, warnings: list[str] = ()) -> str:
     header = ["backend", "vs", *(h for h, _, _ in COLUMNS), "verdict"]
     body = rows(records, reference)
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
@@ -54,14 +54,15 @@ def table(records: list[Record], reference: str) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     failures = [f"  {rec.backend}: {f}" for rec in records for f in rec.samples.get("threshold_failures", [])]
     failures += [f"  {rec.backend}: {rec.error}" for rec in records if rec.status != "ok"]
-    return "\n".join(lines + (["", "failures:", *failures] if failures else []))
+    notes = [f"  {w}" for w in warnings]
+    return "\n".join(lines + (["", "failures:", *failures] if failures else []) + (["", "warnings:", *notes] if notes else []))
 
 
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def summary(records: list[Record], reference: str) -> str:
+def summary(records: list[Record], reference: str, warnings: list[str] = ()) -> str:
     scenario = next((r.scenario for r in records), {})
     settings = scenario.get("settings", {})
     header = ["backend", "vs", *(h for h, _, _ in COLUMNS), "verdict"]
@@ -89,6 +90,8 @@ def summary(records: list[Record], reference: str) -> str:
     failures += [f"- {rec.backend}: failed to run: {rec.error}" for rec in records if rec.status != "ok"]
     if failures:
         md += ["", "## Failures", "", *failures]
+    if warnings:
+        md += ["", "## Warnings", "", *(f"- {w}" for w in warnings)]
     thresholds = scenario.get("thresholds")
     if thresholds:
         md += ["", "Thresholds: " + ", ".join(f"{k} {v}" for k, v in thresholds.items()) + "."]
@@ -140,6 +143,7 @@ def plot(comparisons: dict[str, Comparison], path: Path) -> Path | None:
     return atomic.write_bytes(path, buf.getvalue())
 
 
-def write(result_dir: Path, records: list[Record], comparisons: dict[str, Comparison], reference: str) -> None:
-    atomic.write_text(result_dir / "summary.md", summary(records, reference))
+def write(result_dir: Path, records: list[Record], comparisons: dict[str, Comparison], reference: str,
+          warnings: list[str] = ()) -> None:
+    atomic.write_text(result_dir / "summary.md", summary(records, reference, warnings))
     plot(comparisons, result_dir / "parity_dlogprob.png")

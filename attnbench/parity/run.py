@@ -15,7 +15,7 @@ from attnbench.console import StatusLine
 from attnbench.errors import UserError
 from attnbench.parity import reference as hf
 from attnbench.parity.collect import Collection, Settings
-from attnbench.parity.metrics import Comparison, compare
+from attnbench.parity.metrics import Comparison, compare, degenerate, flat_fraction
 from attnbench.parity.thresholds import Thresholds
 from attnbench.results.record import Record
 
@@ -220,6 +220,10 @@ def judge(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
             records.append(rec)
             continue
         failures: list[str] = []
+        rec.metrics["flat_topk_fraction"] = flat_fraction(collections[name])
+        bad = degenerate(collections[name], p.thresholds.max_flat_fraction)
+        if bad:
+            failures.append(bad)
         if name != ref and ref in collections:
             c = compare(collections[ref], collections[name], p.thresholds.tie_margin)
             comparisons[name] = c
@@ -233,7 +237,7 @@ def judge(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
             rec.samples.update({f"hf_{k}": v for k, v in c.samples.items()})
             failures += [f"vs {hf.NAME}: {f}" for f in p.thresholds.failures(c.metrics, fp32=True)]
         compared = (name != ref and ref in collections) or fp32 is not None
-        rec.metrics["passed"] = (0 if failures else 1) if compared else None
+        rec.metrics["passed"] = (0 if failures else 1) if compared or bad else None
         rec.samples["threshold_failures"] = failures
         records.append(rec)
     if ref not in collections:
@@ -264,11 +268,28 @@ def write(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
 
     served = next((c.model for c in collections.values() if c.name != hf.NAME), None)
     records, comparisons, ref = judge(p, collections, errors, provs, p.model or served)
+    notes = warnings(p, collections)
     for rec in records:
+        rec.samples["warnings"] = notes
         rec.save(p.result_dir / f"parity-{rec.backend}.json")
-    report.write(p.result_dir, records, comparisons, ref)
-    print(report.table(records, ref), flush=True)
+    report.write(p.result_dir, records, comparisons, ref, notes)
+    print(report.table(records, ref, notes), flush=True)
     return records
+
+
+def warnings(p: Parity, collections: dict[str, Collection]) -> list[str]:
+    """What makes the comparison with the fp32 reference suspect beyond the metrics: a model folder
+    that vLLM loads differently from transformers, a degenerate fp32 reference."""
+    folders = [p.hf_reference if p.hf_reference not in (AUTO, OFF) else None, p.model,
+               collections[hf.NAME].model if hf.NAME in collections else None]
+    out: list[str] = []
+    for folder in dict.fromkeys(f for f in folders if f and Path(f).is_dir()):
+        out += [x for x in hf.serving_problems(folder) if x not in out]
+    fp32 = collections.get(hf.NAME)
+    bad = degenerate(fp32, p.thresholds.max_flat_fraction) if fp32 else None
+    if bad:
+        out.append(f"{hf.NAME}: {bad}")
+    return out
 
 
 def rejudge(collected_dir: Path, result_dir: Path, reference: str | None, thresholds: Thresholds) -> list[Record]:

@@ -9,6 +9,10 @@ the variance of the logit noise (~1e-4); 0.005 leaves room yet is far below the 
 real bug produces (wrong mask, scale or stale KV moves logprobs by whole nats). Top-1 agreement
 counts near-ties (TIE_MARGIN) as agreement, so anything but ~1.0 is suspect: 0.98.
 
+A source whose top-k logprobs are all exactly equal at over max_flat_fraction of the positions
+fails whatever it is compared with: its logits are constant (weights not loaded), and two
+such backends agree bitwise while neither computes the model.
+
 Against the fp32 transformers reference every tolerance is multiplied by `fp32_factor` (2):
 bf16 vs fp32 differs by the rounding of every activation, two bf16 kernels share most of it.
 These are estimates from bf16 arithmetic; recalibrate them from the first H100 results."""
@@ -29,6 +33,7 @@ class Thresholds:
     min_greedy_prefix_mean: float | None = None  # off by default: one near-tie ends a greedy prefix
     tie_margin: float = TIE_MARGIN
     fp32_factor: float = 2.0
+    max_flat_fraction: float = 0.5  # share of positions with all top-k logprobs equal (metrics.degenerate)
 
     def failures(self, metrics: dict, fp32: bool = False) -> list[str]:
         """The limits these metrics break, as readable lines; empty when they pass."""
