@@ -73,6 +73,8 @@ def _grid(op: str, grid_file: Path | None, **flags):
         over["heads"] = tuple(grid_mod.parse_heads(h, head_dim or 128) for h in flags["heads"].split(","))
     elif head_dim is not None:
         over["heads"] = tuple((q, kv, head_dim) for q, kv, _ in g.heads)
+    if flags.get("shapes") is not None:
+        over["pairs"] = grid_mod.parse_pairs(flags["shapes"], "context" if op == "decode" else "seqlen")
     if flags["batch"] is not None:
         over["batch"] = grid_mod.parse_ints(flags["batch"], "batch")
     if flags["lengths"] is not None:
@@ -95,10 +97,17 @@ def _grid(op: str, grid_file: Path | None, **flags):
     return grid_mod.replace(g, **over)
 
 
-def _main(op: str, *, backends, grid_file, fa4_splits, repeats, cold_l2, device, result_dir, **flags) -> None:
+PLOT_EVERY_S = 60.0  # plots are refreshed during a run at most this often (summary.md after every record)
+
+
+def _main(op: str, *, backends, grid_file, fa4_splits, repeats, cold_l2, device, result_dir,
+          precompile=False, compile_only=False, skip_measured=False, **flags) -> None:
+    import time
+
     from attnbench import provenance
     from attnbench.console import StatusLine
     from attnbench.microbench import output, roofline, run
+    from attnbench.microbench.guard import SignalGuard
 
     if repeats < 1:
         raise UserError("--repeats must be >= 1")
@@ -120,8 +129,13 @@ def _main(op: str, *, backends, grid_file, fa4_splits, repeats, cold_l2, device,
 
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     result_dir = Path(result_dir or Path("results") / f"{stamp}-microbench-{op}")
-    opts = run.Options(device=device, repeats=repeats, cold_l2=cold_l2, fa4_splits=fa4_splits)
+    opts = run.Options(device=device, repeats=repeats, cold_l2=cold_l2, fa4_splits=fa4_splits, precompile=precompile)
     status = StatusLine(every_s=15, stream=sys.stderr)
+    if compile_only:  # warm-up: first call of every backend x shape (fills JIT caches), nothing timed or written
+        t0 = time.monotonic()
+        run.run(shapes, names, opts, compile_only=True)
+        print(f"compile-only: {', '.join(names)} x {len(shapes)} shape(s) in {time.monotonic() - t0:.1f} s")
+        return
     roof = None
     if device.startswith("cuda"):
         status("measuring the roofline (copy GB/s, bf16 matmul TFLOP/s)")
@@ -133,15 +147,45 @@ def _main(op: str, *, backends, grid_file, fa4_splits, repeats, cold_l2, device,
     prov = provenance.collect({"roofline": roof, "microbench_options": asdict(opts), "grid": g.source or None,
                                "skipped_shapes": skipped})
     writer = output.ResultWriter(result_dir, op)
-    try:
-        run.run(shapes, names, opts, roof=roof, provenance=prov, on_record=writer.add,
-                on_progress=lambda s: status(f"{op} {s}"))
-    finally:  # partial results still get a summary and plots
-        status.done()
-        if writer.all(op):
-            paths = output.finish(writer, roof, skipped)
-            print(output.table(writer.all(op), op))
-            print(f"\nresults: {result_dir}/ (summary.md, {len(paths['plots'])} plot(s), one JSON per backend)")
+    inflight = run.InFlight()
+    last_plot = [time.monotonic()]
+
+    def on_record(rec) -> None:  # every result is on disk (JSON, summary.md) as soon as it exists
+        writer.add(rec)
+        output.write_summary(writer, roof, skipped)
+        if time.monotonic() - last_plot[0] >= PLOT_EVERY_S:
+            output.write_plots(writer)
+            last_plot[0] = time.monotonic()
+
+    def save(why: str) -> None:
+        """After an interrupt: what was cut short becomes an "interrupted" record, then summary,
+        terminal table and plots from every record the directory holds."""
+        with writer.lock:
+            cut = run.interrupted_record(inflight, opts, prov, roof, why)
+            if cut is not None:
+                writer.add(cut)
+                print(f"interrupted: {cut.error}", file=sys.stderr, flush=True)
+            inflight.set(None)
+            if writer.all(op):
+                output.write_summary(writer, roof, skipped)
+                print(output.table(writer.all(op), op), flush=True)
+                n = len(output.write_plots(writer))
+                print(f"\nresults: {result_dir}/ (summary.md, {n} plot(s), one JSON per backend)", flush=True)
+
+    skip = (lambda b, shape: writer.measured(b, shape.label(), cold_l2)) if skip_measured else None
+    with SignalGuard(on_abort=save) as guard:
+        try:
+            run.run(shapes, names, opts, roof=roof, provenance=prov, on_record=on_record,
+                    on_progress=lambda s: status(f"{op} {s}"), skip=skip, inflight=inflight)
+        except KeyboardInterrupt:
+            guard.standing_down()
+            status.done()
+            save("interrupted (SIGINT/SIGTERM, e.g. a time limit)")
+            raise
+        guard.standing_down()
+    status.done()
+    if writer.all(op):  # partial results still get a summary and plots
+        save("")
     failed = [r for r in writer.all(op) if r.samples.get("verdict") == "FAIL"]
     if failed:
         print(f"FAIL: {len(failed)} result(s) over tolerance: "
@@ -160,6 +204,10 @@ Cold = typer.Option(False, "--cold-l2", help="rotate input copies so every call 
 Device = typer.Option("cuda", "--device", help="cuda or cpu (cpu: reference backend only)")
 ResultDir = typer.Option(None, "--result-dir", help="default results/<UTC>-microbench-<op>")
 MaxKv = typer.Option(None, "--max-kv-gib", help="skip shapes whose inputs need more GiB than this (default 40)")
+Precompile = typer.Option(False, "--precompile", help="first call (JIT/CuTe compile, planning) of every backend x shape before any shape is timed, each reported with its time")
+CompileOnly = typer.Option(False, "--compile-only", help="only that compile pass (a warm-up that fills on-disk JIT caches, e.g. FlashInfer's); nothing is timed or written")
+Shapes = typer.Option(None, "--shapes", help="BATCHxLENGTH pairs run instead of the batch x length product, e.g. 256x2048,1x32k")
+SkipMeasured = typer.Option(False, "--skip-measured", help="leave out backend x shape pairs the result directory already holds a measurement for (resume a cut-short run)")
 
 
 @app.command()
@@ -180,10 +228,15 @@ def decode(
     device: str = Device,
     result_dir: Optional[Path] = ResultDir,
     max_kv_gib: Optional[float] = MaxKv,
+    precompile: bool = Precompile,
+    compile_only: bool = CompileOnly,
+    skip_measured: bool = SkipMeasured,
+    shapes: Optional[str] = Shapes,
 ) -> None:
     """Paged-KV decode (GQA, q_len 1 or more), each backend checked then timed."""
     _main("decode", backends=backends, grid_file=grid, fa4_splits=fa4_splits, repeats=repeats, cold_l2=cold_l2,
-          device=device, result_dir=result_dir, batch=batch, lengths=context, heads=heads, head_dim=head_dim,
+          device=device, result_dir=result_dir, precompile=precompile, compile_only=compile_only,
+          skip_measured=skip_measured, shapes=shapes, batch=batch, lengths=context, heads=heads, head_dim=head_dim,
           page_size=page_size, q_len=q_len, ragged=ragged, dtype=dtype, max_kv_gib=max_kv_gib)
 
 
@@ -205,8 +258,36 @@ def prefill(
     device: str = Device,
     result_dir: Optional[Path] = ResultDir,
     max_kv_gib: Optional[float] = MaxKv,
+    precompile: bool = Precompile,
+    compile_only: bool = CompileOnly,
+    skip_measured: bool = SkipMeasured,
+    shapes: Optional[str] = Shapes,
 ) -> None:
     """Varlen prefill over packed sequences, and chunked prefill against a paged KV cache."""
     _main("prefill", backends=backends, grid_file=grid, fa4_splits=fa4_splits, repeats=repeats, cold_l2=cold_l2,
-          device=device, result_dir=result_dir, batch=batch, lengths=seqlen, context=context, heads=heads,
+          device=device, result_dir=result_dir, precompile=precompile, compile_only=compile_only,
+          skip_measured=skip_measured, shapes=shapes, batch=batch, lengths=seqlen, context=context, heads=heads,
           head_dim=head_dim, page_size=page_size, causal=causal, dtype=dtype, max_kv_gib=max_kv_gib)
+
+
+@app.command()
+def summarize(result_dirs: list[Path] = typer.Argument(..., help="microbench result directories")) -> None:
+    """Rebuild summary.md, the plots and the terminal table from the JSON records in each directory
+    (e.g. after a run was killed before it could write them); directories without records are noted."""
+    from attnbench.microbench import output
+
+    done = 0
+    for d in result_dirs:
+        writer = output.ResultWriter(d) if d.is_dir() else None
+        if writer is None or not writer.all():
+            print(f"note: {d}: no microbench records (decode-*.json / prefill-*.json)", file=sys.stderr)
+            continue
+        output.write_summary(writer, None)
+        n = len(output.write_plots(writer))
+        for op in ("decode", "prefill"):
+            if writer.all(op):
+                print(output.table(writer.all(op), op))
+        print(f"\nresults: {d}/ (summary.md, {n} plot(s), one JSON per backend)\n")
+        done += 1
+    if not done:
+        raise UserError("no microbench records in " + ", ".join(map(str, result_dirs)))

@@ -42,6 +42,7 @@ class Grid:
     causal: bool = True
     ragged: str | None = None  # decode: DIST:LO:HI replaces each context value
     max_kv_gib: float = 40.0
+    pairs: tuple[tuple[int, int], ...] = ()  # (batch, length) pairs run instead of batch x lengths
     source: str = ""
     skipped: list[str] = field(default_factory=list, compare=False)
 
@@ -53,22 +54,25 @@ class Grid:
         limit = self.max_kv_gib * 2**30
         for hq, hkv, d in self.heads:
             common = dict(q_heads=hq, kv_heads=hkv, head_dim=d, dtype=self.dtype, page_size=self.page_size)
-            for b in self.batch:
-                for n in self.lengths:
-                    for ctx in (self.context if self.op == "prefill" else (0,)):
-                        if self.op == "decode":
-                            lens = inputs.ragged_lengths(self.ragged, b) if self.ragged else (n,) * b
-                            shape = DecodeShape(batch=b, context_lens=lens, q_len=self.q_len, **common)
-                        else:
-                            shape = PrefillShape(seqlens=(n,) * b, causal=self.causal,
-                                                 context_lens=(ctx,) * b if ctx else None, **common)
-                        need = work.footprint_bytes(shape)
-                        if need > limit:
-                            skipped.append(f"{shape.label()}: inputs need {need / 2**30:.1f} GiB > max_kv_gib {self.max_kv_gib:g}")
-                        else:
-                            out.append(shape)
-                    if self.op == "decode" and self.ragged:
-                        break  # ragged lengths come from the distribution, not the context list
+            pairs = self.pairs or tuple((b, n) for b in self.batch for n in self.lengths)
+            seen_ragged = set()
+            for b, n in pairs:
+                if self.op == "decode" and self.ragged:
+                    if b in seen_ragged:
+                        continue  # ragged lengths come from the distribution, not the context list
+                    seen_ragged.add(b)
+                for ctx in (self.context if self.op == "prefill" else (0,)):
+                    if self.op == "decode":
+                        lens = inputs.ragged_lengths(self.ragged, b) if self.ragged else (n,) * b
+                        shape = DecodeShape(batch=b, context_lens=lens, q_len=self.q_len, **common)
+                    else:
+                        shape = PrefillShape(seqlens=(n,) * b, causal=self.causal,
+                                             context_lens=(ctx,) * b if ctx else None, **common)
+                    need = work.footprint_bytes(shape)
+                    if need > limit:
+                        skipped.append(f"{shape.label()}: inputs need {need / 2**30:.1f} GiB > max_kv_gib {self.max_kv_gib:g}")
+                    else:
+                        out.append(shape)
         return out, skipped
 
 
@@ -99,6 +103,17 @@ def parse_ints(spec: str, what: str) -> tuple[int, ...]:
         if value < 1:
             raise UserError(f"--{what} {spec!r}: values must be >= 1")
         out.append(value)
+    return tuple(out)
+
+
+def parse_pairs(spec: str, what: str) -> tuple[tuple[int, int], ...]:
+    """'256x2048,1x32k' -> ((256, 2048), (1, 32768)): batch x context (decode) or x seqlen (prefill)."""
+    out = []
+    for part in str(spec).split(","):
+        b, sep, n = part.strip().lower().partition("x")
+        if not sep:
+            raise UserError(f"--shapes {spec!r}: expected BATCHxLENGTH pairs, e.g. 256x2048,1x32k")
+        out.append((parse_ints(b, "shapes")[0], parse_ints(n, what)[0]))
     return tuple(out)
 
 
@@ -149,4 +164,4 @@ def load(path: str | Path) -> Grid:
     return grid
 
 
-__all__ = ["Grid", "load", "parse_heads", "parse_ints", "dtype_name", "replace"]
+__all__ = ["Grid", "load", "parse_heads", "parse_ints", "parse_pairs", "dtype_name", "replace"]

@@ -1,10 +1,12 @@
 """What a microbench run leaves behind: JSON records (one file per backend holding a list,
-rewritten after every result so a cut-short run keeps its numbers), summary.md, a terminal
-table and plots."""
+rewritten atomically after every result so a cut-short run keeps its numbers), summary.md
+(rewritten after every result too), a terminal table and plots (refreshed now and then during a
+run, at its end, and by `attnbench microbench summarize DIR`)."""
 
 from __future__ import annotations
 
 import re
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,12 +28,15 @@ H100_REFERENCE = {
 class ResultWriter:
     """Records in one directory, one JSON file per op and backend ("decode-fa3.json"). Records
     already there (an earlier invocation into the same directory, e.g. the fa4-splits1 run) are
-    kept; a new result replaces an old one for the same backend, shape and L2 setting."""
+    kept; a new result replaces an old one for the same backend, shape and L2 setting (except that
+    an "interrupted" record never replaces a measured one). Thread-safe: a signal watchdog may
+    write the summary while the run adds records."""
 
     def __init__(self, result_dir: str | Path, op: str = "decode"):
         from attnbench.results.record import load
 
         self.dir, self.op = Path(result_dir), op
+        self.lock = threading.RLock()
         self.records: dict[tuple[str, str], list[Record]] = defaultdict(list)
         if self.dir.is_dir():
             for r in load(self.dir):
@@ -40,11 +45,25 @@ class ResultWriter:
 
     def add(self, rec: Record) -> None:
         key = (rec.scenario.get("op", self.op), rec.backend)
-        self.records[key] = [r for r in self.records[key] if _key(r) != _key(rec)] + [rec]
-        atomic.write_json(self.dir / f"{key[0]}-{_slug(rec.backend)}.json", [r.to_json() for r in self.records[key]])
+        with self.lock:
+            old = [r for r in self.records[key] if _key(r) == _key(rec)]
+            if rec.samples.get("verdict") == "interrupted" and any(measured(r) for r in old):
+                return  # a step cut short on a shape an earlier step measured keeps that measurement
+            self.records[key] = [r for r in self.records[key] if _key(r) != _key(rec)] + [rec]
+            atomic.write_json(self.dir / f"{key[0]}-{_slug(rec.backend)}.json", [r.to_json() for r in self.records[key]])
 
     def all(self, op: str | None = None) -> list[Record]:
-        return [r for (o, _), recs in self.records.items() if op in (None, o) for r in recs]
+        with self.lock:
+            return [r for (o, _), recs in self.records.items() if op in (None, o) for r in recs]
+
+    def measured(self, backend: str, label: str, cold_l2: bool = False, op: str | None = None) -> bool:
+        """Is there a measurement (a time, right or wrong) for this backend and shape already?"""
+        with self.lock:
+            return any(measured(r) and _key(r) == (label, cold_l2) for r in self.records.get((op or self.op, backend), ()))
+
+
+def measured(r: Record) -> bool:
+    return r.metrics.get("us") is not None and r.samples.get("verdict") in ("ok", "FAIL")
 
 
 def _key(r: Record) -> tuple:
@@ -72,8 +91,8 @@ def cell(rec: Record | None, op: str) -> str:
     if rec is None:
         return "-"
     verdict = rec.samples.get("verdict")
-    if verdict in ("skipped", "error") or rec.metrics.get("us") is None:
-        return "skip" if verdict == "skipped" else "error"
+    if verdict in ("skipped", "error", "interrupted") or rec.metrics.get("us") is None:
+        return {"skipped": "skip", "interrupted": "cut"}.get(verdict, "error")
     key = RATE[op][0]
     text = f"{_sig(rec.metrics['us'])} µs {_sig(rec.metrics.get(key) or 0)}"
     return text + (" FAIL" if verdict == "FAIL" else "")
@@ -201,12 +220,35 @@ def plots(records: list[Record], op: str, out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def finish(writer: ResultWriter, roof: dict | None, skipped: list[str] = ()) -> dict[str, Path | list[Path]]:
-    """summary.md (a part per op found in the directory) and plots for everything the writer holds."""
-    parts, plot_paths = [], []
+def write_summary(writer: ResultWriter, roof: dict | None, skipped: list[str] = ()) -> Path | None:
+    """summary.md (a part per op found in the directory) for everything the writer holds; cheap
+    enough to call after every record."""
+    parts = []
     for op in ("decode", "prefill"):
         records = writer.all(op)
         if records:
-            parts.append(summary(records, op, roof, skipped if op == writer.op else ()))
-            plot_paths += plots(records, op, writer.dir / "plots")
-    return {"summary": atomic.write_text(writer.dir / "summary.md", "\n".join(parts)), "plots": plot_paths}
+            parts.append(summary(records, op, roof or roof_of(records), skipped if op == writer.op else ()))
+    return atomic.write_text(writer.dir / "summary.md", "\n".join(parts)) if parts else None
+
+
+def write_plots(writer: ResultWriter) -> list[Path]:
+    paths = []
+    for op in ("decode", "prefill"):
+        records = writer.all(op)
+        if records:
+            paths += plots(records, op, writer.dir / "plots")
+    return paths
+
+
+def roof_of(records: list[Record]) -> dict | None:
+    """The roofline the newest record was measured against (summarize rebuilds from files alone)."""
+    for r in reversed(records):
+        roof = (r.provenance or {}).get("roofline")
+        if roof:
+            return roof
+    return None
+
+
+def finish(writer: ResultWriter, roof: dict | None, skipped: list[str] = ()) -> dict[str, Path | list[Path]]:
+    """summary.md (a part per op found in the directory) and plots for everything the writer holds."""
+    return {"summary": write_summary(writer, roof, skipped), "plots": write_plots(writer)}

@@ -15,7 +15,7 @@ timeout -k 10 360 python3 scripts/device/with_servers.py --model /tmp/models/smo
   python3 -m attnbench gpqa --endpoint {endpoint:flashinfer} --name flashinfer $g ';;' \
   python3 -m attnbench gpqa --endpoint {endpoint:attnbench-fa4} --name attnbench-fa4 $g \
   2>&1 | tr '\r' '\n' | grep -v '^\s*$' | tail -60
-step microbench; timeout 420 bash scripts/device/microbench.sh /tmp/res/microbench 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | tail -80
+step microbench; timeout 545 bash scripts/device/microbench.sh /tmp/res/microbench 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | tail -80
 step serve-bench
 cmd="python3 -m attnbench serve-bench --input 1000,8000 --output 1000,1 --num-prompts 256 --backends fa3,attnbench-fa4 --result-dir /tmp/res/serve-warm"
 echo "$cmd" > /tmp/res/serve-warm-command.txt

@@ -6,20 +6,213 @@ memory each), run commands against all of them, stop them all.
         attnbench parity {endpoints} --result-dir /tmp/res/parity
 
 `{endpoints}` becomes `--endpoint fa3=http://127.0.0.1:PORT/v1 --endpoint fa4=...` (the servers
-that came up), `{endpoint:NAME}` one server's URL, `{model}` the served model name."""
+that came up), `{endpoint:NAME}` one server's URL, `{model}` the served model name. A command
+that names a server that did not come up (`{endpoint:NAME}`, or `{endpoints}` with none up) is
+skipped with a line saying so, and the exit status is then non-zero.
+
+Stopping: every server (its whole process group, and any descendant that left it) gets SIGTERM at
+once, SIGKILL after --stop-grace seconds. That also happens when this script is terminated:
+SIGTERM (what `timeout` sends) and SIGINT raise SystemExit/KeyboardInterrupt, so the `finally`
+runs; then the grace is cut to TERM_GRACE_S so it finishes before `timeout -k 10` sends SIGKILL.
+(Dying without that cleanup left vLLM engine processes holding ~10 GiB of GPU memory on the
+H100, and the next job's servers could not start.)"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import shlex
+import signal
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
 from pathlib import Path
 
 from attnbench.backends import registry
 from attnbench.models import embedded
-from attnbench.serving.server import ServerFailed, ServerSpec, VllmServer
+from attnbench.serving.server import ServerFailed, ServerSpec, VllmServer, wait_gpu_released
+
+TERM_GRACE_S = 5.0  # grace for the servers when we were signalled (timeout -k gives us ~10 s in all)
+PLACEHOLDER = re.compile(r"\{endpoint:([^}]*)\}")
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived: unwind (running every `finally`) instead of dying on the spot."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated(128 + signum)
+
+
+def say(*lines: str) -> None:
+    print("with_servers:", *lines, sep="\n    " if len(lines) > 1 else " ", flush=True)
+
+
+# --- stopping process groups ---------------------------------------------------------------
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, pgid) from /proc/PID/stat, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return rest[0], int(rest[1]), int(rest[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _all_stats() -> dict[int, tuple[str, int, int]]:
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))):
+            out[int(entry)] = st
+    return out
+
+
+def server_pids(root: int) -> set[int]:
+    """Live (non-zombie) processes of a server: its process group, and every descendant of its
+    leader even if it moved to another group or session."""
+    stats = _all_stats()
+    pids = {p for p, (state, _, pgid) in stats.items() if pgid == root and state != "Z"}
+    children: dict[int, list[int]] = {}
+    for p, (_, ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(p)
+    todo = [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if stats[c][0] != "Z" and c not in pids:
+                pids.add(c)
+                todo.append(c)
+    if root in stats and stats[root][0] != "Z":
+        pids.add(root)
+    return pids
+
+
+def _kill(pids: set[int], sig: int) -> None:
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stop_all(servers: list[VllmServer], grace_s: float) -> None:
+    """SIGTERM every server's group at once (vLLM shuts its engine down), SIGKILL whatever of any
+    of them is left after `grace_s`, reap. In parallel, so N servers cost one grace period."""
+    live = [s for s in servers if s.proc is not None]
+    if not live:
+        return
+    roots = {s.proc.pid: s for s in live}
+    known: set[int] = set()
+    for root in roots:
+        known |= server_pids(root)
+        try:
+            os.killpg(root, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _kill(known, signal.SIGTERM)  # descendants outside the group too
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        for s in live:
+            s.proc.poll()  # reap the leader
+        left = set().union(*(server_pids(r) for r in roots)) | {p for p in known if (st := _stat(p)) and st[0] != "Z"}
+        if not left:
+            break
+        known |= left
+        time.sleep(0.2)
+    else:
+        left = set().union(*(server_pids(r) for r in roots)) | {p for p in known if (st := _stat(p)) and st[0] != "Z"}
+        if left:
+            say(f"{len(left)} server process(es) still alive after {grace_s:.0f} s: SIGKILL {sorted(left)}")
+            for root in roots:
+                try:
+                    os.killpg(root, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            _kill(left, signal.SIGKILL)
+    for s in live:
+        try:
+            s.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        s.proc = None  # VllmServer.stop() is a no-op from here on
+
+
+# --- commands --------------------------------------------------------------------------------
+
+def split_commands(argv: list[str]) -> list[list[str]]:
+    """The words after --, cut at each ';;' word; a command given as one quoted string is split
+    like a shell would. Words are kept as given (no re-joining and re-splitting: quoting holds)."""
+    cmds, cur = [], []
+    for word in argv:
+        if word.strip() == ";;":
+            cmds.append(cur)
+            cur = []
+        else:
+            cur.append(word)
+    cmds.append(cur)
+    return [shlex.split(c[0]) if len(c) == 1 and " " in c[0] else c for c in cmds if c]
+
+
+def expand(words: list[str], up: list[VllmServer], wanted: list[str], name: str) -> tuple[list[str] | None, str | None]:
+    """(the command with placeholders filled, None) or (None, why it is skipped)."""
+    urls = {s.label: s.base_url for s in up}
+    missing = [n for w in words for n in PLACEHOLDER.findall(w) if n not in urls]
+    if missing:
+        why = [f"{n} {'did not come up' if n in wanted else 'is not in --backends'}" for n in dict.fromkeys(missing)]
+        return None, "server " + ", ".join(why)
+    if any("{endpoints}" in w for w in words) and not up:
+        return None, "{endpoints} but no server came up"
+    out = []
+    for w in words:
+        if w == "{endpoints}":
+            out += [x for s in up for x in ("--endpoint", f"{s.label}={s.base_url}")]
+            continue
+        w = w.replace("{endpoints}", " ".join(f"--endpoint {s.label}={s.base_url}" for s in up)).replace("{model}", name)
+        out.append(PLACEHOLDER.sub(lambda m: urls[m.group(1)], w))
+    return out, None
+
+
+def run_command(cmd: list[str], term_grace_s: float = 3.0) -> int:
+    """Run one command to its end; if we are interrupted meanwhile, it gets SIGTERM (it may save
+    partial results), SIGKILL after `term_grace_s`."""
+    p = subprocess.Popen(cmd)
+    try:
+        return p.wait()
+    finally:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=term_grace_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def wait_all_ready(servers: list[VllmServer]) -> list[VllmServer]:
+    """Wait for every server in parallel (daemon threads: an interrupt does not wait for them)."""
+    ok: dict[int, bool] = {}
+
+    def ready(i: int, s: VllmServer) -> None:
+        try:
+            s.wait_ready()
+            ok[i] = True
+        except ServerFailed as e:
+            say(e.reason, *e.log_tail[-6:])
+            ok[i] = False
+        except Exception as e:  # noqa: BLE001
+            if s.proc is not None:  # (None: stopped under it during an interrupt; nothing to say)
+                say(f"{s.label}: {type(e).__name__}: {e}")
+            ok[i] = False
+
+    threads = [threading.Thread(target=ready, args=(i, s), daemon=True) for i, s in enumerate(servers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.5)  # short joins: signals are handled between them
+    return [s for i, s in enumerate(servers) if ok.get(i)]
 
 
 def main() -> int:
@@ -31,45 +224,49 @@ def main() -> int:
     ap.add_argument("--serve-arg", action="append", default=[])
     ap.add_argument("--log-dir", type=Path, default=Path("/tmp/res/logs"))
     ap.add_argument("--ready-timeout", type=float, default=600)
+    ap.add_argument("--stop-grace", type=float, default=20, help="seconds between SIGTERM and SIGKILL for the servers")
     ap.add_argument("commands", nargs="+", help="after --: commands separated by ';;'")
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     path, _ = embedded.resolve(a.model)
     extra = ["--gpu-memory-utilization", str(a.mem), *a.serve_arg]
     if a.model in embedded.EMBEDDED:
         extra = ["--load-format", "dummy", *extra]
     name = a.name or (a.model if a.model in embedded.EMBEDDED else Path(a.model).name)
+    wanted = [b.strip() for b in a.backends.split(",") if b.strip()]
     servers = [VllmServer(ServerSpec(model=path, backend=registry.get(b), served_model_name=name,
                                      log_path=a.log_dir / f"{name}-{b}.log", extra_args=extra,
                                      ready_timeout_s=a.ready_timeout))
-               for b in a.backends.split(",")]
-    up = []
+               for b in wanted]
+    signalled = False
     try:
         for s in servers:
             s.start()
-
-        def ready(s):
-            try:
-                s.wait_ready()
-                return s
-            except ServerFailed as e:
-                print(f"with_servers: {e.reason}", *e.log_tail[-6:], sep="\n    ", flush=True)
-                return None
-
-        with ThreadPoolExecutor(len(servers)) as pool:
-            up = [s for s in pool.map(ready, servers) if s]
-        print("with_servers: up:", ", ".join(f"{s.label}={s.base_url}" for s in up), flush=True)
-        endpoints = " ".join(f"--endpoint {s.label}={s.base_url}" for s in up)
+        up = wait_all_ready(servers)
+        say("up: " + (", ".join(f"{s.label}={s.base_url}" for s in up) or "none"))
+        down = [s.label for s in servers if s not in up]
+        if down:
+            say("did not come up: " + ", ".join(down))
         rc = 0
-        for cmd in " ".join(a.commands).split(";;"):
-            cmd = cmd.strip().replace("{endpoints}", endpoints).replace("{model}", name)
-            for s in up:
-                cmd = cmd.replace(f"{{endpoint:{s.label}}}", s.base_url)
-            print(f"with_servers: $ {cmd}", flush=True)
-            rc |= subprocess.call(shlex.split(cmd))
+        for words in split_commands(a.commands):
+            cmd, why = expand(words, up, wanted, name)
+            if cmd is None:
+                say(f"skipped ({why}): {shlex.join(words)}")
+                rc |= 1
+                continue
+            say(f"$ {shlex.join(cmd)}")
+            rc |= run_command(cmd)
         return rc
+    except (KeyboardInterrupt, SystemExit) as e:
+        signalled = True
+        say(f"{'SIGTERM' if isinstance(e, Terminated) else type(e).__name__}: stopping the servers")
+        raise
     finally:
-        for s in servers:
-            s.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the cleanup short
+            signal.signal(sig, signal.SIG_IGN)
+        stop_all(servers, min(a.stop_grace, TERM_GRACE_S) if signalled else a.stop_grace)
+        if not signalled:
+            wait_gpu_released(timeout_s=30)
 
 
 if __name__ == "__main__":
