@@ -165,14 +165,14 @@ class VllmServer:
                 status(f"[{self.label}] starting vllm {int(elapsed) // 60}m{int(elapsed) % 60:02d}s | {last[-120:]}")
             time.sleep(1.0)
 
-    def stop(self) -> None:
-        """SIGTERM the process group, SIGKILL what is left after the grace period, then wait for
-        the GPU memory to be released."""
+    def stop(self, grace_s: float | None = None, wait_gpu: bool = True) -> None:
+        """SIGTERM the process group, SIGKILL what is left after the grace period (default the
+        spec's), then wait for the GPU memory to be released (unless `wait_gpu` is False)."""
         if self.proc is None:
             return
         pgid = self.proc.pid
         _signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + self.spec.stop_grace_s
+        deadline = time.monotonic() + (self.spec.stop_grace_s if grace_s is None else grace_s)
         while time.monotonic() < deadline and _group_alive(pgid):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=0.2)
@@ -186,7 +186,8 @@ class VllmServer:
         while _group_alive(pgid) and time.monotonic() < end:
             time.sleep(0.1)
         self.proc = None
-        wait_gpu_released()
+        if wait_gpu:
+            wait_gpu_released()
 
     def __enter__(self) -> "VllmServer":
         self.start()

@@ -10,8 +10,7 @@ that came up), `{endpoint:NAME}` one server's URL, `{model}` the served model na
 that names a server that did not come up (`{endpoint:NAME}`, or `{endpoints}` with none up) is
 skipped with a line saying so, and the exit status is then non-zero.
 
-Stopping: every server (its whole process group, and any descendant that left it) gets SIGTERM at
-once, SIGKILL after --stop-grace seconds. That also happens when this script is terminated:
+Stopping: every server's process group gets SIGTERM at once, SIGKILL after --stop-grace seconds. That also happens when this script is terminated:
 SIGTERM (what `timeout` sends) and SIGINT raise SystemExit/KeyboardInterrupt, so the `finally`
 runs; then the grace is cut to TERM_GRACE_S so it finishes before `timeout -k 10` sends SIGKILL.
 (Dying without that cleanup left vLLM engine processes holding ~10 GiB of GPU memory on the
@@ -20,14 +19,12 @@ H100, and the next job's servers could not start.)"""
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from attnbench.backends import registry
@@ -50,93 +47,16 @@ def say(*lines: str) -> None:
     print("with_servers:", *lines, sep="\n    " if len(lines) > 1 else " ", flush=True)
 
 
-# --- stopping process groups ---------------------------------------------------------------
-
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, pgid) from /proc/PID/stat, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-        return rest[0], int(rest[1]), int(rest[2])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _all_stats() -> dict[int, tuple[str, int, int]]:
-    out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (st := _stat(int(entry))):
-            out[int(entry)] = st
-    return out
-
-
-def server_pids(root: int) -> set[int]:
-    """Live (non-zombie) processes of a server: its process group, and every descendant of its
-    leader even if it moved to another group or session."""
-    stats = _all_stats()
-    pids = {p for p, (state, _, pgid) in stats.items() if pgid == root and state != "Z"}
-    children: dict[int, list[int]] = {}
-    for p, (_, ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(p)
-    todo = [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if stats[c][0] != "Z" and c not in pids:
-                pids.add(c)
-                todo.append(c)
-    if root in stats and stats[root][0] != "Z":
-        pids.add(root)
-    return pids
-
-
-def _kill(pids: set[int], sig: int) -> None:
-    for p in pids:
-        try:
-            os.kill(p, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
+# --- stopping ----------------------------------------------------------------------------------
 
 def stop_all(servers: list[VllmServer], grace_s: float) -> None:
-    """SIGTERM every server's group at once (vLLM shuts its engine down), SIGKILL whatever of any
-    of them is left after `grace_s`, reap. In parallel, so N servers cost one grace period."""
-    live = [s for s in servers if s.proc is not None]
-    if not live:
-        return
-    roots = {s.proc.pid: s for s in live}
-    known: set[int] = set()
-    for root in roots:
-        known |= server_pids(root)
-        try:
-            os.killpg(root, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-    _kill(known, signal.SIGTERM)  # descendants outside the group too
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        for s in live:
-            s.proc.poll()  # reap the leader
-        left = set().union(*(server_pids(r) for r in roots)) | {p for p in known if (st := _stat(p)) and st[0] != "Z"}
-        if not left:
-            break
-        known |= left
-        time.sleep(0.2)
-    else:
-        left = set().union(*(server_pids(r) for r in roots)) | {p for p in known if (st := _stat(p)) and st[0] != "Z"}
-        if left:
-            say(f"{len(left)} server process(es) still alive after {grace_s:.0f} s: SIGKILL {sorted(left)}")
-            for root in roots:
-                try:
-                    os.killpg(root, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            _kill(left, signal.SIGKILL)
-    for s in live:
-        try:
-            s.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        s.proc = None  # VllmServer.stop() is a no-op from here on
+    """VllmServer.stop for every server at once (SIGTERM to its process group, SIGKILL after
+    `grace_s`), so N servers cost one grace period; the GPU-release wait is left to the caller."""
+    threads = [threading.Thread(target=s.stop, kwargs={"grace_s": grace_s, "wait_gpu": False}) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 # --- commands --------------------------------------------------------------------------------
