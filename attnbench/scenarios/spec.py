@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 from attnbench.backends import registry
 from attnbench.errors import UserError
+from attnbench.microbench.grid import Grid
+from attnbench.microbench.grid import load as load_grid
 
 INT, FLOAT, STR, BOOL = int, float, str, bool
 TOP_KEYS = {"name": STR, "description": STR, "backends": [STR], "repeats": INT}
@@ -170,15 +172,16 @@ GRID_KEYS = {"op": STR, "backends": [STR], "dtype": STR, "page_size": INT, "head
              "context": [INT], "seqlen": [INT], "max_kv_gib": FLOAT, "q_len": INT, "causal": BOOL, "ragged": STR}
 
 
-def _grid_file(t: dict, source: Path) -> tuple[Path, dict]:
-    """The grid the microbench runs read: `grid = "decode-grid.toml"` (beside the scenario) or the
-    scenario file itself when its [microbench] table is a grid."""
+def _grid_file(t: dict, source: Path) -> Grid:
+    """The grid the microbench runs read, loaded (and so validated) as `microbench --grid` will:
+    `grid = "decode-grid.toml"` (beside the scenario) or the scenario file itself when its
+    [microbench] table is a grid."""
     if "grid" not in t:
         extra = sorted(set(t) - set(GRID_KEYS))
         if extra:  # the file itself is handed to `microbench --grid`, which reads only grid keys
             raise UserError(f"{source}: [microbench] {', '.join(extra)} need the grid in its own file: "
                             "move the grid keys there and write grid = \"FILE\"")
-        return source.resolve(), t
+        return load_grid(source.resolve())
     stray = sorted(set(t) & set(GRID_KEYS) - {"backends"})
     if stray:
         raise UserError(f"{source}: [microbench] has grid = {t['grid']!r} and also {', '.join(stray)}; "
@@ -186,29 +189,20 @@ def _grid_file(t: dict, source: Path) -> tuple[Path, dict]:
     path = (source.parent / t["grid"]).resolve()
     if not path.is_file():
         raise UserError(f"{source}: [microbench] grid {t['grid']!r} not found at {path}; give a path relative to the scenario file")
-    try:
-        grid = tomllib.loads(path.read_text()).get("microbench")
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{path}: not valid TOML ({e})") from None
-    if not isinstance(grid, dict):
-        raise UserError(f"{path}: a grid file needs a [microbench] table (op, backends, heads, batch, ...)")
-    _check({k: v for k, v in grid.items() if k in GRID_KEYS}, GRID_KEYS, "[microbench]", path)
-    return path, grid
+    return load_grid(path)
 
 
 def _microbench_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
     """One run per backend over the whole grid: `microbench <op> --grid FILE --backends b`."""
-    path, grid = _grid_file(t, source)
-    op = grid.get("op")
-    if op not in ("decode", "prefill"):
-        raise UserError(f"{path}: [microbench] op must be \"decode\" or \"prefill\" (got {op!r})")
+    grid = _grid_file(t, source)
+    path = Path(grid.source)
     if not backends:
-        backends = grid.get("backends", [])
+        backends = list(grid.backends)
         for b in backends:
             _known(b, path, "[microbench] grid backends")
-    name = path.stem if path != source.resolve() else op
-    return [Run(f"microbench-{name}-{b}", ("microbench", op, "--grid", str(path), "--backends", b, *t.get("args", [])),
-                _gpus(t)) for b in backends]
+    name = path.stem if path != source.resolve() else grid.op
+    return [Run(f"microbench-{name}-{b}", ("microbench", grid.op, "--grid", str(path), "--backends", b,
+                                           *t.get("args", [])), _gpus(t)) for b in backends]
 
 
 MICROBENCH = Section("microbench", {**COMMON, **GRID_KEYS, "grid": STR}, _microbench_runs)
