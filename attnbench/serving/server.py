@@ -146,9 +146,10 @@ class VllmServer:
             elapsed = time.monotonic() - t0
             code = self.proc.poll()
             if code is not None:
-                cause = root_cause(log_tail(self.spec.log_path, 400))
+                tail = log_tail(self.spec.log_path, 400)
+                cause = root_cause(tail)
                 raise ServerFailed(f"{self.label}: vllm serve exited with code {code} after {elapsed:.0f} s while starting"
-                                   + (f": {cause}" if cause else ""), log_tail(self.spec.log_path))
+                                   + (f": {cause}" if cause else ""), tail[-15:])
             if elapsed > self.spec.ready_timeout_s:
                 raise ServerFailed(f"{self.label}: server not healthy after {self.spec.ready_timeout_s:.0f} s "
                                    "(raise --ready-timeout if it is still compiling)", log_tail(self.spec.log_path))
