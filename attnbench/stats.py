@@ -153,3 +153,94 @@ def per_question_means(scores: Mapping[tuple[Hashable, int], float]) -> dict[Has
 
 def as_cells(rows: Iterable[tuple[Hashable, int, float]]) -> dict[tuple[Hashable, int], float]:
     return {(q, r): float(x) for q, r, x in rows}
+
+
+# Repeated benchmark runs (serve-bench --repeats): a handful of runs per backend, so intervals are
+# Student-t, and ratios between backends are taken on the log scale, where a ratio is a difference.
+
+_T975 = ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (6, 2.447), (7, 2.365), (8, 2.306),
+         (9, 2.262), (10, 2.228), (12, 2.179), (15, 2.131), (20, 2.086), (30, 2.042), (60, 2.000), (120, 1.980))
+
+
+def t975(df: float) -> float:
+    """The 0.975 quantile of Student's t with `df` degrees of freedom (table, linear in 1/df between
+    entries, 1.96 beyond 120); nan for df < 1."""
+    if not df >= 1:
+        return math.nan
+    for (d0, t0), (d1, t1) in zip(_T975, _T975[1:]):
+        if df <= d1:
+            w = (1 / df - 1 / d0) / (1 / d1 - 1 / d0)
+            return t0 + w * (t1 - t0)
+    w = min(1.0, (1 / df) / (1 / 120))
+    return 1.96 + w * (1.980 - 1.96)
+
+
+@dataclass
+class Spread:
+    """Mean of n repeated runs with its 95% t-interval: mean +- t(n-1) * sd / sqrt(n)."""
+    n: int
+    mean: float
+    median: float
+    min: float
+    max: float
+    std: float  # sample standard deviation (n - 1)
+    ci_low: float
+    ci_high: float
+
+    @property
+    def half_width_pct(self) -> float:
+        return 100.0 * (self.ci_high - self.ci_low) / 2 / abs(self.mean) if self.mean else math.nan
+
+
+def spread(values: Iterable[float]) -> Spread:
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    if v.size == 0:
+        nan = math.nan
+        return Spread(0, nan, nan, nan, nan, nan, nan, nan)
+    mean = float(v.mean())
+    std = float(v.std(ddof=1)) if v.size > 1 else math.nan
+    half = t975(v.size - 1) * std / math.sqrt(v.size) if v.size > 1 else math.nan
+    return Spread(int(v.size), mean, float(np.median(v)), float(v.min()), float(v.max()), std,
+                  mean - half, mean + half)
+
+
+@dataclass
+class RatioCI:
+    """a / b as the geometric mean of the ratios, with a 95% interval from a t-interval on logs."""
+    ratio: float
+    ci_low: float
+    ci_high: float
+    method: str  # "paired t on log ratios (n=3)", "Welch t on log means (3 vs 3)", or "single runs"
+
+    @property
+    def contains_one(self) -> bool | None:
+        """Whether the interval holds 1 (no evidence of a difference); None without an interval."""
+        if math.isnan(self.ci_low):
+            return None
+        return self.ci_low <= 1.0 <= self.ci_high
+
+
+def ratio_ci(a: list[float], b: list[float], paired: bool) -> RatioCI:
+    """Paired (repeat i of a ran next to repeat i of b): d_i = ln a_i - ln b_i, ratio exp(mean d),
+    interval exp(mean d +- t(n-1) sd(d) / sqrt(n)). Unpaired: difference of the mean logs with
+    Welch's standard error sqrt(s_a^2/n_a + s_b^2/n_b) and Welch-Satterthwaite degrees of freedom."""
+    la = np.log(np.asarray([x for x in a if x and x > 0], dtype=float))
+    lb = np.log(np.asarray([x for x in b if x and x > 0], dtype=float))
+    nan = math.nan
+    if la.size == 0 or lb.size == 0:
+        return RatioCI(nan, nan, nan, "no data")
+    if paired and la.size == lb.size and la.size > 1:
+        d = la - lb
+        half = t975(d.size - 1) * float(d.std(ddof=1)) / math.sqrt(d.size)
+        m = float(d.mean())
+        return RatioCI(math.exp(m), math.exp(m - half), math.exp(m + half), f"paired t on log ratios (n={d.size})")
+    m = float(la.mean() - lb.mean())
+    if la.size < 2 or lb.size < 2:
+        return RatioCI(math.exp(m), nan, nan, "single runs")
+    va, vb = float(la.var(ddof=1)) / la.size, float(lb.var(ddof=1)) / lb.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return RatioCI(math.exp(m), math.exp(m), math.exp(m), f"Welch t on log means ({la.size} vs {lb.size})")
+    df = (va + vb) ** 2 / (va ** 2 / (la.size - 1) + vb ** 2 / (lb.size - 1))
+    half = t975(df) * se
+    return RatioCI(math.exp(m), math.exp(m - half), math.exp(m + half), f"Welch t on log means ({la.size} vs {lb.size})")

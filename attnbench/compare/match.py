@@ -13,7 +13,9 @@ from attnbench.results.record import Record
 # Run-specific scenario keys: where it ran, not what ran (an endpoint URL has a fresh port per run;
 # seeds change the random prompts but not their lengths; served_model can be a local path).
 RUN_SPECIFIC = frozenset({"result_dir", "seed", "endpoint", "served_model", "repeat", "log_path", "port",
-                          "command", "utc_time", "cache_dir", "concurrency"})
+                          "command", "utc_time", "cache_dir", "concurrency",
+                          # how serve-bench laid the run out: repeats of one load, whatever the order
+                          "repeats", "interleaved", "side_by_side", "layout", "client_cpus"})
 
 # Scenario keys that name a record in a table, per kind (the rest is in the key but not shown).
 LABEL_KEYS = {

@@ -189,7 +189,7 @@ def serve_section(ctx: Context, entries: list[Entry]) -> Section:
     sec = Section("serve", VIEWS["serve"].title)
     gpus = list(dict.fromkeys(_gpu(e.record) for e in entries))
     for gpu in gpus:
-        records = [e.record for e in latest([e for e in entries if _gpu(e.record) == gpu])]
+        records = [e.record for e in entries if _gpu(e.record) == gpu]  # comparison() keeps each group's newest run
         where = f" · {gpu}" if len(gpus) > 1 else ""
         sec.add(Html(f"<h3>Latest comparison{esc(where)}</h3>"),
                 Html(f'<p class="note">{esc(summary.provenance_line(records))}</p>'))
@@ -213,10 +213,9 @@ def _comparison_table(t: summary.Table) -> Html:
             rows.append([row.backend, Cell(f"FAILED: {row.failure}", len(summary.COLUMNS)), row.counts])
             classes.append("failed")
         else:
-            rows.append([row.backend, *(f"{summary.fmt(v)} ({summary.fmt_ratio(r)})" if r is not None
-                                        else summary.fmt(v) for v, r in row.cells), row.counts])
+            rows.append([row.backend, *(summary.md_cell(c) for c in row.cells), row.counts])
             classes.append(None)
-    caption = f"{t.shape.label} — tok/s and ms (ratio to the best backend of this shape)"
+    caption = f"{t.shape.label} — {summary.legend(t.reference, [t])}"
     return table(head, rows, caption, classes)
 
 

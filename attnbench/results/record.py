@@ -21,7 +21,7 @@ from attnbench import atomic
 from attnbench.errors import UserError
 
 SCHEMA_VERSION = 1
-KINDS = ("serve", "microbench", "gpqa", "parity", "explain")
+KINDS = ("serve", "serve-aggregate", "microbench", "gpqa", "parity", "explain")
 ENVELOPE = ("schema_version", "kind", "backend", "status", "error", "scenario", "provenance")
 
 

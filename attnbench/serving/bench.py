@@ -1,10 +1,15 @@
-"""serve-bench: per backend, one vLLM server (or the given endpoint), every load shape against
-it one after another, one record per (backend, shape), then the side-by-side comparison."""
+"""serve-bench: per backend a vLLM server (side by side when the GPU has room) or the given
+endpoint; per load shape, unmeasured passes until the server is steady, then `repeats` measured
+passes (interleaved across backends when their servers run side by side), each with fresh
+prompts; one record per measured pass, one aggregate per (backend, shape), then the comparison."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -13,7 +18,8 @@ from attnbench.backends.registry import Backend
 from attnbench.console import Progress, StatusLine
 from attnbench.errors import UserError
 from attnbench.results.record import Record
-from attnbench.serving import client, metrics, workload
+from attnbench.serving import client, metrics, observe, workload
+from attnbench.serving.server import ServerSpec
 from attnbench.serving.workload import Workload
 
 
@@ -33,6 +39,13 @@ class ServeBench:
     request_timeout_s: float = 3600.0
     workers: int = 0
     baseline: str | None = None
+    repeats: int = 3  # measured passes per (backend, shape)
+    parallel_start: bool | None = None  # None: side by side when the GPU has room
+    interleave: bool | None = None  # None: whenever servers run side by side
+    warmup_tolerance: float = 0.03  # steady: two unmeasured passes in a row this close in output tok/s
+    max_warmup_passes: int = 5  # then measure anyway, and flag it
+    keep_flagged: bool = False  # contaminated passes count in means, CIs and ratios
+    gpu_memory_gib: float | None = None  # None: nvidia-smi's
 
 
 def model_shape(cfg: dict | None, serve_args: list[str]) -> dict | None:
@@ -56,29 +69,121 @@ def model_shape(cfg: dict | None, serve_args: list[str]) -> dict | None:
     }
 
 
-def run_shape(base_url: str, served_model: str, load: Workload, bench: ServeBench, label: str) -> tuple[dict, dict]:
-    """One load shape against a running server: warm-up, timed run -> (metrics, samples)."""
-    cfg = client.ClientConfig(base_url=base_url, model=served_model, workers=bench.workers,
+@dataclass
+class Target:
+    """One server under test: started by attnbench (`server` set) or named by --endpoint."""
+    name: str
+    base_url: str
+    model: str
+    provenance: dict
+    server: object | None = None  # the VllmServer, for its log and processes
+
+
+@dataclass
+class Pass:
+    """One pass of a load against one target: the client's view and the observer's."""
+    results: list[client.RequestResult]
+    metrics: dict
+    observation: dict  # observe.Window.to_json(): server-side deltas, GPU samples, flags, times
+    interrupted: bool = False
+
+
+def pass_seed(seed: int, load: Workload, kind: str, index: int) -> int:
+    """A distinct prompt seed per (shape, warm-up or measured, pass): no prompt repeats across
+    passes, so the prefix cache never serves a measured pass from an earlier one (with one seed
+    for all shapes, a 1000-token prompt would be the prefix of the 8000-token one)."""
+    import numpy as np
+
+    words = [seed, load.input_len, load.output_len, 0 if kind == "warmup" else 1, index]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+def run_pass(target: Target, load: Workload, bench: ServeBench, seed: int, label: str,
+             observer: "observe.Observer", show_progress: bool = True) -> Pass:
+    """Send one pass (prompts from `seed`) and observe the window it ran in. Ctrl-C: the pass
+    comes back with `interrupted` set and what had finished."""
+    cfg = client.ClientConfig(base_url=target.base_url, model=target.model, workers=bench.workers,
                               max_concurrency=load.max_concurrency, request_timeout_s=bench.request_timeout_s)
-    if load.warmup:
-        warm = workload.prompts(load.warmup, load.input_len, load.vocab_size, load.seed + 10_000)
-        client.run(cfg, [client.Request(p, load.output_len, 0.0) for p in warm])
-    prompts = workload.prompts(load.num_prompts, load.input_len, load.vocab_size, load.seed)
-    offsets = workload.arrival_offsets(load.num_prompts, load.request_rate, load.burstiness, load.seed)
+    prompts = workload.prompts(load.num_prompts, load.input_len, load.vocab_size, seed)
+    offsets = workload.arrival_offsets(load.num_prompts, load.request_rate, load.burstiness, seed)
     requests = [client.Request(p, load.output_len, t) for p, t in zip(prompts, offsets)]
-    bar = Progress(len(requests), f"[{label}] {load.input_len}:{load.output_len}")
+    bar = Progress(len(requests), label)
     done = [0]
 
     def progress(n: int) -> None:
-        if n != done[0]:
+        if n != done[0] and show_progress:
             bar.update(n - done[0])
             done[0] = n
 
+    window = observer.open(target)
+    interrupted = False
     try:
         results = client.run(cfg, requests, progress=progress)
+    except client.Interrupted as e:
+        results, interrupted = e.results, True
     finally:
         bar.close()
-    return metrics.compute(results, bench.percentiles, bench.slos_ms), samples(results)
+    m = metrics.compute(results, bench.percentiles, bench.slos_ms)
+    obs = observer.close(window, m)
+    return Pass(results, m, obs, interrupted)
+
+
+@dataclass
+class Warmup:
+    """Unmeasured passes of one (target, shape) until two in a row agree."""
+    throughputs: list[float] = field(default_factory=list)
+    steady: bool = False
+    failed: str | None = None  # every request of a pass failed: the shape is not measurable here
+
+    @property
+    def done(self) -> bool:
+        return self.steady or self.failed is not None
+
+    def to_json(self, cap: int, tolerance: float) -> dict:
+        return {"passes": len(self.throughputs), "output_throughputs": [round(x, 1) for x in self.throughputs],
+                "steady": self.steady, "capped": not self.steady and self.failed is None and len(self.throughputs) >= cap,
+                "tolerance": tolerance, "max_passes": cap}
+
+
+def agree(a: float, b: float, tolerance: float) -> bool:
+    return a > 0 and b > 0 and abs(a - b) <= tolerance * max(a, b)
+
+
+def warm_up(targets: list[Target], load: Workload, bench: ServeBench, observer) -> dict[str, Warmup]:
+    """Round-robin unmeasured passes over the targets not yet steady: a target is steady once two
+    consecutive passes agree within `warmup_tolerance` on output throughput; at most
+    `max_warmup_passes` (then it is measured anyway and its records say the cap was hit)."""
+    state = {t.name: Warmup() for t in targets}
+    if not load.warmup or bench.max_warmup_passes <= 0:
+        for w in state.values():
+            w.steady = True
+        return state
+    wload = replace(load, num_prompts=load.warmup)
+    k = 0
+    while any(not w.done and len(w.throughputs) < bench.max_warmup_passes for w in state.values()):
+        for t in targets:
+            w = state[t.name]
+            if w.done or len(w.throughputs) >= bench.max_warmup_passes:
+                continue
+            label = f"[{t.name}] {load.input_len}:{load.output_len} warm-up {len(w.throughputs) + 1}"
+            p = run_pass(t, wload, bench, pass_seed(load.seed, load, "warmup", k), label, observer)
+            if p.interrupted:
+                raise KeyboardInterrupt
+            if p.metrics["completed"] == 0:
+                first = next((r.error for r in p.results if r.error), "?")
+                w.failed = f"every request of the warm-up pass failed; first error: {first}"
+                continue
+            w.throughputs.append(p.metrics["output_throughput"])
+            if len(w.throughputs) >= 2 and agree(w.throughputs[-1], w.throughputs[-2], bench.warmup_tolerance):
+                w.steady = True
+        k += 1
+    for t in targets:
+        w = state[t.name]
+        if w.throughputs:
+            how = "steady" if w.steady else f"NOT steady after {len(w.throughputs)} (the cap)"
+            print(f"attnbench: [{t.name}] {load.input_len}:{load.output_len} warm-up: {how}; output tok/s "
+                  + ", ".join(f"{x:.0f}" for x in w.throughputs), file=sys.stderr, flush=True)
+    return state
 
 
 def _s(x: float | None) -> float | None:
@@ -101,100 +206,183 @@ def samples(results: list[client.RequestResult]) -> dict:
     }
 
 
-def _scenario(bench: ServeBench, load: Workload, served_model: str | None, shape: dict | None) -> dict:
+def _scenario(bench: ServeBench, load: Workload, target: Target | None, shape: dict | None) -> dict:
     return {
         "input_len": load.input_len, "output_len": load.output_len, "num_prompts": load.num_prompts,
         "request_rate": None if math.isinf(load.request_rate) else load.request_rate,
         "burstiness": load.burstiness, "max_concurrency": load.max_concurrency, "seed": load.seed,
-        "warmup": load.warmup, "vocab_size": load.vocab_size, "model": bench.model, "served_model": served_model,
+        "warmup": load.warmup, "vocab_size": load.vocab_size, "model": bench.model,
+        "served_model": target.model if target else None,
         "endpoint": bench.endpoint, "serve_args": bench.serve_args, "percentiles": bench.percentiles,
         "slos_ms": bench.slos_ms, "model_shape": shape,
     }
 
 
-def record_path(result_dir: Path, backend: str, load: Workload) -> Path:
-    return result_dir / backend / f"serve-{load.input_len}x{load.output_len}.json"
+def record_path(result_dir: Path, backend: str, load: Workload, repeat: int | None = None) -> Path:
+    """RESULT_DIR/BACKEND/serve-INxOUT-rR.json per measured pass, serve-INxOUT.json for the aggregate."""
+    stem = f"serve-{load.input_len}x{load.output_len}"
+    return result_dir / backend / (f"{stem}-r{repeat}.json" if repeat is not None else f"{stem}.json")
 
 
-def _run_server(bench: ServeBench, name: str, base_url: str, served_model: str, shape: dict | None,
-                prov: dict, records: list[Record]) -> None:
-    for input_len, output_len in bench.shapes:
-        load = replace(bench.load, input_len=input_len, output_len=output_len)
-        rec = Record(kind="serve", backend=name, scenario=_scenario(bench, load, served_model, shape),
-                     provenance=prov)
-        try:
-            rec.metrics, rec.samples = run_shape(base_url, served_model, load, bench, name)
-        except client.Interrupted as e:
-            rec.metrics = metrics.compute(e.results, bench.percentiles, bench.slos_ms)
-            rec.samples = samples(e.results)
-            rec.status, rec.error = "failed", "interrupted by the user (Ctrl-C); completed requests kept"
-            rec.save(record_path(bench.result_dir, name, load))
+def _pass_record(bench: ServeBench, target: Target, load: Workload, shape: dict | None, p: Pass,
+                 repeat: int, seed: int, warm: Warmup, how: dict) -> Record:
+    scenario = {**_scenario(bench, load, target, shape), "seed": seed, "repeat": repeat,
+                "repeats": bench.repeats, **how}
+    rec = Record(kind="serve", backend=target.name, scenario=scenario, provenance=target.provenance,
+                 metrics=p.metrics, samples=samples(p.results))
+    rec.samples["observation"] = p.observation
+    rec.samples["warmup_passes"] = warm.to_json(bench.max_warmup_passes, bench.warmup_tolerance)
+    if p.interrupted:
+        rec.status, rec.error = "failed", "interrupted by the user (Ctrl-C); completed requests kept"
+    elif p.metrics["completed"] == 0:
+        first = next((r.error for r in p.results if r.error), "?")
+        rec.status, rec.error = "failed", f"every request failed; first error: {first}"
+    return rec
+
+
+def measure_shape(targets: list[Target], load: Workload, bench: ServeBench, shape: dict | None,
+                  interleave: bool, how: dict, observer, records: list[Record]) -> None:
+    """Warm every target up, then the measured passes: round r of every target before round r+1
+    when interleaved (A B, A B, ...), else all of A's repeats, then B's."""
+    warm = warm_up(targets, load, bench, observer)
+    live = []
+    for t in targets:
+        if warm[t.name].failed:
+            rec = Record(kind="serve", backend=t.name, status="failed", error=warm[t.name].failed,
+                         scenario={**_scenario(bench, load, t, shape), **how}, provenance=t.provenance)
+            rec.save(record_path(bench.result_dir, t.name, load))
             records.append(rec)
-            raise KeyboardInterrupt from None
-        if rec.metrics["completed"] == 0:
-            rec.status = "failed"
-            errors = [e for e in rec.samples["errors"] if e]
-            rec.error = f"every request failed; first error: {errors[0] if errors else '?'}"
-        rec.save(record_path(bench.result_dir, name, load))
+            print(f"attnbench: {t.name} {load.input_len}:{load.output_len}: {warm[t.name].failed}; "
+                  "shape skipped", file=sys.stderr)
+        else:
+            live.append(t)
+    order = ([(r, t) for r in range(bench.repeats) for t in live] if interleave
+             else [(r, t) for t in live for r in range(bench.repeats)])
+    for r, t in order:
+        seed = pass_seed(load.seed, load, "measured", r)
+        label = f"[{t.name}] {load.input_len}:{load.output_len} run {r + 1}/{bench.repeats}"
+        p = run_pass(t, load, bench, seed, label, observer)
+        rec = _pass_record(bench, t, load, shape, p, r, seed, warm[t.name], how)
+        rec.save(record_path(bench.result_dir, t.name, load, r))
         records.append(rec)
+        if p.interrupted:
+            raise KeyboardInterrupt
         print(metrics.format_block(rec.metrics, load.max_concurrency, bench.percentiles,
-                                   title=f" {name} {input_len}:{output_len} "), flush=True)
+                                   title=f" {t.name} {load.input_len}:{load.output_len} run {r + 1} "), flush=True)
         if rec.metrics["failed"]:
             first = next(e for e in rec.samples["errors"] if e)
-            print(f"attnbench: {name}: {rec.metrics['failed']} of {load.num_prompts} requests failed; "
+            print(f"attnbench: {t.name}: {rec.metrics['failed']} of {load.num_prompts} requests failed; "
                   f"first: {first}", file=sys.stderr)
+
+
+def measure(targets: list[Target], bench: ServeBench, shape: dict | None, interleave: bool, how: dict,
+            observer, records: list[Record]) -> None:
+    for input_len, output_len in bench.shapes:
+        load = replace(bench.load, input_len=input_len, output_len=output_len)
+        measure_shape(targets, load, bench, shape, interleave, how, observer, records)
+
+
+def _failed_start(bench: ServeBench, backend: Backend, e, shape: dict | None, prov: dict,
+                  log_path: Path, records: list[Record]) -> None:
+    print(f"attnbench: {e.reason}; log: {log_path}", file=sys.stderr)
+    for line in e.log_tail[-8:]:
+        print(f"    {line}", file=sys.stderr)
+    for input_len, output_len in bench.shapes:
+        load = replace(bench.load, input_len=input_len, output_len=output_len)
+        rec = Record(kind="serve", backend=backend.name, status="failed", error=e.reason,
+                     scenario=_scenario(bench, load, None, shape), provenance=prov,
+                     samples={"server_log_tail": e.log_tail})
+        rec.save(record_path(bench.result_dir, backend.name, load))
+        records.append(rec)
+
+
+def _tokens_in_flight(bench: ServeBench) -> int:
+    """Most tokens (prompt + output) the load keeps in the KV cache at once, over the shapes."""
+    n = min(bench.load.num_prompts, bench.load.max_concurrency or bench.load.num_prompts)
+    return max(n * (i + o) for i, o in bench.shapes)
 
 
 def run(bench: ServeBench) -> list[Record]:
     """Everything `attnbench serve-bench` does after parsing flags; returns the records written."""
     from attnbench.models import embedded
     from attnbench.serving import endpoint as ep
-    from attnbench.serving.server import ServerFailed, ServerSpec, running
+    from attnbench.serving import fleet
 
     records: list[Record] = []
     bench.result_dir.mkdir(parents=True, exist_ok=True)
+    observer = observe.Observer()
+    run_id = f"{provenance.utc_now()}-{os.getpid()}"  # ties the records of this invocation together
     try:
         if bench.endpoint:
             base_url = ep.normalize(bench.endpoint)
             served = ep.pick_model(base_url, bench.model)
             cfg = model_config(bench.model) if bench.model else None
-            prov = provenance.collect({"server": base_url, "started_by_attnbench": False})
-            _run_server(bench, bench.endpoint_name, base_url, served, model_shape(cfg, bench.serve_args), prov, records)
-        else:
-            served_path, cfg = embedded.resolve(bench.model)
-            extra = list(bench.serve_args)
-            name = bench.model
-            if bench.model in embedded.EMBEDDED:
-                extra = ["--load-format", "dummy", *extra]
-            shape = model_shape(cfg, bench.serve_args)
-            for backend in bench.backends:
-                spec = ServerSpec(model=served_path, backend=backend, served_model_name=name,
-                                  log_path=bench.result_dir / backend.name / "server.log", extra_args=extra,
-                                  ready_timeout_s=bench.ready_timeout_s)
-                status = StatusLine(every_s=30.0)
-                prov = provenance.collect({"started_by_attnbench": True})
-                try:
-                    with running(spec, status) as server:
-                        status.done(f"[{backend.name}] server ready at {server.base_url}")
-                        prov["server_command"] = " ".join(server.command())
-                        _run_server(bench, backend.name, server.base_url, server.model_name, shape, prov, records)
-                except ServerFailed as e:
-                    status.done()
-                    print(f"attnbench: {e.reason}; log: {spec.log_path}", file=sys.stderr)
-                    for line in e.log_tail[-8:]:
-                        print(f"    {line}", file=sys.stderr)
-                    for input_len, output_len in bench.shapes:
-                        load = replace(bench.load, input_len=input_len, output_len=output_len)
-                        rec = Record(kind="serve", backend=backend.name, status="failed", error=e.reason,
-                                     scenario=_scenario(bench, load, None, shape), provenance=prov,
-                                     samples={"server_log_tail": e.log_tail})
-                        rec.save(record_path(bench.result_dir, backend.name, load))
-                        records.append(rec)
+            prov = provenance.collect({"server": base_url, "started_by_attnbench": False, "run_id": run_id})
+            how = {"interleaved": False, "side_by_side": False, "layout": "one running server (--endpoint)"}
+            measure([Target(bench.endpoint_name, base_url, served, prov)], bench,
+                    model_shape(cfg, bench.serve_args), False, how, observer, records)
+            return records
+        served_path, cfg = embedded.resolve(bench.model)
+        extra = [*fleet.server_args(bench.model, embedded.EMBEDDED), *bench.serve_args]
+        shape = model_shape(cfg, bench.serve_args)
+        total = bench.gpu_memory_gib if bench.gpu_memory_gib is not None else fleet.gpu_memory_gib()
+        layout = fleet.plan(bench.backends, fleet.need_gib(cfg, shape, _tokens_in_flight(bench)), total,
+                            bench.parallel_start, bench.serve_args)
+        if bench.parallel_start and not layout.side_by_side:
+            print(f"attnbench: notice: --parallel-start asked, but {layout.reason}", file=sys.stderr)
+        interleave = layout.side_by_side if bench.interleave is None else (bench.interleave and layout.side_by_side)
+        if bench.interleave and not layout.side_by_side:
+            print("attnbench: notice: --interleave needs servers side by side; measuring one server at a time",
+                  file=sys.stderr)
+        server_cpus, client_cpus = fleet.cpu_split()
+        how = {"interleaved": interleave, "side_by_side": layout.side_by_side, "layout": layout.reason,
+               "client_cpus": list(client_cpus) if client_cpus else None}
+        print(f"attnbench: {layout.reason}; measured passes {'interleaved' if interleave else 'one server at a time'}",
+              file=sys.stderr, flush=True)
+        if client_cpus:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, client_cpus)  # the client's worker processes inherit it
+        share = ["--gpu-memory-utilization", str(layout.memory_share)] if layout.memory_share else []
+        for wave in layout.waves:
+            specs = [ServerSpec(model=served_path, backend=b, served_model_name=bench.model,
+                                log_path=bench.result_dir / b.name / "server.log", extra_args=[*share, *extra],
+                                ready_timeout_s=bench.ready_timeout_s, cpus=server_cpus) for b in wave]
+            status = StatusLine(every_s=30.0)
+            t_start = time.monotonic()
+            with fleet.running(specs, status) as servers:
+                status.done(f"[{', '.join(b.name for b in wave)}] started in {time.monotonic() - t_start:.0f} s")
+                targets = []
+                for b, spec, s in zip(wave, specs, servers):
+                    prov = provenance.collect({"started_by_attnbench": True, "run_id": run_id})
+                    if isinstance(s, fleet.ServerFailed):
+                        _failed_start(bench, b, s, shape, prov, spec.log_path, records)
+                        continue
+                    prov["server_command"] = " ".join(s.command())
+                    targets.append(Target(b.name, s.base_url, s.model_name, prov, s))
+                measure(targets, bench, shape, interleave, how, observer, records)
     finally:
+        observer.stop()
         if records:
-            write_comparison(bench, records)
+            finish(bench, records, observer)
     return records
 
+
+def finish(bench: ServeBench, records: list[Record], observer) -> None:
+    """Flags that need the whole run (clock dips against the run's median), aggregates, then the
+    comparison. Records are re-saved with their final flags."""
+    from attnbench.serving import aggregate
+
+    passes = [r for r in records if r.kind == "serve" and r.scenario.get("repeat") is not None]
+    if observer.finish(passes):
+        for r in passes:
+            inp, out = r.scenario["input_len"], r.scenario["output_len"]
+            r.save(record_path(bench.result_dir, r.backend, replace(bench.load, input_len=inp, output_len=out),
+                               r.scenario["repeat"]))
+    for agg in aggregate.aggregates(passes, bench.keep_flagged):
+        s = agg.scenario
+        agg.save(record_path(bench.result_dir, agg.backend,
+                             replace(bench.load, input_len=s["input_len"], output_len=s["output_len"])))
+    write_comparison(bench, records)
 
 def model_config(model: str) -> dict | None:
     """config.json of an embedded model, a local folder, or an HF id already in the local cache."""
@@ -205,12 +393,11 @@ def model_config(model: str) -> dict | None:
 
 def write_comparison(bench: ServeBench, records: list[Record]) -> None:
     """Terminal table, summary.md and plots; the presentation lives in summary.py / plots.py."""
-    try:
-        from attnbench.serving import plots, summary
-    except ImportError:
-        return
-    print(summary.comparison_table(records, bench.baseline), flush=True)
-    summary.write_summary(bench.result_dir, records, bench.baseline, command=provenance.collect()["command"])
+    from attnbench.serving import plots, summary
+
+    print(summary.comparison_table(records, bench.baseline, bench.keep_flagged), flush=True)
+    summary.write_summary(bench.result_dir, records, bench.baseline, command=provenance.collect()["command"],
+                          keep_flagged=bench.keep_flagged)
     try:
         plots.write_plots(bench.result_dir, records)
     except Exception as e:  # noqa: BLE001 - a plot must never cost the numbers

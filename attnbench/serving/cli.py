@@ -41,7 +41,13 @@ def serve_bench(
     burstiness: float = typer.Option(1.0, help="Gamma shape of the arrival gaps: 1 Poisson, <1 burstier."),
     max_concurrency: Optional[int] = typer.Option(None, help="At most this many requests in flight."),
     seed: int = typer.Option(0, help="Seed of the prompts and arrival times."),
-    warmup: Optional[int] = typer.Option(None, help="Requests of the same shape sent (and awaited) before each timed run, not counted; default: one full pass (--num-prompts), 0: none."),
+    warmup: Optional[int] = typer.Option(None, help="Requests per unmeasured warm-up pass (default --num-prompts; 0: no warm-up)."),
+    warmup_tolerance: float = typer.Option(0.03, help="Warm up until two passes in a row agree this closely on output tok/s."),
+    max_warmup_passes: int = typer.Option(5, help="At most this many warm-up passes per backend and shape (then measure, flagged as not steady)."),
+    repeats: int = typer.Option(3, help="Measured passes per backend and shape (fresh prompts each); means, 95% CIs and ratio CIs over them."),
+    parallel_start: Optional[bool] = typer.Option(None, "--parallel-start/--no-parallel-start", help="Run the backends' servers side by side when the GPU has room for each one's KV cache (default: when it has)."),
+    interleave: Optional[bool] = typer.Option(None, "--interleave/--no-interleave", help="Measured passes in rounds across the side-by-side backends (A B, A B, ...) so drift hits all alike (default: when side by side)."),
+    keep_flagged: bool = typer.Option(False, "--keep-flagged", help="Count passes flagged as contaminated (JIT, preemption, clock dip, saturated client) in means, CIs and ratios."),
     percentiles: str = typer.Option("50,90,99", help="Latency percentiles to report."),
     goodput: List[str] = typer.Option([], help="SLO for goodput, repeatable: ttft:MS, tpot:MS, e2el:MS."),
     model: Optional[str] = typer.Option(None, help="Embedded model name (default qwen3-0.6b, dummy weights), HF id or local path; with --endpoint, the served model name."),
@@ -87,6 +93,12 @@ def serve_bench(
 
         model = pick_model(normalize(endpoint), model)  # unreachable or wrong model: fail before anything runs
     load = replace(load, vocab_size=bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr)))
+    if repeats < 1:
+        raise UserError(f"--repeats must be >= 1 (got {repeats})")
+    if not 0 < warmup_tolerance < 1:
+        raise UserError(f"--warmup-tolerance is a fraction between 0 and 1, e.g. 0.03 (got {warmup_tolerance})")
+    if max_warmup_passes < 1:
+        raise UserError(f"--max-warmup-passes must be >= 1 (got {max_warmup_passes}); --warmup 0 turns warm-up off")
     if client_workers < 0:
         raise UserError(f"--client-workers must be >= 0 (got {client_workers})")
     if baseline and not endpoint and baseline not in [b.name for b in chosen]:
@@ -95,7 +107,9 @@ def serve_bench(
         shapes=shapes, load=load, model=model, backends=chosen, endpoint=endpoint, endpoint_name=name,
         serve_args=list(serve_arg), percentiles=pcts, slos_ms=slos,
         result_dir=result_dir or default_result_dir("serve"), ready_timeout_s=ready_timeout,
-        request_timeout_s=request_timeout, workers=client_workers, baseline=baseline)
+        request_timeout_s=request_timeout, workers=client_workers, baseline=baseline, repeats=repeats,
+        parallel_start=parallel_start, interleave=interleave, warmup_tolerance=warmup_tolerance,
+        max_warmup_passes=max_warmup_passes, keep_flagged=keep_flagged)
     records = bench.run(config)
     print(f"attnbench: results in {config.result_dir}", file=sys.stderr)
     if records and all(r.status == "failed" for r in records):

@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 from attnbench.results.record import Record
-from attnbench.serving.summary import Shape, latest
+from attnbench.serving import aggregate
+from attnbench.serving.summary import Shape
 
 
 def _gpu(records: list[Record]) -> str:
@@ -21,11 +22,16 @@ def _gpu(records: list[Record]) -> str:
     return ", ".join(names) or "GPU unknown"
 
 
-def _by_shape(records: list[Record]) -> dict[Shape, list[Record]]:
-    out: dict[Shape, list[Record]] = {}
-    for rec in latest(records):
-        out.setdefault(Shape.of(rec), []).append(rec)
+def _by_shape(records: list[Record]) -> dict[Shape, list[aggregate.Group]]:
+    out: dict[Shape, list[aggregate.Group]] = {}
+    for g in aggregate.groups(records):
+        out.setdefault(Shape.of(g.passes[0]), []).append(g)
     return out
+
+
+def _shown(g: aggregate.Group) -> Record:
+    """The pass a distribution plot shows for a group: its last pass used (or its last pass)."""
+    return (g.used or g.passes)[-1]
 
 
 def _colors(records: list[Record]) -> dict[str, str]:
@@ -45,24 +51,41 @@ def _save(fig, path: Path) -> Path:
     return atomic.write_bytes(path, buf.getvalue())
 
 
-def _throughput(plt, shapes: dict[Shape, list[Record]], colors: dict[str, str], gpu: str, path: Path) -> Path:
-    """One panel pair per shape (own y scale: 1000:1000 and 8000:1 differ by 1000x): output and total tok/s."""
+def _throughput(plt, shapes: dict[Shape, list[aggregate.Group]], colors: dict[str, str], gpu: str,
+                path: Path) -> Path:
+    """One panel pair per shape (own y scale: 1000:1000 and 8000:1 differ by 1000x): output and total
+    tok/s; with repeats, the bar is the mean, the whisker its 95% CI and each dot one pass."""
     n = len(shapes)
-    fig, axes = plt.subplots(2, n, figsize=(max(5.0, 1.2 + 0.9 * max(len(r) for r in shapes.values())) * n, 7),
+    fig, axes = plt.subplots(2, n, figsize=(max(5.0, 1.2 + 0.9 * max(len(g) for g in shapes.values())) * n, 7),
                              squeeze=False)
-    for j, (shape, recs) in enumerate(shapes.items()):
+    for j, (shape, groups) in enumerate(shapes.items()):
         for i, (key, label) in enumerate((("output_throughput", "output tokens/s"),
                                           ("total_token_throughput", "total tokens/s (in + out)"))):
             ax = axes[i][j]
-            names = [r.backend for r in recs]
-            values = [r.metrics.get(key) if r.status == "ok" else None for r in recs]
-            bars = ax.bar(names, [v or 0 for v in values], color=[colors[b] for b in names])
-            top = max((v for v in values if v), default=1.0)
-            for bar, v, rec in zip(bars, values, recs):
-                text = "FAILED" if rec.status != "ok" else ("n/a" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:.2f}")
-                ax.text(bar.get_x() + bar.get_width() / 2, (v or 0) + top * 0.01, text, ha="center", va="bottom",
-                        fontsize=8, color="red" if rec.status != "ok" else "black")
-            ax.set_ylim(0, top * 1.15)
+            names = [g.backend for g in groups]
+            spreads = [g.spread(key) if g.used else None for g in groups]
+            means = [sp.mean if sp and sp.n else None for sp in spreads]
+            bars = ax.bar(range(len(groups)), [v or 0 for v in means], color=[colors[b] for b in names])
+            ax.set_xticks(range(len(groups)), names)
+            def high(sp, g) -> float:  # the top of what is drawn for one bar: CI, dots or the bar
+                vals = [sp.mean if sp is not None and sp.n else 0.0, *g.values(key).values()]
+                if sp is not None and sp.n > 1 and sp.ci_high == sp.ci_high:
+                    vals.append(sp.ci_high)
+                return max(vals)
+
+            top = max([high(sp, g) for sp, g in zip(spreads, groups)] + [0.0]) or 1.0
+            for x, (bar, sp, g) in enumerate(zip(bars, spreads, groups)):
+                if sp is not None and sp.n > 1 and sp.ci_high == sp.ci_high:
+                    ax.errorbar(x, sp.mean, yerr=[[sp.mean - sp.ci_low], [sp.ci_high - sp.mean]], color="black",
+                                capsize=4, lw=1)
+                    ax.plot([x] * sp.n, list(g.values(key).values()), "o", color="black", ms=3, alpha=0.6)
+                v = sp.mean if sp is not None and sp.n else None
+                text = "FAILED" if not g.used else ("n/a" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:.2f}")
+                if sp is not None and sp.n > 1 and sp.half_width_pct == sp.half_width_pct:
+                    text += f"\n±{sp.half_width_pct:.1f}%"
+                ax.text(bar.get_x() + bar.get_width() / 2, high(sp, g) + top * 0.02, text, ha="center", va="bottom",
+                        fontsize=8, color="red" if not g.used else "black")
+            ax.set_ylim(0, top * 1.3)
             ax.set_ylabel(label)
             ax.set_title(f"{label.split(' (')[0]}: {shape.label}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
@@ -85,15 +108,13 @@ def _cdf(ax, values_ms: list[float], label: str, color: str) -> bool:
     return True
 
 
-def _latency(plt, shape: Shape, recs: list[Record], colors: dict[str, str], gpu: str, path: Path) -> Path:
+def _latency(plt, shape: Shape, groups: list[aggregate.Group], colors: dict[str, str], gpu: str, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, key, name in ((axes[0], "ttfts", "TTFT"), (axes[1], "tpots", "TPOT")):
         drawn = False
-        for rec in recs:
-            if rec.status != "ok":
-                continue
-            ms = [x * 1000.0 for x in rec.samples.get(key) or [] if x is not None]
-            drawn |= _cdf(ax, ms, rec.backend, colors[rec.backend])
+        for g in groups:  # every request of the passes used, pooled
+            ms = [x * 1000.0 for rec in g.used for x in rec.samples.get(key) or [] if x is not None]
+            drawn |= _cdf(ax, ms, g.backend, colors[g.backend])
         if drawn:
             ax.legend(fontsize=8, loc="lower right")
         else:
@@ -111,10 +132,10 @@ def _latency(plt, shape: Shape, recs: list[Record], colors: dict[str, str], gpu:
     return out
 
 
-def _timeline(plt, shape: Shape, recs: list[Record], colors: dict[str, str], gpu: str, path: Path) -> Path:
+def _timeline(plt, shape: Shape, groups: list[aggregate.Group], colors: dict[str, str], gpu: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     drawn = False
-    for rec in recs:
+    for rec in [_shown(g) for g in groups]:
         tl = rec.samples.get("timeline") or {}
         if rec.status != "ok" or not tl.get("t"):
             continue
@@ -155,7 +176,7 @@ def write_plots(result_dir: str | os.PathLike, records: list[Record]) -> list[Pa
     import matplotlib.pyplot as plt
 
     result_dir = Path(result_dir)
-    serve = latest(records)
+    serve = [r for r in records if r.kind == "serve"]
     if not serve:
         return []
     shapes = _by_shape(serve)

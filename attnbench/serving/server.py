@@ -44,6 +44,7 @@ class ServerSpec:
     ready_timeout_s: float = 900.0
     stop_grace_s: float = 30.0
     env: dict[str, str] = field(default_factory=dict)
+    cpus: tuple[int, ...] | None = None  # pin the server's processes here (keeps the client's cores free)
 
 
 def vllm_command() -> list[str]:
@@ -70,6 +71,16 @@ def log_tail(path: Path, n: int = 15) -> list[str]:
     except OSError:
         return []
     return [line.rstrip() for line in lines if line.strip()][-n:]
+
+
+def _child_setup(cpus: tuple[int, ...] | None):
+    def setup() -> None:
+        if cpus:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, cpus)  # inherited by the engine processes vLLM spawns
+        _die_with_parent()
+
+    return setup
 
 
 def _die_with_parent() -> None:
@@ -135,7 +146,36 @@ class VllmServer:
             log.write(f"# attnbench: {shlex.join(self.command())}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                                         env=env, start_new_session=True,
+                                         preexec_fn=_child_setup(self.spec.cpus))
+
+    def log_offset(self) -> int:
+        try:
+            return self.spec.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def wait_for_log(self, pattern: re.Pattern, timeout_s: float) -> bool:
+        """Wait until the server's log matches `pattern` (True), or it exits, answers /health or the
+        time runs out (False): how a side-by-side start knows this server has taken its memory."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        pos = 0
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with open(self.spec.log_path, "rb") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+            except OSError:
+                chunk = b""
+            text = chunk.decode(errors="replace")
+            if pattern.search(text):
+                return True
+            pos += len(chunk) - min(len(chunk), 400)  # a line split across reads is seen whole next time
+            if _get(f"http://{HOST}:{self.port}/health", timeout=0.5)[0] == 200:
+                return False
+            time.sleep(0.5)
+        return False
 
     def wait_ready(self, status: Callable[[str], None] | None = None) -> None:
         """Poll /health, then /v1/models, until both answer; raise ServerFailed on exit or timeout."""

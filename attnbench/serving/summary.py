@@ -7,12 +7,15 @@ its ratio to the reference of that shape: the best backend per metric, or --base
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from attnbench import atomic
+from attnbench import atomic, stats
+from attnbench.compare import match
 from attnbench.results.record import Record
+from attnbench.serving import aggregate, observe
 
 
 @dataclass(frozen=True)
@@ -75,18 +78,52 @@ class Shape:
 
 
 @dataclass
+class Cell:
+    value: float | None  # the mean over the passes used (the value itself for a single run)
+    ratio: float | None  # to the reference of the shape
+    spread: stats.Spread | None = None
+    ratio_ci: stats.RatioCI | None = None
+    is_reference: bool = False
+
+    def text(self) -> str:
+        """'14732 ±1.2% 1.00x', '14028 ±2.0% ≈0.95x' (the ratio's CI holds 1), '800 0.80x' (one run)."""
+        out = fmt(self.value)
+        if self.spread is not None and self.spread.n > 1 and not math.isnan(self.spread.half_width_pct):
+            out += f" ±{self.spread.half_width_pct:.1f}%"
+        if self.ratio is not None:
+            same = self.ratio_ci is not None and not self.is_reference and self.ratio_ci.contains_one
+            out += f" {'≈' if same else ''}{self.ratio:.2f}x"
+        return out
+
+
+@dataclass
 class Row:
     backend: str
-    record: Record
-    cells: list[tuple[float | None, float | None]]  # (value, ratio to the reference) per COLUMNS
-    failure: str | None  # one-line reason when the run failed
+    group: aggregate.Group
+    cells: list[Cell]  # per COLUMNS
+    failure: str | None  # one-line reason when no pass of it succeeded
+
+    @property
+    def record(self) -> Record:
+        return self.group.passes[-1]
 
     @property
     def counts(self) -> str:
-        m = self.record.metrics
-        if m.get("completed") is None:
-            return "-"
-        return f"{m['completed']}/{m.get('failed') or 0}"
+        """completed/failed requests over the passes used; 'n runs (k flagged)' when repeated."""
+        used = self.group.used
+        if not used:
+            m = self.record.metrics
+            return "-" if m.get("completed") is None else f"{m['completed']}/{m.get('failed') or 0}"
+        ok = sum(int(r.metrics.get("completed") or 0) for r in used) // len(used)
+        bad = sum(int(r.metrics.get("failed") or 0) for r in used) // len(used)
+        text = f"{ok}/{bad}"
+        if len(self.group.passes) > 1 or self.group.flagged:
+            text += f" x{len(used)}"
+            extra = [f"{len(self.group.flagged)} flagged"] if self.group.flagged else []
+            extra += [f"{len(self.group.failed)} failed"] if self.group.failed else []
+            if extra:
+                text += f" ({', '.join(extra)})"
+        return text
 
 
 @dataclass
@@ -115,41 +152,63 @@ def latest(records: list[Record]) -> list[Record]:
     return [rec for _, rec in sorted(chosen.values(), key=lambda x: x[0])]
 
 
-def comparison(records: list[Record], baseline: str | None = None) -> list[Table]:
-    """Tables of the newest serve record per (backend, shape), one per shape in first-seen order."""
-    by_shape: dict[Shape, list[Record]] = {}
-    for rec in latest(records):
-        by_shape.setdefault(Shape.of(rec), []).append(rec)
+def _row_names(groups: list[aggregate.Group]) -> list[str]:
+    """The backend name, plus the settings that tell two groups of one backend apart."""
+    names = []
+    for g in groups:
+        twins = [h for h in groups if h.backend == g.backend and h is not g]
+        if not twins:
+            names.append(g.backend)
+            continue
+        mine = match.settings(g.passes[0])
+        diff = sorted({k for h in twins for k, v in match.settings(h.passes[0]).items() if mine.get(k) != v}
+                      | {k for h in twins for k in mine if k not in match.settings(h.passes[0])})
+        names.append(g.backend + " (" + ", ".join(f"{k}={mine.get(k)}" for k in diff) + ")")
+    return names
+
+
+def comparison(records: list[Record], baseline: str | None = None, keep_flagged: bool = False) -> list[Table]:
+    """One table per shape in first-seen order; one row per group of passes (backend and settings)."""
+    by_shape: dict[Shape, list[aggregate.Group]] = {}
+    for g in aggregate.groups(records, keep_flagged):
+        by_shape.setdefault(Shape.of(g.passes[0]), []).append(g)
     tables = []
-    for shape, recs in by_shape.items():
-        ok = [r for r in recs if r.status == "ok"]
-        ref_rec = next((r for r in ok if r.backend == baseline), None) if baseline else None
+    for shape, groups in by_shape.items():
+        ok = [g for g in groups if g.used]
+        ref_group = next((g for g in ok if g.backend == baseline), None) if baseline else None
         note = None
-        if baseline and ref_rec is None:
+        if baseline and ref_group is None:
             note = f"baseline {baseline!r} has no successful run of this shape; ratios are to the best backend"
-        refs = []
+        refs: list[aggregate.Group | None] = []
         for col in COLUMNS:
-            if ref_rec is not None:
-                refs.append(ref_rec.metrics.get(col.key))
+            if ref_group is not None:
+                refs.append(ref_group)
                 continue
-            values = [v for v in (r.metrics.get(col.key) for r in ok) if v is not None]
-            refs.append((max if col.higher_is_better else min)(values) if values else None)
+            have = [(g.spread(col.key).mean, g) for g in ok if g.values(col.key)]
+            pick = (max if col.higher_is_better else min)(have, key=lambda x: x[0]) if have else None
+            refs.append(pick[1] if pick else None)
         rows = []
-        for rec in recs:
-            if rec.status != "ok":
-                rows.append(Row(rec.backend, rec, [(None, None)] * len(COLUMNS), one_line(rec.error)))
+        for g, name in zip(groups, _row_names(groups)):
+            if not g.used:
+                why = g.failed[-1].error if g.failed else f"every pass flagged ({len(g.flagged)}); see Flags"
+                rows.append(Row(name, g, [Cell(None, None)] * len(COLUMNS), one_line(why)))
                 continue
             cells = []
             for col, ref in zip(COLUMNS, refs):
-                v = rec.metrics.get(col.key)
-                cells.append((v, v / ref if v is not None and ref else None))
-            rows.append(Row(rec.backend, rec, cells, None))
-        tables.append(Table(shape, baseline if ref_rec is not None else "best", rows, note))
+                sp = g.spread(col.key) if g.values(col.key) else None
+                if sp is None or ref is None or not ref.values(col.key):
+                    cells.append(Cell(sp.mean if sp else None, None, sp))
+                    continue
+                rc = aggregate.ratio(g, ref, col.key) if ref is not g else None
+                r = 1.0 if ref is g else (sp.mean / ref.spread(col.key).mean if ref.spread(col.key).mean else None)
+                cells.append(Cell(sp.mean, r, sp, rc, ref is g))
+            rows.append(Row(name, g, cells, None))
+        tables.append(Table(shape, baseline if ref_group is not None else "best", rows, note))
     return tables
 
 
 def fmt(v: float | None) -> str:
-    if v is None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, int) or abs(v) >= 100:
         return f"{v:.0f}"
@@ -160,14 +219,18 @@ def fmt_ratio(r: float | None) -> str:
     return "" if r is None else f"{r:.2f}x"
 
 
-def _legend(reference: str) -> str:
+def legend(reference: str, tables: list[Table] | None = None) -> str:
     to = "the best backend of the shape (max throughput, min latency)" if reference == "best" else reference
-    return f"throughput in tok/s, latency in ms; each cell: value and its ratio to {to}"
+    text = f"throughput in tok/s, latency in ms; each cell: value and its ratio to {to}"
+    if tables and any(len(row.group.used) > 1 for t in tables for row in t.rows):
+        text += ("; with repeats: the mean over the passes, ± the 95% CI half-width (Student t), "
+                 "≈ where the ratio's 95% CI holds 1")
+    return text
 
 
-def comparison_table(records: list[Record], baseline: str | None = None) -> str:
+def comparison_table(records: list[Record], baseline: str | None = None, keep_flagged: bool = False) -> str:
     """The terminal table serve-bench prints after all backends ran."""
-    tables = comparison(records, baseline)
+    tables = comparison(records, baseline, keep_flagged)
     if not tables:
         return "(no serve results to compare)"
     header = ["backend", "shape", *(c.label for c in COLUMNS), "ok/failed"]
@@ -175,15 +238,13 @@ def comparison_table(records: list[Record], baseline: str | None = None) -> str:
     for t in tables:
         lines = [header]
         for row in t.rows:
-            cells = [f"{fmt(v)} {fmt_ratio(r)}".rstrip() for v, r in row.cells]
             if row.failure:
                 lines.append([row.backend, t.shape.label, f"FAILED: {row.failure}"])
             else:
-                lines.append([row.backend, t.shape.label, *cells, row.counts])
+                lines.append([row.backend, t.shape.label, *(c.text() for c in row.cells), row.counts])
         full = [line for line in lines if len(line) == len(header)]  # a failed row's reason must not widen a column
         widths = [max(len(line[i]) for line in full) for i in range(len(header))]
-        title = f"== {t.shape.label}: {_legend(t.reference)} =="
-        out.append(title)
+        out.append(f"== {t.shape.label}: {legend(t.reference, [t])} ==")
         if t.note:
             out.append(f"   note: {t.note}")
         for line in lines:
@@ -191,15 +252,30 @@ def comparison_table(records: list[Record], baseline: str | None = None) -> str:
             if len(line) < len(header):  # a failed row: its reason runs on from the shape column
                 parts = [line[0].ljust(widths[0]), line[1].ljust(widths[1]), line[2]]
             out.append("  ".join(parts).rstrip())
+        for flag in flag_lines(t):
+            out.append(f"   flagged: {flag}")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
-def comparison_markdown(records: list[Record], baseline: str | None = None) -> str:
+def flag_lines(t: Table) -> list[str]:
+    """'fa3 run 2: jit: CuTeDSL JIT compilation during inference (21:40:03)' per flag of the table's passes."""
+    out = []
+    for row in t.rows:
+        for r in row.group.flagged:
+            for f in observe.flags(r):
+                out.append(f"{row.backend} run {int(r.scenario.get('repeat') or 0) + 1}: {f.get('kind')}: "
+                           f"{one_line(f.get('evidence'), 200)}")
+    return out
+
+
+def comparison_markdown(records: list[Record], baseline: str | None = None, keep_flagged: bool = False) -> str:
     """The same tables as markdown (summary.md, CI job summaries)."""
     parts = []
-    for t in comparison(records, baseline):
-        parts.append(f"### {t.shape.label}\n\n{_legend(t.reference).capitalize()}.\n")
+    tables = comparison(records, baseline, keep_flagged)
+    for t in tables:
+        text = legend(t.reference, [t])
+        parts.append(f"### {t.shape.label}\n\n{text[0].upper()}{text[1:]}.\n")
         if t.note:
             parts.append(f"> Note: {t.note}\n")
         head = ["backend", *(c.label for c in COLUMNS), "completed/failed"]
@@ -208,10 +284,70 @@ def comparison_markdown(records: list[Record], baseline: str | None = None) -> s
             if row.failure:
                 cells = [f"**FAILED**: {_md_escape(row.failure)}", *[""] * (len(COLUMNS) - 1), row.counts]
             else:
-                cells = [f"{fmt(v)} ({fmt_ratio(r)})" if r is not None else fmt(v) for v, r in row.cells] + [row.counts]
+                cells = [md_cell(c) for c in row.cells] + [row.counts]
             lines.append("| " + " | ".join([_md_escape(row.backend), *cells]) + " |")
         parts.append("\n".join(lines) + "\n")
+        flags = flag_lines(t)
+        if flags:
+            kept = "kept in the statistics (--keep-flagged)" if keep_flagged else "left out of means, CIs and ratios"
+            parts.append(f"Flagged passes ({len(flags)}, {kept}):\n\n" + "\n".join(f"- {_md_escape(f)}" for f in flags) + "\n")
+        cross = server_cross_check(t)
+        if cross:
+            parts.append(cross)
     return "\n".join(parts) if parts else "(no serve results to compare)\n"
+
+
+def md_cell(c: Cell) -> str:
+    """'14028 ±2.0% (≈0.95x)' or '800 (0.80x)'."""
+    text = c.text()
+    if c.ratio is None:
+        return text
+    value, _, ratio = text.rpartition(" ")
+    return f"{value} ({ratio})"
+
+
+SERVER_PAIRS = (("mean_ttft_ms", "server_mean_ttft_ms", "TTFT"), ("mean_tpot_ms", "server_mean_tpot_ms", "TPOT"),
+                ("mean_e2el_ms", "server_mean_e2el_ms", "E2EL"))
+
+
+def server_cross_check(t: Table) -> str:
+    """Client-side beside server-side (/metrics) means, per backend; '' when no server reported."""
+    lines = []
+    for row in t.rows:
+        used = row.group.used
+        server = [(r.samples.get("observation") or {}).get("server") or {} for r in used]
+        if not any(server):
+            continue
+        cells = []
+        for ckey, skey, _ in SERVER_PAIRS:
+            c = stats.spread(r.metrics.get(ckey) for r in used).mean
+            sv = stats.spread(s.get(skey) for s in server).mean
+            cells += [fmt(c), fmt(sv), f"{c - sv:+.1f}" if not (math.isnan(c) or math.isnan(sv)) else "-"]
+        lines.append("| " + " | ".join([_md_escape(row.backend), *cells]) + " |")
+    if not lines:
+        return ""
+    head = ["backend"] + [f"{name} {side}" for _, _, name in SERVER_PAIRS for side in ("client", "server", "diff")]
+    return ("Client vs server (vLLM /metrics, mean over the passes used, ms):\n\n"
+            + "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n" + "\n".join(lines) + "\n")
+
+
+def warmup_lines(records: list[Record]) -> list[str]:
+    """How many unmeasured passes each (backend, shape) took to agree, and whether the cap was hit."""
+    seen, out = set(), []
+    for r in records:
+        w = r.samples.get("warmup_passes")
+        key = (r.backend, Shape.of(r))
+        if not w or key in seen:
+            continue
+        seen.add(key)
+        tps = ", ".join(f"{x:.0f}" for x in w.get("output_throughputs") or [])
+        if w.get("steady"):
+            how = f"steady after {w['passes']} warm-up passes"
+        else:
+            how = f"**not steady**: the cap of {w.get('max_passes')} warm-up passes was hit"
+        out.append(f"- {r.backend} {key[1].label}: {how} (output tok/s {tps}; agreement within "
+                   f"{100 * float(w.get('tolerance') or 0):.0f}%)")
+    return ["## Warm-up", "", *out, ""] if out else []
 
 
 def _md_escape(text: str) -> str:
@@ -236,7 +372,7 @@ def provenance_line(records: list[Record]) -> str:
 
 
 def write_summary(result_dir: str | os.PathLike, records: list[Record], baseline: str | None = None,
-                  command: str | None = None) -> Path:
+                  command: str | None = None, keep_flagged: bool = False) -> Path:
     """RESULT_DIR/summary.md: the comparison tables, the exact command and where the numbers came from."""
     serve = [r for r in records if r.kind == "serve"]
     command = command or next((r.provenance.get("command") for r in serve if r.provenance.get("command")), None)
@@ -246,8 +382,12 @@ def write_summary(result_dir: str | os.PathLike, records: list[Record], baseline
     if models:
         lines += [f"Model: {', '.join(models)}", ""]
     lines += [provenance_line(serve), "", "Command:", "", "```", command or "(unknown)", "```", ""]
-    lines.append(comparison_markdown(serve, baseline))
-    failed = [r for r in latest(serve) if r.status != "ok"]
+    layouts = sorted({str(r.scenario["layout"]) for r in serve if r.scenario.get("layout")})
+    if layouts:
+        lines += [f"Layout: {'; '.join(layouts)}", ""]
+    lines.append(comparison_markdown(serve, baseline, keep_flagged))
+    lines += warmup_lines(serve)
+    failed = [r for r in serve if r.status != "ok"]
     if failed:
         lines += ["## Failed runs", ""]
         lines += [f"- {r.backend} {Shape.of(r).label}: {_md_escape(one_line(r.error, 400))}" for r in failed]

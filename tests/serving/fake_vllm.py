@@ -26,7 +26,7 @@ def main() -> None:
     if os.environ.get("FAKE_VLLM_PIDS"):
         with open(os.environ["FAKE_VLLM_PIDS"], "a") as f:
             f.write(f"{os.getpid()} {engine.pid}\n")
-    print(f"INFO fake vllm: backend {backend}, mode {mode}, args {args}", flush=True)
+    print(f"INFO fake vllm: backend {backend}, mode {mode}, args {args}, started at {time.time():.3f}", flush=True)
     if mode == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:  # like vLLM: SIGTERM shuts the engine down, then the API server exits
@@ -36,7 +36,10 @@ def main() -> None:
             os._exit(0)
 
         signal.signal(signal.SIGTERM, shutdown)
-    time.sleep(float(os.environ.get("FAKE_VLLM_START_S", "0.5")))
+    start_s = float(os.environ.get("FAKE_VLLM_START_S", "0.5"))
+    time.sleep(start_s / 2)  # "profiling", then the KV cache is taken, then "CUDA graphs"
+    print(f"INFO {time.strftime('%m-%d %H:%M:%S')} [kv_cache_utils.py:1] GPU KV cache size: 4096 tokens (at {time.time():.3f})", flush=True)
+    time.sleep(start_s / 2)
     if mode == "crash":
         print("ERROR fake vllm: CUDA error: no kernel image is available for execution on the device", flush=True)
         sys.exit(3)

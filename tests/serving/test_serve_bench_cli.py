@@ -27,27 +27,36 @@ def server():
         yield s
 
 
-def test_endpoint_run_writes_one_vllm_compatible_record_per_shape(server, tmp_path):
+def test_endpoint_run_writes_a_vllm_compatible_record_per_pass_and_an_aggregate(server, tmp_path):
     out = tmp_path / "res"
     p = attnbench("serve-bench", "--endpoint", f"http://127.0.0.1:{server.port}", "--input", "16,32",
-                  "--output", "4,1", "--num-prompts", "8", "--vocab-size", "500", "--result-dir", out)
+                  "--output", "4,1", "--num-prompts", "8", "--vocab-size", "500", "--repeats", "2",
+                  "--max-warmup-passes", "2", "--result-dir", out)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.count("Serving Benchmark Result") == 0  # titled per backend and shape instead
-    assert "endpoint 16:4" in p.stdout and "endpoint 32:1" in p.stdout
-    recs = {(r.scenario["input_len"], r.scenario["output_len"]): r for r in record.load(out)
+    assert p.stdout.count("Serving Benchmark Result") == 0  # titled per backend, shape and run instead
+    assert "endpoint 16:4 run 1" in p.stdout and "endpoint 32:1 run 2" in p.stdout
+    recs = {(r.scenario["input_len"], r.scenario["output_len"], r.scenario["repeat"]): r for r in record.load(out)
             if r.kind == "serve"}
-    assert set(recs) == {(16, 4), (32, 1)}
-    r = recs[(16, 4)]
+    assert set(recs) == {(16, 4, 0), (16, 4, 1), (32, 1, 0), (32, 1, 1)}
+    r = recs[(16, 4, 1)]
     assert r.status == "ok" and r.backend == "endpoint" and r.scenario["served_model"] == "tiny"
     assert r.metrics["completed"] == 8 and r.metrics["total_output_tokens"] == 32
-    raw = json.loads((out / "endpoint" / "serve-16x4.json").read_text())
+    raw = json.loads((out / "endpoint" / "serve-16x4-r1.json").read_text())
     for key in ("completed", "failed", "duration", "total_input_tokens", "total_output_tokens",
                 "request_throughput", "output_throughput", "total_token_throughput", "max_output_tokens_per_s",
                 "max_concurrent_requests", "mean_ttft_ms", "median_ttft_ms", "std_ttft_ms", "p99_ttft_ms",
                 "mean_tpot_ms", "p99_itl_ms", "mean_e2el_ms", "ttfts", "itls", "input_lens", "output_lens"):
         assert key in raw, key
     assert raw["provenance"]["command"].startswith("attnbench serve-bench --endpoint ")  # `python -m attnbench`
+    agg = json.loads((out / "endpoint" / "serve-16x4.json").read_text())
+    assert agg["kind"] == "serve-aggregate" and agg["repeats_used"] == [0, 1]
+    tps = [recs[(16, 4, i)].metrics["output_throughput"] for i in (0, 1)]
+    assert agg["spread"]["output_throughput"]["n"] == 2
+    assert abs(agg["output_throughput"] - sum(tps) / 2) < 1e-6 * sum(tps)
     assert all(max(b["prompt"]) < 500 for b in server.requests)
+    # two warm-up passes and two measured passes per shape, and no prompt is ever sent twice
+    assert len(server.requests) == 2 * (2 + 2) * 8
+    assert len({tuple(b["prompt"]) for b in server.requests}) == len(server.requests)
 
 
 def test_endpoint_with_v1_suffix_and_model_check(server, tmp_path):
@@ -61,7 +70,8 @@ def test_started_servers_one_per_backend_and_a_crash_is_recorded(tmp_path):
            "FAKE_VLLM_MODE_FLASHINFER": "crash", "FAKE_VLLM_START_S": "0.3"}
     out = tmp_path / "res"
     p = attnbench("serve-bench", "--backends", "fa3,flashinfer", "--input", "8", "--output", "3",
-                  "--num-prompts", "4", "--result-dir", out, env=env, timeout=180)
+                  "--num-prompts", "4", "--repeats", "1", "--no-parallel-start", "--result-dir", out, env=env,
+                  timeout=180)
     assert p.returncode == 0, p.stderr
     recs = {r.backend: r for r in record.load(out) if r.kind == "serve"}
     assert recs["fa3"].status == "ok" and recs["fa3"].metrics["completed"] == 4

@@ -1,0 +1,115 @@
+"""Repeated measured passes of one (backend, load) -> their spread and one aggregate record.
+
+Passes are grouped by what they measured (compare.match's identity: kind, backend, every
+scenario setting except run-specific ones like the seed and repeat index). A pass flagged as
+contaminated (observe.flags) stays out of the statistics unless keep_flagged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from attnbench import stats
+from attnbench.compare import match
+from attnbench.results.record import Record
+from attnbench.serving import observe
+
+# The metrics a spread is kept for: the table's columns and what explain and compare read.
+SPREAD_METRICS = ("output_throughput", "total_token_throughput", "request_throughput", "duration",
+                  "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms",
+                  "p99_tpot_ms", "mean_itl_ms", "median_itl_ms", "p99_itl_ms", "mean_e2el_ms",
+                  "max_output_tokens_per_s")
+
+
+@dataclass
+class Group:
+    """The passes of one backend and load, in repeat order."""
+    key: match.Key
+    passes: list[Record]
+    keep_flagged: bool = False
+
+    @property
+    def backend(self) -> str:
+        return self.passes[0].backend
+
+    @property
+    def used(self) -> list[Record]:
+        return [r for r in self.passes if r.status == "ok" and (self.keep_flagged or not observe.flags(r))]
+
+    @property
+    def flagged(self) -> list[Record]:
+        return [r for r in self.passes if r.status == "ok" and observe.flags(r)]
+
+    @property
+    def failed(self) -> list[Record]:
+        return [r for r in self.passes if r.status != "ok"]
+
+    @property
+    def interleaved(self) -> bool:
+        return all(r.scenario.get("interleaved") for r in self.passes)
+
+    def values(self, metric: str) -> dict[int, float]:
+        """repeat index -> value over the passes used (a single-pass record counts as repeat 0)."""
+        out = {}
+        for r in self.used:
+            v = r.metrics.get(metric)
+            if v is not None:
+                out[int(r.scenario.get("repeat") or 0)] = float(v)
+        return out
+
+    def spread(self, metric: str) -> stats.Spread:
+        return stats.spread(self.values(metric).values())
+
+
+def groups(records: list[Record], keep_flagged: bool = False) -> list[Group]:
+    """Serve passes grouped by identity, in first-seen order; within a group only the newest
+    run's passes (records of older runs of the same settings in the same tree are history)."""
+    by: dict[match.Key, list[Record]] = {}
+    for r in records:
+        if r.kind == "serve":
+            by.setdefault(match.key(r), []).append(r)
+    out = []
+    for k, recs in by.items():
+        newest = max(str(r.provenance.get("run_id") or r.provenance.get("utc_time") or "") for r in recs)
+        if any(r.provenance.get("run_id") for r in recs):
+            recs = [r for r in recs if str(r.provenance.get("run_id") or "") == newest]
+        elif len(recs) > 1 and not any(r.scenario.get("repeat") is not None for r in recs):
+            recs = [max(recs, key=lambda r: str(r.provenance.get("utc_time") or ""))]  # single runs: the newest
+        recs.sort(key=lambda r: int(r.scenario.get("repeat") or 0))
+        out.append(Group(k, recs, keep_flagged))
+    return out
+
+
+def ratio(a: Group, b: Group, metric: str) -> stats.RatioCI:
+    """a / b of one metric; paired by repeat index when both were interleaved with each other."""
+    va, vb = a.values(metric), b.values(metric)
+    common = sorted(set(va) & set(vb))
+    if a.interleaved and b.interleaved and len(common) > 1:
+        return stats.ratio_ci([va[i] for i in common], [vb[i] for i in common], paired=True)
+    return stats.ratio_ci(list(va.values()), list(vb.values()), paired=False)
+
+
+def aggregate_record(g: Group) -> Record:
+    """Means under vLLM's key names (so a reader of --save-result files reads them), and per
+    metric the spread: n, mean, median, min, max, std and the 95% t-interval."""
+    first = g.passes[0]
+    scenario = {k: v for k, v in first.scenario.items() if k not in ("repeat", "seed")}
+    used = g.used
+    metrics = {m: g.spread(m).mean if g.values(m) else None for m in SPREAD_METRICS}
+    metrics["completed"] = sum(int(r.metrics.get("completed") or 0) for r in used)
+    metrics["failed"] = sum(int(r.metrics.get("failed") or 0) for r in used)
+    spreads = {m: g.spread(m).__dict__ for m in SPREAD_METRICS if g.values(m)}
+    rec = Record(kind="serve-aggregate", backend=g.backend, scenario=scenario, provenance=first.provenance,
+                 metrics=metrics,
+                 samples={"spread": spreads, "repeats_used": [int(r.scenario.get("repeat") or 0) for r in used],
+                          "repeats_flagged": [int(r.scenario.get("repeat") or 0) for r in g.flagged],
+                          "repeats_failed": [int(r.scenario.get("repeat") or 0) for r in g.failed],
+                          "keep_flagged": g.keep_flagged, "ci": "95% Student-t interval of the mean over repeats"})
+    if not used:
+        rec.status = "failed"
+        rec.error = "no usable measured pass" + (f" ({len(g.flagged)} flagged)" if g.flagged else "")
+    return rec
+
+
+def aggregates(records: list[Record], keep_flagged: bool = False) -> list[Record]:
+    return [aggregate_record(g) for g in groups(records, keep_flagged)
+            if any(r.scenario.get("repeat") is not None for r in g.passes)]

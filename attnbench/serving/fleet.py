@@ -1,0 +1,166 @@
+"""N vLLM servers on one GPU: how many fit side by side, their memory shares and CPU placement,
+a staggered start, and one stop for all of them.
+
+Side by side, every backend's measured runs can be interleaved (A B C, A B C, ...) so that drift
+of the machine hits each backend alike, and the starts overlap. Each server must still hold the
+KV cache its load needs, or vLLM would queue or preempt requests and the run would measure that:
+
+    KV bytes per token = 2 (K and V) x layers x kv_heads x head_dim x dtype bytes
+    need per server    = weights + tokens in flight x KV bytes per token + OVERHEAD_GIB
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from attnbench.backends.registry import Backend
+from attnbench.serving.server import ServerFailed, ServerSpec, VllmServer, wait_gpu_released
+
+GIB = 2**30
+OVERHEAD_GIB = 4.0  # activations of the profile run, CUDA graphs, CUDA context (measured: 2-4 GiB)
+USABLE = 0.90  # of the GPU's memory, shared by the servers (vLLM's default for one server)
+CLIENT_CORES = 4  # cores kept for the load generator when the machine has 8 or more
+# Logged once a server has sized and allocated its KV cache; the next one may start profiling then.
+# (Two servers profiling at once can see each other's memory come and go and refuse to start.)
+MEMORY_TAKEN = re.compile(r"GPU KV cache size|Available KV cache memory|KV cache memory")
+
+
+def dtype_bytes(dtype: str | None) -> int:
+    d = str(dtype or "bfloat16").lower()
+    return 4 if "32" in d else 1 if "8" in d else 2
+
+
+def kv_bytes_per_token(shape: dict) -> int:
+    return 2 * int(shape["num_hidden_layers"]) * int(shape["num_key_value_heads"]) * int(shape["head_dim"]) \
+        * dtype_bytes(shape.get("dtype"))
+
+
+def weight_bytes(cfg: dict) -> int:
+    """Parameters of a dense decoder from its config.json, times the dtype's size."""
+    cfg = cfg.get("text_config", cfg)
+    h, layers, vocab = int(cfg["hidden_size"]), int(cfg["num_hidden_layers"]), int(cfg["vocab_size"])
+    heads = int(cfg["num_attention_heads"])
+    kv = int(cfg.get("num_key_value_heads", heads))
+    hd = int(cfg.get("head_dim") or h // heads)
+    inter = int(cfg.get("intermediate_size", 4 * h))
+    per_layer = h * hd * (2 * heads + 2 * kv) + 3 * h * inter
+    embed = vocab * h * (1 if cfg.get("tie_word_embeddings", False) else 2)
+    return (layers * per_layer + embed) * dtype_bytes(cfg.get("torch_dtype") or cfg.get("dtype"))
+
+
+def gpu_memory_gib() -> float | None:
+    """The first GPU's memory: $ATTNBENCH_GPU_MEMORY_GIB, else nvidia-smi's; None where neither."""
+    if os.environ.get("ATTNBENCH_GPU_MEMORY_GIB"):
+        return float(os.environ["ATTNBENCH_GPU_MEMORY_GIB"])
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", "0"],
+                             capture_output=True, text=True, timeout=20)
+        return float(out.stdout.split()[0]) / 1024 if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
+@dataclass
+class Plan:
+    waves: list[list[Backend]]  # servers that run side by side, wave after wave
+    memory_share: float | None  # --gpu-memory-utilization per server; None: vLLM's default
+    reason: str  # why this many side by side, for the terminal and summary.md
+
+    @property
+    def side_by_side(self) -> bool:
+        return any(len(w) > 1 for w in self.waves)
+
+
+def plan(backends: list[Backend], need_gib: float | None, total_gib: float | None,
+         parallel: bool | None = None, serve_args: list[str] = ()) -> Plan:
+    """How many servers share the GPU at once. `parallel` False: one at a time; True or None: as
+    many as fit (True insists and says when none fit beside another)."""
+    one = [[b] for b in backends]
+    if len(backends) < 2:
+        return Plan(one, None, "one backend")
+    if parallel is False:
+        return Plan(one, None, "one server at a time (--no-parallel-start)")
+    if "--gpu-memory-utilization" in serve_args:
+        return Plan(one, None, "one server at a time: --serve-arg sets --gpu-memory-utilization itself")
+    if need_gib is None or total_gib is None:
+        what = "the model's KV cache size" if need_gib is None else "the GPU's memory"
+        return Plan(one, None, f"one server at a time: {what} is unknown")
+    fit = int(USABLE * total_gib // need_gib)
+    if fit < 2:
+        return Plan(one, None, f"one server at a time: each needs {need_gib:.1f} GiB of the GPU's "
+                               f"{total_gib:.0f} GiB (x{USABLE:.2f} usable)")
+    k = min(fit, len(backends))
+    waves = [backends[i:i + k] for i in range(0, len(backends), k)]
+    share = round(USABLE / k, 3)
+    return Plan(waves, share, f"{k} servers side by side, {share:.3f} of the GPU's {total_gib:.0f} GiB each "
+                              f"(each needs {need_gib:.1f} GiB)")
+
+
+def need_gib(cfg: dict | None, shape: dict | None, tokens_in_flight: int) -> float | None:
+    """GiB one server needs for a load with this many tokens (prompt + output) in flight at once."""
+    if not cfg or not shape or not all(shape.get(k) for k in ("num_hidden_layers", "num_key_value_heads", "head_dim")):
+        return None
+    try:
+        weights = weight_bytes(cfg)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (weights + tokens_in_flight * kv_bytes_per_token(shape)) / GIB + OVERHEAD_GIB
+
+
+def cpu_split(n_cpus: int | None = None) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """(server cores, client cores): the last CLIENT_CORES of the cores this process may use go to
+    the load generator, the rest to the servers; no split below 8 cores."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None, None
+    if n_cpus is not None:
+        cpus = cpus[:n_cpus]
+    if len(cpus) < 8:
+        return None, None
+    return tuple(cpus[:-CLIENT_CORES]), tuple(cpus[-CLIENT_CORES:])
+
+
+def server_args(model: str, embedded_names) -> list[str]:
+    """vLLM arguments every server of this model gets: an embedded architecture has no weights."""
+    return ["--load-format", "dummy"] if model in embedded_names else []
+
+
+@contextlib.contextmanager
+def running(specs: list[ServerSpec], status: Callable[[str], None] | None = None,
+            stagger_timeout_s: float = 600.0) -> Iterator[list[VllmServer | ServerFailed]]:
+    """Start every server, each once the one before has taken its GPU memory (its log says so, it
+    is ready, or it died), wait until all are ready, yield each server or why it failed, and
+    always stop them all: on errors, Ctrl-C, or a crash of one of them."""
+    servers = [VllmServer(spec) for spec in specs]
+    out: list[VllmServer | ServerFailed] = list(servers)
+    try:
+        for i, server in enumerate(servers):
+            server.start()
+            if i + 1 < len(servers):
+                server.wait_for_log(MEMORY_TAKEN, stagger_timeout_s)
+        for i, server in enumerate(servers):
+            try:
+                server.wait_ready(status)
+            except ServerFailed as e:
+                out[i] = e
+                server.stop(wait_gpu=False)
+        yield out
+    finally:
+        stop_all(servers)
+
+
+def stop_all(servers: list[VllmServer]) -> None:
+    """Stop every server at once (each SIGTERM grace runs in parallel), then wait for the GPU."""
+    threads = [threading.Thread(target=s.stop, kwargs={"wait_gpu": False}) for s in servers if s.proc is not None]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wait_gpu_released()

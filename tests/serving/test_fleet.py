@@ -1,0 +1,150 @@
+"""Servers side by side: how many fit, the memory each gets, a staggered start, interleaved passes,
+and every server stopped on a crash of one and on Ctrl-C (against the stand-in `vllm serve`)."""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from attnbench.backends import registry
+from attnbench.models import embedded
+from attnbench.results import record
+from attnbench.serving import fleet
+from attnbench.serving.bench import model_shape
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_server import FAKE, all_pids, alive  # noqa: E402
+
+B = [registry.get(n) for n in ("fa3", "flashinfer", "fa4", "attnbench-fa4")]
+
+
+def qwen3():
+    _, cfg = embedded.resolve("qwen3-0.6b")
+    return cfg, model_shape(cfg, [])
+
+
+def test_kv_cache_and_weights_of_qwen3_by_hand():
+    cfg, shape = qwen3()
+    # 2 (K, V) x 28 layers x 8 KV heads x 128 dims x 2 bytes
+    assert fleet.kv_bytes_per_token(shape) == 2 * 28 * 8 * 128 * 2 == 114_688
+    assert 1.1e9 < fleet.weight_bytes(cfg) < 1.3e9  # "0.6B" parameters in bf16, tied embedding once
+    # 256 requests x (1000 + 1000) tokens in flight
+    need = fleet.need_gib(cfg, shape, 256 * 2000)
+    assert need == pytest.approx((fleet.weight_bytes(cfg) + 512_000 * 114_688) / 2**30 + fleet.OVERHEAD_GIB)
+    assert 58 < need < 61
+
+
+def test_two_of_four_servers_fit_an_h200_for_1000_by_1000_at_256():
+    cfg, shape = qwen3()
+    p = fleet.plan(B, fleet.need_gib(cfg, shape, 512_000), 139.8)
+    assert [[b.name for b in w] for w in p.waves] == [["fa3", "flashinfer"], ["fa4", "attnbench-fa4"]]
+    assert p.memory_share == 0.45 and p.side_by_side and "2 servers side by side" in p.reason
+
+
+def test_one_at_a_time_when_none_fits_beside_another_or_when_asked():
+    cfg, shape = qwen3()
+    need = fleet.need_gib(cfg, shape, 512_000)
+    small = fleet.plan(B, need, 80.0)
+    assert all(len(w) == 1 for w in small.waves) and small.memory_share is None
+    assert "each needs" in small.reason and "80 GiB" in small.reason
+    assert not fleet.plan(B, need, 139.8, parallel=False).side_by_side
+    assert "unknown" in fleet.plan(B, need, None).reason
+    assert not fleet.plan(B, need, 139.8, serve_args=["--gpu-memory-utilization", "0.3"]).side_by_side
+    assert len(fleet.plan(B, 10.0, 139.8).waves) == 1  # all four fit: one wave of four
+
+
+def test_the_client_keeps_four_cores_on_big_machines():
+    servers, client = fleet.cpu_split(16)
+    if servers is None:
+        pytest.skip("this process may use fewer than 16 cores")
+    assert len(client) == 4 and not set(servers) & set(client)
+    assert fleet.cpu_split(4) == (None, None)
+
+
+def test_each_server_starts_once_the_one_before_has_taken_its_memory(tmp_path, monkeypatch):
+    import re
+
+    from attnbench.serving.server import ServerSpec
+
+    for k, v in fake_env(tmp_path, FAKE_VLLM_START_S="1.0").items():
+        monkeypatch.setenv(k, v)
+    specs = [ServerSpec(model="m", backend=registry.get(n), served_model_name="tiny", log_path=tmp_path / f"{n}.log")
+             for n in ("fa3", "flashinfer", "fa4")]
+    with fleet.running(specs) as servers:
+        assert all(hasattr(s, "base_url") for s in servers)
+    logs = [(tmp_path / f"{n}.log").read_text() for n in ("fa3", "flashinfer", "fa4")]
+    started = [float(re.search(r"started at ([\d.]+)", t).group(1)) for t in logs]
+    taken = [float(re.search(r"KV cache size: \d+ tokens \(at ([\d.]+)", t).group(1)) for t in logs]
+    assert started[1] >= taken[0] and started[2] >= taken[1]
+    assert started[1] < taken[0] + 0.5 + 5  # ... but not after the first was ready (it overlaps)
+    assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
+
+
+def attnbench(*args, env=None, timeout=180):
+    return subprocess.run([sys.executable, "-m", "attnbench", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def fake_env(tmp_path, **extra):
+    return {"ATTNBENCH_VLLM_CMD": f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} serve",
+            "FAKE_VLLM_PIDS": str(tmp_path / "pids"), "FAKE_VLLM_START_S": "0.4",
+            "ATTNBENCH_GPU_MEMORY_GIB": "140", **extra}
+
+
+def test_side_by_side_servers_get_their_share_and_passes_are_interleaved(tmp_path):
+    out = tmp_path / "res"
+    p = attnbench("serve-bench", "--backends", "fa3,fa4", "--input", "8", "--output", "3", "--num-prompts", "4",
+                  "--repeats", "2", "--max-warmup-passes", "2", "--result-dir", out, env=fake_env(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert "2 servers side by side" in p.stderr and "interleaved" in p.stderr
+    for name in ("fa3", "fa4"):
+        assert "--gpu-memory-utilization 0.45" in (out / name / "server.log").read_text()
+    passes = [r for r in record.load(out) if r.kind == "serve"]
+    assert len(passes) == 4 and all(r.scenario["interleaved"] and r.scenario["side_by_side"] for r in passes)
+    order = [(r.backend, r.scenario["repeat"]) for r in sorted(passes, key=lambda r: r.samples["observation"]["t0"])]
+    assert order == [("fa3", 0), ("fa4", 0), ("fa3", 1), ("fa4", 1)]
+    assert "side by side" in (out / "summary.md").read_text()
+    assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
+
+
+def test_a_crash_of_one_side_by_side_server_leaves_the_other_measured_and_nothing_running(tmp_path):
+    out = tmp_path / "res"
+    p = attnbench("serve-bench", "--backends", "fa3,flashinfer", "--input", "8", "--output", "3", "--num-prompts",
+                  "4", "--repeats", "1", "--warmup", "0", "--result-dir", out,
+                  env=fake_env(tmp_path, FAKE_VLLM_MODE_FLASHINFER="crash"))
+    assert p.returncode == 0, p.stderr
+    recs = {r.backend: r for r in record.load(out) if r.kind == "serve"}
+    assert recs["fa3"].status == "ok" and recs["fa3"].metrics["completed"] == 4
+    assert recs["flashinfer"].status == "failed" and "exited with code 3" in recs["flashinfer"].error
+    assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
+
+
+def test_ctrl_c_stops_every_side_by_side_server_and_keeps_what_was_measured(tmp_path):
+    out = tmp_path / "res"
+    env = {**os.environ, **fake_env(tmp_path, FAKE_VLLM_ITL="0.05")}
+    proc = subprocess.Popen([sys.executable, "-m", "attnbench", "serve-bench", "--backends", "fa3,fa4", "--input", "8",
+                             "--output", "40", "--num-prompts", "4", "--repeats", "50", "--warmup", "0",
+                             "--result-dir", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "fa4" / "serve-8x40-r0.json").exists():  # a state, not a time
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
+    passes = [r for r in record.load(out) if r.kind == "serve"]
+    assert {("fa3", 0), ("fa4", 0)} <= {(r.backend, r.scenario["repeat"]) for r in passes}
+    assert (out / "summary.md").exists()
+    assert json.loads((out / "fa3" / "serve-8x40-r0.json").read_text())["status"] == "ok"
