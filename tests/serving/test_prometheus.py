@@ -146,3 +146,29 @@ def test_scrape_of_a_server_without_metrics_is_none():
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
     assert prometheus.scrape(f"http://127.0.0.1:{port}/v1", timeout=1.0) is None
+
+
+def test_scripted_server_metrics_agree_with_the_client_on_a_real_run():
+    from attnbench.serving import client, metrics, workload
+    from attnbench.serving.scripted_server import Script, ScriptedServer
+
+    with ScriptedServer(Script(ttft_s=0.05, itl_s=0.01)) as s:
+        before = prometheus.scrape(s.base_url)
+        reqs = [client.Request(p, 20, 0.0) for p in workload.prompts(8, 32, 1000, 0)]
+        m = metrics.compute(client.run(client.ClientConfig(s.base_url, "scripted", workers=1), reqs))
+        after = prometheus.scrape(s.base_url)
+    d = prometheus.window_delta(before, after)
+    assert d["server_requests"] == m["completed"] == 8
+    assert d["server_generation_tokens"] == m["total_output_tokens"] == 160
+    assert d["server_prompt_tokens"] == 8 * 32 and d["server_preemptions"] == 0
+    assert d["server_ttft_count"] == 8 and d["server_itl_count"] == 8 * 19 and d["server_tpot_count"] == 8
+    assert 50 <= d["server_mean_ttft_ms"] <= m["mean_ttft_ms"]  # the client sees the server's, plus the network
+    assert d["server_mean_tpot_ms"] == pytest.approx(m["mean_tpot_ms"], abs=2.0)
+    assert d["server_mean_e2el_ms"] <= m["mean_e2el_ms"]
+
+
+def test_scrape_is_none_when_the_server_has_no_metrics():
+    from attnbench.serving.scripted_server import Script, ScriptedServer
+
+    with ScriptedServer(Script(metrics=False)) as s:
+        assert prometheus.scrape(s.base_url, timeout=2.0) is None
