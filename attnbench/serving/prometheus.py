@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -263,3 +264,61 @@ def kv_cache_usage(s: Scrape | None, model: str | None = None) -> float | None:
         if rows:
             return max(rows)
     return None
+
+
+class GaugePoller:
+    """Scrapes /metrics every `interval_s` on a thread during a window and keeps the highest
+    KV-cache usage and queue length: read after the window, the gauges show an idle server.
+    Each scrape costs the API server a little CPU, hence a slow default."""
+
+    def __init__(self, base_url: str, interval_s: float = 2.0, model: str | None = None, timeout: float = 1.0):
+        self.base_url, self.interval_s, self.model, self.timeout = base_url, interval_s, model, timeout
+        self.kv_max: float | None = None
+        self.waiting_max: float | None = None
+        self.scrapes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll_once(self) -> None:
+        s = scrape(self.base_url, self.timeout)
+        if s is None:
+            return
+        self.scrapes += 1
+        kv = kv_cache_usage(s, self.model)
+        if kv is not None and (self.kv_max is None or kv > self.kv_max):
+            self.kv_max = kv
+        waiting = s.total("vllm:num_requests_waiting", self.model)
+        if waiting is not None and (self.waiting_max is None or waiting > self.waiting_max):
+            self.waiting_max = waiting
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - a poller must never take the run down
+                pass
+            if self._stop.wait(self.interval_s):
+                return
+
+    def start(self) -> "GaugePoller":
+        self._thread = threading.Thread(target=self._run, daemon=True, name="metrics-poller")
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict:
+        """`server_kv_cache_usage_max` (0..1), `server_num_waiting_max` and how many scrapes."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout + 2)
+        out: dict = {"server_gauge_scrapes": self.scrapes}
+        if self.kv_max is not None:
+            out["server_kv_cache_usage_max"] = self.kv_max
+        if self.waiting_max is not None:
+            out["server_num_waiting_max"] = self.waiting_max
+        return out
+
+    def __enter__(self) -> "GaugePoller":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -29,6 +29,7 @@ class Script:
     report_usage: bool = True
     metrics: bool = True  # serve vLLM-style /metrics of what this server did
     preemptions: dict[int, int] = field(default_factory=dict)  # request number -> preemptions /metrics reports
+    kv_cache_usage: float = 0.0  # what /metrics reports as vllm:kv_cache_usage_perc (0..1)
 
 
 class ScriptedServer:
@@ -76,7 +77,8 @@ class ScriptedServer:
 
         if not self.script.metrics:
             raise web.HTTPNotFound()
-        return web.Response(text=self.stats.render(self.script.model), content_type="text/plain")
+        text = self.stats.render(self.script.model, self.active, self.script.kv_cache_usage)
+        return web.Response(text=text, content_type="text/plain")
 
     async def _completions(self, request):
         from aiohttp import web
@@ -235,9 +237,10 @@ class ServedStats:
             c["vllm:request_success"] += 1
             self.observe("vllm:e2e_request_latency_seconds", (times[-1] if times else time.perf_counter()) - arrived)
 
-    def render(self, model: str) -> str:
+    def render(self, model: str, running: int = 0, kv_cache_usage: float = 0.0) -> str:
         labels = f'engine="0",model_name="{model}"'
-        out = []
+        out = [f"# TYPE vllm:num_requests_running gauge", f"vllm:num_requests_running{{{labels}}} {float(running)}",
+               f"# TYPE vllm:kv_cache_usage_perc gauge", f"vllm:kv_cache_usage_perc{{{labels}}} {float(kv_cache_usage)}"]
         for name, v in self.counters.items():
             reason = ',finished_reason="length"' if name == "vllm:request_success" else ""
             out += [f"# TYPE {name}_total counter", f"{name}_total{{{labels}{reason}}} {float(v)}"]

@@ -145,3 +145,16 @@ def test_scripted_preemptions_reach_the_flags_through_real_metrics():
     assert server["server_requests"] == 1 and server["server_preemptions"] == 2
     flags = cm.flags_for_window(0, 1, server=server)
     assert [f.kind for f in flags] == ["preemption"]
+
+
+def test_a_full_kv_cache_seen_by_the_poller_during_the_window_is_flagged():
+    with ScriptedServer(Script(kv_cache_usage=0.99)) as s:
+        poller = prometheus.GaugePoller(s.base_url, interval_s=0.05).start()
+        wait_for_scrapes = time.monotonic() + 30
+        while poller.scrapes < 2 and time.monotonic() < wait_for_scrapes:
+            time.sleep(0.02)
+        gauges = poller.stop()
+    assert gauges["server_gauge_scrapes"] >= 2 and gauges["server_kv_cache_usage_max"] == 0.99
+    assert "server_num_waiting_max" not in gauges  # the scripted server has no queue
+    flags = cm.flags_for_window(0, 1, server={"server_metrics": "ok", **gauges})
+    assert [f.kind for f in flags] == ["kv_cache_full"] and "99.0%" in flags[0].evidence

@@ -3,6 +3,7 @@
 import math
 import re
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,13 @@ def test_scrape_is_none_when_the_server_has_no_metrics():
 
     with ScriptedServer(Script(metrics=False)) as s:
         assert prometheus.scrape(s.base_url, timeout=2.0) is None
+
+
+def test_gauge_poller_against_nothing_reports_no_scrapes():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    poller = prometheus.GaugePoller(f"http://127.0.0.1:{port}/v1", interval_s=0.01, timeout=0.5).start()
+    time.sleep(0.1)
+    assert poller.stop() == {"server_gauge_scrapes": 0}
