@@ -161,7 +161,7 @@ def metrics_url(base_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path + "/metrics", "", ""))
 
 
-def scrape(base_url: str, timeout: float = 3.0) -> Scrape | None:
+def scrape(base_url: str, timeout: float = 5.0) -> Scrape | None:
     """Read the server's /metrics; None when it has none, is unreachable or answers garbage."""
     try:
         with urllib.request.urlopen(metrics_url(base_url), timeout=timeout) as resp:
@@ -172,6 +172,30 @@ def scrape(base_url: str, timeout: float = 3.0) -> Scrape | None:
         return s if s.samples else None
     except Exception:  # noqa: BLE001 - a missing /metrics must never fail a benchmark
         return None
+
+
+def scrape_settled(base_url: str, before: Scrape | None, expected_requests: int | None = None,
+                   wait_s: float = 5.0, timeout: float = 5.0) -> Scrape | None:
+    """The scrape after a window. vLLM records a finished request's stats just after streaming
+    its last token, so a scrape right after the client's last response can miss the last ones:
+    re-scrape until `expected_requests` more requests are counted than in `before` (or, without
+    an expectation, until two scrapes agree), for at most `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    last = None
+    while True:
+        s = scrape(base_url, timeout)
+        if s is None:
+            return last
+        done = s.total(COUNTERS["requests"]) or 0.0
+        if expected_requests is not None and before is not None:
+            if done - (before.total(COUNTERS["requests"]) or 0.0) >= expected_requests:
+                return s
+        elif last is not None and done == (last.total(COUNTERS["requests"]) or 0.0):
+            return s
+        last = s
+        if time.monotonic() > deadline:
+            return s
+        time.sleep(0.1 if expected_requests is not None else 0.3)
 
 
 # record key -> (histogram, fallbacks from older vLLM releases)

@@ -183,3 +183,22 @@ def test_gauge_poller_against_nothing_reports_no_scrapes():
     poller = prometheus.GaugePoller(f"http://127.0.0.1:{port}/v1", interval_s=0.01, timeout=0.5).start()
     time.sleep(0.1)
     assert poller.stop() == {"server_gauge_scrapes": 0}
+
+
+def test_scrape_settled_waits_for_the_expected_requests():
+    import json
+    import urllib.request
+
+    from attnbench.serving.scripted_server import Script, ScriptedServer
+
+    with ScriptedServer(Script(ttft_s=0.01, itl_s=0.001)) as s:
+        before = prometheus.scrape(s.base_url)
+        body = json.dumps({"model": "scripted", "prompt": [1, 2], "max_tokens": 3}).encode()
+        urllib.request.urlopen(urllib.request.Request(s.base_url + "/completions", body,
+                                                      {"Content-Type": "application/json"}), timeout=10).read()
+        after = prometheus.scrape_settled(s.base_url, before, expected_requests=1)
+        assert prometheus.window_delta(before, after)["server_requests"] == 1
+        # an expectation never met returns the last scrape once the wait is over
+        late = prometheus.scrape_settled(s.base_url, before, expected_requests=5, wait_s=0.3)
+        assert prometheus.window_delta(before, late)["server_requests"] == 1
+        assert prometheus.scrape_settled(s.base_url, None) is not None  # two agreeing scrapes
