@@ -33,13 +33,14 @@ def contaminated(flags: list[Flag]) -> bool:
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # vLLM: "(EngineCore_DP0 pid=456) WARNING 12-01 21:40:03 [jit_monitor.py:135] msg" (local time, no year)
-_VLLM_TIME = re.compile(r"\b(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) (\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d+))? ")
+_VLLM_TIME = re.compile(r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) (\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d+))? ")
 # FlashInfer's logger and Python's default: "2026-12-01 21:40:03,361 - INFO - ..."
 _ISO_TIME = re.compile(r"\b(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:[,.](\d+))?")
+_PREFIX = re.compile(r"\s*(?:\([^)]*\)\s*)?")  # "(EngineCore_DP0 pid=456) "
 
 JIT_PATTERNS = [
     (re.compile(r"JIT compilation during inference", re.I), "JIT compile during inference"),
-    (re.compile(r"\bninja\b|\bnvcc\b"), "CUDA compile (ninja/nvcc)"),
+    (re.compile(r"\bnvcc\b|\bninja\b(?!: no work to do)"), "CUDA compile (ninja/nvcc)"),
     (re.compile(r"flashinfer\.jit: .*(?:Loading JIT ops|Building|Compil)", re.I), "FlashInfer JIT build"),
     (re.compile(r"Autotuning process starts", re.I), "FlashInfer autotuning"),
     (re.compile(r"Compiling a graph for", re.I), "torch.compile graph compile"),
@@ -51,12 +52,13 @@ def log_time(line: str, near: float | None = None) -> float | None:
     """Unix time of a log line's own timestamp (read as local time), or None. vLLM's stamp has no
     year: it takes the year that puts the stamp closest to `near` (default now)."""
     line = _ANSI.sub("", line)
-    m = _ISO_TIME.search(line[:200])
+    head = _PREFIX.match(line).end()  # stamps open the line: a date inside a message is not one
     try:
+        m = _ISO_TIME.match(line, head)
         if m:
             y, mo, d, h, mi, s = (int(x) for x in m.groups()[:6])
             return _local(y, mo, d, h, mi, s) + _frac(m.group(7))
-        m = _VLLM_TIME.search(line[:200])
+        m = _VLLM_TIME.match(line, head)
         if not m:
             return None
         mo, d, h, mi, s = (int(x) for x in m.groups()[:5])
@@ -181,10 +183,11 @@ def agreement_flags(client: dict, server: dict | None, rel_tol: float = 0.10,
             flags.append(Flag("server_disagrees", f"mean {key.upper()} client {c:.1f} ms vs server {s:.1f} ms "
                                                   f"({diff:+.1f} ms, {100 * diff / s:+.0f}%)" if s else
                               f"mean {key.upper()} client {c:.1f} ms vs server {s:.1f} ms"))
-    for ckey, skey, what in [("completed", "server_requests", "requests"),
-                             ("total_output_tokens", "server_generation_tokens", "output tokens")]:
+    # requests must match exactly; tokens within 1% (a client without usage counts chunks)
+    for ckey, skey, what, rel in [("completed", "server_requests", "requests", 0.0),
+                                  ("total_output_tokens", "server_generation_tokens", "output tokens", 0.01)]:
         c, s = client.get(ckey), server.get(skey)
-        if _finite(c) and _finite(s) and c != s:
+        if _finite(c) and _finite(s) and abs(c - s) > rel * abs(s):
             flags.append(Flag("server_disagrees", f"{what}: client {c:g} vs server {s:g} in the window "
                                                   "(other traffic, or requests still running at a scrape)"))
     return flags
@@ -203,12 +206,13 @@ def run_median(values: list[float]) -> float | None:
 
 def clock_flag(window_sm_mhz: list[float], run_median_mhz: float | None, drop: float = 0.05) -> list[Flag]:
     """The window's median SM clock more than `drop` below the run's median clock."""
-    w = run_median(window_sm_mhz)
+    vals = [v for v in window_sm_mhz if _finite(v)]
+    w = run_median(vals)
     if w is None or not run_median_mhz:
         return []
     if w < (1 - drop) * run_median_mhz:
         return [Flag("gpu_clock", f"SM clock median {w:.0f} MHz vs run median {run_median_mhz:.0f} MHz "
-                                  f"({100 * (w / run_median_mhz - 1):+.0f}%, min {min(window_sm_mhz):.0f})")]
+                                  f"({100 * (w / run_median_mhz - 1):+.0f}%, min {min(vals):.0f})")]
     return []
 
 
@@ -217,12 +221,16 @@ def clock_flags(windows_sm_mhz: list[list[float]], groups: list[str] | None = No
     """Flags per window against the median over all windows' samples; with `groups` (e.g. the
     backend of each window) against the median of the window's own group, since backends can
     draw different power and so run at different clocks."""
-    groups = groups or [""] * len(windows_sm_mhz)
-    pooled: dict[str, list[float]] = {}
-    for g, w in zip(groups, windows_sm_mhz):
-        pooled.setdefault(g, []).extend(w)
-    medians = {g: run_median(v) for g, v in pooled.items()}
-    return [clock_flag(w, medians[g], drop) for g, w in zip(groups, windows_sm_mhz)]
+    try:
+        groups = groups or [""] * len(windows_sm_mhz)
+        pooled: dict[str, list[float]] = {}
+        for g, w in zip(groups, windows_sm_mhz):
+            pooled.setdefault(g, []).extend(w)
+        medians = {g: run_median(v) for g, v in pooled.items()}
+        return [clock_flag(w, medians[g], drop) for g, w in zip(groups, windows_sm_mhz)]
+    except Exception as e:  # noqa: BLE001 - a failed check must not cost the run
+        return [[Flag("unknown", f"gpu clock check failed: {type(e).__name__}: {e}", contaminates=False)]
+                for _ in windows_sm_mhz]
 
 
 def client_flags(loop_lag_p99_ms: float | None = None, worker_cpu_pct: float | None = None,

@@ -96,7 +96,7 @@ class ScriptedServer:
         cid = f"cmpl-{n}"
         if not body.get("stream"):
             await asyncio.sleep(s.ttft_s + s.ttft_per_token_s * prompt_len + s.itl_s * (max_tokens - 1))
-            self.stats.finished(arrived, prompt_len, [], max_tokens, s.preemptions.get(n, 0))
+            self.stats.finished(arrived, prompt_len, [], max_tokens, s.preemptions.get(n, 0), streamed=False)
             return web.json_response({
                 "id": cid, "object": "text_completion", "model": s.model,
                 "choices": [{"index": 0, "text": " tok" * max_tokens, "finish_reason": "length"}],
@@ -221,19 +221,20 @@ class ServedStats:
         total[0] += value
         total[1] += 1
 
-    def finished(self, arrived: float, prompt_len: int, times: list[float], max_tokens: int, preemptions: int) -> None:
-        """One request done: `times` are its chunks' write times (empty when not streamed)."""
+    def finished(self, arrived: float, prompt_len: int, times: list[float], max_tokens: int, preemptions: int,
+                 streamed: bool = True) -> None:
+        """One request done: `times` are its chunks' write times (none when not streamed)."""
         c = self.counters
         c["vllm:prompt_tokens"] += prompt_len
         c["vllm:num_preemptions"] += preemptions
-        c["vllm:generation_tokens"] += len(times) if times else max_tokens
+        c["vllm:generation_tokens"] += len(times) if streamed else max_tokens
         if times:
             self.observe("vllm:time_to_first_token_seconds", times[0] - arrived)
             for a, b in zip(times, times[1:]):
                 self.observe("vllm:inter_token_latency_seconds", b - a)
             if len(times) > 1:
                 self.observe("vllm:request_time_per_output_token_seconds", (times[-1] - times[0]) / (len(times) - 1))
-        if not times or len(times) == max_tokens:  # failures and hangs are not successes
+        if not streamed or len(times) == max_tokens:  # failures and hangs are not successes
             c["vllm:request_success"] += 1
             self.observe("vllm:e2e_request_latency_seconds", (times[-1] if times else time.perf_counter()) - arrived)
 

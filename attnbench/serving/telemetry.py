@@ -41,15 +41,16 @@ def _num(s: str) -> float | None:
 
 def parse_gpu_line(line: str, now: float | None = None) -> GpuSample | None:
     """One line of `nvidia-smi --query-gpu=QUERY --format=csv,noheader,nounits`. The line's own
-    stamp (local time, ms) is used when it is within 5 s of `now`, so a pipe that delivers lines
-    late does not shift them; otherwise (another time zone, no stamp) the reading time."""
+    stamp (local time, ms) is used when it is at most 2 minutes before `now`, so a pipe that
+    delivers lines late does not shift them; otherwise (another time zone, no stamp) the reading
+    time."""
     parts = [p.strip() for p in line.split(",")]
     if len(parts) != 7:
         return None
     now = time.time() if now is None else now
     try:
         t = datetime.strptime(parts[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
-        t = t if abs(t - now) < 5 else now
+        t = t if -120 < t - now < 2 else now
     except ValueError:
         t = now
     gpu = _num(parts[1])
@@ -80,10 +81,11 @@ class GpuSampler:
         exe = shutil.which("nvidia-smi")
         if exe is None:
             return None
-        cmd = [exe, f"--query-gpu={QUERY}", "--format=csv,noheader,nounits", f"-lms={self.interval_ms}"]
+        cmd = [exe, f"--query-gpu={QUERY}", "--format=csv,noheader,nounits", f"--loop-ms={self.interval_ms}"]
         if self.gpus:
             cmd.append("--id=" + ",".join(str(g) for g in self.gpus))
-        return cmd
+        stdbuf = shutil.which("stdbuf")  # line-buffered, so samples arrive as they are taken
+        return [stdbuf, "-oL", *cmd] if stdbuf else cmd
 
     def start(self) -> "GpuSampler":
         cmd = self._nvidia_smi()

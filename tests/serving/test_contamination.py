@@ -158,3 +158,20 @@ def test_a_full_kv_cache_seen_by_the_poller_during_the_window_is_flagged():
     assert "server_num_waiting_max" not in gauges  # the scripted server has no queue
     flags = cm.flags_for_window(0, 1, server={"server_metrics": "ok", **gauges})
     assert [f.kind for f in flags] == ["kv_cache_full"] and "99.0%" in flags[0].evidence
+
+
+def test_a_date_inside_a_message_is_not_the_lines_stamp():
+    line = "(APIServer pid=1) INFO " + vllm_stamp(T0) + " [a.py:1] resuming from checkpoint of 2025-01-01 10:00:00"
+    assert cm.log_time(line, near=T0) == T0
+    assert cm.jit_flags(["(EngineCore pid=1) INFO 12-01 21:40:00 [x.py:1] ninja: no work to do."]) == []
+
+
+def test_scripted_hangs_and_mid_stream_failures_are_not_counted_as_successes():
+    import urllib.request
+
+    with ScriptedServer(Script(ttft_s=0.0, itl_s=0.001, error_after={0: 2})) as s:
+        body = json.dumps({"model": "scripted", "prompt": [1], "max_tokens": 5, "stream": True}).encode()
+        req = urllib.request.Request(s.base_url + "/completions", body, {"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).read()
+        d = prometheus.window_delta(prometheus.parse(""), prometheus.scrape(s.base_url))
+    assert d.get("server_requests", 0) == 0 and d["server_generation_tokens"] == 2
