@@ -213,11 +213,12 @@ class ServedStats:
         self.hist = {name: ([0] * len(b), [0.0, 0]) for name, b in self.BUCKETS.items()}  # per-bucket, [sum, n]
 
     def observe(self, name: str, value: float) -> None:
+        from bisect import bisect_left
+
         counts, total = self.hist[name]
-        for i, le in enumerate(self.BUCKETS[name]):
-            if value <= le:
-                counts[i] += 1
-                break
+        i = bisect_left(self.BUCKETS[name], value)  # the first bound >= value
+        if i < len(counts):
+            counts[i] += 1
         total[0] += value
         total[1] += 1
 
@@ -240,8 +241,8 @@ class ServedStats:
 
     def render(self, model: str, running: int = 0, kv_cache_usage: float = 0.0) -> str:
         labels = f'engine="0",model_name="{model}"'
-        out = [f"# TYPE vllm:num_requests_running gauge", f"vllm:num_requests_running{{{labels}}} {float(running)}",
-               f"# TYPE vllm:kv_cache_usage_perc gauge", f"vllm:kv_cache_usage_perc{{{labels}}} {float(kv_cache_usage)}"]
+        out = ["# TYPE vllm:num_requests_running gauge", f"vllm:num_requests_running{{{labels}}} {float(running)}",
+               "# TYPE vllm:kv_cache_usage_perc gauge", f"vllm:kv_cache_usage_perc{{{labels}}} {float(kv_cache_usage)}"]
         for name, v in self.counters.items():
             reason = ',finished_reason="length"' if name == "vllm:request_success" else ""
             out += [f"# TYPE {name}_total counter", f"{name}_total{{{labels}{reason}}} {float(v)}"]

@@ -100,8 +100,10 @@ def test_window_delta_on_vllm_metrics_text():
     assert d["server_generation_tokens"] == delta("vllm:generation_tokens_total") > 0
     assert d["server_prompt_tokens"] == delta("vllm:prompt_tokens_total")
     assert d["server_preemptions"] == delta("vllm:num_preemptions_total")
-    for key, name in [("ttft", "vllm:time_to_first_token_seconds"), ("e2el", "vllm:e2e_request_latency_seconds"),
-                      ("tpot", "vllm:request_time_per_output_token_seconds"), ("itl", "vllm:inter_token_latency_seconds")]:
+    for key, name in [("ttft", "vllm:time_to_first_token_seconds"),
+                      ("e2el", "vllm:e2e_request_latency_seconds"),
+                      ("tpot", "vllm:request_time_per_output_token_seconds"),
+                      ("itl", "vllm:inter_token_latency_seconds")]:
         count = delta(name + "_count")
         assert d[f"server_{key}_count"] == count > 0
         assert d[f"server_mean_{key}_ms"] == pytest.approx(1000 * delta(name + "_sum") / count)

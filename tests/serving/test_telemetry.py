@@ -98,11 +98,15 @@ def test_cpu_arithmetic_from_proc_readings(tmp_path):
     assert telemetry.read_host(str(tmp_path)) == (1000, 4000)
     assert telemetry.read_proc(12, str(tmp_path)) == (0, 0)  # a name with a space and parentheses
     pids = {"api": 10, "engine": 11}
-    prev = (0.0, telemetry.read_host(str(tmp_path)), {n: telemetry.read_proc(p, str(tmp_path)) for n, p in pids.items()})
+
+    def reading(t):
+        return t, telemetry.read_host(str(tmp_path)), {n: telemetry.read_proc(p, str(tmp_path)) for n, p in pids.items()}
+
+    prev = reading(0.0)
     procs[10] = ("VLLM::APIServer", 10, 150, 100, 2)  # +100 jiffies in 2 s: 50% of a core
     procs[11] = ("VLLM::EngineCor", 10, 600, 0, 7)  # +200: a full core, now on CPU 7
     fake_proc(tmp_path, busy=1600, total=5000, procs=procs)
-    cur = (2.0, telemetry.read_host(str(tmp_path)), {n: telemetry.read_proc(p, str(tmp_path)) for n, p in pids.items()})
+    cur = reading(2.0)
     s = telemetry.sample_between(prev, cur, clk_tck=100)
     assert s.host_busy_pct == pytest.approx(60.0)  # 600 busy of 1000
     assert s.procs == {"api": pytest.approx(50.0), "engine": pytest.approx(100.0)}
