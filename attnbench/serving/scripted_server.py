@@ -27,6 +27,9 @@ class Script:
     error_after: dict[int, int] = field(default_factory=dict)  # request number -> tokens before a mid-stream error
     hang: set[int] = field(default_factory=set)  # request numbers that never send a token
     report_usage: bool = True
+    metrics: bool = True  # serve vLLM-style /metrics of what this server did
+    preemptions: dict[int, int] = field(default_factory=dict)  # request number -> preemptions /metrics reports
+    kv_cache_usage: float = 0.0  # what /metrics reports as vllm:kv_cache_usage_perc (0..1)
 
 
 class ScriptedServer:
@@ -39,6 +42,7 @@ class ScriptedServer:
         self.requests: list[dict] = []
         self.active = 0
         self.max_active = 0
+        self.stats = ServedStats()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -55,6 +59,7 @@ class ScriptedServer:
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/completions", self._completions)
+        app.router.add_get("/metrics", self._metrics)
         return app
 
     async def _health(self, request):
@@ -66,6 +71,14 @@ class ScriptedServer:
         from aiohttp import web
 
         return web.json_response({"object": "list", "data": [{"id": self.script.model, "object": "model"}]})
+
+    async def _metrics(self, request):
+        from aiohttp import web
+
+        if not self.script.metrics:
+            raise web.HTTPNotFound()
+        text = self.stats.render(self.script.model, self.active, self.script.kv_cache_usage)
+        return web.Response(text=text, content_type="text/plain")
 
     async def _completions(self, request):
         from aiohttp import web
@@ -83,6 +96,7 @@ class ScriptedServer:
         cid = f"cmpl-{n}"
         if not body.get("stream"):
             await asyncio.sleep(s.ttft_s + s.ttft_per_token_s * prompt_len + s.itl_s * (max_tokens - 1))
+            self.stats.finished(arrived, prompt_len, [], max_tokens, s.preemptions.get(n, 0), streamed=False)
             return web.json_response({
                 "id": cid, "object": "text_completion", "model": s.model,
                 "choices": [{"index": 0, "text": " tok" * max_tokens, "finish_reason": "length"}],
@@ -92,6 +106,7 @@ class ScriptedServer:
         await resp.prepare(request)
         self.active += 1
         self.max_active = max(self.max_active, self.active)
+        times: list[float] = []
         try:
             if n in s.hang:
                 await asyncio.sleep(3600)
@@ -107,6 +122,7 @@ class ScriptedServer:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await resp.write(chunk)
+                times.append(time.perf_counter())
             if (body.get("stream_options") or {}).get("include_usage") and s.report_usage:
                 usage = {"prompt_tokens": prompt_len, "completion_tokens": max_tokens,
                          "total_tokens": prompt_len + max_tokens}
@@ -118,6 +134,7 @@ class ScriptedServer:
             pass
         finally:
             self.active -= 1
+            self.stats.finished(arrived, prompt_len, times, max_tokens, s.preemptions.get(n, 0))
         return resp
 
     async def _start(self):
@@ -173,6 +190,71 @@ class ScriptedServer:
         loop = asyncio.new_event_loop()
         loop.run_until_complete(self._start())
         loop.run_forever()
+
+
+class ServedStats:
+    """What the server did, under vLLM's /metrics names and buckets (one engine): requests,
+    tokens, preemptions, and TTFT / token-gap / per-request TPOT / e2e histograms from its own
+    clock (arrival to each chunk written). With --workers > 1 each process counts its own."""
+
+    BUCKETS = {
+        "vllm:time_to_first_token_seconds": [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+                                             1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0],
+        "vllm:inter_token_latency_seconds": [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0,
+                                             2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0],
+        "vllm:e2e_request_latency_seconds": [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
+                                             50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0],
+    }
+    BUCKETS["vllm:request_time_per_output_token_seconds"] = BUCKETS["vllm:inter_token_latency_seconds"]
+
+    def __init__(self):
+        self.counters = {"vllm:request_success": 0, "vllm:prompt_tokens": 0, "vllm:generation_tokens": 0,
+                         "vllm:num_preemptions": 0}
+        self.hist = {name: ([0] * len(b), [0.0, 0]) for name, b in self.BUCKETS.items()}  # per-bucket, [sum, n]
+
+    def observe(self, name: str, value: float) -> None:
+        from bisect import bisect_left
+
+        counts, total = self.hist[name]
+        i = bisect_left(self.BUCKETS[name], value)  # the first bound >= value
+        if i < len(counts):
+            counts[i] += 1
+        total[0] += value
+        total[1] += 1
+
+    def finished(self, arrived: float, prompt_len: int, times: list[float], max_tokens: int, preemptions: int,
+                 streamed: bool = True) -> None:
+        """One request done: `times` are its chunks' write times (none when not streamed)."""
+        c = self.counters
+        c["vllm:prompt_tokens"] += prompt_len
+        c["vllm:num_preemptions"] += preemptions
+        c["vllm:generation_tokens"] += len(times) if streamed else max_tokens
+        if times:
+            self.observe("vllm:time_to_first_token_seconds", times[0] - arrived)
+            for a, b in zip(times, times[1:]):
+                self.observe("vllm:inter_token_latency_seconds", b - a)
+            if len(times) > 1:
+                self.observe("vllm:request_time_per_output_token_seconds", (times[-1] - times[0]) / (len(times) - 1))
+        if not streamed or len(times) == max_tokens:  # failures and hangs are not successes
+            c["vllm:request_success"] += 1
+            self.observe("vllm:e2e_request_latency_seconds", (times[-1] if times else time.perf_counter()) - arrived)
+
+    def render(self, model: str, running: int = 0, kv_cache_usage: float = 0.0) -> str:
+        labels = f'engine="0",model_name="{model}"'
+        out = ["# TYPE vllm:num_requests_running gauge", f"vllm:num_requests_running{{{labels}}} {float(running)}",
+               "# TYPE vllm:kv_cache_usage_perc gauge", f"vllm:kv_cache_usage_perc{{{labels}}} {float(kv_cache_usage)}"]
+        for name, v in self.counters.items():
+            reason = ',finished_reason="length"' if name == "vllm:request_success" else ""
+            out += [f"# TYPE {name}_total counter", f"{name}_total{{{labels}{reason}}} {float(v)}"]
+        for name, (counts, (total, n)) in self.hist.items():
+            out.append(f"# TYPE {name} histogram")
+            cum = 0
+            for le, k in zip(self.BUCKETS[name], counts):
+                cum += k
+                out.append(f'{name}_bucket{{{labels},le="{le}"}} {float(cum)}')
+            out += [f'{name}_bucket{{{labels},le="+Inf"}} {float(n)}',
+                    f"{name}_count{{{labels}}} {float(n)}", f"{name}_sum{{{labels}}} {total!r}"]
+        return "\n".join(out) + "\n"
 
 
 def _serve_process(script: Script, sock: socket.socket) -> None:
