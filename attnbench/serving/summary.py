@@ -315,8 +315,8 @@ def server_cross_check(t: Table) -> str:
     lines = []
     for row in t.rows:
         used = row.group.used
-        server = [(r.samples.get("observation") or {}).get("server") or {} for r in used]
-        if not any(server):
+        server = [r.samples.get("observation") or {} for r in used]
+        if not any(s.get("server_metrics") == "ok" for s in server):
             continue
         cells = []
         for ckey, skey, _ in SERVER_PAIRS:
