@@ -273,3 +273,94 @@ def flags_for_window(t0: float, t1: float, *, log_path: str | os.PathLike | None
     if sm_clock_mhz is not None and run_sm_clock_mhz is not None:
         check("gpu clock", lambda: clock_flag(sm_clock_mhz, run_sm_clock_mhz))
     return flags
+
+
+# ---------------------------------------------------------------- one measured window, end to end
+
+@dataclass
+class WindowReport:
+    t0: float
+    t1: float
+    server: dict  # prometheus.window_delta keys, plus the poller's maxima
+    gpu: dict  # telemetry.gpu_summary
+    cpu: dict  # telemetry.cpu_summary
+    sm_clock_mhz: list[float]  # for clock_flags across the run
+    flags: list[Flag]
+
+    def record_fields(self) -> dict:
+        """What a record stores: the server_*, gpu_* and cpu keys, the window's unix times and
+        the flags as dicts (`contaminated` is true when any of them contaminates)."""
+        return {**self.server, **self.gpu, **self.cpu, "window_t0": self.t0, "window_t1": self.t1,
+                "flags": [f.to_dict() for f in self.flags], "contaminated": contaminated(self.flags)}
+
+
+class MeasuredWindow:
+    """Everything around one measured window: `start()` right before the first request is sent,
+    `finish(client_metrics)` right after the last one ends. The GPU and CPU samplers, if given,
+    run for the whole benchmark; this only cuts the window out of them. Never raises."""
+
+    def __init__(self, base_url: str | None, log_path: str | os.PathLike | None = None, model: str | None = None,
+                 gpu=None, cpu=None, poll_s: float | None = 2.0):
+        self.base_url, self.log_path, self.model = base_url, log_path, model
+        self.gpu, self.cpu, self.poll_s = gpu, cpu, poll_s
+        self.t0 = 0.0
+        self._before = None
+        self._start_offset: int | None = None
+        self._poller = None
+
+    def start(self) -> "MeasuredWindow":
+        from attnbench.serving import prometheus
+
+        try:
+            if self.log_path is not None:
+                self._start_offset = LogWindow(self.log_path).mark()
+            if self.base_url:
+                self._before = prometheus.scrape(self.base_url)
+                if self._before is not None and self.poll_s:
+                    self._poller = prometheus.GaugePoller(self.base_url, self.poll_s, self.model).start()
+        except Exception:  # noqa: BLE001 - observation must not cost the run
+            pass
+        self.t0 = time.time()
+        return self
+
+    def finish(self, client_metrics: dict | None = None, loop_lag_p99_ms: float | None = None,
+               worker_cpu_pct: float | None = None) -> WindowReport:
+        from attnbench.serving import prometheus, telemetry
+
+        t1 = time.time()
+        server: dict = {}
+        gpu: dict = {}
+        cpu: dict = {}
+        clocks: list[float] = []
+        errors: list[Flag] = []
+        try:
+            end = LogWindow(self.log_path).mark() if self.log_path is not None else None
+            if self._poller is not None:
+                gauges = self._poller.stop()
+            else:
+                gauges = {}
+            if self.base_url:
+                expected = (client_metrics or {}).get("completed")
+                after = prometheus.scrape_settled(self.base_url, self._before,
+                                                  expected if isinstance(expected, int) else None)
+                server = {**prometheus.window_delta(self._before, after, self.model), **gauges}
+            if self.gpu is not None:
+                samples = self.gpu.snapshot()
+                gpu, clocks = telemetry.gpu_summary(samples, self.t0, t1), telemetry.sm_clocks(samples, self.t0, t1)
+            if self.cpu is not None:
+                cpu = telemetry.cpu_summary(self.cpu.snapshot(), self.t0, t1)
+        except Exception as e:  # noqa: BLE001
+            end = None
+            errors.append(Flag("unknown", f"window observation failed: {type(e).__name__}: {e}", contaminates=False))
+        flags = flags_for_window(self.t0, t1, log_path=self.log_path,
+                                 log_offsets=(self._start_offset, end) if self._start_offset is not None else None,
+                                 server=server or None, client=client_metrics, loop_lag_p99_ms=loop_lag_p99_ms,
+                                 worker_cpu_pct=worker_cpu_pct)
+        return WindowReport(self.t0, t1, server, gpu, cpu, clocks, errors + flags)
+
+
+def add_clock_flags(reports: list[WindowReport], groups: list[str] | None = None, drop: float = 0.05) -> None:
+    """After the run's last window: flag the windows whose SM clock dipped below the run's median
+    (per group, e.g. backend, when given)."""
+    for report, flags in zip(reports, clock_flags([r.sm_clock_mhz for r in reports], groups, drop)):
+        report.flags.extend(flags)

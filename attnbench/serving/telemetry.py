@@ -62,12 +62,16 @@ def parse_gpu_line(line: str, now: float | None = None) -> GpuSample | None:
 
 class GpuSampler:
     """nvidia-smi in loop mode on a pipe (or NVML polled on a thread when there is no nvidia-smi).
-    `command` replaces the nvidia-smi command line; anything printing QUERY's CSV lines will do."""
+    `command` replaces the nvidia-smi command line; anything printing QUERY's CSV lines will do.
+    `source` picks "nvidia-smi" or "nvml" instead of the first one present."""
 
-    def __init__(self, interval_ms: int = 200, gpus: list[int] | None = None, command: list[str] | None = None):
+    def __init__(self, interval_ms: int = 200, gpus: list[int] | None = None, command: list[str] | None = None,
+                 source: str = "auto"):
         self.interval_ms = interval_ms
         self.gpus = gpus
         self.command = command
+        self.want = source
+        self.error: str | None = None
         self.samples: list[GpuSample] = []
         self.source = "none"
         self._lock = threading.Lock()
@@ -88,18 +92,20 @@ class GpuSampler:
         return [stdbuf, "-oL", *cmd] if stdbuf else cmd
 
     def start(self) -> "GpuSampler":
-        cmd = self._nvidia_smi()
+        cmd = self._nvidia_smi() if self.want != "nvml" else None
         try:
             if cmd is not None:
                 self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                               stdin=subprocess.DEVNULL, text=True, bufsize=1)
                 self.source, target = "nvidia-smi", self._read_pipe
-            else:
+            elif self.want != "nvidia-smi":
                 import pynvml  # noqa: F401 - only to know it is there
 
                 self.source, target = "nvml", self._poll_nvml
-        except Exception:  # noqa: BLE001 - no GPU telemetry is a fact to record, not an error
-            self.source = "none"
+            else:
+                raise FileNotFoundError("nvidia-smi not found")
+        except Exception as e:  # noqa: BLE001 - no GPU telemetry is a fact to record, not an error
+            self.source, self.error = "none", f"{type(e).__name__}: {e}"
             return self
         self._thread = threading.Thread(target=target, daemon=True, name="gpu-sampler")
         self._thread.start()
@@ -133,8 +139,8 @@ class GpuSampler:
                                         nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
                                         nv.nvmlDeviceGetUtilizationRates(h).gpu))
                 self._stop.wait(self.interval_ms / 1000)
-        except Exception:  # noqa: BLE001 - keep what was sampled so far
-            pass
+        except Exception as e:  # noqa: BLE001 - keep what was sampled so far
+            self.error = f"{type(e).__name__}: {e}"
         finally:
             try:
                 nv.nvmlShutdown()

@@ -2,6 +2,7 @@
 samples and client numbers."""
 
 import json
+import sys
 import time
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from attnbench.serving import contamination as cm
 from attnbench.serving import prometheus
 from attnbench.serving.scripted_server import Script, ScriptedServer
+from test_telemetry import FAKE_SMI
 
 JIT = ("(EngineCore_DP0 pid=456) WARNING {stamp} [jit_monitor.py:135] CuTeDSL JIT compilation during inference: "
        "FlashAttentionForwardSm90. This causes a latency spike; consider extending warmup to cover this shape/config.")
@@ -175,3 +177,38 @@ def test_scripted_hangs_and_mid_stream_failures_are_not_counted_as_successes():
         urllib.request.urlopen(req, timeout=10).read()
         d = prometheus.window_delta(prometheus.parse(""), prometheus.scrape(s.base_url))
     assert d.get("server_requests", 0) == 0 and d["server_generation_tokens"] == 2
+
+
+def test_measured_window_end_to_end_on_a_real_server_and_log(tmp_path):
+    from attnbench.serving import client, metrics, telemetry, workload
+
+    log = tmp_path / "server.log"
+    write_log(log, [info(time.time() - 100, "Compiling a graph for compile range (1, 8192) takes 10.87 s")])
+    gpu = telemetry.GpuSampler(command=[sys.executable, "-c", FAKE_SMI]).start()
+    try:
+        with ScriptedServer(Script(ttft_s=0.02, itl_s=0.002, preemptions={1: 1})) as s:
+            w = cm.MeasuredWindow(s.base_url, log_path=log, gpu=gpu, poll_s=0.05).start()
+            write_log(log, [JIT.format(stamp=vllm_stamp(time.time()))])
+            reqs = [client.Request(p, 10, 0.0) for p in workload.prompts(4, 16, 1000, 0)]
+            m = metrics.compute(client.run(client.ClientConfig(s.base_url, "scripted", workers=1), reqs))
+            report = w.finish(m)
+    finally:
+        gpu.stop()
+    fields = report.record_fields()
+    assert fields["server_metrics"] == "ok" and fields["server_requests"] == 4 == m["completed"]
+    assert fields["server_kv_cache_usage_max"] == 0.0 and fields["server_gauge_scrapes"] >= 1
+    kinds = {f["kind"] for f in fields["flags"]}
+    # a loaded test machine may delay the client's chunks past the agreement tolerance: that flag may come too
+    assert {"jit", "preemption"} <= kinds <= {"jit", "preemption", "server_disagrees"}
+    assert fields["contaminated"] is True
+    assert json.loads(json.dumps(fields))["window_t1"] >= fields["window_t0"]
+    n = len(report.flags)
+    cm.add_clock_flags([report, report])  # same clocks: no dip
+    assert len(report.flags) == n
+
+
+def test_measured_window_without_server_metrics_or_log_still_reports():
+    with ScriptedServer(Script(metrics=False)) as s:
+        report = cm.MeasuredWindow(s.base_url, log_path="/nonexistent/dir/server.log").start().finish({"completed": 0})
+    assert report.server == {"server_metrics": "absent"} and report.flags == []
+    assert cm.MeasuredWindow(None).start().finish(None).record_fields()["contaminated"] is False

@@ -132,3 +132,17 @@ def test_cpu_sampler_sees_a_busy_process_and_an_idle_one():
     assert samples[-1].procs["idle"] < 5  # asleep once its interpreter has started
     assert s["proc_cpu_mean_pct"]["idle"] < s["proc_cpu_mean_pct"]["busy"] / 2
     assert 0 < s["host_cpu_busy_mean_pct"] <= 100
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("source", ["nvidia-smi", "nvml"])
+def test_gpu_sampler_on_a_real_gpu(source):
+    g = telemetry.GpuSampler(interval_ms=100, source=source).start()
+    try:
+        wait_for(lambda: len(g.snapshot()) >= 3, timeout=20)  # samples arrive while it runs
+    finally:
+        samples = g.stop()
+    assert g.source == source and g.error is None
+    s = telemetry.gpu_summary(samples)
+    assert s["gpu_sm_clock_median_mhz"] > 100 and s["gpu_power_mean_w"] > 10
+    assert all(abs(x.t - time.time()) < 60 for x in samples)
