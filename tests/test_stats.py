@@ -108,3 +108,48 @@ def test_per_repeat_and_per_question():
 def test_empty_input_is_nan_not_an_error():
     est = stats.estimate({})
     assert math.isnan(est.mean) and est.n_samples == 0
+
+
+# Repeated benchmark runs: t-intervals, and ratios on the log scale
+
+
+def test_t_quantiles_of_the_table_and_between():
+    assert stats.t975(2) == pytest.approx(4.303)
+    assert stats.t975(10) == pytest.approx(2.228)
+    assert stats.t975(11) == pytest.approx(2.228 + (1 / 11 - 1 / 10) / (1 / 12 - 1 / 10) * (2.179 - 2.228))
+    assert stats.t975(10_000) == pytest.approx(1.96, abs=0.001)
+    assert math.isnan(stats.t975(0))
+
+
+def test_spread_of_three_runs_by_hand():
+    s = stats.spread([100.0, 110.0, 120.0])
+    # mean 110, sd 10, half-width t(2) * 10 / sqrt(3) = 4.303 * 5.7735 = 24.844
+    assert (s.n, s.mean, s.median, s.min, s.max) == (3, 110.0, 110.0, 100.0, 120.0)
+    assert s.std == pytest.approx(10.0)
+    assert (s.ci_low, s.ci_high) == pytest.approx((110 - 24.8438, 110 + 24.8438), abs=1e-3)
+    assert s.half_width_pct == pytest.approx(100 * 24.8438 / 110, abs=1e-3)
+    one = stats.spread([5.0, None])
+    assert one.n == 1 and one.mean == 5.0 and math.isnan(one.ci_low)
+
+
+def test_paired_ratio_interval_on_logs_by_hand():
+    a, b = [110.0, 121.0, 99.0], [100.0, 110.0, 100.0]
+    d = [math.log(x / y) for x, y in zip(a, b)]  # 0.09531, 0.09531, -0.01005
+    m = sum(d) / 3
+    sd = math.sqrt(sum((x - m) ** 2 for x in d) / 2)
+    half = 4.303 * sd / math.sqrt(3)
+    r = stats.ratio_ci(a, b, paired=True)
+    assert r.ratio == pytest.approx(math.exp(m))
+    assert (r.ci_low, r.ci_high) == pytest.approx((math.exp(m - half), math.exp(m + half)), rel=1e-3)
+    assert r.contains_one and "paired" in r.method
+
+
+def test_a_clear_difference_excludes_one_and_pairing_removes_shared_drift():
+    # drift shared by both backends (100 -> 130) hides a steady 5% gap from an unpaired interval only
+    a = [105.0, 120.75, 136.5]
+    b = [100.0, 115.0, 130.0]
+    paired = stats.ratio_ci(a, b, paired=True)
+    unpaired = stats.ratio_ci(a, b, paired=False)
+    assert paired.ratio == pytest.approx(1.05) and paired.contains_one is False
+    assert unpaired.contains_one is True and "Welch" in unpaired.method
+    assert stats.ratio_ci([1.0], [2.0], paired=True).contains_one is None  # one run each: no interval

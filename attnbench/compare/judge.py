@@ -119,6 +119,9 @@ def judge_metric(metric: str, base: list[Record], cur: list[Record], settings: S
 
 def compare(baseline: list[Record], current: list[Record], settings: Settings | None = None) -> Comparison:
     settings = settings or Settings()
+    # serve-bench's aggregates summarise passes that are compared themselves, as repeats
+    baseline = [r for r in baseline if r.kind != "serve-aggregate"]
+    current = [r for r in current if r.kind != "serve-aggregate"]
     bg, cg = match.group(baseline), match.group(current)
     rows: list[Row] = []
     notes: list[str] = []

@@ -142,3 +142,51 @@ def test_summary_md_links_the_plots_serve_bench_draws_beside_it(tmp_path):
     drawn = plots.write_plots(tmp_path, recs)
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert linked == [p.name for p in drawn] and all((tmp_path / name).is_file() for name in linked)
+
+
+def repeated(backend: str, throughputs: list[float], interleaved: bool = True, flag_run: int | None = None):
+    """One pass record per value, as serve-bench writes them (repeat index, interleaving, flags)."""
+    out = []
+    for i, tps in enumerate(throughputs):
+        r = serve(backend, tps, 100.0)
+        r.scenario.update(repeat=i, repeats=len(throughputs), interleaved=interleaved, seed=1000 + i)
+        r.provenance["run_id"] = "run-1"
+        r.samples["observation"] = {"flags": [{"kind": "jit", "evidence": "CuTeDSL JIT compilation during inference",
+                                               "contaminates": True}] if i == flag_run else []}
+        out.append(r)
+    return out
+
+
+def test_repeats_show_plus_minus_and_approx_where_the_ratio_ci_holds_one():
+    # a: 1000, 1100, 900 -> mean 1000; b tracks a within 1-2% -> the paired ratio CI holds 1: "≈"
+    # c is 20% slower in every round -> its ratio CI excludes 1: no "≈"
+    recs = (repeated("a", [1000.0, 1100.0, 900.0]) + repeated("b", [990.0, 1085.0, 905.0])
+            + repeated("c", [800.0, 880.0, 720.0]))
+    text = summary.comparison_table(recs)
+    a, b, c = row_of(text, "a"), row_of(text, "b"), row_of(text, "c")
+    # a: sd 100, half-width 4.303 * 100 / sqrt(3) = 248.4 = 24.8% of 1000
+    assert "1000 ±24.8% 1.00x" in a
+    assert "≈0.99x" in b and "≈" not in c.split()[3] and " 0.80x" in c
+    assert "4/0 x3" in a
+    md = summary.comparison_markdown(recs)
+    assert "(≈0.99x)" in md and "95% CI" in md
+
+
+def test_a_flagged_pass_stays_out_of_the_statistics_and_is_listed_with_its_evidence():
+    recs = repeated("a", [1000.0, 1000.0, 100.0], flag_run=2) + repeated("b", [900.0, 900.0, 900.0])
+    t = summary.comparison(recs)[0]
+    row = next(r for r in t.rows if r.backend == "a")
+    assert row.cells[0].value == 1000.0 and row.cells[0].spread.n == 2  # the stalled 100 tok/s pass left out
+    assert "(1 flagged)" in row.counts
+    text = summary.comparison_table(recs)
+    assert "flagged: a run 3: jit: CuTeDSL JIT compilation during inference" in text
+    kept = summary.comparison(recs, keep_flagged=True)[0]
+    assert next(r for r in kept.rows if r.backend == "a").cells[0].spread.n == 3
+    assert "left out of means" in summary.comparison_markdown(recs)
+
+
+def test_groups_that_differ_in_serve_args_are_separate_rows():
+    one, two = serve("fa3", 1000.0, 100.0), serve("fa3", 900.0, 100.0)
+    two.scenario["serve_args"] = ["--max-num-seqs", "128"]
+    rows = summary.comparison([one, two])[0].rows
+    assert len(rows) == 2 and rows[0].backend != rows[1].backend and "serve_args" in rows[1].backend
