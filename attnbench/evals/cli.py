@@ -71,7 +71,7 @@ def gpqa(
     records = run.run(cfg)
     for r in records:
         m = r.metrics
-        if m.get("n_samples"):
+        if r.status == "ok":
             spread = m["stderr_repeat_pct"]
             repeats = f"; ± {spread:.1f} over repeats" if spread == spread else ""
             print(f"{r.backend}: {m['score_pct']:.1f}% ± {m['stderr_pct']:.1f} (95% CI {100 * m['ci_low']:.1f}-"

@@ -70,6 +70,8 @@ class MCQServer:
             return 200, f"Answer: {wrong}", "stop", ""
         if how == "malformed":
             return 200, "I am not sure about this one.", "stop", ""
+        if how == "lowercase":  # a bare lowercase letter: the reference does not award it
+            return 200, right.lower(), "stop", ""
         if how == "boxed":
             return 200, f"The result is $\\boxed{{{right}}}$", "stop", ""
         if how == "truncate":
