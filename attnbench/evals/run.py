@@ -23,7 +23,8 @@ from attnbench.results.record import Record
 
 DEFAULT_MODEL = "openai/gpt-oss-20b"
 # chat completions on vLLM refuse prompt + max_tokens beyond the model length (the responses API
-# clamps instead): leave room for a GPQA prompt, all of which are far shorter
+# clamps instead): leave room for a GPQA prompt, all of which are far shorter (half the model
+# length at most, for small test models)
 CHAT_PROMPT_ALLOWANCE = 4096
 
 
@@ -171,8 +172,8 @@ def max_tokens_sent(cfg: GPQARun, max_model_len: int | None) -> int:
     """--max-tokens, capped by what the server can produce after a prompt."""
     if not max_model_len:
         return cfg.max_tokens
-    cap = max_model_len - (CHAT_PROMPT_ALLOWANCE if cfg.api == "chat" else 0)
-    return max(1, min(cfg.max_tokens, cap))
+    room = min(CHAT_PROMPT_ALLOWANCE, max_model_len // 2) if cfg.api == "chat" else 0
+    return min(cfg.max_tokens, max_model_len - room)
 
 
 def _base(cfg: GPQARun, server: Server) -> dict[str, Any]:
@@ -223,8 +224,8 @@ def _evaluate(cfg: GPQARun, samples, cache: Cache, server: Server, notice) -> Re
         sent = max_tokens_sent(cfg, server.max_model_len)
         if sent != cfg.max_tokens:
             notice(f"attnbench: {label}: max tokens {cfg.max_tokens} capped to {sent}: the server's max model "
-                   f"length is {server.max_model_len}" + (f" (less {CHAT_PROMPT_ALLOWANCE} for the prompt: chat "
-                                                           "completions refuse more)" if cfg.api == "chat" else ""))
+                   f"length is {server.max_model_len}" + (f" (less {server.max_model_len - sent} for the prompt: "
+                                                           "chat completions refuse more)" if cfg.api == "chat" else ""))
         sampler = sampler_mod.make(cfg.api, base_url=server.base_url, model=server.model, effort=cfg.effort,
                                    max_tokens=sent, temperature=cfg.temperature, timeout_s=cfg.request_timeout_s,
                                    retry_time_s=cfg.retry_time_s, backoff_s=cfg.backoff_s,
