@@ -67,7 +67,7 @@ def test_broken_attention_fails_parity_and_passes_against_itself(tmp_path):
         print(p.stdout, p.stderr[-3000:])
         return p
 
-    collect(tmp_path / "good", "fa3")  # one source: collected, nothing to compare
+    assert collect(tmp_path / "good", "fa3,fa2").returncode == 0
     p = collect(tmp_path / "broken", "fa3,fa2", broken_env)
     assert p.returncode == 0, "broken fa3 vs broken fa2 must pass parity"
     mixed = tmp_path / "mixed"
