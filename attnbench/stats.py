@@ -30,11 +30,15 @@ class Estimate:
     ci_high: float
     n_samples: int
     n_questions: int
+    # the spread of the mean over fresh answers to these same questions (repeat-to-repeat
+    # variation only): what a reproduction of a published figure on the same set is held to
+    stderr_repeat: float = math.nan
 
 
 @dataclass
 class PairedDiff:
-    """B minus A over the (question, repeat) cells both scored."""
+    """B minus A over the (question, repeat) cells both scored. The interval, the p-value and the
+    verdict all come from one bootstrap over questions, so they cannot disagree."""
     name_a: str
     name_b: str
     diff: float  # fraction; positive: B scores higher
@@ -47,7 +51,8 @@ class PairedDiff:
 
     @property
     def significant(self) -> bool:
-        return self.p_value < ALPHA
+        """The printed 95% interval excludes 0."""
+        return self.ci_low > 0 or self.ci_high < 0
 
     def verdict(self) -> str:
         """'fa4 vs fa3: -0.8 pts, 95% CI [-2.9, +1.3]: no evidence of a difference'."""
@@ -60,13 +65,14 @@ class PairedDiff:
 
 
 def _clusters(scores: Mapping[tuple[Hashable, int], float]) -> tuple[np.ndarray, np.ndarray]:
-    """{(question, repeat): score} -> per-question sums s_q and counts n_q (question order sorted by first key)."""
+    """{(question, repeat): score} -> per-question sums s_q and counts n_q, questions sorted (by
+    str), so that resampling with a seed gives the same interval whatever the order of the rows."""
     sums: dict[Hashable, float] = defaultdict(float)
     counts: dict[Hashable, int] = defaultdict(int)
     for (q, _), x in scores.items():
         sums[q] += float(x)
         counts[q] += 1
-    keys = list(sums)
+    keys = sorted(sums, key=str)
     return np.array([sums[k] for k in keys]), np.array([counts[k] for k in keys], dtype=float)
 
 
@@ -81,24 +87,40 @@ def clustered_stderr(s: np.ndarray, n: np.ndarray) -> float:
     return math.sqrt(g / (g - 1) * float(((s - n * p) ** 2).sum())) / float(n.sum())
 
 
-def bootstrap_ci(s: np.ndarray, n: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
-    """Percentile 95% CI of sum s / sum n when the G questions are resampled with replacement."""
+def bootstrap_ci(s: np.ndarray, n: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES,
+                 with_p: bool = False):
+    """Percentile 95% CI of sum s / sum n when the G questions are resampled with replacement.
+    with_p: also the two-sided bootstrap p of "the true value is 0" from the same resamples,
+    2 (1 + #{resample on the far side of 0}) / (1 + resamples), capped at 1."""
     g = len(s)
     if g == 0:
-        return math.nan, math.nan
+        return (math.nan, math.nan, math.nan) if with_p else (math.nan, math.nan)
     idx = np.random.default_rng(seed).integers(0, g, size=(resamples, g))
     stats = s[idx].sum(axis=1) / n[idx].sum(axis=1)
     lo, hi = np.quantile(stats, [ALPHA / 2, 1 - ALPHA / 2])
-    return float(lo), float(hi)
+    if not with_p:
+        return float(lo), float(hi)
+    if np.all(stats == 0):
+        return float(lo), float(hi), 1.0
+    far = min(int(np.sum(stats <= 0)), int(np.sum(stats >= 0)))
+    return float(lo), float(hi), min(1.0, 2 * (1 + far) / (1 + resamples))
 
 
 def estimate(scores: Mapping[tuple[Hashable, int], float], seed: int = 0) -> Estimate:
-    """Accuracy with clustered stderr and bootstrap CI from {(question, repeat): score}."""
+    """Accuracy with clustered stderr and bootstrap CI from {(question, repeat): score}, and the
+    repeat-only stderr: with the questions fixed, p's variance is sum_q n_q v_q / N^2, v_q the
+    within-question variance of one answer (sample variance over its repeats; questions asked
+    once add nothing and are not counted, so with one repeat it is nan)."""
     s, n = _clusters(scores)
     if len(s) == 0:
         return Estimate(math.nan, math.nan, math.nan, math.nan, 0, 0)
     lo, hi = bootstrap_ci(s, n, seed)
-    return Estimate(float(s.sum() / n.sum()), clustered_stderr(s, n), lo, hi, int(n.sum()), len(s))
+    by: dict[Hashable, list[float]] = defaultdict(list)
+    for (q, _), x in scores.items():
+        by[q].append(float(x))
+    within = [len(v) * float(np.var(v, ddof=1)) for v in by.values() if len(v) > 1]
+    repeat = math.sqrt(sum(within)) / float(n.sum()) if within else math.nan
+    return Estimate(float(s.sum() / n.sum()), clustered_stderr(s, n), lo, hi, int(n.sum()), len(s), repeat)
 
 
 def sign_flip_p(t: np.ndarray, seed: int = 0) -> float:
@@ -124,16 +146,16 @@ def paired_difference(a: Mapping[tuple[Hashable, int], float], b: Mapping[tuple[
                       name_a: str = "A", name_b: str = "B", seed: int = 0) -> PairedDiff:
     """B - A over the cells scored by both: d = sum_q t_q / N with t_q = sum_r (b_qr - a_qr);
     stderr and CI as for a mean with t_q in place of s_q (clustered, questions resampled
-    together for both backends, which keeps the pairing), p from the sign-flip test."""
+    together for both backends, which keeps the pairing), p from the same bootstrap resamples."""
     common = sorted(set(a) & set(b), key=str)
     diffs = {k: float(b[k]) - float(a[k]) for k in common}
     t, n = _clusters(diffs)
     if len(t) == 0:
         nan = math.nan
         return PairedDiff(name_a, name_b, nan, nan, nan, nan, nan, 0, 0)
-    lo, hi = bootstrap_ci(t, n, seed)
-    return PairedDiff(name_a, name_b, float(t.sum() / n.sum()), clustered_stderr(t, n), lo, hi,
-                      sign_flip_p(t, seed), int(n.sum()), len(t))
+    lo, hi, p = bootstrap_ci(t, n, seed, with_p=True)
+    return PairedDiff(name_a, name_b, float(t.sum() / n.sum()), clustered_stderr(t, n), lo, hi, p,
+                      int(n.sum()), len(t))
 
 
 def per_repeat_means(scores: Mapping[tuple[Hashable, int], float]) -> dict[int, float]:

@@ -1,8 +1,11 @@
 """Finished samples, one JSON line each, appended and flushed as they arrive: a re-run of the
-same command (after Ctrl-C, a crash or a killed job) asks only what is missing."""
+same command (after Ctrl-C, a crash or a killed job) asks only what is missing. A row is reused
+only for the same question, repeat and settings asked of the same server: each row carries the
+key of the server identity (see `server_key`), so a changed server is asked again."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,12 +13,16 @@ from typing import Any
 
 # what identifies one answer: (endpoint/model, backend, effort, question id, repeat)
 KEY_FIELDS = ("target", "backend", "effort", "question_id", "repeat")
-# a cached answer is reused only when it was asked the same way
-SAME_FIELDS = ("prompt_sha", "api", "max_tokens", "temperature")
 
 
 def key(row: dict[str, Any]) -> tuple:
     return tuple(row[f] for f in KEY_FIELDS)
+
+
+def server_key(identity: dict[str, Any]) -> str:
+    """A short stable hash of what is known about a server (model, revision, backend, serve
+    args, vLLM version, ...): answers from another server are not reused."""
+    return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 class Cache:
@@ -27,10 +34,12 @@ class Cache:
             self._read()
 
     def _read(self) -> None:
-        with open(self.path, encoding="utf-8") as f:
+        # bytes, decoded line by line: a line torn inside a multi-byte character is skipped like
+        # any other torn line instead of failing the whole read
+        with open(self.path, "rb") as f:
             for line in f:
                 try:
-                    row = json.loads(line)
+                    row = json.loads(line.decode("utf-8"))
                     self.rows[key(row)] = row  # a later line for the same key wins
                 except (ValueError, KeyError, TypeError):
                     continue  # the torn last line of an interrupted run

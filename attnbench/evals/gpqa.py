@@ -1,7 +1,8 @@
 """GPQA as the reference eval (openai/gpt-oss gpt_oss/evals/gpqa_eval.py) runs it: the same
-prompt, the same seeded shuffling of the four options over questions x repeats, the same
-grading. Questions come from the Hugging Face hub (gated), the public CSV the reference reads,
-the packaged made-up `mini` set, or a local CSV/JSONL file with GPQA's columns."""
+questions (OpenAI's public simple-evals CSV, read as pandas.read_csv reads it), the same prompt,
+the same seeded shuffling of the four options over questions x repeats, the same grading.
+Questions can also come from the Hugging Face hub copy (gated), the packaged made-up `mini` set,
+or a local CSV/JSONL file with GPQA's columns."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import io
 import json
 import os
 import random
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -34,9 +36,15 @@ Express your final answer as the corresponding option 'A', 'B', 'C', or 'D'.
 COLUMNS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
 HUB_REPO = "Idavidrein/gpqa"
 HUB_VARIANTS = ("diamond", "main", "extended", "experts")
+OPENAI_VARIANTS = ("diamond", "main", "extended")
 OPENAI_CSV = "https://openaipublic.blob.core.windows.net/simple-evals/gpqa_{variant}.csv"
-DATASET_HELP = ("diamond|main|extended|experts (Hugging Face hub, needs HF_TOKEN), openai:diamond (the "
-                "reference's public CSV), mini (20 made-up questions), or a local .csv/.jsonl path")
+DATASET_HELP = ("diamond|main|extended (OpenAI's public CSV, as the reference reads), hub:diamond|main|extended|"
+                "experts (the Hugging Face copy, needs HF_TOKEN), mini (20 made-up questions), or a local "
+                ".csv/.jsonl path")
+# what pandas.read_csv reads as missing (its default na_values); the reference then formats the
+# missing value into the prompt as "nan"
+PANDAS_NA = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 
 
 @dataclass(frozen=True)
@@ -89,38 +97,70 @@ def load(spec: str) -> list[Question]:
     """Questions named by --dataset (see DATASET_HELP)."""
     spec = spec.strip()
     if spec == "mini":
-        text = resources.files("attnbench.evals").joinpath("data/mini_mcq.csv").read_text(encoding="utf-8")
-        return parse_rows(list(csv.DictReader(io.StringIO(text))), "mini")
-    if spec in HUB_VARIANTS:
-        return parse_rows(_hub_rows(spec, os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")),
-                          f"{HUB_REPO} gpqa_{spec}")
-    if spec.startswith("openai:"):
-        variant = spec.split(":", 1)[1] or "diamond"
-        return parse_rows(_read_csv_text(_download_cached(OPENAI_CSV.format(variant=variant))), spec)
+        data = resources.files("attnbench.evals").joinpath("data/mini_mcq.csv").read_bytes()
+        return parse_rows(read_csv(data), "mini")
+    variant = spec.removeprefix("openai:")
+    if variant in OPENAI_VARIANTS:
+        return parse_rows(read_csv(_download_cached(OPENAI_CSV.format(variant=variant))), f"gpqa_{variant}.csv")
+    if spec.startswith("hub:"):
+        variant = spec[4:]
+        if variant not in HUB_VARIANTS:
+            raise UserError(f"--dataset {spec!r}: the hub has {', '.join('hub:' + v for v in HUB_VARIANTS)}")
+        return parse_rows(_hub_rows(variant, os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")),
+                          f"{HUB_REPO} gpqa_{variant}")
     path = Path(spec).expanduser()
     if path.suffix.lower() in (".csv", ".jsonl", ".json") or path.exists():
         return load_file(path)
     raise UserError(f"--dataset {spec!r}: not a known dataset nor a file; use {DATASET_HELP}")
 
 
+def source_of(spec: str) -> str:
+    """Where --dataset's questions come from, for the record."""
+    variant = spec.strip().removeprefix("openai:")
+    return OPENAI_CSV.format(variant=variant) if variant in OPENAI_VARIANTS else spec.strip()
+
+
 def load_file(path: Path) -> list[Question]:
     if not path.is_file():
         raise UserError(f"--dataset {path}: no such file; pass a CSV/JSONL with GPQA's columns or use --dataset mini")
-    text = path.read_text(encoding="utf-8-sig")
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = []
-        for n, line in enumerate(text.splitlines(), 1):
+        for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise UserError(f"{path}:{n}: not valid JSON ({e.msg}); write one question object per line") from None
         return parse_rows(rows, str(path))
-    return parse_rows(_read_csv_text(text), str(path))
+    return parse_rows(read_csv(path.read_bytes()), str(path))
 
 
-def _read_csv_text(text: str) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(text)))
+def read_csv(data: bytes) -> list[dict]:
+    """Rows as pandas.read_csv (default options) gives them to the reference, for the columns a
+    prompt uses: bytes decoded without newline translation (a CRLF inside a quoted field stays
+    CRLF), NA-like fields read as missing and formatted as "nan", a column whose values are all
+    numbers read as numbers ("1.50" -> "1.5", with a missing value "3" -> "3.0"). A field that is
+    empty stays empty here, so that parse_rows can refuse it."""
+    text = data.decode("utf-8-sig")
+    rows = [r for r in csv.DictReader(io.StringIO(text, newline=""))]
+    for column in COLUMNS:
+        values = [r.get(column) for r in rows]
+        if any(v is None or v == "" for v in values):
+            continue  # refused by parse_rows
+        present = [v for v in values if v not in PANDAS_NA]
+        if present and all(_INT.fullmatch(v) for v in present) and len(present) == len(values):
+            typed = [str(int(v)) for v in values]
+        elif present and all(_INT.fullmatch(v) or _FLOAT.fullmatch(v) for v in present):
+            typed = ["nan" if v in PANDAS_NA else repr(float(v)) for v in values]
+        else:
+            typed = ["nan" if v in PANDAS_NA else v for v in values]
+        for r, v in zip(rows, typed):
+            r[column] = v
+    return rows
+
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def parse_rows(rows: list[dict], source: str) -> list[Question]:
@@ -150,7 +190,7 @@ def parse_rows(rows: list[dict], source: str) -> list[Question]:
 def _hub_rows(variant: str, token: str | None) -> list[dict]:
     """GPQA from the hub through `datasets` (the network call tests replace)."""
     fix = (f"accept the terms at https://huggingface.co/datasets/{HUB_REPO} and export HF_TOKEN=<a read token> "
-           "(or use --dataset openai:diamond, or a local CSV)")
+           "(or use --dataset diamond, OpenAI's public CSV, or a local CSV)")
     if not token:
         raise UserError(f"{HUB_REPO} is gated and HF_TOKEN is not set: {fix}")
     try:
@@ -167,26 +207,28 @@ def _hub_rows(variant: str, token: str | None) -> list[dict]:
     return [dict(r) for r in ds]
 
 
-def _download_cached(url: str) -> str:
-    """The reference's public CSV, downloaded once into $ATTNBENCH_CACHE/datasets."""
+def _download_cached(url: str) -> bytes:
+    """The reference's public CSV, downloaded once into $ATTNBENCH_CACHE/datasets and kept as
+    the bytes that came, so a cached run reads exactly what the download read."""
     from attnbench import atomic
 
     cache = Path(os.environ.get("ATTNBENCH_CACHE", Path.home() / ".cache" / "attnbench")) / "datasets" / url.rsplit("/", 1)[1]
     if cache.is_file():
-        return cache.read_text(encoding="utf-8")
-    text = _fetch(url)
-    atomic.write_text(cache, text)
-    return text
+        return cache.read_bytes()
+    data = _fetch(url)
+    atomic.write_bytes(cache, data)
+    return data
 
 
-def _fetch(url: str) -> str:
+def _fetch(url: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=60) as r:
-            return r.read().decode("utf-8-sig")
+            return r.read()
     except urllib.error.HTTPError as e:
         raise UserError(f"{url} answered HTTP {e.code}; check the variant name (diamond, main, extended)") from None
     except OSError as e:
-        raise UserError(f"cannot download {url} ({getattr(e, 'reason', e)}); check the network or pass a local CSV") from None
+        raise UserError(f"cannot download {url} ({getattr(e, 'reason', e)}); check the network, pass a local CSV "
+                        "(--dataset path/to/gpqa_diamond.csv) or put the file in $ATTNBENCH_CACHE/datasets") from None
 
 
 # ---- the eval ---------------------------------------------------------------------------------
@@ -199,21 +241,25 @@ class GPQAEval:
     """Asks each sample once through a Sampler, at most `concurrency` at a time, and grades the
     final text; every finished row goes to `on_row` at once (the cache appends it)."""
 
-    def __init__(self, samples: list[Sample]):
+    def __init__(self, samples: list[Sample], grader: str = "reference"):
         self.samples = samples
+        self.grader = grader
 
-    @staticmethod
-    def grade(sample: Sample, reply, base: dict) -> dict:
+    def grade(self, sample: Sample, reply, base: dict) -> dict:
+        """One row. outcome: answered, rejected (HTTP 400) or failed (no answer in the retry
+        time); only an answered sample can score 1, the others score 0 as in the reference."""
         from attnbench.evals.grader import explain
 
-        letter, rule = explain(reply.text) if reply.error is None else (None, None)
+        outcome = "failed" if reply.error else "rejected" if reply.rejected else "answered"
+        value, rule = explain(reply.text, self.grader) if outcome == "answered" else (None, None)
         return {
             **base, "question_id": sample.question.id, "repeat": sample.repeat,
-            "prompt_sha": prompt_sha(sample.prompt), "answer": sample.answer, "extracted": letter, "rule": rule,
-            "score": None if reply.error else float(letter == sample.answer), "response": reply.text,
+            "prompt_sha": prompt_sha(sample.prompt), "answer": sample.answer, "extracted": value, "rule": rule,
+            "score": float(value == sample.answer), "outcome": outcome, "response": reply.text,
             "finish": reply.finish, "truncated": reply.truncated, "prompt_tokens": reply.prompt_tokens,
-            "completion_tokens": reply.completion_tokens, "attempts": reply.attempts,
+            "completion_tokens": reply.completion_tokens, "attempts": reply.attempts, "resampled": reply.resampled,
             "latency_s": round(reply.latency_s, 3), "effort_sent": reply.effort_sent, "error": reply.error,
+            "rejected": reply.rejected,
         }
 
     async def run(self, sampler, todo: list[Sample], base: dict, on_row, concurrency: int = 64) -> None:

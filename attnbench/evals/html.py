@@ -30,8 +30,11 @@ def sample_html(row: dict[str, Any], prompt: str) -> str:
     parts = [f"<h3>{escape(str(row['question_id']))} · repeat {row['repeat']}</h3>",
              "<h4>Prompt conversation</h4>", _message("user", prompt), "<h4>Sampled message</h4>"]
     if row.get("error"):
-        parts.append(_message("no answer (request failed)", row["error"], "error"))
-        score = "failed"
+        parts.append(_message("no answer (request failed; scored 0)", row["error"], "error"))
+        score = "0 (failed)"
+    elif row.get("rejected"):
+        parts.append(_message("no answer (HTTP 400; scored 0, as the reference does)", row["rejected"], "error"))
+        score = "0 (rejected)"
     else:
         parts.append(_message("assistant", row.get("response") or ""))
         score = f"{row['score']:g}"
@@ -41,6 +44,8 @@ def sample_html(row: dict[str, Any], prompt: str) -> str:
         notes.append("truncated at the token limit")
     if row.get("rule"):
         notes.append(f"rule: {row['rule']}")
+    if row.get("resampled"):
+        notes.append(f"asked again {row['resampled']} times for empty content")
     parts += ["<h4>Results</h4>", f"<p>Correct Answer: {escape(row['answer'])}</p>",
               f"<p>Extracted Answer: {escape(str(row.get('extracted')))}</p>",
               f'<p class="{css}">Score: {score}</p>']

@@ -1,12 +1,15 @@
 """`attnbench gpqa` end to end: load the questions, ask them through one running endpoint or one
-vLLM server per backend (resuming from the cache), grade, and write per backend a record and
-the conversation report, then across backends summary.md, comparison.json and a plot."""
+vLLM server per backend (resuming from the cache when the server is the same), grade, and write
+per backend a record and the conversation report, then across backends summary.md,
+comparison.json and a plot."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +17,15 @@ from typing import Any
 
 from attnbench import atomic, stats
 from attnbench.evals import gpqa
-from attnbench.evals.cache import Cache
+from attnbench.evals.cache import Cache, server_key
+from attnbench.evals.sampler import MAX_TOKENS
 from attnbench.results.record import Record
 
 DEFAULT_MODEL = "openai/gpt-oss-20b"
+# chat completions on vLLM refuse prompt + max_tokens beyond the model length (the responses API
+# clamps instead): leave room for a GPQA prompt, all of which are far shorter (half the model
+# length at most, for small test models)
+CHAT_PROMPT_ALLOWANCE = 4096
 
 
 @dataclass
@@ -28,7 +36,7 @@ class GPQARun:
     api: str = "responses"
     repeats: int = 8
     concurrency: int = 64
-    max_tokens: int = 32768  # the reference's defaults
+    max_tokens: int = MAX_TOKENS  # the reference's; capped by the server's max model length
     temperature: float = 1.0
     limit: int | None = None
     seed: int = 0
@@ -37,10 +45,31 @@ class GPQARun:
     name: str = "endpoint"  # the backend name an endpoint's record carries
     backends: list[Any] = field(default_factory=list)  # registry.Backend
     serve_args: list[str] = field(default_factory=list)
-    request_timeout_s: float = 1800.0
-    retries: int = 5
+    request_timeout_s: float = 3600.0
+    retry_time_s: float = 7200.0  # total time one sample may spend on retries before it counts as failed
     backoff_s: float = 1.0
+    empty_resamples: int = 4  # chat: times an empty final content is asked again
+    grader: str = "reference"
     ready_timeout_s: float = 900.0
+
+
+@dataclass
+class Server:
+    """Where to ask and what is known about the server answering (its identity keys the cache)."""
+    label: str  # the backend name records carry
+    target: str
+    base_url: str | None
+    model: str
+    identity: dict[str, Any]
+    max_model_len: int | None = None
+
+    @property
+    def key(self) -> str:
+        return server_key(self.identity)
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in self.identity.items()
+                         if v not in (None, [], ""))
 
 
 def _say(text: str) -> None:
@@ -48,12 +77,15 @@ def _say(text: str) -> None:
 
 
 def run(cfg: GPQARun, notice: Callable[[str], None] = _say) -> list[Record]:
+    from attnbench.errors import UserError
+    from attnbench.evals.grader import GRADERS
+
+    if cfg.grader not in GRADERS:
+        raise UserError(f"--grader {cfg.grader!r}: use reference (as gpt-oss scores) or lenient")
+    if cfg.concurrency < 1:
+        raise UserError(f"--concurrency must be >= 1 (got {cfg.concurrency})")
     questions = gpqa.load(cfg.dataset)
     samples = gpqa.make_samples(questions, cfg.repeats, cfg.seed, cfg.limit)
-    if cfg.concurrency < 1:
-        from attnbench.errors import UserError
-
-        raise UserError(f"--concurrency must be >= 1 (got {cfg.concurrency})")
     cfg.result_dir.mkdir(parents=True, exist_ok=True)
     records: list[Record] = []
     with Cache(cfg.result_dir / "cache.jsonl") as cache:
@@ -63,7 +95,11 @@ def run(cfg: GPQARun, notice: Callable[[str], None] = _say) -> list[Record]:
 
                 base_url = endpoint.normalize(cfg.endpoint)
                 model = endpoint.pick_model(base_url, cfg.model)
-                records.append(_evaluate(cfg, samples, cache, cfg.name, f"{base_url}|{model}", base_url, model, notice))
+                card, version = probe(base_url, model)
+                identity = {"url": base_url, "model": model, "root": card.get("root"),
+                            "max_model_len": card.get("max_model_len"), "vllm": version}
+                server = Server(cfg.name, f"{base_url}|{model}", base_url, model, identity, card.get("max_model_len"))
+                records.append(_evaluate(cfg, samples, cache, server, notice))
             else:
                 for backend in cfg.backends:
                     records.append(_serve_and_evaluate(cfg, samples, cache, backend, notice))
@@ -75,133 +111,218 @@ def run(cfg: GPQARun, notice: Callable[[str], None] = _say) -> list[Record]:
     return records
 
 
+def probe(base_url: str, model: str) -> tuple[dict[str, Any], str | None]:
+    """(the model's card from GET /v1/models, vLLM's version from GET /version), each as far
+    as the server tells: vLLM's card carries max_model_len and root (the checkpoint loaded)."""
+    def get(url: str) -> Any:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError):
+            return None
+
+    models = get(f"{base_url}/models") or {}
+    card = next((m for m in models.get("data") or [] if isinstance(m, dict) and m.get("id") == model), {})
+    version = get(base_url.removesuffix("/v1") + "/version")
+    return card, version.get("version") if isinstance(version, dict) else None
+
+
+def _started_identity(cfg: GPQARun, backend, model: str) -> dict[str, Any]:
+    """What is known before vLLM starts: model, revision, backend, serve args, vLLM version."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        version = None
+    args = list(cfg.serve_args)
+    revision = next((a.split("=", 1)[1] for a in args if a.startswith("--revision=")), None)
+    if "--revision" in args and args.index("--revision") + 1 < len(args):
+        revision = args[args.index("--revision") + 1]
+    return {"model": model, "revision": revision, "backend": backend.name, "serve_args": args, "vllm": version}
+
+
 def _serve_and_evaluate(cfg: GPQARun, samples, cache: Cache, backend, notice) -> Record:
     from attnbench.console import StatusLine
     from attnbench.serving.server import ServerFailed, ServerSpec, running
 
     model = cfg.model or DEFAULT_MODEL
-    target = f"vllm:{model}"
-    if not _todo(cfg, samples, cache, backend.name, target):  # all cached: no server needed
-        return _evaluate(cfg, samples, cache, backend.name, target, None, model, notice)
+    server = Server(backend.name, f"vllm:{model}", None, model, _started_identity(cfg, backend, model))
+    if not _todo(cfg, samples, cache, server):  # all cached: no server needed
+        return _evaluate(cfg, samples, cache, server, notice)
     spec = ServerSpec(model=model, backend=backend, log_path=cfg.result_dir / backend.name / "server.log",
                       extra_args=list(cfg.serve_args), ready_timeout_s=cfg.ready_timeout_s)
     status = StatusLine(stream=sys.stderr)
     try:
-        with running(spec, status) as server:
+        with running(spec, status) as started:
             status.done()
-            return _evaluate(cfg, samples, cache, backend.name, target, server.base_url, server.model_name, notice)
+            server.base_url, server.model = started.base_url, started.model_name
+            server.max_model_len = probe(started.base_url, started.model_name)[0].get("max_model_len")
+            return _evaluate(cfg, samples, cache, server, notice)
     except ServerFailed as e:
         status.done()
         notice(f"attnbench: {e.reason}; log: {spec.log_path}")
-        record = make_record(cfg, backend.name, model, None, samples, {}, time.monotonic(), status="failed",
+        record = make_record(cfg, server, samples, {}, time.monotonic(), status="failed",
                              error=f"{e.reason}: " + " | ".join(e.log_tail[-5:]))
         save_record(cfg, record, samples, {})
         return record
 
 
-def _base(cfg: GPQARun, label: str, target: str) -> dict[str, Any]:
-    return {"target": target, "backend": label, "effort": cfg.effort, "api": cfg.api,
-            "max_tokens": cfg.max_tokens, "temperature": cfg.temperature}
+def max_tokens_sent(cfg: GPQARun, max_model_len: int | None) -> int:
+    """--max-tokens, capped by what the server can produce after a prompt."""
+    if not max_model_len:
+        return cfg.max_tokens
+    room = min(CHAT_PROMPT_ALLOWANCE, max_model_len // 2) if cfg.api == "chat" else 0
+    return min(cfg.max_tokens, max_model_len - room)
 
 
-def _todo(cfg: GPQARun, samples, cache: Cache, label: str, target: str) -> list:
-    """The samples the cache has no answer for, asked the same way."""
-    return [s for s in samples
-            if cache.get((target, label, cfg.effort, s.question.id, s.repeat), prompt_sha=gpqa.prompt_sha(s.prompt),
-                         api=cfg.api, max_tokens=cfg.max_tokens, temperature=cfg.temperature) is None]
+def _base(cfg: GPQARun, server: Server) -> dict[str, Any]:
+    return {"target": server.target, "backend": server.label, "effort": cfg.effort, "api": cfg.api,
+            "max_tokens": cfg.max_tokens, "temperature": cfg.temperature, "server": server.key}
 
 
-def _evaluate(cfg: GPQARun, samples, cache: Cache, label: str, target: str, base_url: str | None, model: str,
-              notice) -> Record:
+def _cached(cfg: GPQARun, cache: Cache, server: Server, s) -> dict | None:
+    return cache.get((server.target, server.label, cfg.effort, s.question.id, s.repeat),
+                     prompt_sha=gpqa.prompt_sha(s.prompt), api=cfg.api, max_tokens=cfg.max_tokens,
+                     temperature=cfg.temperature, server=server.key)
+
+
+def _todo(cfg: GPQARun, samples, cache: Cache, server: Server) -> list:
+    """The samples the cache has no answer for, asked the same way of the same server."""
+    return [s for s in samples if _cached(cfg, cache, server, s) is None]
+
+
+def regrade(row: dict, grader: str) -> dict:
+    """A cached row graded by `grader` (its response is kept, so a grader change needs no request)."""
+    from attnbench.evals.grader import explain
+
+    if row.get("outcome") != "answered":
+        return row
+    value, rule = explain(row.get("response"), grader)
+    return {**row, "extracted": value, "rule": rule, "score": float(value == row["answer"])}
+
+
+def _evaluate(cfg: GPQARun, samples, cache: Cache, server: Server, notice) -> Record:
     from attnbench.console import Progress
     from attnbench.evals import sampler as sampler_mod
 
-    base = _base(cfg, label, target)
-    todo = _todo(cfg, samples, cache, label, target)
-    todo_ids = {(s.question.id, s.repeat) for s in todo}
+    label = server.label
+    base = _base(cfg, server)
     rows: dict[tuple, dict] = {}
+    todo = []
     for s in samples:
-        if (s.question.id, s.repeat) not in todo_ids:
-            rows[(s.question.id, s.repeat)] = cache.rows[(target, label, cfg.effort, s.question.id, s.repeat)]
+        row = _cached(cfg, cache, server, s)
+        if row is None:
+            todo.append(s)
+        else:
+            rows[(s.question.id, s.repeat)] = regrade(row, cfg.grader)
     if rows:
-        notice(f"attnbench: {label}: {len(rows)} of {len(samples)} samples from {cache.path}, asking {len(todo)}")
+        notice(f"attnbench: {label}: reusing {len(rows)} of {len(samples)} answers from {cache.path} "
+               f"(server: {server.describe()}); asking {len(todo)}")
     t0 = time.monotonic()
     if todo:
-        sampler = sampler_mod.make(cfg.api, base_url=base_url, model=model, effort=cfg.effort,
-                                   max_tokens=cfg.max_tokens, temperature=cfg.temperature,
-                                   timeout_s=cfg.request_timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s,
-                                   notice=notice)
+        sent = max_tokens_sent(cfg, server.max_model_len)
+        if sent != cfg.max_tokens:
+            notice(f"attnbench: {label}: max tokens {cfg.max_tokens} capped to {sent}: the server's max model "
+                   f"length is {server.max_model_len}" + (f" (less {server.max_model_len - sent} for the prompt: "
+                                                           "chat completions refuse more)" if cfg.api == "chat" else ""))
+        sampler = sampler_mod.make(cfg.api, base_url=server.base_url, model=server.model, effort=cfg.effort,
+                                   max_tokens=sent, temperature=cfg.temperature, timeout_s=cfg.request_timeout_s,
+                                   retry_time_s=cfg.retry_time_s, backoff_s=cfg.backoff_s,
+                                   empty_resamples=cfg.empty_resamples, notice=notice)
         progress = Progress(len(samples), f"gpqa {label}", stream=sys.stderr)
         progress.n = len(rows)
-        tally = {"right": sum(r["score"] or 0 for r in rows.values()), "scored": len(rows), "failed": 0}
+        tally = {"right": sum(r["score"] or 0 for r in rows.values()), "done": len(rows), "failed": 0}
 
         def on_row(sample, row):
+            row["max_tokens_sent"] = sent
             rows[(sample.question.id, sample.repeat)] = row
-            if row["error"] is None:
+            if row["outcome"] != "failed":  # failures are asked again by a re-run
                 cache.append(row)
-                tally["scored"] += 1
-                tally["right"] += row["score"]
-            else:
-                tally["failed"] += 1
-            acc = tally["right"] / max(tally["scored"], 1)
+            tally["done"] += 1
+            tally["right"] += row["score"]
+            tally["failed"] += row["outcome"] == "failed"
+            acc = tally["right"] / max(tally["done"], 1)
             progress.update(1, f"acc {100 * acc:.1f}%" + (f" failed {tally['failed']}" if tally["failed"] else ""))
 
         try:
-            asyncio.run(gpqa.GPQAEval(samples).run(sampler, todo, base, on_row, cfg.concurrency))
+            asyncio.run(gpqa.GPQAEval(samples, cfg.grader).run(sampler, todo, base, on_row, cfg.concurrency))
         except KeyboardInterrupt:
             progress.close()
-            record = make_record(cfg, label, model, base_url, samples, rows, t0, status="failed",
+            record = make_record(cfg, server, samples, rows, t0, status="failed",
                                  error=f"interrupted after {len(rows)} of {len(samples)} samples; re-run to resume")
             save_record(cfg, record, samples, rows)
             raise
         progress.close()
-    record = make_record(cfg, label, model, base_url, samples, rows, t0)
+    record = make_record(cfg, server, samples, rows, t0)
     save_record(cfg, record, samples, rows)
     return record
 
 
-def make_record(cfg: GPQARun, label: str, model: str, base_url: str | None, samples, rows: dict[tuple, dict],
-                t0: float, status: str = "ok", error: str | None = None) -> Record:
+def make_record(cfg: GPQARun, server: Server, samples, rows: dict[tuple, dict], t0: float, status: str = "ok",
+                error: str | None = None) -> Record:
+    """Headline: every sample asked, a rejected (HTTP 400) or failed one scoring 0, as in the
+    reference; beside it the score over answered samples only."""
     from attnbench import provenance
+    from attnbench.evals.grader import is_letter
 
-    scored = [r for r in rows.values() if r.get("error") is None and r.get("score") is not None]
-    cells = {(r["question_id"], r["repeat"]): r["score"] for r in scored}
-    est = stats.estimate(cells, cfg.seed)
-    failed = [r for r in rows.values() if r.get("error")]
-    n_questions = len({s.question.id for s in samples})
+    every = list(rows.values())
+    answered = [r for r in every if r.get("outcome") == "answered"]
+    rejected = [r for r in every if r.get("outcome") == "rejected"]
+    failed = [r for r in every if r.get("outcome") == "failed"]
+    est = stats.estimate({(r["question_id"], r["repeat"]): r["score"] for r in every}, cfg.seed)
+    est_answered = stats.estimate({(r["question_id"], r["repeat"]): r["score"] for r in answered}, cfg.seed)
+    asked_effort = None if cfg.effort == "none" else cfg.effort
+    without_effort = sum(1 for r in answered + rejected
+                         if asked_effort and (r["outcome"] == "rejected" or r.get("effort_sent") != asked_effort))
+    completion = [r.get("completion_tokens") or 0 for r in answered]
     metrics = {
         "accuracy": est.mean, "score_pct": 100 * est.mean, "stderr": est.stderr, "stderr_pct": 100 * est.stderr,
-        "ci_low": est.ci_low, "ci_high": est.ci_high, "n_samples": len(scored), "n_expected": len(samples),
-        "n_questions": n_questions,
-        "extraction_failures": sum(r["extracted"] is None for r in scored),
-        "truncations": sum(bool(r.get("truncated")) for r in scored),
-        "failed_requests": len(failed), "missing_samples": len(samples) - len(rows),
-        "prompt_tokens": sum(r.get("prompt_tokens") or 0 for r in scored),
-        "completion_tokens": sum(r.get("completion_tokens") or 0 for r in scored),
-        "mean_completion_tokens": (sum(r.get("completion_tokens") or 0 for r in scored) / len(scored)) if scored else None,
+        "ci_low": est.ci_low, "ci_high": est.ci_high,
+        "stderr_repeat": est.stderr_repeat, "stderr_repeat_pct": 100 * est.stderr_repeat,
+        "accuracy_answered": est_answered.mean, "score_answered_pct": 100 * est_answered.mean,
+        "ci_answered_low": est_answered.ci_low, "ci_answered_high": est_answered.ci_high,
+        "n_samples": len(every), "n_expected": len(samples), "n_answered": len(answered),
+        "n_questions": len({s.question.id for s in samples}),
+        "rejected_requests": len(rejected), "failed_requests": len(failed),
+        "missing_samples": len(samples) - len(every), "samples_without_effort": without_effort,
+        "extraction_failures": sum(not is_letter(r.get("extracted")) for r in answered),
+        "truncations": sum(bool(r.get("truncated")) for r in answered),
+        "empty_resamples": sum(r.get("resampled") or 0 for r in answered),
+        "prompt_tokens": sum(r.get("prompt_tokens") or 0 for r in answered),
+        "completion_tokens": sum(completion),
+        "mean_completion_tokens": sum(completion) / len(completion) if completion else None,
         "duration_s": round(time.monotonic() - t0, 3),
     }
-    if not scored and status == "ok":
-        first = failed[0]["error"] if failed else "none"
+    if not answered and status == "ok":
+        first = (rejected or failed)[0] if rejected or failed else None
+        why = "none" if first is None else (f"HTTP 400: {first['rejected']}" if first["outcome"] == "rejected"
+                                            else first["error"])
         hint = ("; lower --max-tokens to fit the model's context" if any(
-            k in first.lower() for k in ("context length", "max_tokens", "max_output_tokens")) else "")
-        status, error = "failed", f"no sample was answered ({len(failed)} failed requests; first: {first}){hint}"
-    sent = [r.get("effort_sent") for r in scored]
+            k in why.lower() for k in ("context length", "max_tokens", "max_output_tokens")) else "")
+        status, error = "failed", (f"no sample was answered ({len(rejected)} rejected with HTTP 400, {len(failed)} "
+                                   f"failed; first: {why}){hint}")
+    sents = {r.get("max_tokens_sent") for r in every if r.get("max_tokens_sent")}
     scenario = {
-        "eval": "gpqa", "dataset": cfg.dataset, "model": model, "endpoint": base_url if cfg.endpoint else None,
-        "effort": cfg.effort, "effort_sent": (any(sent) if sent else None) if cfg.effort != "none" else False,
-        "api": cfg.api, "repeats": cfg.repeats, "limit": cfg.limit, "seed": cfg.seed, "max_tokens": cfg.max_tokens,
+        "eval": "gpqa", "dataset": cfg.dataset, "dataset_source": gpqa.source_of(cfg.dataset), "model": server.model,
+        "endpoint": server.base_url if cfg.endpoint else None, "effort": cfg.effort, "api": cfg.api,
+        "grader": cfg.grader, "repeats": cfg.repeats, "limit": cfg.limit, "seed": cfg.seed,
+        "max_tokens": cfg.max_tokens, "max_tokens_sent": sorted(sents)[0] if len(sents) == 1 else sorted(sents) or None,
         "temperature": cfg.temperature, "concurrency": cfg.concurrency, "serve_args": list(cfg.serve_args),
+        "retry_time_s": cfg.retry_time_s, "empty_resamples": cfg.empty_resamples,
+        "server": server.identity, "server_key": server.key,
     }
-    ordered = sorted(rows.values(), key=lambda r: (r["repeat"], str(r["question_id"])))
+    ordered = sorted(every, key=lambda r: (r["repeat"], str(r["question_id"])))
+    cells = {(r["question_id"], r["repeat"]): r["score"] for r in every}
     samples_out = {
         "per_repeat": [v for _, v in sorted(stats.per_repeat_means(cells).items())],
         "per_question": {str(q): v for q, v in sorted(stats.per_question_means(cells).items(), key=lambda kv: str(kv[0]))},
         "rows": [{k: v for k, v in r.items() if k not in ("response", "target", "api", "max_tokens", "temperature")}
                  | {"response_tail": (r.get("response") or "")[-300:]} for r in ordered],
     }
-    return Record(kind="gpqa", backend=label, scenario=scenario, metrics=metrics, samples=samples_out,
-                  provenance=provenance.collect({"endpoint": base_url, "model": model}), status=status, error=error)
+    return Record(kind="gpqa", backend=server.label, scenario=scenario, metrics=metrics, samples=samples_out,
+                  provenance=provenance.collect({"endpoint": server.base_url, "model": server.model}),
+                  status=status, error=error)
 
 
 def save_record(cfg: GPQARun, record: Record, samples, rows: dict[tuple, dict]) -> None:

@@ -1,8 +1,11 @@
 """One question in, one final answer out, over an OpenAI-compatible API (`/chat/completions` or
 `/responses`, as the reference's two samplers). Only the final text is returned, never the
-reasoning. Transient failures (429, 5xx, timeouts, dropped connections) are retried with
-exponential backoff a bounded number of times; an answer that never came is a failed Reply,
-not an empty one that would be scored as wrong."""
+reasoning. As in the reference: a request the server refuses (HTTP 400) is not asked again and
+its sample scores 0; anything transient (429, 5xx, timeouts, dropped connections) is retried
+with exponential backoff, here until a total time per sample runs out (the reference retries
+forever), after which the sample is a failure that still counts as wrong; the chat sampler asks
+again when the final content is empty (a bounded number of times). The request is never changed
+between attempts: the reasoning effort asked is the effort sent."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Any
 
 EFFORTS = ("low", "medium", "high", "none")
 APIS = ("responses", "chat")
+MAX_TOKENS = 131072  # what the reference sends with both samplers
 
 
 @dataclass
@@ -25,10 +29,12 @@ class Reply:
     truncated: bool = False  # stopped by the token limit
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    error: str | None = None  # set when no answer came; the sample is then reported as failed
+    error: str | None = None  # set when no answer came in the retry time: a failure (scored wrong)
+    rejected: str | None = None  # the server's message when it answered HTTP 400 (scored wrong)
     attempts: int = 0
+    resampled: int = 0  # answers thrown away for empty content (chat) before this one
     latency_s: float = 0.0
-    effort_sent: bool = False
+    effort_sent: str | None = None  # the reasoning effort the request carried
 
 
 class _Retryable(Exception):
@@ -48,10 +54,11 @@ class Sampler:
 
     api = ""
     path = ""
+    resample_empty = False  # the chat sampler asks again when the content is empty
 
-    def __init__(self, base_url: str, model: str, effort: str = "low", max_tokens: int = 32768,
-                 temperature: float = 1.0, timeout_s: float = 1800.0, retries: int = 5, backoff_s: float = 1.0,
-                 notice: Callable[[str], None] | None = None):
+    def __init__(self, base_url: str, model: str, effort: str = "low", max_tokens: int = MAX_TOKENS,
+                 temperature: float = 1.0, timeout_s: float = 3600.0, retry_time_s: float = 7200.0,
+                 backoff_s: float = 1.0, empty_resamples: int = 4, notice: Callable[[str], None] | None = None):
         if effort not in EFFORTS:
             from attnbench.errors import UserError
 
@@ -62,16 +69,17 @@ class Sampler:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.timeout_s = timeout_s
-        self.retries = retries
+        self.retry_time_s = retry_time_s
         self.backoff_s = backoff_s
+        self.empty_resamples = empty_resamples
         self.notice = notice or (lambda s: print(s, file=sys.stderr))
-        self.effort_rejected = False  # the server refused reasoning effort once: stop sending it
+        self.rejections = 0  # HTTP 400 answers so far (the first one is noticed)
 
     @property
     def url(self) -> str:
         return self.base_url + self.path
 
-    def payload(self, prompt: str, effort: str | None) -> dict[str, Any]:
+    def payload(self, prompt: str) -> dict[str, Any]:
         raise NotImplementedError
 
     def parse(self, body: dict[str, Any]) -> Reply:
@@ -82,38 +90,47 @@ class Sampler:
         import aiohttp
 
         t0 = time.monotonic()
-        attempt, last_error, drop_effort, rejection = 0, "no attempt", False, ""
-        while attempt <= self.retries:
+        attempt, resampled = 0, 0
+
+        def done(reply: Reply) -> Reply:
+            reply.attempts, reply.resampled, reply.effort_sent = attempt, resampled, self.effort
+            reply.latency_s = time.monotonic() - t0
+            return reply
+
+        while True:
             attempt += 1
-            effort = None if (self.effort_rejected or drop_effort) else self.effort
             try:
-                reply = await self._post(session, prompt, effort, aiohttp)
+                reply = await self._post(session, prompt, aiohttp)
             except _Retryable as e:
-                last_error = str(e)
-                if attempt > self.retries:
-                    break
-                await asyncio.sleep(min(60.0, self.backoff_s * 2 ** (attempt - 1)))
+                wait = min(60.0, self.backoff_s * 2 ** (attempt - 1))
+                elapsed = time.monotonic() - t0
+                if elapsed + wait > self.retry_time_s:
+                    return done(Reply(error=f"gave up after {attempt} attempts in {elapsed:.0f} s (retry time "
+                                            f"{self.retry_time_s:g} s, --retry-time): {e}"))
+                await asyncio.sleep(wait)
                 continue
             except _Rejected as e:
-                if effort is not None:  # maybe a model without reasoning (SmolLM2): ask again without it
-                    drop_effort, rejection = True, str(e)
-                    attempt -= 1
-                    continue
-                return Reply(error=f"HTTP 400: {e}", attempts=attempt, latency_s=time.monotonic() - t0)
+                self._notice_rejection(str(e))
+                return done(Reply(rejected=str(e)))
             except _Fatal as e:
-                return Reply(error=str(e), attempts=attempt, latency_s=time.monotonic() - t0)
-            if drop_effort and not self.effort_rejected:  # it worked without: stop sending it, say so once
-                self.effort_rejected = True
-                self.notice(f"attnbench: {self.model} rejected reasoning effort {self.effort!r} "
-                            f"(HTTP 400: {rejection}); continuing without it")
-            reply.attempts, reply.latency_s, reply.effort_sent = attempt, time.monotonic() - t0, effort is not None
-            return reply
-        return Reply(error=f"gave up after {attempt} attempts: {last_error}", attempts=attempt,
-                     latency_s=time.monotonic() - t0)
+                return done(Reply(error=str(e)))
+            if self.resample_empty and not reply.text and resampled < self.empty_resamples:
+                resampled += 1
+                continue
+            return done(reply)
 
-    async def _post(self, session, prompt: str, effort: str | None, aiohttp) -> Reply:
+    def _notice_rejection(self, message: str) -> None:
+        self.rejections += 1
+        if self.rejections > 1:
+            return
+        fix = ("; for a server without reasoning use --effort none" if self.effort else "")
+        what = f"a request with reasoning effort {self.effort!r}" if self.effort else "a request"
+        self.notice(f"attnbench: {self.model} answered HTTP 400 to {what} ({message}); such samples are "
+                    f"scored wrong, as the reference scores them, and counted{fix}")
+
+    async def _post(self, session, prompt: str, aiohttp) -> Reply:
         try:
-            async with session.post(self.url, json=self.payload(prompt, effort),
+            async with session.post(self.url, json=self.payload(prompt),
                                     timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as r:
                 raw = await r.read()
                 status = r.status
@@ -145,16 +162,20 @@ def _error_message(raw: bytes) -> str:
 
 
 class ChatSampler(Sampler):
-    """/v1/chat/completions; reasoning effort as `reasoning_effort`."""
+    """/v1/chat/completions; reasoning effort as `reasoning_effort`. An empty final content is
+    sampled again, as the reference does (it keeps asking; here at most `empty_resamples` times).
+    The reference also appends the reasoning of an empty answer to the conversation it re-sends;
+    this sampler re-sends the question alone."""
 
     api = "chat"
     path = "/chat/completions"
+    resample_empty = True
 
-    def payload(self, prompt: str, effort: str | None) -> dict[str, Any]:
+    def payload(self, prompt: str) -> dict[str, Any]:
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
                 "max_tokens": self.max_tokens, "temperature": self.temperature}
-        if effort:
-            body["reasoning_effort"] = effort
+        if self.effort:
+            body["reasoning_effort"] = self.effort
         return body
 
     def parse(self, body: dict[str, Any]) -> Reply:
@@ -172,11 +193,11 @@ class ResponsesSampler(Sampler):
     api = "responses"
     path = "/responses"
 
-    def payload(self, prompt: str, effort: str | None) -> dict[str, Any]:
+    def payload(self, prompt: str) -> dict[str, Any]:
         body = {"model": self.model, "input": [{"role": "user", "content": prompt}],
                 "max_output_tokens": self.max_tokens, "temperature": self.temperature}
-        if effort:
-            body["reasoning"] = {"effort": effort}
+        if self.effort:
+            body["reasoning"] = {"effort": self.effort}
         return body
 
     def parse(self, body: dict[str, Any]) -> Reply:

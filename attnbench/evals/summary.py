@@ -11,12 +11,13 @@ from attnbench.results.record import Record
 
 PLOT = "gpqa_scores.png"
 # settings that must agree for two records to be compared
-COMPARABLE = ("dataset", "effort", "api", "repeats", "limit", "seed", "max_tokens", "temperature")
+COMPARABLE = ("dataset", "effort", "api", "grader", "repeats", "limit", "seed", "max_tokens", "temperature")
 
 
 def cells_of(record: Record) -> dict[tuple, float]:
+    """Every sample's score, a rejected or failed one as 0 (the headline's cells)."""
     return {(r["question_id"], r["repeat"]): r["score"] for r in record.samples.get("rows", [])
-            if r.get("error") is None and r.get("score") is not None}
+            if r.get("score") is not None}
 
 
 def comparisons(records: list[Record], seed: int = 0) -> list[stats.PairedDiff]:
@@ -33,36 +34,54 @@ def summary_md(cfg, records: list[Record], diffs: list[stats.PairedDiff]) -> str
     sc = first.scenario
     lines = [f"# GPQA: {sc.get('model')} · dataset {cfg.dataset} · effort {cfg.effort} · api {cfg.api}", "",
              f"{first.metrics.get('n_questions')} questions x {cfg.repeats} repeats, temperature {cfg.temperature:g}, "
-             f"max tokens {cfg.max_tokens}, seed {cfg.seed}. Standard errors are clustered by question; "
-             "CIs are 95% bootstrap over questions.", "",
-             "| backend | status | score % | ± SE | 95% CI | samples | extraction failures | truncations | failed requests | mean completion tokens |",
-             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+             f"max tokens {cfg.max_tokens}, seed {cfg.seed}, grader {cfg.grader}"
+             + (" (not the reference's: bare lowercase letters also count)" if cfg.grader == "lenient" else "")
+             + ". The score counts every sample, a request refused (HTTP 400) or failed as wrong, as the reference "
+             "does; the answered-only score leaves those out. ± SE is clustered by question and the 95% CI a "
+             "bootstrap over questions (other questions from the same population); ± repeats is the spread over "
+             "fresh answers to these same questions, what a reproduction of a published figure is held to.", "",
+             "| backend | status | score % | ± SE | 95% CI | ± repeats | answered-only % | samples | answered | "
+             "HTTP 400 | failed | extraction failures | truncations | mean completion tokens |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in records:
         m = r.metrics
         if r.status == "ok" or m.get("n_samples"):
             ci = f"[{100 * m['ci_low']:.1f}, {100 * m['ci_high']:.1f}]" if m.get("ci_low") is not None else "-"
             mct = m.get("mean_completion_tokens")
             lines.append(f"| {r.backend} | {r.status} | {_pct(m.get('score_pct'))} | {_pct(m.get('stderr_pct'))} | {ci} | "
-                         f"{m.get('n_samples')}/{m.get('n_expected')} | {m.get('extraction_failures')} | "
-                         f"{m.get('truncations')} | {m.get('failed_requests')} | {'-' if mct is None else f'{mct:.0f}'} |")
+                         f"{_pct(m.get('stderr_repeat_pct'))} | {_pct(m.get('score_answered_pct'))} | "
+                         f"{m.get('n_samples')}/{m.get('n_expected')} | {m.get('n_answered')} | "
+                         f"{m.get('rejected_requests')} | {m.get('failed_requests')} | {m.get('extraction_failures')} | "
+                         f"{m.get('truncations')} | {'-' if mct is None else f'{mct:.0f}'} |")
         else:
-            lines.append(f"| {r.backend} | failed | - | - | - | - | - | - | - | - |")
+            lines.append(f"| {r.backend} | failed |" + " - |" * 12)
     notes = [f"- **{r.backend}**: {r.error}" for r in records if r.error]
-    notes += [f"- **{r.backend}**: {r.metrics['failed_requests']} of {r.metrics['n_expected']} samples got no answer "
-              "(failed requests); they are left out of the score and asked again by a re-run"
-              for r in records if not r.error and r.metrics.get("failed_requests")]
+    for r in records:
+        m = r.metrics
+        if not r.error and m.get("failed_requests"):
+            notes.append(f"- **{r.backend}**: {m['failed_requests']} of {m['n_expected']} samples got no answer within "
+                         "the retry time; they count as wrong in the score and are asked again by a re-run")
+        if m.get("samples_without_effort"):
+            notes.append(f"- **{r.backend}**: {m['samples_without_effort']} of {m['n_expected']} samples went without "
+                         f"reasoning effort {cfg.effort!r} (the server answered HTTP 400; scored wrong, as the "
+                         "reference does). For a server without reasoning use --effort none.")
+        if m.get("empty_resamples"):
+            notes.append(f"- **{r.backend}**: {m['empty_resamples']} answers with empty content were asked again")
+        sent = r.scenario.get("max_tokens_sent")
+        if sent and sent != r.scenario.get("max_tokens"):
+            notes.append(f"- **{r.backend}**: max tokens capped to {sent} by the server's max model length")
     if notes:
         lines += ["", *notes]
-    if any(r.scenario.get("effort_sent") is False and cfg.effort != "none" for r in records):
-        lines += ["", "Note: the server refused the reasoning effort; those samples were asked without it."]
     lines += ["", "## Per-repeat scores (%)", "", "| backend | " + " | ".join(f"r{i}" for i in range(cfg.repeats)) + " |",
               "|---|" + "---:|" * cfg.repeats]
     for r in records:
         per = r.samples.get("per_repeat", [])
         lines.append(f"| {r.backend} | " + " | ".join(f"{100 * v:.1f}" for v in per) + " |")
     if diffs:
-        lines += ["", "## Paired differences", "", *[f"- {d.verdict()}" for d in diffs], "",
-                  "| pair | diff (pts) | ± SE | 95% CI | sign-flip p | common samples | questions |",
+        lines += ["", "## Paired differences", "",
+                  "Over the samples both scored; interval, p and verdict from one bootstrap over questions.", "",
+                  *[f"- {d.verdict()}" for d in diffs], "",
+                  "| pair | diff (pts) | ± SE | 95% CI | bootstrap p | common samples | questions |",
                   "|---|---:|---:|---|---:|---:|---:|"]
         for d in diffs:
             lines.append(f"| {d.name_b} vs {d.name_a} | {100 * d.diff:+.2f} | {100 * d.stderr:.2f} | "
@@ -81,7 +100,7 @@ def summary_md(cfg, records: list[Record], diffs: list[stats.PairedDiff]) -> str
 
 
 def _pct(v) -> str:
-    return "-" if v is None else f"{v:.1f}"
+    return "-" if v is None or v != v else f"{v:.1f}"
 
 
 def plot(cfg, records: list[Record]) -> Path | None:

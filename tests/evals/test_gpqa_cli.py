@@ -24,7 +24,7 @@ def test_gpqa_end_to_end_with_endpoint(tmp_path):
     assert rec.metrics["n_expected"] == 30 and rec.scenario["limit"] == 10
     assert srv.paths == ["responses"] * 30 and srv.requests[0]["reasoning"] == {"effort": "medium"}
     assert p.stdout.startswith(f"endpoint: {rec.metrics['score_pct']:.1f}% ± ")
-    assert "30/30 samples" in p.stdout
+    assert "30/30 answered, 0 HTTP 400, 0 failed" in p.stdout and "answered-only 90.0%" in p.stdout
     assert f"results in {tmp_path}" in p.stderr
     for name in ("summary.md", "comparison.json", "cache.jsonl", "gpqa_scores.png", "endpoint/report.html"):
         assert (tmp_path / name).exists(), name
@@ -74,9 +74,10 @@ def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys):
 def test_all_requests_failing_exits_nonzero(tmp_path):
     with MCQServer(fixture_script(QS, {i: "always500" for i in range(20)})) as srv:
         p = attnbench("gpqa", "--endpoint", srv.base_url, "--dataset", "mini", "--repeats", "1", "--limit", "2",
-                      "--retries", "0", "--result-dir", str(tmp_path))
+                      "--retry-time", "0", "--result-dir", str(tmp_path))
     assert p.returncode == 1
-    assert "endpoint: failed: no sample was answered (2 failed requests; first: gave up after 1 attempts: HTTP 500" in p.stdout
+    assert ("endpoint: failed: no sample was answered (0 rejected with HTTP 400, 2 failed; first: gave up after "
+            "1 attempts in 0 s (retry time 0 s, --retry-time): HTTP 500") in p.stdout
 
 
 def test_two_named_endpoints_print_the_verdict(tmp_path, monkeypatch, capsys):

@@ -19,7 +19,7 @@ MIXED = {0: "wrong", 1: "malformed", 2: "always500", 3: "truncate", 4: "boxed", 
 
 
 def config(tmp_path, srv, **kw):
-    kw = {"result_dir": tmp_path, "dataset": "mini", "endpoint": srv.root_url, "repeats": 2, "retries": 1,
+    kw = {"result_dir": tmp_path, "dataset": "mini", "endpoint": srv.root_url, "repeats": 2, "retry_time_s": 1.0,
           "backoff_s": 0.01, **kw}
     return run.GPQARun(**kw)
 
@@ -29,28 +29,35 @@ def test_scores_and_counts(tmp_path, api):
     with MCQServer(fixture_script(QS, MIXED)) as srv:
         (rec,) = run.run(config(tmp_path, srv, api=api), notice=lambda s: None)
     m = rec.metrics
-    # 20 questions x 2 repeats; q2 always fails (not scored); q0 wrong, q1 malformed, q3 truncated: 3 x 2 wrong of 38
-    assert (m["n_samples"], m["n_expected"], m["failed_requests"]) == (38, 40, 2)
-    assert m["accuracy"] == pytest.approx(32 / 38)
-    assert m["score_pct"] == pytest.approx(100 * 32 / 38)
-    assert (m["extraction_failures"], m["truncations"]) == (4, 2)
+    # 20 questions x 2 repeats; q2 always fails, q0 wrong, q1 malformed, q3 truncated: 4 x 2 wrong of 40,
+    # the failures among them; over the 38 answered samples 32 are right
+    assert (m["n_samples"], m["n_expected"], m["n_answered"], m["failed_requests"]) == (40, 40, 38, 2)
+    assert m["accuracy"] == pytest.approx(32 / 40) and m["score_pct"] == pytest.approx(80.0)
+    assert m["accuracy_answered"] == pytest.approx(32 / 38)
+    assert (m["extraction_failures"], m["truncations"], m["rejected_requests"]) == (4, 2, 0)
     assert m["ci_low"] < m["accuracy"] < m["ci_high"] <= 1.0
+    assert m["stderr_repeat"] == 0.0 < m["stderr"]  # the scripted answers never vary between repeats
     assert rec.samples["per_question"]["mini01"] == 0.0 and rec.samples["per_question"]["mini05"] == 1.0
-    assert "mini03" not in rec.samples["per_question"]
-    assert rec.samples["per_repeat"] == [pytest.approx(16 / 19)] * 2
+    assert rec.samples["per_question"]["mini03"] == 0.0
+    assert rec.samples["per_repeat"] == [pytest.approx(16 / 20)] * 2
     assert rec.status == "ok" and rec.backend == "endpoint"
-    assert rec.scenario["effort"] == "low" and rec.scenario["effort_sent"] is True
+    assert rec.scenario["effort"] == "low" and rec.scenario["grader"] == "reference"
+    assert rec.scenario["max_tokens"] == rec.scenario["max_tokens_sent"] == 131072
+    assert rec.scenario["server"]["vllm"] == "0.0.scripted" and rec.scenario["server_key"]
     assert all(p == api for p in srv.paths)
     (saved,) = load(tmp_path / "endpoint" / "gpqa.json")
     assert saved.metrics["accuracy"] == m["accuracy"] and saved.kind == "gpqa"
-    failed = [r for r in saved.samples["rows"] if r["error"]]
-    assert len(failed) == 2 and failed[0]["score"] is None
+    failed = [r for r in saved.samples["rows"] if r["outcome"] == "failed"]
+    assert len(failed) == 2 and failed[0]["score"] == 0.0 and "--retry-time" in failed[0]["error"]
+    assert all(r["effort_sent"] == "low" for r in saved.samples["rows"])
+    malformed = [r for r in saved.samples["rows"] if r["question_id"] == "mini02"]
+    assert {(r["extracted"], r["rule"]) for r in malformed} == {("I", "first-character")}
     html = (tmp_path / "endpoint" / "report.html").read_text()
-    assert "Correct Answer:" in html and "Extracted Answer: None" in html and "request failed" in html
+    assert "Correct Answer:" in html and "Extracted Answer: I" in html and "request failed" in html
     assert "What is 7 + 5?" in html and "&lt;" not in QS[0].question
     md = (tmp_path / "summary.md").read_text()
-    assert "| endpoint | ok | 84.2 |" in md
-    assert "**endpoint**: 2 of 40 samples got no answer" in md
+    assert "| endpoint | ok | 80.0 |" in md and "| 84.2 | 40/40 | 38 | 0 | 2 |" in md
+    assert "**endpoint**: 2 of 40 samples got no answer within the retry time; they count as wrong" in md
     assert (tmp_path / summary.PLOT).stat().st_size > 1000
 
 
@@ -61,23 +68,29 @@ def test_two_endpoints_are_compared(tmp_path):
     comp = json.loads((tmp_path / "comparison.json").read_text())
     assert [(c["a"], c["b"]) for c in comp] == [("fa3", "fa4")]
     assert comp[0]["diff"] == pytest.approx(-0.5)
-    assert comp[0]["p_value"] < 0.01
+    assert comp[0]["ci_high"] < 0 and comp[0]["p_value"] < 0.01
     assert comp[0]["verdict"].startswith("fa4 vs fa3: -50.0 pts, 95% CI [")
-    assert comp[0]["verdict"].endswith("fa4 scores lower (p = 0.00195)")  # exact: 2 of 2^10 sign patterns
+    # no resample of 20 questions avoids all 10 wrong ones: the smallest bootstrap p, 2 / 10001
+    assert comp[0]["verdict"].endswith("fa4 scores lower (p = 0.0002)")
     md = (tmp_path / "summary.md").read_text()
-    assert "## Paired differences" in md and "| fa4 vs fa3 | -50.00 |" in md
+    assert "## Paired differences" in md and "| fa4 vs fa3 | -50.00 |" in md and "bootstrap p" in md
 
 
 def test_rerun_asks_only_what_is_missing(tmp_path):
+    notes = []
     with MCQServer(fixture_script(QS, {2: "always500"})) as srv:
-        run.run(config(tmp_path, srv), notice=lambda s: None)
+        run.run(config(tmp_path, srv, retry_time_s=0.05), notice=lambda s: None)
         first = len(srv.requests)
-        (rec,) = run.run(config(tmp_path, srv), notice=lambda s: None)
-        # only the 2 failed samples are asked again (2 attempts each)
-        assert len(srv.requests) - first == 4
-        assert rec.metrics["n_samples"] == 38
+        srv.script.behaviour.clear()
+        (rec,) = run.run(config(tmp_path, srv), notice=notes.append)
+        # only the 2 failed samples are asked again
+        assert len(srv.requests) - first == 2
+        assert rec.metrics["n_answered"] == 40 and rec.metrics["accuracy"] == 1.0
     lines = (tmp_path / "cache.jsonl").read_text().splitlines()
-    assert len(lines) == 38  # failures are not cached
+    assert len(lines) == 40  # failures are not cached
+    (reuse,) = [n for n in notes if "reusing" in n]
+    assert "reusing 38 of 40 answers from" in reuse and f"(server: url {srv.base_url}, model scripted-mcq" in reuse
+    assert "vllm 0.0.scripted)" in reuse and reuse.endswith("asking 2")
 
 
 def test_changed_settings_are_not_reused(tmp_path):
@@ -90,14 +103,75 @@ def test_changed_settings_are_not_reused(tmp_path):
         assert len(srv.requests) - n == 80
 
 
-def test_model_without_reasoning_is_evaluated_with_one_notice(tmp_path):
+def test_a_changed_server_is_asked_again(tmp_path):
+    """Same URL and model, another vLLM version (or model length): nothing is reused."""
+    with MCQServer(fixture_script(QS, version="0.10.1")) as srv:
+        run.run(config(tmp_path, srv, repeats=1), notice=lambda s: None)
+        n = len(srv.requests)
+        run.run(config(tmp_path, srv, repeats=1), notice=lambda s: None)
+        assert len(srv.requests) == n
+        srv.script.version = "0.11.0"
+        (rec,) = run.run(config(tmp_path, srv, repeats=1), notice=lambda s: None)
+        assert len(srv.requests) - n == 20 and rec.scenario["server"]["vllm"] == "0.11.0"
+        srv.script.max_model_len = 65536
+        run.run(config(tmp_path, srv, repeats=1), notice=lambda s: None)
+        assert len(srv.requests) - n == 40
+
+
+def test_effort_is_never_dropped_and_400_scores_wrong(tmp_path):
+    """A server that refuses reasoning effort: the effort stays in every request, every sample is
+    a counted HTTP 400 scored wrong (as the reference does), and the summary says so."""
     notes = []
     with MCQServer(fixture_script(QS, reject_effort=True)) as srv:
         (rec,) = run.run(config(tmp_path, srv, api="chat", concurrency=4), notice=notes.append)
-    assert rec.metrics["accuracy"] == 1.0 and rec.metrics["failed_requests"] == 0
-    assert rec.scenario["effort_sent"] is False
-    assert sum("rejected reasoning effort" in n for n in notes) == 1
-    assert "refused the reasoning effort" in (tmp_path / "summary.md").read_text()
+        assert all("reasoning_effort" in b for b in srv.requests) and len(srv.requests) == 40
+        m = rec.metrics
+        assert (m["accuracy"], m["rejected_requests"], m["samples_without_effort"], m["n_answered"]) == (0.0, 40, 40, 0)
+        assert rec.status == "failed" and rec.error.startswith("no sample was answered (40 rejected with HTTP 400")
+        assert sum("answered HTTP 400 to a request with reasoning effort 'low'" in n for n in notes) == 1
+        md = (tmp_path / "summary.md").read_text()
+        assert "40 of 40 samples went without reasoning effort 'low'" in md and "use --effort none" in md
+        (none,) = run.run(config(tmp_path, srv, api="chat", effort="none"), notice=lambda s: None)
+    assert none.metrics["accuracy"] == 1.0 and none.metrics["samples_without_effort"] == 0
+
+
+def test_one_rejected_question_counts_in_the_headline_only(tmp_path):
+    with MCQServer(fixture_script(QS, {0: "reject"})) as srv:
+        (rec,) = run.run(config(tmp_path, srv), notice=lambda s: None)
+    m = rec.metrics
+    assert m["accuracy"] == pytest.approx(38 / 40) and m["accuracy_answered"] == 1.0
+    assert (m["rejected_requests"], m["samples_without_effort"], m["failed_requests"]) == (2, 2, 0)
+    assert len((tmp_path / "cache.jsonl").read_text().splitlines()) == 40  # a 400 is an answer to keep
+
+
+def test_max_tokens_are_capped_by_the_model_length(tmp_path):
+    notes = []
+    with MCQServer(fixture_script(QS, max_model_len=8192)) as srv:
+        (rec,) = run.run(config(tmp_path, srv, repeats=1), notice=notes.append)
+        assert {b["max_output_tokens"] for b in srv.requests} == {8192}
+        run.run(config(tmp_path, srv, repeats=1, api="chat"), notice=notes.append)
+        assert {b["max_tokens"] for b in srv.requests if "messages" in b} == {8192 - run.CHAT_PROMPT_ALLOWANCE}
+    assert rec.scenario["max_tokens_sent"] == 8192 and rec.scenario["max_tokens"] == 131072
+    assert any("max tokens 131072 capped to 8192: the server's max model length is 8192" in n for n in notes)
+    assert "max tokens capped to 4096 by the server's max model length" in (tmp_path / "summary.md").read_text()
+
+
+def test_chat_empty_content_is_asked_again_and_counted(tmp_path):
+    with MCQServer(fixture_script(QS, {0: "empty_once"})) as srv:
+        (rec,) = run.run(config(tmp_path, srv, api="chat", repeats=1), notice=lambda s: None)
+    assert rec.metrics["accuracy"] == 1.0 and rec.metrics["empty_resamples"] == 1
+    assert "1 answers with empty content were asked again" in (tmp_path / "summary.md").read_text()
+
+
+def test_lenient_grader_is_opt_in_recorded_and_needs_no_request(tmp_path):
+    with MCQServer(fixture_script(QS, {0: "lowercase"})) as srv:
+        (ref,) = run.run(config(tmp_path, srv, repeats=1), notice=lambda s: None)
+        n = len(srv.requests)
+        (len_,) = run.run(config(tmp_path, srv, repeats=1, grader="lenient"), notice=lambda s: None)
+        assert len(srv.requests) == n  # graded again from the cached responses
+    assert ref.metrics["accuracy"] == pytest.approx(19 / 20) and len_.metrics["accuracy"] == 1.0
+    assert len_.scenario["grader"] == "lenient"
+    assert "grader lenient (not the reference's" in (tmp_path / "summary.md").read_text()
 
 
 def test_interrupted_run_resumes(tmp_path):
@@ -119,7 +193,7 @@ def test_interrupted_run_resumes(tmp_path):
         assert partial.status == "failed" and "interrupted" in partial.error
         before = len(srv.requests)
         srv.script.behaviour.clear()
-        (rec,) = run.run(config(tmp_path, srv, api="chat", endpoint=srv.base_url, retries=5), notice=lambda s: None)
+        (rec,) = run.run(config(tmp_path, srv, api="chat", endpoint=srv.base_url), notice=lambda s: None)
         assert len(srv.requests) - before == 40 - done
     assert rec.status == "ok" and rec.metrics["n_samples"] == 40 and rec.metrics["accuracy"] == 1.0
 
@@ -134,6 +208,20 @@ def test_torn_cache_line_is_ignored(tmp_path):
         (rec,) = run.run(config(tmp_path, srv, repeats=1), notice=lambda s: None)
         assert len(srv.requests) - n == 1 and rec.metrics["n_samples"] == 20
     assert all(json.loads(line) for line in cache.read_text().splitlines()[-1:])
+
+
+def test_cache_line_torn_inside_a_multibyte_character(tmp_path):
+    with MCQServer(fixture_script(QS)) as srv:
+        run.run(config(tmp_path, srv, repeats=1), notice=lambda s: None)
+        cache = tmp_path / "cache.jsonl"
+        lines = cache.read_bytes().splitlines()
+        last = json.loads(lines[-1]) | {"response": "Ответ: B"}
+        raw = json.dumps(last, ensure_ascii=False).encode()
+        cut = raw.index("Ответ".encode()) + 3  # inside the second Cyrillic letter
+        cache.write_bytes(b"\n".join(lines[:-1]) + b"\n" + raw[:cut])
+        n = len(srv.requests)
+        (rec,) = run.run(config(tmp_path, srv, repeats=1), notice=lambda s: None)
+        assert len(srv.requests) - n == 1 and rec.metrics["accuracy"] == 1.0
 
 
 def test_backends_start_vllm_per_backend(tmp_path, monkeypatch):
@@ -189,7 +277,7 @@ def test_server_that_fails_to_start_is_a_failed_record(tmp_path, monkeypatch):
 def test_max_tokens_beyond_the_context_says_what_to_do(tmp_path):
     with MCQServer(fixture_script(QS, context=2048)) as srv:
         (rec,) = run.run(config(tmp_path, srv, api="chat", repeats=1), notice=lambda s: None)
-        assert rec.status == "failed" and rec.metrics["failed_requests"] == 20
+        assert rec.status == "failed" and rec.metrics["rejected_requests"] == 20
         assert "maximum context length is 2048" in rec.error and rec.error.endswith("lower --max-tokens to fit the model's context")
         (rec,) = run.run(config(tmp_path, srv, api="chat", repeats=1, max_tokens=1024), notice=lambda s: None)
         assert rec.status == "ok" and rec.metrics["accuracy"] == 1.0

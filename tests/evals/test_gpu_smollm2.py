@@ -1,6 +1,7 @@
 """On the GPU: `attnbench gpqa` on real weights (SmolLM2-135M-Instruct, see
 scripts/device/smollm2.sh) across the available backends, through vLLM's chat API. The score
-is near chance; the point is real serving, the statistics and cross-backend parity."""
+is near chance; the point is real serving, the statistics and cross-backend parity. SmolLM2 has
+no reasoning, hence --effort none."""
 
 import json
 import os
@@ -26,7 +27,7 @@ def test_gpqa_mini_on_smollm2_across_backends(tmp_path):
     out = tmp_path / "gpqa"
     p = subprocess.run(
         [sys.executable, "-m", "attnbench", "gpqa", "--backends", ",".join(names), "--model", str(MODEL),
-         "--dataset", "mini", "--api", "chat", "--repeats", "4", "--max-tokens", "256", "--temperature", "0",
+         "--dataset", "mini", "--api", "chat", "--effort", "none", "--repeats", "4", "--max-tokens", "256", "--temperature", "0",
          "--serve-arg=--max-model-len", "--serve-arg=2048", "--result-dir", str(out)],
         capture_output=True, text=True, timeout=1800)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -22,6 +22,12 @@ def test_sample_sections_and_grading():
 
 
 def test_failed_request_is_shown_as_such():
-    page = html.report("t", {}, [row(error="gave up after 6 attempts: HTTP 500", score=None, extracted=None)], {})
-    assert "no answer (request failed)" in page and "gave up after 6 attempts" in page
-    assert "Score: failed" in page
+    page = html.report("t", {}, [row(error="gave up after 6 attempts: HTTP 500", score=0.0, extracted=None)], {})
+    assert "no answer (request failed; scored 0)" in page and "gave up after 6 attempts" in page
+    assert "Score: 0 (failed)" in page
+
+
+def test_rejected_request_is_shown_as_scored_wrong():
+    page = html.report("t", {}, [row(rejected="reasoning is not supported", score=0.0, extracted=None)], {})
+    assert "no answer (HTTP 400; scored 0, as the reference does)" in page and "reasoning is not supported" in page
+    assert "Score: 0 (rejected)" in page

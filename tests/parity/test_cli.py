@@ -116,6 +116,23 @@ def test_fp32_reference_is_compared_like_a_backend(tmp_path, tiny_llama):
     assert "hf-fp32" in (tmp_path / "summary.md").read_text()
 
 
+def checkpoint(tmp_path):
+    """A local model folder (the fake vLLM loads nothing from it)."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"vocab_size": VOCAB, "architectures": ["LlamaForCausalLM"]}))
+    return str(folder)
+
+
+@pytest.mark.parametrize("args", [["--model", "qwen3-0.6b"], ["--model", "{ckpt}", "--serve-arg=--load-format",
+                                                                  "--serve-arg=dummy"]])
+def test_dummy_weights_are_refused_with_the_fix(tmp_path, args):
+    p = attnbench("--backends", "fa3,fa2", *[a.format(ckpt=checkpoint(tmp_path)) for a in args],
+                  "--result-dir", str(tmp_path / "r"), *FLAGS)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "dummy" in p.stderr and "--random-weights" in p.stderr and "--model PATH" in p.stderr
+
+
 def test_backends_start_one_vllm_each_and_a_crash_is_recorded(tmp_path, monkeypatch):
     from pathlib import Path
 
@@ -125,21 +142,22 @@ def test_backends_start_one_vllm_each_and_a_crash_is_recorded(tmp_path, monkeypa
     monkeypatch.setenv("FAKE_PARITY_FLASH_ATTN2", "shift:0.01")
     monkeypatch.setenv("FAKE_PARITY_FLASHINFER", "crash")
     out = tmp_path / "res"
-    p = attnbench("--backends", "fa2,fa3,flashinfer", "--result-dir", str(out), *FLAGS)
+    ckpt = checkpoint(tmp_path)
+    p = attnbench("--backends", "fa2,fa3,flashinfer", "--model", ckpt, "--result-dir", str(out), *FLAGS)
     assert p.returncode == 1, p.stderr  # flashinfer did not run
     assert "flashinfer: vllm serve exited with code 3" in p.stderr
-    assert "no fp32 transformers reference" in p.stderr and "no weights" in p.stderr  # the dummy-weight model
+    assert "no fp32 transformers reference" in p.stderr
     recs = {r.backend: r for r in record.load(out)}
     assert recs["fa2"].metrics["max_abs_dlogprob"] == pytest.approx(0.01) and recs["fa2"].metrics["passed"] == 1
-    assert recs["fa2"].scenario["reference"] == "fa3" and recs["fa2"].scenario["model"] == "qwen3-0.6b"
+    assert recs["fa2"].scenario["reference"] == "fa3" and recs["fa2"].scenario["model"] == ckpt
     assert recs["flashinfer"].status == "failed" and "exited with code 3" in recs["flashinfer"].error
     assert (out / "fa2" / "server.log").exists()
     commands = [json.loads(line) for line in (tmp_path / "args.jsonl").read_text().splitlines()]
     assert len(commands) == 3
     for cmd in commands:
-        assert cmd[cmd.index("--load-format") + 1] == "dummy"
+        assert "--load-format" not in cmd and "dummy" not in cmd
         assert cmd[cmd.index("--gpu-memory-utilization") + 1] == "0.8"
-        assert cmd[cmd.index("--served-model-name") + 1] == "qwen3-0.6b"
+        assert cmd[cmd.index("--served-model-name") + 1] == ckpt
 
 
 def test_when_the_default_reference_crashes_the_first_backend_that_ran_is_the_reference(tmp_path, monkeypatch):
@@ -148,9 +166,10 @@ def test_when_the_default_reference_crashes_the_first_backend_that_ran_is_the_re
     monkeypatch.setenv("ATTNBENCH_VLLM_CMD", f"{sys.executable} {Path(__file__).with_name('fake_vllm.py')} serve")
     monkeypatch.setenv("FAKE_PARITY_FLASH_ATTN3", "crash")
     monkeypatch.setenv("FAKE_PARITY_FLASHINFER", "shift:0.01")
-    p = attnbench("--backends", "fa3,fa2,flashinfer", "--result-dir", str(tmp_path), *FLAGS)
+    p = attnbench("--backends", "fa3,fa2,flashinfer", "--model", checkpoint(tmp_path), "--result-dir",
+                  str(tmp_path / "r"), *FLAGS)
     assert p.returncode == 1 and "comparing with fa2 instead" in p.stderr
-    recs = {r.backend: r for r in record.load(tmp_path)}
+    recs = {r.backend: r for r in record.load(tmp_path / "r")}
     assert recs["fa3"].status == "failed"
     assert recs["flashinfer"].scenario["reference"] == "fa2"
     assert recs["flashinfer"].metrics["max_abs_dlogprob"] == pytest.approx(0.01)
