@@ -28,13 +28,13 @@ from vllm.v1.attention.backends.flash_attn import (
     FlashAttentionMetadataBuilder,
 )
 
+from attnbench.kernels.fa4_decode import limits
+
 # Under the "vllm" logger tree: only it has a handler in a vLLM process, so this is what shows up
 # in the server log (plugin-check.sh greps it).
 logger = init_logger("vllm.attnbench_fa4")
 
-KERNEL_HEAD_DIMS = (64, 128, 256)
-KERNEL_MAX_GROUP = 16  # query heads per KV head the kernel keeps in registers
-KERNEL_DTYPES = (torch.bfloat16, torch.float16)
+KERNEL_DTYPES = tuple(getattr(torch, name) for name in limits.DTYPES)
 _PLAIN_CACHE = ("auto", "bfloat16", "float16")
 
 # One FA4Decode per geometry and device, shared by every layer: layers run one after another on
@@ -122,10 +122,11 @@ class AttnbenchFA4Impl(FlashAttentionImpl):
             return "a logits soft-cap"
         if self.kv_cache_dtype not in _PLAIN_CACHE:
             return f"kv cache dtype {self.kv_cache_dtype}"
-        if self.head_size not in KERNEL_HEAD_DIMS:
-            return f"head_dim {self.head_size}"
-        if self.num_queries_per_kv > KERNEL_MAX_GROUP:
-            return f"{self.num_queries_per_kv} query heads per KV head"
+        # the cache dtype is plain (checked above); the query dtype is checked per call
+        why = limits.unsupported(head_dim=self.head_size, group=self.num_queries_per_kv,
+                                 page_size=limits.MIN_PAGE_SIZE, dtype=limits.DTYPES[0])
+        if why:
+            return why
         if self.dcp_world_size > 1:
             return "decode context parallelism"
         return None

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+from attnbench.kernels.fa4_decode import limits
 from attnbench.microbench.base import DecodeInputs, DecodeShape, Kernel, Shape
-
-HEAD_DIMS = (64, 128, 256)
-MAX_GROUP = 16  # kernel.MAX_GROUP (not imported: that module loads the CuTe DSL)
 
 
 class AttnbenchFA4(Kernel):
@@ -22,14 +20,9 @@ class AttnbenchFA4(Kernel):
     def unsupported(self, shape: Shape) -> str | None:
         if shape.op != "decode":
             return "attnbench-fa4 is a decode kernel (prefill runs on vLLM's FA4 path)"
-        if shape.q_len != 1:
-            return f"attnbench-fa4 decodes one query token per sequence, not q_len {shape.q_len}"
-        if shape.head_dim not in HEAD_DIMS:
-            return f"attnbench-fa4 supports head_dim {HEAD_DIMS}, not {shape.head_dim}"
-        if shape.q_heads // shape.kv_heads > MAX_GROUP:
-            return (f"attnbench-fa4 supports GQA groups up to {MAX_GROUP} query heads per KV head, "
-                    f"not {shape.q_heads // shape.kv_heads}")
-        return None
+        why = limits.unsupported(head_dim=shape.head_dim, group=shape.q_heads // shape.kv_heads,
+                                 page_size=shape.page_size, dtype=shape.dtype, q_len=shape.q_len)
+        return f"attnbench-fa4 cannot decode {why}" if why else None
 
     def decode(self, shape: DecodeShape, inp: DecodeInputs):
         from attnbench.kernels.fa4_decode.launcher import FA4Decode
