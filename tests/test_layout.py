@@ -113,3 +113,15 @@ def test_module_level_imports_form_no_cycle():
         if node not in state:
             visit(node, [node])
     assert cycles == []
+
+
+def test_no_tracker_words_in_package_code_or_docs():
+    """Package code and docs say what and why, not which ticket asked for it; reference figures
+    live in results/ with their provenance."""
+    import re
+
+    pattern = re.compile(r"\b[Ii]ssues?\s*#?\d+\b|\b[Tt]he issue'?s?\b|\b[Ii]ssue #|\btracker\b")
+    hits = [f"{p.relative_to(PACKAGE)}:{i}: {line.strip()}"
+            for p in list(PACKAGE.rglob("*.py")) + list(PACKAGE.rglob("*.md")) if "__pycache__" not in p.parts
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert hits == []
