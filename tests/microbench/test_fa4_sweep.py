@@ -75,3 +75,21 @@ def test_gpu_sweep_of_one_small_shape_writes_a_row(tmp_path):
     assert rc == 0
     row = tuning.load(tmp_path / "t.json").row(group=2, head_dim=128, page_size=16, batch=4, context=512)
     assert row is not None and row.tuning is not None and row.gbps > 0
+
+
+def test_device_script_parses_and_names_only_what_exists():
+    """scripts/device/kernels.sh is run unattended on the GPU: a typo there costs a session."""
+    import re
+    import subprocess
+
+    script = ROOT / "scripts" / "device" / "kernels.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    for path in set(re.findall(r"(?:tests|scenarios|scripts)/[\w/.-]+\.(?:py|toml|sh)", text)):
+        assert (ROOT / path).is_file(), path
+    for module in set(re.findall(r"python3 -m (attnbench[\w.]*)", text)):
+        assert (ROOT / module.replace(".", "/")).with_suffix(".py").is_file() or (ROOT / module).is_dir() \
+            or (ROOT / module.replace(".", "/") / "__main__.py").is_file(), module
+    assert "fa4_sweep" in text and "racecheck" in text and "memcheck" in text
+    for backend in ("fa3", "flashinfer", "fa4", "attnbench-fa4"):
+        assert re.search(rf"\b{backend}\b", text), backend
