@@ -28,12 +28,14 @@ class AttnbenchFA4(Kernel):
         from attnbench.kernels.fa4_decode.launcher import FA4Decode
 
         key = (shape.q_heads, shape.kv_heads, shape.head_dim, shape.page_size, shape.dtype, shape.batch, str(inp.q.device))
+        max_context = max(shape.context_lens)
         dec = self._decoders.get(key)
         if dec is None:  # calls run one after another on one stream, so copies can share a workspace
             dec = self._decoders[key] = FA4Decode(
                 q_heads=shape.q_heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim, page_size=shape.page_size,
-                dtype=shape.dtype, max_batch=shape.batch, device=inp.q.device).compile()
-        max_context = max(shape.context_lens)
+                dtype=shape.dtype, max_batch=shape.batch, device=inp.q.device)
+        # the launch configuration the tuning table gives this shape class (what vLLM would run)
+        dec.compile(max_context=max_context)
         splits = self.num_splits
         args = (inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out)
 
