@@ -19,3 +19,109 @@ def test_modules_imported_by_basename_have_unique_names():
         if path.name != "conftest.py" and "__pycache__" not in path.parts and not _in_package(path):
             where[path.name].append(str(path.relative_to(TESTS)))
     assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}
+
+
+# --- the package's import graph -------------------------------------------------------------------
+
+import ast  # noqa: E402
+
+PACKAGE = TESTS.parent / "attnbench"
+# What attnbench/kernels/ may import from the rest of attnbench: itself and the base utilities.
+KERNELS_MAY_IMPORT = {"kernels", "errors", "atomic"}
+KNOWN_CYCLES = {frozenset({"attnbench.serving.plots", "attnbench.serving.summary"})}  # being untangled
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolve(name: str) -> str:
+    """attnbench.a.b.c -> the module it names (c may be a name inside attnbench.a.b)."""
+    while name.count(".") and not ((PACKAGE.parent / name.replace(".", "/")).with_suffix(".py").exists()
+                                    or (PACKAGE.parent / name.replace(".", "/") / "__init__.py").exists()):
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def _imports(path: Path, top_level_only: bool) -> set[str]:
+    """attnbench modules a file imports (every import, or only those run when it is imported)."""
+    return _imports_of(path.read_text(), _module_name(path), path.name == "__init__.py", top_level_only)
+
+
+def _imports_of(source: str, here: str, is_package: bool, top_level_only: bool) -> set[str]:
+    tree = ast.parse(source)
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    pkg = here if is_package else here.rsplit(".", 1)[0]
+    out = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1] + ([base] if base else []))
+            names = [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        out |= {_resolve(n) for n in names if n == "attnbench" or n.startswith("attnbench.")}
+    return out - {here}
+
+
+def _modules():
+    return [p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]
+
+
+def test_kernels_import_no_harness_code():
+    """attnbench/kernels/ (the kernels and their vLLM plugin) sits below the harness: anything
+    above it (microbench, serving, results, ...) may import it, never the reverse."""
+    bad = {}
+    for path in (PACKAGE / "kernels").rglob("*.py"):
+        above = {m for m in _imports(path, top_level_only=False)
+                 if m != "attnbench" and m.split(".")[1] not in KERNELS_MAY_IMPORT}
+        if above:
+            bad[str(path.relative_to(PACKAGE))] = sorted(above)
+    assert bad == {}
+
+
+def test_the_import_reader_sees_lazy_and_relative_imports():
+    """What the two checks rest on: an import inside a function (the kind that used to make the
+    kernels depend on microbench) and a relative one both count."""
+    src = "import os\nfrom . import planner\ndef f():\n    from attnbench.microbench.base import DecodeShape\n"
+    here = "attnbench.kernels.fa4_decode.launcher"
+    assert _imports_of(src, here, False, top_level_only=False) == {"attnbench.kernels.fa4_decode.planner",
+                                                                  "attnbench.microbench.base"}
+    assert _imports_of(src, here, False, top_level_only=True) == {"attnbench.kernels.fa4_decode.planner"}
+
+
+def test_module_level_imports_form_no_cycle():
+    graph = {_module_name(p): _imports(p, top_level_only=True) for p in _modules()}
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycle = stack[stack.index(nxt):] + [nxt]
+                if frozenset(cycle) not in KNOWN_CYCLES:
+                    cycles.append(" -> ".join(cycle))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_no_tracker_words_in_package_code_or_docs():
+    """Package code and docs say what and why, not which ticket asked for it; reference figures
+    live in results/ with their provenance."""
+    import re
+
+    pattern = re.compile(r"\b[Ii]ssues?\s*#?\d+\b|\b[Tt]he issue'?s?\b|\b[Ii]ssue #|\btracker\b")
+    hits = [f"{p.relative_to(PACKAGE)}:{i}: {line.strip()}"
+            for p in list(PACKAGE.rglob("*.py")) + list(PACKAGE.rglob("*.md")) if "__pycache__" not in p.parts
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert hits == []

@@ -28,13 +28,14 @@ from vllm.v1.attention.backends.flash_attn import (
     FlashAttentionMetadataBuilder,
 )
 
+from attnbench.kernels import warmup
+from attnbench.kernels.fa4_decode import limits
+
 # Under the "vllm" logger tree: only it has a handler in a vLLM process, so this is what shows up
 # in the server log (plugin-check.sh greps it).
 logger = init_logger("vllm.attnbench_fa4")
 
-KERNEL_HEAD_DIMS = (64, 128, 256)
-KERNEL_MAX_GROUP = 16  # query heads per KV head the kernel keeps in registers
-KERNEL_DTYPES = (torch.bfloat16, torch.float16)
+KERNEL_DTYPES = tuple(getattr(torch, name) for name in limits.DTYPES)
 _PLAIN_CACHE = ("auto", "bfloat16", "float16")
 
 # One FA4Decode per geometry and device, shared by every layer: layers run one after another on
@@ -46,7 +47,8 @@ def decoder_for(*, q_heads: int, kv_heads: int, head_dim: int, page_size: int, d
                 max_batch: int, device: torch.device):
     """The shared, compiled FA4Decode for this geometry. Created on the first eager decode call,
     which vLLM's warm-up runs before it captures any CUDA graph, so capture never compiles or
-    allocates."""
+    allocates; its kernels were compiled earlier still, by the CuTe DSL warm-up (see
+    AttnbenchFA4Impl.get_cutedsl_warmup_compile_units), so this only finds them cached."""
     key = (q_heads, kv_heads, head_dim, page_size, dtype, max_batch, device)
     decoder = _DECODERS.get(key)
     if decoder is None:
@@ -54,7 +56,7 @@ def decoder_for(*, q_heads: int, kv_heads: int, head_dim: int, page_size: int, d
 
         decoder = FA4Decode(q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim,
                             page_size=page_size, dtype=str(dtype).removeprefix("torch."),
-                            max_batch=max_batch, device=device).compile()
+                            max_batch=max_batch, device=device).compile(max_context=server_limits().max_model_len)
         _DECODERS[key] = decoder
         logger.info("attnbench-fa4: decode kernel ready for %d q heads / %d kv heads, head_dim %d, "
                     "page %d, %s, max batch %d", q_heads, kv_heads, head_dim, page_size, dtype, max_batch)
@@ -63,13 +65,24 @@ def decoder_for(*, q_heads: int, kv_heads: int, head_dim: int, page_size: int, d
 
 def _max_batch() -> int:
     """The most sequences one decode step can hold: max_num_seqs, or the largest captured graph."""
+    return server_limits().max_batch
+
+
+def server_limits(config=None) -> warmup.ServerLimits:
+    """What the serving configuration fixes (vLLM's current config; defaults outside a server)."""
     from vllm.config import get_current_vllm_config_or_none
 
-    config = get_current_vllm_config_or_none()
+    config = config or get_current_vllm_config_or_none()
     if config is None:
-        return 256
-    return max(config.scheduler_config.max_num_seqs,
-               config.compilation_config.max_cudagraph_capture_size or 0)
+        return warmup.ServerLimits(capture_sizes=(), max_batch=256, max_model_len=1 << 30,
+                                   max_num_batched_tokens=8192)
+    comp, sched = config.compilation_config, config.scheduler_config
+    return warmup.ServerLimits(
+        capture_sizes=tuple(comp.cudagraph_capture_sizes or ()),
+        max_batch=max(sched.max_num_seqs, comp.max_cudagraph_capture_size or 0),
+        max_model_len=config.model_config.max_model_len,
+        max_num_batched_tokens=sched.max_num_batched_tokens,
+        compile_sizes=tuple(x for x in (comp.compile_sizes or ()) if isinstance(x, int)))
 
 
 class AttnbenchFA4MetadataBuilder(FlashAttentionMetadataBuilder):
@@ -103,6 +116,7 @@ class AttnbenchFA4Impl(FlashAttentionImpl):
         self.vllm_flash_attn_version = 4
         self.decode_unsupported = self._why_not_ours()
         self.max_batch = _max_batch()
+        self._register_warmup()
         if self.decode_unsupported:
             logger.warning_once("attnbench-fa4: FA4 handles decode too for a layer with %s",
                                 self.decode_unsupported)
@@ -122,13 +136,81 @@ class AttnbenchFA4Impl(FlashAttentionImpl):
             return "a logits soft-cap"
         if self.kv_cache_dtype not in _PLAIN_CACHE:
             return f"kv cache dtype {self.kv_cache_dtype}"
-        if self.head_size not in KERNEL_HEAD_DIMS:
-            return f"head_dim {self.head_size}"
-        if self.num_queries_per_kv > KERNEL_MAX_GROUP:
-            return f"{self.num_queries_per_kv} query heads per KV head"
+        # the cache dtype is plain (checked above); the query dtype is checked per call
+        why = limits.unsupported(head_dim=self.head_size, group=self.num_queries_per_kv,
+                                 page_size=limits.MIN_PAGE_SIZE, dtype=limits.DTYPES[0])
+        if why:
+            return why
         if self.dcp_world_size > 1:
             return "decode context parallelism"
         return None
+
+    def _register_warmup(self) -> None:
+        """Ask vLLM's CuTe DSL warm-up (run before CUDA-graph capture) to compile our decode kernels
+        and FA4's prefill/combine for this layer, as vLLM's FA4 MLA prefill backend does."""
+        try:
+            from vllm.model_executor.warmup.cutedsl_warmup import register_cutedsl_warmup_provider
+        except ImportError:  # a vLLM without the hook: kernels compile on first use, as before
+            logger.warning_once("attnbench-fa4: this vLLM has no CuTe DSL warm-up hook; kernels compile on first use")
+            return
+        register_cutedsl_warmup_provider(self)
+
+    def warmup_layer(self, page_size: int, dtype: torch.dtype) -> warmup.Layer:
+        return warmup.Layer(q_heads=self.num_heads, kv_heads=self.num_kv_heads, head_dim=self.head_size,
+                            page_size=page_size, dtype=str(dtype).removeprefix("torch."),
+                            decode_ours=self.decode_unsupported is None and dtype in KERNEL_DTYPES,
+                            fa4_variant=(tuple(self.sliding_window or ()), float(self.logits_soft_cap or 0),
+                                         self.sinks is not None))
+
+    def get_cutedsl_warmup_compile_units(self):
+        """vLLM calls this once per worker before serving (enable_cutedsl_warmup, on by default)."""
+        from vllm.config import get_current_vllm_config_or_none
+        from vllm.model_executor.warmup.cutedsl_warmup import CuTeDSLCompileUnit
+
+        from attnbench.kernels.fa4_decode import launcher
+
+        config = get_current_vllm_config_or_none()
+        if config is None:
+            return ()
+        dtype = config.model_config.dtype
+        layer = self.warmup_layer(config.cache_config.block_size, dtype)
+        arch = launcher.target_arch()
+
+        def compile_ours(cfg):
+            compile_fn = launcher.compile_combine if isinstance(cfg, launcher.CombineConfig) else launcher.compile_decode
+            compile_fn(cfg, arch)
+
+        found = warmup.units(layer, server_limits(config), compile_decode=compile_ours, arch=arch,
+                             compile_prefill=lambda probe: self._compile_fa4(probe, layer, dtype))
+        logger.info_once("attnbench-fa4: start-up compiles %d decode configurations and %d FA4 prefill probes",
+                         sum(u.name.endswith("decode") for u in found), sum(u.name.endswith("prefill") for u in found))
+        return tuple(CuTeDSLCompileUnit(name=u.name, key=u.key, compile=u.compile) for u in found)
+
+    def _compile_fa4(self, probe: warmup.PrefillProbe, layer: warmup.Layer, dtype: torch.dtype) -> None:
+        """Compile (never run) FA4 for one probe: the call FlashAttentionImpl.forward makes for a
+        prefill or mixed batch, on fake tensors (FA4 compiles and skips the launch under
+        FakeTensorMode), over a cache laid out as vLLM's."""
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from vllm.v1.attention.backends.fa_utils import flash_attn_varlen_func
+
+        n, d, page = probe.num_reqs, layer.head_dim, layer.page_size
+        total_q = probe.max_seqlen_q + n - 1
+        pages = -(-probe.max_seqlen_k // page)
+        with FakeTensorMode():
+            dev = torch.device("cuda", torch.cuda.current_device())
+            q = torch.empty(total_q, layer.q_heads, d, dtype=dtype, device=dev)
+            physical = torch.empty(n * pages, page, layer.kv_heads, 2 * d, dtype=dtype, device=dev)
+            kv_cache = physical.permute(0, 2, 1, 3)  # vLLM's logical (blocks, kv_heads, page, 2 * head_dim)
+            key_cache, value_cache = kv_cache.transpose(1, 2).split(d, dim=-1)
+            sinks = None if self.sinks is None else torch.empty(self.sinks.shape, dtype=self.sinks.dtype, device=dev)
+            flash_attn_varlen_func(
+                q=q, k=canonicalize_singleton_dim_strides(key_cache), v=canonicalize_singleton_dim_strides(value_cache),
+                out=torch.empty_like(q), cu_seqlens_q=torch.empty(n + 1, dtype=torch.int32, device=dev),
+                max_seqlen_q=probe.max_seqlen_q, seqused_k=torch.empty(n, dtype=torch.int32, device=dev),
+                max_seqlen_k=probe.max_seqlen_k, softmax_scale=self.scale, causal=True, alibi_slopes=None,
+                window_size=list(self.sliding_window) if self.sliding_window is not None else None,
+                block_table=torch.empty(n, pages, dtype=torch.int32, device=dev), softcap=self.logits_soft_cap,
+                scheduler_metadata=None, fa_version=4, num_splits=0, s_aux=sinks)
 
     def forward(self, layer, query, key, value, kv_cache, attn_metadata, output,
                 output_scale=None, output_block_scale=None):

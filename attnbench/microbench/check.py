@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# The one correctness tolerance of attnbench: microbench verdicts, the attnbench-fa4 sweep and the
+# kernel's GPU tests all compare against it.
 TOLERANCE = {"bfloat16": 1e-2, "float16": 5e-3}
 
 

@@ -5,6 +5,7 @@ run, at its end, and by `attnbench microbench summarize DIR`)."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import defaultdict
@@ -15,14 +16,21 @@ from attnbench.results.record import Record
 
 RATE = {"decode": ("gbps", "GB/s"), "prefill": ("tflops", "TFLOP/s")}
 
-# Issue 3's H100 numbers (vLLM 0.26.0, page 16, bf16, CUDA-graph replay): decode as GB/s of K+V
-# read (our kv_gbps), causal prefill as TFLOP/s. summary.md sets each run beside them.
-H100_REFERENCE = {
-    ("decode", "B256 ctx2048 H16/8/128 bf16"): ("kv_gbps", {"fa3": 3003, "flashinfer": 3016, "fa4": 2639, "fa2": 2709}),
-    ("decode", "B1 ctx32768 H16/8/128 bf16"): ("kv_gbps", {"fa3": 2394, "flashinfer": 2461, "fa4": 2403,
-                                                          "fa4-splits1": 283}),
-    ("prefill", "B8 L8192 H16/8/128 bf16"): ("tflops", {"fa3": 699, "flashinfer": 630, "fa4": 618, "fa2": 374}),
-}
+# Reference figures summary.md sets each run beside, with their provenance; data, so it lives
+# with the results (a checkout has it; an installed package without it simply shows no section).
+REFERENCE_FILE = Path(__file__).resolve().parents[2] / "results" / "h100" / "microbench" / "reference.json"
+
+
+def load_reference(path: str | Path | None = None) -> dict:
+    """{(op, label): (metric, {backend: value})} and the provenance, from a reference file;
+    empty when the file is absent or unreadable (a summary without a reference section)."""
+    path = path or REFERENCE_FILE
+    try:
+        doc = json.loads(Path(path).read_text())
+        figures = {(f["op"], f["label"]): (f["metric"], dict(f["values"])) for f in doc["figures"]}
+        return {"figures": figures, "provenance": doc.get("provenance", {}), "path": str(path)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 class ResultWriter:
@@ -153,11 +161,13 @@ def summary(records: list[Record], op: str, roof: dict | None, skipped: list[str
     return "\n".join(lines) + "\n"
 
 
-def _vs_reference(records: list[Record], op: str, roof: dict | None) -> list[str]:
-    """Issue 3's H100 numbers next to ours for the shapes it quotes (differences over 5% need a note)."""
+def _vs_reference(records: list[Record], op: str, roof: dict | None, reference: dict | None = None) -> list[str]:
+    """The reference figures next to ours for the shapes they cover (differences over 5% need a note)."""
+    reference = load_reference() if reference is None else reference
+    figures = reference.get("figures", {})
     rows = []
     for r in records:
-        ref = H100_REFERENCE.get((op, r.scenario.get("label")))
+        ref = figures.get((op, r.scenario.get("label")))
         if not ref or r.backend not in ref[1] or r.scenario.get("cold_l2") or r.metrics.get(ref[0]) is None:
             continue
         key, expect = ref[0], ref[1][r.backend]
@@ -167,8 +177,11 @@ def _vs_reference(records: list[Record], op: str, roof: dict | None) -> list[str
     if not rows:
         return []
     gpu = (roof or {}).get("gpu_name") or "this GPU"
-    return ["", f"## Against issue 3's H100 numbers (measured here on {gpu})", "",
-            "| shape | backend | metric | issue (H100) | here | difference |", "|---|---|---|---:|---:|---:|", *rows]
+    prov = reference.get("provenance", {})
+    where = f"{prov.get('gpu', '?')}; {prov.get('setting', '')}".strip("; ")
+    return ["", f"## Against the reference figures (measured here on {gpu})", "",
+            f"Reference: {where} ({reference.get('path', '?')}).", "",
+            "| shape | backend | metric | reference | here | difference |", "|---|---|---|---:|---:|---:|", *rows]
 
 
 def plots(records: list[Record], op: str, out_dir: str | Path) -> list[Path]:

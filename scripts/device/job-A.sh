@@ -5,7 +5,7 @@ mkdir -p /tmp/res
 step() { echo "=== $(date -u +%T) $*"; }
 
 step kernel-check
-timeout -k 5 150 python3 -m attnbench.kernels.fa4_decode.check --no-time --watchdog 140 --out /tmp/res/kernel-check-quick.json 2>&1 | tail -25
+timeout -k 5 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_fa4_acceptance.py --junitxml /tmp/res/kernel-check-quick.xml 2>&1 | tail -25
 step plugin-check; timeout 120 bash scripts/device/plugin-check.sh 2>&1 | tail -12
 step serve-bench
 cmd="python3 -m attnbench serve-bench --input 1000,8000 --output 1000,1 --num-prompts 256 --backends fa3,attnbench-fa4,flashinfer,fa4,fa2 --result-dir /tmp/res/serve"

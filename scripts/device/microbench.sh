@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 3 on the H100, robust on a cold machine: fa2, fa3, fa4 (heuristic and --fa4-splits 1),
+# The microbench grids on the GPU, robust on a cold machine: fa2, fa3, fa4 (heuristic and --fa4-splits 1),
 # flashinfer and attnbench-fa4; results under $1 (decode/ and prefill/, each with summary.md,
 # plots/, one JSON per backend).
 #
@@ -9,9 +9,9 @@
 # step's own limit cut to what the budget has left; a step with under 12 s left is skipped.
 # The last 20 s are kept for `microbench summarize` (summary.md and plots from every JSON record).
 # Steps run in order of importance, so whatever the budget cuts is the least needed:
-#   1. issue 3's decode shapes (B256 x 2048, B1 x 32768, heads 16/8/128), per backend:
+#   1. the reference decode shapes (B256 x 2048, B1 x 32768, heads 16/8/128), per backend:
 #      fa3 45, fa4 75, attnbench-fa4 75, fa2 45, fa4 --fa4-splits 1 60 s
-#   2. issue 3's prefill shape (B8 x 8192, causal): fa3 40, fa4 60, fa2 40 s
+#   2. the reference prefill shape (B8 x 8192, causal): fa3 40, fa4 60, fa2 40 s
 #   3. flashinfer: JIT warm-up (--compile-only) decode 200 s, then its decode shapes 45 s;
 #      warm-up prefill 150 s, then its prefill shape 45 s
 #   4. the decode grid, heads 16/8/128, the shapes above left out (--skip-measured):
@@ -54,19 +54,19 @@ mb() {  # mb LIMIT ARGS...: one microbench process, its limit cut to the budget 
 D=(decode --result-dir "$out/decode" --repeats 20)
 P=(prefill --result-dir "$out/prefill" --repeats 10)
 Q=(--heads 16/8/128)
-KD=(--shapes 256x2048,1x32768 "${Q[@]}" --precompile)   # issue 3's decode shapes
-KP=(--shapes 8x8192 --context 0 "${Q[@]}" --precompile)  # issue 3's prefill shape
+KD=(--shapes 256x2048,1x32768 "${Q[@]}" --precompile)   # the reference decode shapes
+KP=(--shapes 8x8192 --context 0 "${Q[@]}" --precompile)  # the reference prefill shape
 GD=(--grid scenarios/decode-grid.toml "${Q[@]}" --skip-measured)
 GP=(--grid scenarios/prefill-grid.toml "${Q[@]}" --skip-measured)
 
-# 1. issue 3's decode shapes, one backend per process
+# 1. the reference decode shapes, one backend per process
 mb 45 "${D[@]}" --backends fa3 "${KD[@]}"
 mb 75 "${D[@]}" --backends fa4 "${KD[@]}"
 mb 75 "${D[@]}" --backends attnbench-fa4 "${KD[@]}"
 mb 45 "${D[@]}" --backends fa2 "${KD[@]}"
 mb 60 "${D[@]}" --backends fa4 --fa4-splits 1 "${KD[@]}"
 
-# 2. issue 3's prefill shape
+# 2. the reference prefill shape
 mb 40 "${P[@]}" --backends fa3 "${KP[@]}"
 mb 60 "${P[@]}" --backends fa4 "${KP[@]}"
 mb 40 "${P[@]}" --backends fa2 "${KP[@]}"

@@ -115,8 +115,12 @@ def test_second_invocation_into_the_same_directory_adds_to_the_summary(tmp_path)
     assert "microbench decode" in summary and "microbench prefill" in summary and "ctx48 " in summary
 
 
-def test_summary_sets_the_issue_shapes_beside_the_h100_reference():
+def test_summary_sets_the_reference_shapes_beside_the_h100_reference(monkeypatch, tmp_path):
     rec = Record(kind="microbench", backend="fa3", scenario={"label": "B256 ctx2048 H16/8/128 bf16", "op": "decode"},
                  metrics={"us": 370.0, "gbps": 2700.0, "kv_gbps": 2700.0}, samples={"verdict": "ok"})
     md = output.summary([rec], "decode", {"gpu_name": "NVIDIA H100 80GB HBM3"}, [])
     assert "| B256 ctx2048 H16/8/128 bf16 | fa3 | kv_gbps | 3003 | 2700 | -10.1% **>5%** |" in md
+    # the figures and their provenance come from results/, not from the code
+    assert "Reference: NVIDIA H100 80GB HBM3" in md and "results/h100/microbench/reference.json" in md
+    monkeypatch.setattr(output, "REFERENCE_FILE", tmp_path / "absent.json")
+    assert "Against the reference" not in output.summary([rec], "decode", None, [])

@@ -9,36 +9,14 @@ and weight 0; a row whose splits are all empty writes zeros rather than NaN.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cutlass
 from cutlass import Float32, Int32, cute
 
+from attnbench.kernels.fa4_decode.config import CombineConfig  # noqa: F401 (re-exported)
 from attnbench.kernels.fa4_decode.kernel import cutlass_dtype
 
 LOG2_E = math.log2(math.e)
-
-
-@dataclass(frozen=True)
-class CombineConfig:
-    dtype: str  # output dtype
-    head_dim: int
-    max_splits: int  # workspace capacity: lse slots each lane scans (multiple of 32)
-    warps: int = 4
-
-    def __post_init__(self):
-        if self.head_dim % 32 or self.head_dim > 256:
-            raise ValueError(f"combine supports head_dim 32..256 in steps of 32, not {self.head_dim}")
-        if not 1 <= self.max_splits <= 256:
-            raise ValueError(f"max_splits must be 1..256, got {self.max_splits}")
-
-    @property
-    def slots(self) -> int:
-        return (self.max_splits + 31) // 32  # lse values per lane
-
-    @property
-    def per_lane(self) -> int:
-        return self.head_dim // 32
 
 
 class CombineKernel:

@@ -14,66 +14,14 @@ uses exp2; the partial LSE written out is natural-log: lse = (m + log2(l)) * ln(
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import cutlass
 from cutlass import Float32, Int32, const_expr, cute
 from cutlass.cute.nvgpu import cpasync
 
+from attnbench.kernels.fa4_decode.config import LOG2_E, VEC_BYTES, DecodeConfig  # noqa: F401 (re-exported)
+
 LN2 = math.log(2.0)
-LOG2_E = math.log2(math.e)
-VEC_BYTES = 16  # one 128-bit global load per thread per row
-MAX_GROUP = 16  # each lane holds q and acc of the whole group: above 8 heads registers spill (slow)
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    """Everything the compiled kernel specialises on (the launcher's compile-cache key)."""
-
-    dtype: str  # "bfloat16" | "float16"
-    head_dim: int  # 64 | 128 | 256
-    group: int  # query heads per KV head (GQA group)
-    page_size: int
-    write_final: bool  # num_splits == 1: write the dtype output directly, no workspace
-    num_threads: int = 256
-    tokens_per_thread: int = 4  # independent K+V row loads in flight per thread per step
-    pipeline: bool = False  # two register buffers: load step i+1 while computing step i (v2)
-    smem_stages: int = 0  # > 0: cp.async K/V into a ring of this many shared-memory steps (v3)
-
-    def __post_init__(self):
-        if self.dtype not in ("bfloat16", "float16"):
-            raise ValueError(f"attnbench-fa4 decode supports bfloat16/float16, not {self.dtype}")
-        if self.head_dim not in (64, 128, 256):
-            raise ValueError(f"attnbench-fa4 decode supports head_dim 64/128/256, not {self.head_dim}")
-        if not 1 <= self.group <= MAX_GROUP:
-            raise ValueError(f"GQA group (q_heads/kv_heads) must be 1..{MAX_GROUP}, got {self.group}")
-        if self.page_size < 1:
-            raise ValueError("page_size must be positive")
-        if self.num_threads % self.lanes_per_row or self.num_threads % 32 or not 32 <= self.num_threads <= 1024:
-            raise ValueError("num_threads must be a multiple of 32 (and of head_dim/8), at most 1024")
-        if self.smem_stages < 0 or (self.smem_stages and self.pipeline):
-            raise ValueError("smem_stages must be >= 0, and the smem ring (v3) replaces pipeline (v2): pick one")
-        if self.smem_bytes() > 48 * 1024:  # the default dynamic shared memory limit
-            raise ValueError(f"{self.num_threads} threads x group {self.group} x head_dim {self.head_dim} "
-                             f"needs {self.smem_bytes()} B of shared memory (> 48 KB); use fewer threads")
-
-    @property
-    def vec(self) -> int:
-        return VEC_BYTES // 2  # elements per 16-byte load (16-bit types)
-
-    @property
-    def lanes_per_row(self) -> int:
-        return self.head_dim // self.vec
-
-    @property
-    def rows(self) -> int:
-        """Tokens a CTA reads side by side (one per group of lanes_per_row threads)."""
-        return self.num_threads // self.lanes_per_row
-
-    def smem_bytes(self) -> int:
-        merge = 4 * self.rows * self.group * (self.head_dim + 2)
-        ring = self.num_threads * self.smem_stages * self.tokens_per_thread * 2 * VEC_BYTES
-        return merge + ring + 128  # + alignment slack
 
 
 def cutlass_dtype(name: str):

@@ -4,7 +4,10 @@ Kernels are compiled once per specialisation from fake (shape-symbolic) tensors,
 needs no GPU and no real tensors (`compile_decode` / `compile_combine` are what the CPU tests
 exercise); calls then pass torch tensors straight through TVM-FFI, which takes the stream from
 torch's current stream. A call does no allocation, no host sync and no .item(): the split plan
-depends only on host-side ints (batch, max_context), so a CUDA graph can capture it.
+depends only on host-side ints (batch, max_context), so a CUDA graph can capture it. The launch
+configuration is chosen per call from the same ints (tuning.py's table), so a decoder holds one
+compiled kernel pair per configuration its shapes reach; `kernel_configs` lists them without
+importing anything heavy, so a server can compile them all before it serves.
 """
 
 from __future__ import annotations
@@ -12,15 +15,14 @@ from __future__ import annotations
 import math
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import replace
 from functools import cache
 
-from attnbench.kernels.fa4_decode import planner
-from attnbench.kernels.fa4_decode.combine import CombineConfig
-from attnbench.kernels.fa4_decode.kernel import LOG2_E, DecodeConfig
+from attnbench.kernels.fa4_decode import limits, planner, tuning
+from attnbench.kernels.fa4_decode.config import LOG2_E, CombineConfig, DecodeConfig
+from attnbench.kernels.fa4_decode.tuning import Tuning  # noqa: F401 (re-exported)
 
 DEFAULT_ARCH = "sm_90a"
-_TORCH_DTYPES = ("bfloat16", "float16")
 _lock = threading.Lock()
 
 
@@ -104,40 +106,31 @@ def compile_combine(cfg: CombineConfig, arch: str = DEFAULT_ARCH):
         return cute.compile(CombineKernel(cfg), *args, options=_options(arch))
 
 
-@dataclass(frozen=True)
-class Tuning:
-    num_threads: int
-    tokens_per_thread: int
-    ctas_per_sm: int  # what fits by registers; the planner sizes splits to fill exactly this
-    pipeline: bool = False  # double-buffered K/V registers (kernel v2)
-    smem_stages: int = 0  # cp.async shared-memory ring of this many steps (kernel v3)
+def decode_configs(t: Tuning, *, dtype: str, head_dim: int, group: int, page_size: int) -> tuple[DecodeConfig, DecodeConfig]:
+    """(final-output kernel, split kernel) of one launch configuration."""
+    common = {"dtype": dtype, "head_dim": head_dim, "group": group, "page_size": page_size,
+              "num_threads": t.num_threads, "tokens_per_thread": t.tokens_per_thread, "pipeline": t.pipeline,
+              "smem_stages": t.smem_stages}
+    return DecodeConfig(write_final=True, **common), DecodeConfig(write_final=False, **common)
 
 
-def default_tuning(group: int) -> Tuning:
-    """Per GQA group size, from the sm_90a register counts in NOTES.md: each lane keeps q and the
-    accumulator of every head of the group, so wider groups trade loads in flight for registers.
-    $ATTNBENCH_FA4_TUNING="num_threads=128,tokens_per_thread=2,ctas_per_sm=6,smem_stages=3"
-    overrides it (to try a sweep winner inside vLLM without editing code)."""
-    spec = os.environ.get("ATTNBENCH_FA4_TUNING", "").strip()
-    if spec:
-        try:
-            kw = {k.strip(): v.strip() for k, v in (item.split("=") for item in spec.split(","))}
-            return Tuning(**{k: (v.lower() in ("1", "true") if k == "pipeline" else int(v)) for k, v in kw.items()})
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"ATTNBENCH_FA4_TUNING={spec!r} is not 'field=int,...' over {Tuning.__annotations__}"
-                             f" ({e})") from None
-    if group <= 2:
-        return Tuning(256, 4, 2)  # 106 regs: 2 CTAs/SM, 64 KB of K/V loads in flight per SM
-    if group <= 4:
-        return Tuning(128, 2, 3)  # 130 regs
-    if group <= 8:
-        return Tuning(128, 1, 2)  # ~224 regs
-    return Tuning(64, 1, 4)  # spills: correct, slow; 64 threads keep the merge under 48 KB of smem
+def kernel_configs(*, q_heads: int, kv_heads: int, head_dim: int, page_size: int, dtype: str, max_batch: int,
+                   max_context: int, max_splits: int = 64, fixed: Tuning | None = None) -> list:
+    """Every DecodeConfig / CombineConfig a decoder of this geometry launches for batch <=
+    max_batch and context <= max_context: what to compile before serving (or capturing).
+    `fixed` (or $ATTNBENCH_FA4_TUNING) replaces the table, as in FA4Decode."""
+    group = q_heads // kv_heads
+    fixed = fixed or tuning.from_env()
+    tunings = [fixed] if fixed else tuning.table().reachable(group=group, head_dim=head_dim, page_size=page_size,
+                                                             max_batch=max_batch, max_context=max_context)
+    out = [cfg for t in tunings for cfg in decode_configs(t, dtype=dtype, head_dim=head_dim, group=group,
+                                                          page_size=page_size)]
+    return out + [CombineConfig(dtype=dtype, head_dim=head_dim, max_splits=max_splits)]
 
 
 def _dtype_name(t) -> str:
     name = str(t.dtype).removeprefix("torch.")
-    if name not in _TORCH_DTYPES:
+    if name not in limits.DTYPES:
         raise ValueError(f"attnbench-fa4 decode needs bfloat16 or float16 tensors, got {name}")
     return name
 
@@ -178,33 +171,58 @@ class FA4Decode:
             num_sms = torch.cuda.get_device_properties(self.device).multi_processor_count
         self.num_sms = num_sms
         self.arch = arch or target_arch()
-        group = q_heads // kv_heads
-        tuned = default_tuning(group)
-        num_threads = num_threads or tuned.num_threads
-        tokens_per_thread = tokens_per_thread or tuned.tokens_per_thread
-        self.ctas_per_sm = ctas_per_sm or tuned.ctas_per_sm
-        pipeline = tuned.pipeline if pipeline is None else pipeline
-        smem_stages = tuned.smem_stages if smem_stages is None else smem_stages
-        common = {"dtype": dtype, "head_dim": head_dim, "group": group, "page_size": page_size,
-                  "num_threads": num_threads, "tokens_per_thread": tokens_per_thread, "pipeline": pipeline,
-                  "smem_stages": smem_stages}
-        self.cfg_final = DecodeConfig(write_final=True, **common)
-        self.cfg_split = DecodeConfig(write_final=False, **common)
+        self.group = q_heads // kv_heads
+        given = {k: v for k, v in (("num_threads", num_threads), ("tokens_per_thread", tokens_per_thread),
+                                   ("ctas_per_sm", ctas_per_sm), ("pipeline", pipeline),
+                                   ("smem_stages", smem_stages)) if v is not None}
+        # explicit fields (sweeps, tests) or $ATTNBENCH_FA4_TUNING fix the configuration of every
+        # call; else the table chooses per shape class
+        env = tuning.from_env()
+        self.fixed = replace(env or tuning.fallback(self.group), **given) if given else env
+        self.table = tuning.table()
+        self._configs: dict[Tuning, tuple[DecodeConfig, DecodeConfig]] = {}
+        for t in self._tunings(1 << 30):  # a configuration the geometry cannot run fails here, not mid-serving
+            self.configs(t)
         self.cfg_combine = CombineConfig(dtype=dtype, head_dim=head_dim, max_splits=max_splits)
         shapes = planner.workspace_shape(max_batch, q_heads, head_dim, max_splits)
         self.out_partial = torch.empty(shapes["out_partial"], dtype=torch.float32, device=self.device)
         self.lse_partial = torch.empty(shapes["lse_partial"], dtype=torch.float32, device=self.device)
 
-    def compile(self) -> FA4Decode:
-        """Compile all three kernels now (else on first use); call before CUDA-graph capture."""
-        compile_decode(self.cfg_final, self.arch)
-        compile_decode(self.cfg_split, self.arch)
+    def tuning_for(self, batch: int, max_context: int) -> Tuning:
+        """The launch configuration of a call: fixed if the constructor was given one, else the
+        table's choice for this shape class. Host ints only, so CUDA-graph capture is safe."""
+        if self.fixed is not None:
+            return self.fixed
+        return self.table.choose(group=self.group, head_dim=self.head_dim, page_size=self.page_size,
+                                 batch=batch, context=max_context)
+
+    def configs(self, t: Tuning) -> tuple[DecodeConfig, DecodeConfig]:
+        """(final, split) kernel configs of a tuning, built once."""
+        cfgs = self._configs.get(t)
+        if cfgs is None:
+            cfgs = self._configs[t] = decode_configs(t, dtype=self.dtype, head_dim=self.head_dim, group=self.group,
+                                                     page_size=self.page_size)
+        return cfgs
+
+    def _tunings(self, max_context: int) -> list[Tuning]:
+        if self.fixed is not None:
+            return [self.fixed]
+        return self.table.reachable(group=self.group, head_dim=self.head_dim, page_size=self.page_size,
+                                    max_batch=self.max_batch, max_context=max_context)
+
+    def compile(self, max_context: int = 1 << 30) -> FA4Decode:
+        """Compile every kernel a call with batch <= max_batch and context <= max_context can
+        launch (else each compiles on first use); call before CUDA-graph capture or serving."""
+        for t in self._tunings(max_context):
+            for cfg in self.configs(t):
+                compile_decode(cfg, self.arch)
         compile_combine(self.cfg_combine, self.arch)
         return self
 
     def plan(self, batch: int, max_context: int) -> planner.SplitPlan:
+        """Splits sized to fill num_sms x the chosen configuration's CTAs per SM."""
         return planner.plan(batch, self.kv_heads, max_context, self.num_sms, self.page_size,
-                            max_splits=self.max_splits, ctas_per_sm=self.ctas_per_sm)
+                            max_splits=self.max_splits, ctas_per_sm=self.tuning_for(batch, max_context).ctas_per_sm)
 
     def __call__(self, q, k_cache, v_cache, block_table, seq_lens, scale: float, out,
                  max_context: int | None = None, *, window=None, sinks=None, num_splits: int | None = None):
@@ -225,12 +243,13 @@ class FA4Decode:
             pps = math.ceil(pages / n)
             plan = planner.SplitPlan(math.ceil(pages / pps), pps, self.max_splits)
         scale_log2 = float(scale) * LOG2_E
+        cfg_final, cfg_split = self.configs(self.tuning_for(batch, max_context))
         if plan.num_splits == 1:
-            compile_decode(self.cfg_final, self.arch)(
+            compile_decode(cfg_final, self.arch)(
                 q, k_cache, v_cache, block_table, seq_lens, self.out_partial, self.lse_partial, out,
                 scale_log2, 1, plan.pages_per_split)
         else:
-            compile_decode(self.cfg_split, self.arch)(
+            compile_decode(cfg_split, self.arch)(
                 q, k_cache, v_cache, block_table, seq_lens, self.out_partial, self.lse_partial, out,
                 scale_log2, plan.num_splits, plan.pages_per_split)
             compile_combine(self.cfg_combine, self.arch)(self.out_partial, self.lse_partial, out, plan.num_splits)

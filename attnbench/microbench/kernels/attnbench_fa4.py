@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+from attnbench.kernels.fa4_decode import limits
 from attnbench.microbench.base import DecodeInputs, DecodeShape, Kernel, Shape
-
-HEAD_DIMS = (64, 128, 256)
-MAX_GROUP = 16  # kernel.MAX_GROUP (not imported: that module loads the CuTe DSL)
 
 
 class AttnbenchFA4(Kernel):
@@ -22,25 +20,22 @@ class AttnbenchFA4(Kernel):
     def unsupported(self, shape: Shape) -> str | None:
         if shape.op != "decode":
             return "attnbench-fa4 is a decode kernel (prefill runs on vLLM's FA4 path)"
-        if shape.q_len != 1:
-            return f"attnbench-fa4 decodes one query token per sequence, not q_len {shape.q_len}"
-        if shape.head_dim not in HEAD_DIMS:
-            return f"attnbench-fa4 supports head_dim {HEAD_DIMS}, not {shape.head_dim}"
-        if shape.q_heads // shape.kv_heads > MAX_GROUP:
-            return (f"attnbench-fa4 supports GQA groups up to {MAX_GROUP} query heads per KV head, "
-                    f"not {shape.q_heads // shape.kv_heads}")
-        return None
+        why = limits.unsupported(head_dim=shape.head_dim, group=shape.q_heads // shape.kv_heads,
+                                 page_size=shape.page_size, dtype=shape.dtype, q_len=shape.q_len)
+        return f"attnbench-fa4 cannot decode {why}" if why else None
 
     def decode(self, shape: DecodeShape, inp: DecodeInputs):
         from attnbench.kernels.fa4_decode.launcher import FA4Decode
 
         key = (shape.q_heads, shape.kv_heads, shape.head_dim, shape.page_size, shape.dtype, shape.batch, str(inp.q.device))
+        max_context = max(shape.context_lens)
         dec = self._decoders.get(key)
         if dec is None:  # calls run one after another on one stream, so copies can share a workspace
             dec = self._decoders[key] = FA4Decode(
                 q_heads=shape.q_heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim, page_size=shape.page_size,
-                dtype=shape.dtype, max_batch=shape.batch, device=inp.q.device).compile()
-        max_context = max(shape.context_lens)
+                dtype=shape.dtype, max_batch=shape.batch, device=inp.q.device)
+        # the launch configuration the tuning table gives this shape class (what vLLM would run)
+        dec.compile(max_context=max_context)
         splits = self.num_splits
         args = (inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out)
 

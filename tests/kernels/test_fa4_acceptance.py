@@ -1,0 +1,108 @@
+"""The attnbench-fa4 acceptance grid on the GPU: every shape and launch variant against the float32
+reference with microbench's tolerance (outputs poisoned with NaN first, so an unwritten element
+fails), and a few tiny shapes for compute-sanitizer:
+
+    python -m pytest -q -p no:cacheprovider tests/kernels/test_fa4_acceptance.py
+    compute-sanitizer --tool memcheck python -m pytest -q -p no:cacheprovider \\
+        tests/kernels/test_fa4_acceptance.py -k sanitizer
+"""
+
+import random
+
+import pytest
+
+from attnbench.microbench.base import DecodeShape
+from attnbench.microbench.check import TOLERANCE
+
+# "table": what a call gets (tuning.json, else the fallback); "fallback": tuning.fallback(group)
+VARIANTS = {"table": {}, "fallback": "fallback",
+            "pipelined": {"num_threads": 128, "tokens_per_thread": 2, "pipeline": True},
+            "smem": {"num_threads": 128, "tokens_per_thread": 2, "smem_stages": 3}}
+
+
+def _ragged(batch: int, lo: int, hi: int, seed: int = 1) -> tuple[int, ...]:
+    rng = random.Random(seed)
+    return tuple(rng.randint(lo, hi) for _ in range(batch))
+
+
+def _shapes() -> list[tuple[DecodeShape, int | None]]:
+    """(shape, forced num_splits or None for the planner's choice)."""
+    out = []
+    for dtype in ("bfloat16", "float16"):
+        for d in (128, 64):
+            for page in (16, 64):
+                for batch, ctx in ((1, 1), (1, 17), (4, 1000), (32, 2048), (1, 32768), (256, 2048)):
+                    if (d, page) != (128, 16) and batch == 256:
+                        continue  # the big shape once per dtype is enough
+                    out.append((DecodeShape.uniform(batch, ctx, head_dim=d, page_size=page, dtype=dtype), None))
+    for dtype in ("bfloat16", "float16"):
+        out.append((DecodeShape(batch=32, context_lens=_ragged(32, 1, 4000), dtype=dtype), None))
+        out.append((DecodeShape(batch=4, context_lens=(1, 17, 1000, 2048), dtype=dtype), 8))
+        out.append((DecodeShape(batch=4, context_lens=(5, 16, 31, 33), head_dim=64, page_size=64, dtype=dtype), 3))
+    out.append((DecodeShape.uniform(4, 1000, q_heads=32, kv_heads=8), None))  # GQA group 4
+    out.append((DecodeShape.uniform(2, 700, q_heads=64, kv_heads=8, head_dim=64), None))  # group 8 (gpt-oss)
+    out.append((DecodeShape.uniform(2, 700, q_heads=8, kv_heads=8), 5))  # MHA
+    out.append((DecodeShape.uniform(2, 300, q_heads=32, kv_heads=2), 3))  # group 16 (spills, slow)
+    out.append((DecodeShape.uniform(3, 600, page_size=128), None))  # vLLM --block-size 128
+    return out
+
+
+SHAPES = _shapes()
+SANITIZE = [(DecodeShape(batch=3, context_lens=(1, 40, 100)), 1), (DecodeShape(batch=3, context_lens=(1, 40, 100)), 4),
+            (DecodeShape(batch=2, context_lens=(17, 64), head_dim=64, page_size=64, dtype="float16"), 2)]
+
+
+def test_covers_the_acceptance_grid():
+    shapes = [s for s, _ in SHAPES]
+    assert {s.batch for s in shapes} >= {1, 4, 32, 256}
+    assert {c for s in shapes for c in s.context_lens} >= {1, 17, 1000, 2048, 32768}
+    assert {s.head_dim for s in shapes} == {64, 128}
+    assert {s.dtype for s in shapes} == {"bfloat16", "float16"}
+    assert {s.page_size for s in shapes} == {16, 64, 128}
+    assert {s.q_heads // s.kv_heads for s in shapes} >= {1, 2, 4, 8, 16}
+    assert any(s.ragged for s in shapes) and any(n not in (None, 1) for _, n in SHAPES)
+
+
+def test_sanitize_shapes_are_small_and_exercise_both_kernel_variants():
+    assert all(sum(s.context_lens) <= 200 for s, _ in SANITIZE)
+    assert {n for _, n in SANITIZE} >= {1, 4}
+
+
+def _check(shape: DecodeShape, splits: int | None, tuning) -> None:
+    pytest.importorskip("cutlass")
+    from dataclasses import asdict
+
+    from attnbench.kernels.fa4_decode import tuning as tuning_mod
+    from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+    if tuning == "fallback":
+        tuning = asdict(tuning_mod.fallback(shape.q_heads // shape.kv_heads))
+    from attnbench.microbench import check
+    from attnbench.microbench.inputs import decode_inputs
+
+    inp = decode_inputs(shape, device="cuda", seed=0)
+    try:
+        dec = FA4Decode(q_heads=shape.q_heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim,
+                        page_size=shape.page_size, dtype=shape.dtype, max_batch=shape.batch, **tuning)
+    except ValueError as e:  # this variant's fixed launch configuration does not fit the shape
+        pytest.skip(f"variant does not fit: {e}")
+    ref = check.reference(shape, inp)
+    call = lambda: dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,  # noqa: E731
+                       max_context=max(shape.context_lens), num_splits=splits)
+    verdict = check.run_checked(call, inp.out, ref, shape.dtype)
+    assert verdict.ok, verdict.describe()
+    assert verdict.tolerance == TOLERANCE[shape.dtype]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("shape, splits", SHAPES, ids=lambda v: v.label() if isinstance(v, DecodeShape) else str(v))
+def test_acceptance_shape_matches_the_float32_reference(shape, splits, variant):
+    _check(shape, splits, VARIANTS[variant])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["fallback", "smem"])
+@pytest.mark.parametrize("shape, splits", SANITIZE, ids=lambda v: v.label() if isinstance(v, DecodeShape) else str(v))
+def test_sanitizer_shapes(shape, splits, variant):
+    _check(shape, splits, VARIANTS[variant])

@@ -1,0 +1,95 @@
+"""The attnbench-fa4 sweep (attnbench.microbench.fa4_sweep): which shapes and candidates it runs,
+how a shape's numbers become the tuning table row the launcher reads, and that it refuses to run
+without a GPU. Timing itself is GPU work (scripts/device/kernels.sh runs it)."""
+
+from pathlib import Path
+
+import pytest
+
+from attnbench.errors import UserError
+from attnbench.kernels.fa4_decode import tuning
+from attnbench.microbench import fa4_sweep
+from attnbench.microbench.base import DecodeShape
+
+ROOT = Path(__file__).resolve().parents[2]
+GRID = ROOT / "scenarios" / "decode-grid.toml"
+V3 = tuning.Tuning(128, 2, 6, smem_stages=3)
+
+
+def test_sweeps_the_decode_grid_for_every_head_layout_and_page_size():
+    shapes = fa4_sweep.shapes(GRID, "16/8/128,32/8/128,64/8/64", "16,128", None, None, None)
+    assert {(s.q_heads, s.kv_heads, s.head_dim) for s in shapes} == {(16, 8, 128), (32, 8, 128), (64, 8, 64)}
+    assert {s.page_size for s in shapes} == {16, 128}
+    assert {s.batch for s in shapes} == {1, 4, 8, 32, 128, 256}
+    assert {s.context for s in shapes} == {1024, 2048, 4096, 8192, 16384, 32768}
+    assert len(shapes) == 6 * 6 * 3 * 2 == len(tuning.table().rows)  # one table row per shape class
+    pairs = fa4_sweep.shapes(GRID, "16/8/128", None, None, None, "256x2048,1x32k")
+    assert [(s.batch, s.context, s.page_size) for s in pairs] == [(256, 2048, 16), (1, 32768, 16)]
+
+
+def test_candidates_start_with_the_fallback_and_hold_the_v3_ring():
+    for group in (2, 4, 8):
+        cands = fa4_sweep.candidates(group)
+        assert cands[0] == tuning.fallback(group) and V3 in cands and len(set(cands)) == len(cands)
+
+
+def _result(t, gbps, ok=True):
+    return {"tuning": t.spec(), "gbps": gbps, "ok": ok, "us": 1.0, "splits": 1, "rel_err": 1e-3}
+
+
+def test_the_fastest_correct_candidate_becomes_the_row_the_launcher_chooses(tmp_path):
+    shape = DecodeShape.uniform(256, 2048)
+    fb = tuning.fallback(2)
+    results = [_result(fb, 3250.0), _result(tuning.Tuning(256, 2, 3), 5000.0, ok=False), _result(V3, 4271.0),
+               {"tuning": tuning.Tuning(128, 8, 3).spec(), "ok": False, "error": "ValueError: shared memory"}]
+    row = fa4_sweep.row_for(shape, results, "h200-test")
+    assert (row.group, row.head_dim, row.page_size, row.batch, row.context) == (2, 128, 16, 256, 2048)
+    assert row.tuning == V3 and row.gbps == 4271.0 and row.fallback_gbps == 3250.0  # the wrong 5000 never wins
+    table = tuning.Table((tuning.Row(2, 128, 16, 256, 2048), tuning.Row(2, 128, 16, 1, 32768)), {}, "t")
+    path = table.merged([row], {"h200-test": "H200, test"}).save(tmp_path / "tuning.json")
+    back = tuning.load(path)
+    assert back.choose(group=2, head_dim=128, page_size=16, batch=256, context=2048) == V3
+    assert back.choose(group=2, head_dim=128, page_size=16, batch=1, context=32768) == fb
+    assert back.sources == {"h200-test": "H200, test"}
+    nothing = fa4_sweep.row_for(shape, [_result(V3, 1.0, ok=False)], "x")
+    assert nothing.tuning is None and nothing.gbps is None
+
+
+@pytest.mark.skipif("__import__('torch').cuda.is_available()", reason="checks the no-GPU message")
+def test_without_cuda_it_says_so_and_exits_2(tmp_path, capsys):
+    rc = fa4_sweep.main(["--shapes", "1x64", "--out", str(tmp_path / "s.json"), "--table", str(tmp_path / "t.json")])
+    assert rc == 2 and "CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_a_bad_grid_is_a_one_line_error(tmp_path):
+    with pytest.raises(UserError, match="decode grid"):
+        fa4_sweep.shapes(ROOT / "scenarios" / "prefill-grid.toml", None, None, None, None, None)
+
+
+@pytest.mark.gpu
+def test_gpu_sweep_of_one_small_shape_writes_a_row(tmp_path):
+    pytest.importorskip("cutlass")
+    rc = fa4_sweep.main(["--shapes", "4x512", "--out", str(tmp_path / "s.json"), "--table", str(tmp_path / "t.json"),
+                         "--repeats", "3"])
+    assert rc == 0
+    row = tuning.load(tmp_path / "t.json").row(group=2, head_dim=128, page_size=16, batch=4, context=512)
+    assert row is not None and row.tuning is not None and row.gbps > 0
+
+
+def test_device_script_parses_and_names_only_what_exists():
+    """scripts/device/kernels.sh is run unattended on the GPU: a typo there costs a session."""
+    import re
+    import subprocess
+
+    script = ROOT / "scripts" / "device" / "kernels.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    for path in set(re.findall(r"(?:tests|scenarios|scripts)/[\w/.-]+\.(?:py|toml|sh)", text)):
+        assert (ROOT / path).is_file(), path
+    for module in set(re.findall(r"python3 -m (attnbench[\w.]*)", text)):
+        assert (ROOT / module.replace(".", "/")).with_suffix(".py").is_file() or (ROOT / module).is_dir() \
+            or (ROOT / module.replace(".", "/") / "__main__.py").is_file(), module
+    assert "fa4_sweep" in text and "racecheck" in text and "memcheck" in text
+    for backend in ("fa3", "flashinfer", "fa4", "attnbench-fa4"):
+        assert re.search(rf"\b{backend}\b", text), backend
