@@ -17,7 +17,20 @@ from attnbench.serving import observe
 SPREAD_METRICS = ("output_throughput", "total_token_throughput", "request_throughput", "duration",
                   "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms",
                   "p99_tpot_ms", "mean_itl_ms", "median_itl_ms", "p99_itl_ms", "mean_e2el_ms",
-                  "max_output_tokens_per_s")
+                  "max_output_tokens_per_s", "server_mean_ttft_ms", "server_mean_tpot_ms", "server_mean_itl_ms")
+
+
+def value(record: Record, metric: str) -> float | None:
+    """A metric of a pass: the client's (vLLM's key names) or, for server_* keys, what the server's
+    /metrics said about the same window. A TPOT of one-token requests is no number."""
+    if metric.startswith("server_"):
+        obs = record.samples.get("observation") or {}
+        if obs.get("server_metrics") != "ok" or ("tpot" in metric and (record.scenario.get("output_len") or 0) <= 1):
+            return None
+        v = obs.get(metric)
+    else:
+        v = record.metrics.get(metric)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 @dataclass
@@ -51,7 +64,7 @@ class Group:
         """repeat index -> value over the passes used (a single-pass record counts as repeat 0)."""
         out = {}
         for r in self.used:
-            v = r.metrics.get(metric)
+            v = value(r, metric)
             if v is not None:
                 out[int(r.scenario.get("repeat") or 0)] = float(v)
         return out

@@ -296,10 +296,23 @@ def _failed_start(bench: ServeBench, backend: Backend, e, shape: dict | None, pr
         records.append(rec)
 
 
-def _tokens_in_flight(bench: ServeBench) -> int:
-    """Most tokens (prompt + output) the load keeps in the KV cache at once, over the shapes."""
+PREFILL_TOKENS_PER_STEP = 16_384  # the most prompt tokens vLLM prefills in one step (its default budget, or less)
+
+
+def tokens_in_flight(bench: ServeBench) -> int:
+    """Most tokens (prompt + output) the load needs in the KV cache at once, over the shapes. A
+    request that decodes holds its KV from its first token to its last, so every request in flight
+    counts in full. A request with one output token leaves as soon as it is prefilled: only the
+    prompts of one step's prefill budget (plus the one being started) are resident, and the rest
+    wait in the queue whatever the cache size, so a bigger cache would not change what is measured."""
     n = min(bench.load.num_prompts, bench.load.max_concurrency or bench.load.num_prompts)
-    return max(n * (i + o) for i, o in bench.shapes)
+
+    def resident(i: int, o: int) -> int:
+        if o > 1:
+            return n * (i + o)
+        return min(n, -(-PREFILL_TOKENS_PER_STEP // i) + 1) * (i + o)
+
+    return max(resident(i, o) for i, o in bench.shapes)
 
 
 def run(bench: ServeBench) -> list[Record]:
@@ -326,7 +339,7 @@ def run(bench: ServeBench) -> list[Record]:
         extra = [*fleet.server_args(bench.model, embedded.EMBEDDED), *bench.serve_args]
         shape = model_shape(cfg, bench.serve_args)
         total = bench.gpu_memory_gib if bench.gpu_memory_gib is not None else fleet.gpu_memory_gib()
-        layout = fleet.plan(bench.backends, fleet.need_gib(cfg, shape, _tokens_in_flight(bench)), total,
+        layout = fleet.plan(bench.backends, fleet.need_gib(cfg, shape, tokens_in_flight(bench)), total,
                             bench.parallel_start, bench.serve_args)
         if bench.parallel_start and not layout.side_by_side:
             print(f"attnbench: notice: --parallel-start asked, but {layout.reason}", file=sys.stderr)
@@ -383,6 +396,22 @@ def finish(bench: ServeBench, records: list[Record], observer) -> None:
         agg.save(record_path(bench.result_dir, agg.backend,
                              replace(bench.load, input_len=s["input_len"], output_len=s["output_len"])))
     write_comparison(bench, records)
+
+def summarize(result_dir: Path, baseline: str | None = None, keep_flagged: bool = False) -> list[Record]:
+    """The comparison of a finished (or cut short) run again, from its records alone."""
+    from attnbench.results import record as store
+    from attnbench.serving import plots, summary
+
+    records = [r for r in store.load(result_dir) if r.kind == "serve"]
+    if not records:
+        raise UserError(f"{result_dir}: no serve records here; pass a serve-bench result folder")
+    observe.reflag_clocks([r for r in records if r.scenario.get("repeat") is not None])
+    print(summary.comparison_table(records, baseline, keep_flagged), flush=True)
+    command = next((r.provenance.get("command") for r in records if r.provenance.get("command")), None)
+    summary.write_summary(result_dir, records, baseline, command=command, keep_flagged=keep_flagged)
+    plots.write_plots(result_dir, records)
+    return records
+
 
 def model_config(model: str) -> dict | None:
     """config.json of an embedded model, a local folder, or an HF id already in the local cache."""

@@ -60,12 +60,17 @@ def serve_bench(
     ready_timeout: float = typer.Option(900.0, help="Seconds to wait for a server to become ready."),
     request_timeout: float = typer.Option(3600.0, help="Seconds before one request counts as failed."),
     client_workers: int = typer.Option(0, help="Client processes (0: automatic)."),
+    from_results: Optional[Path] = typer.Option(None, help="Run nothing: print the comparison and rewrite summary.md and the plots from the records under this folder (flags that follow from the records, such as clock dips, are evaluated again)."),
 ) -> None:
     """Start a vLLM server per backend, drive it with a streaming load, compare the backends."""
     from attnbench.backends import registry
     from attnbench.models import embedded
     from attnbench.serving import bench
     from attnbench.serving.workload import Workload
+
+    if from_results is not None:
+        bench.summarize(from_results, baseline, keep_flagged)
+        return
 
     shapes = bench.parse_shapes(input, output)
     try:

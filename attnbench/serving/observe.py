@@ -9,6 +9,32 @@ from __future__ import annotations
 from attnbench.serving import contamination, telemetry
 
 
+FRONTEND_BUSY_PCT = 85.0  # an asyncio process this busy queues what it streams
+
+
+def reflag_clocks(passes, drop: float = 0.05) -> bool:
+    """gpu_clock flags from the records alone: a pass whose median SM clock sits more than `drop`
+    below the median over the passes of the same backend and shape (a prefill-bound shape runs at
+    lower clocks than a decode-bound one, and backends draw different power, so neither is mixed).
+    Replaces earlier gpu_clock flags; True when any flag changed."""
+    by: dict[tuple, list] = {}
+    for r in passes:
+        obs = r.samples.get("observation") or {}
+        if obs.get("gpu_sm_clock_median_mhz") is not None:
+            by.setdefault((r.backend, r.scenario.get("input_len"), r.scenario.get("output_len")), []).append(obs)
+    changed = False
+    for group in by.values():
+        median = contamination.run_median([o["gpu_sm_clock_median_mhz"] for o in group])
+        for o in group:
+            old = [f for f in o.get("flags") or [] if f.get("kind") == "gpu_clock"]
+            new = [f.to_dict() for f in contamination.clock_flag([o["gpu_sm_clock_median_mhz"]], median, drop)]
+            if old != new:
+                o["flags"] = [f for f in o.get("flags") or [] if f.get("kind") != "gpu_clock"] + new
+                o["contaminated"] = any(f.get("contaminates", True) for f in o["flags"])
+                changed = True
+    return changed
+
+
 class Observer:
     """One per serve-bench run: the GPU and CPU samplers run for the whole run, each window cuts
     its part out. Never lets an observation fail a benchmark (the modules it uses never raise)."""
@@ -17,7 +43,7 @@ class Observer:
         self.gpu = telemetry.GpuSampler().start()
         self.cpu = telemetry.CpuSampler().start()
         self._watched: set[int] = set()
-        self._clocks: dict[float, tuple[str, list[float]]] = {}  # window t0 -> (backend, SM clock samples)
+        self._api_servers: dict[str, str] = {}  # target name -> CPU sampler name of its API server process
 
     def _watch(self, target) -> None:
         """CPU use of the server's processes (API server, engine core), by target name."""
@@ -27,7 +53,9 @@ class Observer:
             return
         self._watched.add(proc.pid)
         for name, pid in telemetry.group_pids(proc.pid).items():
-            self.cpu.watch(f"{target.name}/{name}", pid)
+            label = f"{target.name}/api-server" if pid == proc.pid else f"{target.name}/{name}"
+            self.cpu.watch(label, pid)
+        self._api_servers[target.name] = f"{target.name}/api-server"  # vllm serve's own process
 
     def open(self, target) -> tuple:
         self._watch(target)
@@ -42,25 +70,18 @@ class Observer:
         name, window = opened
         stats = client_stats or {}
         report = window.finish(client_metrics, stats.get("loop_lag_p99_ms"), stats.get("worker_cpu_pct"))
-        self._clocks[report.t0] = (name, report.sm_clock_mhz)
-        return {**report.record_fields(), **({"client": stats} if stats else {})}
+        fields = report.record_fields()
+        api = (fields.get("proc_cpu_mean_pct") or {}).get(self._api_servers.get(name, ""))
+        if api is not None and api >= FRONTEND_BUSY_PCT:
+            fields["flags"].append(contamination.Flag(
+                "frontend_bound", f"vLLM's API server process used {api:.0f}% of a core during the window: "
+                "client-side throughput and latency measure it as much as the engine (compare the server-side "
+                "TPOT; --serve-arg=--api-server-count=N spreads it)", contaminates=False).to_dict())
+        return {**fields, **({"client": stats} if stats else {})}
 
     def finish(self, passes) -> bool:
-        """Flag the passes whose SM clock sat more than 5% below the median of their backend's
-        windows in this run; True when a flag was added."""
-        obs = [(r, r.samples.get("observation") or {}) for r in passes]
-        known = [(r, o) for r, o in obs if o.get("window_t0") in self._clocks]
-        if not known:
-            return False
-        names = [self._clocks[o["window_t0"]][0] for _, o in known]
-        clocks = [self._clocks[o["window_t0"]][1] for _, o in known]
-        changed = False
-        for (r, o), new in zip(known, contamination.clock_flags(clocks, names)):
-            if new:
-                o.setdefault("flags", []).extend(f.to_dict() for f in new)
-                o["contaminated"] = o.get("contaminated") or any(f.contaminates for f in new)
-                changed = True
-        return changed
+        """After the run's last window: the flags that need every window (clock dips)."""
+        return reflag_clocks(passes)
 
     def stop(self) -> None:
         self.gpu.stop()

@@ -158,10 +158,52 @@ def _timeline(plt, shape: Shape, groups: list[aggregate.Group], colors: dict[str
     return out
 
 
+def _server_tpot(shapes: dict[Shape, list[aggregate.Group]]) -> bool:
+    return any(g.values("server_mean_tpot_ms") for groups in shapes.values() for g in groups)
+
+
+def _decode_shapes(shapes: dict[Shape, list[aggregate.Group]]) -> dict[Shape, list[aggregate.Group]]:
+    """The shapes with a TPOT: more than one output token per request."""
+    return {shape: groups for shape, groups in shapes.items() if shape.output_len > 1}
+
+
+def _tpot(plt, shapes: dict[Shape, list[aggregate.Group]], colors: dict[str, str], gpu: str, path: Path) -> Path:
+    """Per decode shape: each backend's mean TPOT as the client saw it and as vLLM's engine
+    timed it (/metrics), with 95% CIs; the gap between the two is time spent delivering tokens."""
+    fig, axes = plt.subplots(1, len(shapes), figsize=(max(6.0, 1.6 * max(len(g) for g in shapes.values())) * len(shapes),
+                                                      4.8), squeeze=False)
+    for ax, (shape, groups) in zip(axes[0], shapes.items()):
+        width = 0.38
+        for k, (key, side, alpha) in enumerate((("mean_tpot_ms", "client", 1.0), ("server_mean_tpot_ms", "server", 0.45))):
+            for x, g in enumerate(groups):
+                sp = g.spread(key)
+                if not sp.n:
+                    continue
+                xpos = x + (k - 0.5) * width
+                ax.bar(xpos, sp.mean, width, color=colors[g.backend], alpha=alpha,
+                       label=side if x == 0 else None, edgecolor="black", linewidth=0.5)
+                if sp.n > 1 and sp.ci_high == sp.ci_high:
+                    ax.errorbar(xpos, sp.mean, yerr=[[sp.mean - sp.ci_low], [sp.ci_high - sp.mean]], color="black",
+                                capsize=3, lw=1)
+                ax.text(xpos, 0.3, f"{sp.mean:.1f}", ha="center", va="bottom", fontsize=8, rotation=90)
+        ax.set_xticks(range(len(groups)), [g.backend for g in groups])
+        ax.set_ylabel("mean TPOT (ms), lower is better")
+        ax.set_title(f"TPOT, client (solid) and engine (/metrics, pale): {shape.label}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.tick_params(axis="x", labelrotation=20)
+    fig.suptitle(f"Time per output token per backend · {gpu}")
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
 def figure_names(records: list[Record]) -> list[tuple[str, str]]:
     """(file name, caption) of every figure write_plots draws for these records, in order."""
     shapes = _by_shape(records)
     names = [("throughput.png", "Output and total throughput per backend")] if shapes else []
+    if _server_tpot(_decode_shapes(shapes)):
+        names.append(("tpot.png", "Mean TPOT per backend, client and engine (vLLM /metrics)"))
     for shape in shapes:
         names += [(f"latency-{shape.slug}.png", f"TTFT and TPOT CDFs, {shape.label}"),
                   (f"timeline-{shape.slug}.png", f"Output tokens/s over time, {shape.label}")]
@@ -184,6 +226,9 @@ def write_plots(result_dir: str | os.PathLike, records: list[Record]) -> list[Pa
     gpu = _gpu(serve)
     names = iter(name for name, _ in figure_names(serve))
     paths = [_throughput(plt, shapes, colors, gpu, result_dir / next(names))]
+    decode = _decode_shapes(shapes)
+    if _server_tpot(decode):
+        paths.append(_tpot(plt, decode, colors, gpu, result_dir / next(names)))
     for shape, recs in shapes.items():
         paths.append(_latency(plt, shape, recs, colors, gpu, result_dir / next(names)))
         paths.append(_timeline(plt, shape, recs, colors, gpu, result_dir / next(names)))

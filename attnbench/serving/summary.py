@@ -33,6 +33,7 @@ COLUMNS = (
     Column("median_ttft_ms", "TTFT med", False),
     Column("p99_ttft_ms", "TTFT p99", False),
     Column("mean_tpot_ms", "TPOT mean", False),
+    Column("server_mean_tpot_ms", "TPOT server", False),  # the engine's own clock, from /metrics
     Column("median_tpot_ms", "TPOT med", False),
     Column("p99_tpot_ms", "TPOT p99", False),
     Column("mean_itl_ms", "ITL mean", False),
@@ -320,8 +321,8 @@ def server_cross_check(t: Table) -> str:
             continue
         cells = []
         for ckey, skey, _ in SERVER_PAIRS:
-            c = stats.spread(r.metrics.get(ckey) for r in used).mean
-            sv = stats.spread(s.get(skey) for s in server).mean
+            c = stats.spread(aggregate.value(r, ckey) for r in used).mean
+            sv = stats.spread(aggregate.value(r, skey) for r in used).mean
             cells += [fmt(c), fmt(sv), f"{c - sv:+.1f}" if not (math.isnan(c) or math.isnan(sv)) else "-"]
         lines.append("| " + " | ".join([_md_escape(row.backend), *cells]) + " |")
     if not lines:

@@ -46,7 +46,7 @@ def test_latest_serve_comparison_uses_the_newest_run_with_ratios(built):
     serve = section(html, "serve")
     assert "14200 (1.00x)" in serve and "11000 (0.77x)" in serve  # 11000 / 14200
     assert "14000 (" not in serve.split("<h3>History</h3>")[0]  # the older run is history, not the latest table
-    assert re.search(r'<tr class="failed"><td>flashinfer</td><td colspan="10">FAILED: server exited', serve)
+    assert re.search(r'<tr class="failed"><td>flashinfer</td><td colspan="11">FAILED: server exited', serve)
     assert "history-serve" in serve  # two runs of 1000:1000 -> a history plot and its change table
     assert re.search(r'<td>fa4</td><td>output tok/s</td><td class="n">2</td><td>10500 \(aaaaaaa\)</td>'
                      r'<td>11000 \(bbbbbbb\)</td><td class="n">\+4\.8%</td>', serve)  # 11000 / 10500 - 1

@@ -107,7 +107,7 @@ def test_side_by_side_servers_get_their_share_and_passes_are_interleaved(tmp_pat
         assert "--gpu-memory-utilization 0.45" in (out / name / "server.log").read_text()
     passes = [r for r in record.load(out) if r.kind == "serve"]
     assert len(passes) == 4 and all(r.scenario["interleaved"] and r.scenario["side_by_side"] for r in passes)
-    order = [(r.backend, r.scenario["repeat"]) for r in sorted(passes, key=lambda r: r.samples["observation"]["t0"])]
+    order = [(r.backend, r.scenario["repeat"]) for r in sorted(passes, key=lambda r: r.samples["observation"]["window_t0"])]
     assert order == [("fa3", 0), ("fa4", 0), ("fa3", 1), ("fa4", 1)]
     assert "side by side" in (out / "summary.md").read_text()
     assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
@@ -148,3 +148,19 @@ def test_ctrl_c_stops_every_side_by_side_server_and_keeps_what_was_measured(tmp_
     assert {("fa3", 0), ("fa4", 0)} <= {(r.backend, r.scenario["repeat"]) for r in passes}
     assert (out / "summary.md").exists()
     assert json.loads((out / "fa3" / "serve-8x40-r0.json").read_text())["status"] == "ok"
+
+
+def test_a_one_token_shape_needs_only_its_prefill_budget_resident():
+    from attnbench.serving.bench import ServeBench, tokens_in_flight
+    from attnbench.serving.workload import Workload
+
+    load = Workload(input_len=1000, output_len=1000, num_prompts=256)
+    decode = ServeBench(shapes=[(1000, 1000)], load=load)
+    assert tokens_in_flight(decode) == 256 * 2000
+    prefill = ServeBench(shapes=[(8000, 1)], load=load)
+    assert tokens_in_flight(prefill) == (3 + 1) * 8001  # ceil(16384 / 8000) = 3 prompts per step, plus one
+    both = ServeBench(shapes=[(1000, 1000), (8000, 1)], load=load)
+    assert tokens_in_flight(both) == 512_000  # the decode shape decides
+    cfg, shape = qwen3()
+    # the seed study on an H200: two servers side by side
+    assert fleet.plan(B, fleet.need_gib(cfg, shape, tokens_in_flight(both)), 140.4).memory_share == 0.45

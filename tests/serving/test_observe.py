@@ -1,0 +1,43 @@
+"""What the observer adds to a pass from the run as a whole: clock dips against passes of the same
+backend and shape, and the server-side TPOT as a metric of the pass."""
+
+import sys
+from pathlib import Path
+
+from attnbench.serving import aggregate, observe
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_records import serve  # noqa: E402
+
+
+def passes(backend, shape, clocks):
+    out = []
+    for i, mhz in enumerate(clocks):
+        r = serve(backend, 1000.0, 100.0, input_len=shape[0], output_len=shape[1])
+        r.scenario["repeat"] = i
+        r.samples["observation"] = {"gpu_sm_clock_median_mhz": mhz, "flags": [], "server_metrics": "ok",
+                                    "server_mean_tpot_ms": 12.5, "contaminated": False}
+        out.append(r)
+    return out
+
+
+def test_a_clock_dip_is_judged_within_one_backend_and_shape():
+    # decode runs near the top clock, prefill lower (more power): neither is a dip of the other
+    decode = passes("fi", (1000, 1000), [1980, 1980, 1980])
+    prefill = passes("fi", (8000, 1), [1830, 1838, 1830])
+    assert not observe.reflag_clocks(decode + prefill)
+    assert not any(observe.flags(r) for r in decode + prefill)
+    dipped = passes("fa3", (1000, 1000), [1980, 1965, 1800])  # 1800 < 0.95 x 1965
+    assert observe.reflag_clocks(dipped)
+    assert [bool(observe.flags(r)) for r in dipped] == [False, False, True]
+    assert "1800 MHz" in observe.flags(dipped[2])[0]["evidence"]
+    assert not observe.reflag_clocks(dipped)  # evaluated again: the same flags, nothing changed
+
+
+def test_server_side_tpot_is_a_metric_of_the_pass_but_not_of_one_token_requests():
+    decode = passes("fa3", (1000, 1000), [1980])[0]
+    prefill = passes("fa3", (8000, 1), [1830])[0]
+    assert aggregate.value(decode, "server_mean_tpot_ms") == 12.5
+    assert aggregate.value(prefill, "server_mean_tpot_ms") is None
+    decode.samples["observation"]["server_metrics"] = "absent"
+    assert aggregate.value(decode, "server_mean_tpot_ms") is None
