@@ -13,6 +13,7 @@ import numpy as np
 
 from attnbench.compare import direction, match, noise
 from attnbench.results.record import Record
+from attnbench.serving import observe
 
 # verdicts
 OK, REGRESSION, IMPROVEMENT, NOISE, UNJUDGED = "ok", "regression", "improvement", "within noise", "unjudged"
@@ -122,9 +123,17 @@ def compare(baseline: list[Record], current: list[Record], settings: Settings | 
     # serve-bench's aggregates summarise passes that are compared themselves, as repeats
     baseline = [r for r in baseline if r.kind != "serve-aggregate"]
     current = [r for r in current if r.kind != "serve-aggregate"]
-    bg, cg = match.group(baseline), match.group(current)
     rows: list[Row] = []
     notes: list[str] = []
+    # a pass flagged as contaminated (a JIT stall, preemptions, a clock dip) measured something else
+    for side, recs in (("baseline", baseline), ("current", current)):
+        flagged = [r for r in recs if observe.flags(r)]
+        if flagged:
+            kinds = sorted({f["kind"] for r in flagged for f in observe.flags(r)})
+            notes.append(f"{len(flagged)} flagged {side} pass(es) left out ({', '.join(kinds)})")
+    baseline = [r for r in baseline if not observe.flags(r)]
+    current = [r for r in current if not observe.flags(r)]
+    bg, cg = match.group(baseline), match.group(current)
     gpus = lambda rs: {r.provenance.get("gpu_name") for r in rs if r.provenance.get("gpu_name")}  # noqa: E731
     if gpus(baseline) and gpus(current) and gpus(baseline) != gpus(current):
         notes.append(f"baseline ran on {', '.join(sorted(gpus(baseline)))}, current on {', '.join(sorted(gpus(current)))}")

@@ -80,6 +80,27 @@ def test_a_drop_beyond_the_spread_of_repeats_fails():
     assert r.verdict == judge.REGRESSION and "mann-whitney p=0.05 (3 vs 3 repeats)" in r.rule
 
 
+def test_a_flagged_pass_is_left_out_and_said_so():
+    # serve-bench passes: the third current pass stalled on a JIT compile and says so in its record
+    base = [serve(tps=t) for t in (1000, 1010, 990)]
+    cur = [serve(tps=t) for t in (1000, 1005, 400)]
+    cur[2].samples["observation"] = {"flags": [{"kind": "jit", "evidence": "JIT compilation during inference",
+                                                "contaminates": True}]}
+    cmp = judge.compare(base, cur)
+    r = row(cmp, "output_throughput")
+    assert r.verdict != judge.REGRESSION and r.n_current == 2
+    assert "1 flagged current pass(es) left out (jit)" in cmp.notes
+    cur[2].samples["observation"]["flags"][0]["contaminates"] = False  # a warning only: it counts
+    assert row(judge.compare(base, cur), "output_throughput").n_current == 3
+
+
+def test_aggregates_are_not_compared_beside_their_passes():
+    agg = serve(tps=500.0)
+    agg.kind = "serve-aggregate"
+    cmp = judge.compare([serve(tps=1000.0), agg], [serve(tps=1000.0), agg])
+    assert {r.kind for r in cmp.rows} == {"serve"}
+
+
 def test_two_repeats_need_complete_separation():
     overlapping = judge.compare([serve(tps=1000), serve(tps=800)], [serve(tps=850), serve(tps=700)])
     assert row(overlapping, "output_throughput").verdict == judge.NOISE

@@ -46,4 +46,5 @@ def test_report_over_real_records_ranks_the_slower_backend_below(result_dir, tmp
     # shrinks quick's TPOT (its server catches up on absolute deadlines), 6.35x seen with 2 cores 4x oversubscribed
     assert 2 < ratio < 20
     assert float(re.search(r"\(([\d.]+)x\)", rows["sluggish"][0]).group(1)) < 1.0  # less output tok/s
-    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 5  # throughput + 2 shapes x 2
+    # throughput, TPOT client against server (the scripted server has /metrics), 2 shapes x 2
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 6
