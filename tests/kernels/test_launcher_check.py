@@ -1,5 +1,7 @@
 """check.py, the on-GPU acceptance script: what it covers, and that it fails cleanly without a GPU."""
 
+import pytest
+
 from attnbench.kernels.fa4_decode import check
 
 
@@ -20,7 +22,7 @@ def test_sanitize_mode_is_small_and_exercises_both_kernel_variants():
 
 
 def test_without_cuda_it_says_so_and_exits_nonzero(capsys, tmp_path):
-    import torch
+    torch = pytest.importorskip("torch")
 
     if torch.cuda.is_available():
         return
