@@ -61,6 +61,10 @@ def serve_bench(
     from attnbench.serving import bench
     from attnbench.serving.workload import Workload
 
+    if endpoint is not None:
+        from attnbench.serving.endpoint import normalize
+
+        normalize(endpoint)  # an empty or malformed URL is refused as such
     shapes = bench.parse_shapes(input, output)
     try:
         pcts = [float(p) for p in percentiles.split(",") if p.strip()]

@@ -41,6 +41,7 @@ class Script:
     version: str | None = None
     max_model_len: int | None = None
     root: str | None = None
+    meta: dict | None = None  # llama.cpp's server: {"n_vocab": ..., "n_ctx_train": ...}
     server_header: str | None = None
 
 
@@ -101,6 +102,8 @@ class ScriptedServer:
             model["root"] = s.root
         if s.max_model_len is not None:
             model["max_model_len"] = s.max_model_len
+        if s.meta is not None:
+            model["meta"] = s.meta
         return web.json_response({"object": "list", "data": [model]})
 
     async def _completions(self, request):
