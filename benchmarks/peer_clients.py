@@ -58,7 +58,7 @@ def parse_guidellm(path: Path) -> dict:
     def ok(key: str) -> dict:
         return m[key]["successful"]
 
-    totals = bench.get("request_totals") or {}
+    totals = m.get("request_totals") or bench.get("request_totals") or {}
     completed = totals.get("successful", ok("request_latency").get("count"))
     failed = totals.get("errored", (m["request_latency"].get("errored") or {}).get("count", 0))
     return {"completed": int(completed), "failed": int(failed or 0),
@@ -150,10 +150,18 @@ def command(client: str, a: argparse.Namespace, seed: int, out: Path) -> tuple[l
                  "--random-input-len", i, "--random-output-len", o, "--num-prompts", n, "--max-concurrency", c,
                  "--ignore-eos", "--seed", str(seed), "--save-result", "--result-dir", str(out),
                  "--result-filename", "vllm.json", *extra], out / "vllm.json")
-    if client == "guidellm":
-        return (["guidellm", "benchmark", "--target", root, "--model", a.model, "--processor", a.tokenizer,
-                 "--profile", "concurrent", "--rate", c, "--max-requests", n, "--random-seed", str(seed),
-                 "--data", f"prompt_tokens={i},output_tokens={o}", "--output-path", str(out / "guidellm.json"),
+    if client == "guidellm":  # 0.8 takes its settings as a scenario file
+        scenario = {"spec": {
+            "backend": {"kind": "openai_http", "target": root, "model": a.model, "request_format": "/v1/completions",
+                        "extras": {"body": {"ignore_eos": True, "min_tokens": a.output}}},
+            "profile": {"kind": "concurrent", "streams": [a.concurrency]},
+            "constraints": [{"kind": "max_requests", "count": a.num_prompts}],
+            "tokenizer": {"kind": "huggingface_auto", "model": a.tokenizer},
+            "data": [{"kind": "synthetic_text", "prompt_tokens": a.input, "output_tokens": a.output}],
+            "seed": {"kind": "static", "value": seed},
+            "outputs": [{"kind": "json", "path": str(out / "guidellm.json")}]}}
+        atomic.write_json(out / "guidellm-scenario.json", scenario)
+        return (["guidellm", "run", "--scenario", str(out / "guidellm-scenario.json"), "--disable-console-interactive",
                  *extra], out / "guidellm.json")
     if client == "aiperf":
         return (["aiperf", "profile", "--model", a.model, "--url", root, "--endpoint-type", "completions",
