@@ -72,7 +72,8 @@ def parse_aiperf(path: Path) -> dict:
     TTFT) / (tokens - 1), vLLM's TPOT."""
     d = json.loads(Path(path).read_text())
     errors = d.get("error_request_count")
-    return {"completed": int(d["request_count"]["avg"]),
+    completed = d.get("completed_request_count") or d["request_count"]
+    return {"completed": int(completed["avg"]),
             "failed": int(errors["avg"]) if isinstance(errors, dict) else int(errors or 0),
             "output_throughput": float(d["output_token_throughput"]["avg"]),
             "mean_ttft_ms": float(d["time_to_first_token"]["avg"]),
@@ -166,9 +167,10 @@ def command(client: str, a: argparse.Namespace, seed: int, out: Path) -> tuple[l
     if client == "aiperf":
         return (["aiperf", "profile", "--model", a.model, "--url", root, "--endpoint-type", "completions",
                  "--streaming", "--tokenizer", a.tokenizer, "--concurrency", c, "--request-count", n,
-                 "--synthetic-input-tokens-mean", i, "--synthetic-input-tokens-stddev", "0",
-                 "--output-tokens-mean", o, "--output-tokens-stddev", "0", "--extra-inputs", "ignore_eos:true",
-                 "--extra-inputs", f"min_tokens:{o}", "--random-seed", str(seed), "--artifact-dir", str(out),
+                 "--isl", i, "--isl-stddev", "0", "--osl", o, "--osl-stddev", "0",
+                 "--extra-inputs", "ignore_eos:true", "--extra-inputs", f"min_tokens:{o}",
+                 "--use-server-token-count",  # output tokens from the usage, as attnbench counts them
+                 "--random-seed", str(seed), "--artifact-dir", str(out), "--ui-type", "none",
                  *extra], out / "profile_export_aiperf.json")
     raise ValueError(f"unknown client {client!r}")
 
