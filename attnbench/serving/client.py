@@ -21,6 +21,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
+from attnbench.errors import UserError
+
 
 @dataclass
 class Request:
@@ -112,8 +114,6 @@ def check_cpus(cpus) -> tuple[int, ...] | None:
     """A CPU set the client may pin itself to: non-empty, and CPUs this process may use."""
     if cpus is None:
         return None
-    from attnbench.errors import UserError
-
     cpus = tuple(sorted(set(int(c) for c in cpus)))
     allowed = os.sched_getaffinity(0)
     if not cpus or not set(cpus) <= allowed:
