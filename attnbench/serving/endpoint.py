@@ -103,7 +103,8 @@ def describe(base_url: str, model: str | None = None, timeout: float = 5.0) -> d
         "model": entry.get("id") or UNKNOWN,
         "models": [m["id"] for m in entries],
         "root": entry.get("root") or UNKNOWN,
-        "max_model_len": entry.get("max_model_len") or meta.get("n_ctx_train") or UNKNOWN,
+        # llama.cpp: n_ctx is what one request may use (the context split over its slots)
+        "max_model_len": entry.get("max_model_len") or meta.get("n_ctx") or meta.get("n_ctx_train") or UNKNOWN,
         "vocab_size": meta.get("n_vocab") or UNKNOWN,
         "metrics": status == 200 and b"# TYPE" in body,
         "gpu": UNKNOWN, "driver": UNKNOWN, "torch": UNKNOWN,

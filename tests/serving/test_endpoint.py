@@ -24,10 +24,10 @@ def test_describe_reports_what_the_server_tells_and_unknown_for_the_rest():
 
 
 def test_describe_a_server_that_tells_little():
-    with ScriptedServer(Script(model="smol", meta={"n_vocab": 49152, "n_ctx_train": 8192})) as s:
+    with ScriptedServer(Script(model="smol", meta={"n_vocab": 49152, "n_ctx": 2048, "n_ctx_train": 8192})) as s:
         d = endpoint.describe(s.base_url)
     assert d["version"] == "unknown" and d["root"] == "unknown"  # no /version
-    assert d["max_model_len"] == 8192 and d["vocab_size"] == 49152  # llama.cpp's meta
+    assert d["max_model_len"] == 2048 and d["vocab_size"] == 49152  # llama.cpp's meta: a slot's context
 
 
 class _Metrics(http.server.BaseHTTPRequestHandler):
