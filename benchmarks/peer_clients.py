@@ -72,8 +72,8 @@ def parse_aiperf(path: Path) -> dict:
     TTFT) / (tokens - 1), vLLM's TPOT."""
     d = json.loads(Path(path).read_text())
     errors = d.get("error_request_count")
-    completed = d.get("completed_request_count") or d["request_count"]
-    return {"completed": int(completed["avg"]),
+    # request_count counts the successful requests (completed_request_count includes the failed)
+    return {"completed": int(d["request_count"]["avg"]),
             "failed": int(errors["avg"]) if isinstance(errors, dict) else int(errors or 0),
             "output_throughput": float(d["output_token_throughput"]["avg"]),
             "mean_ttft_ms": float(d["time_to_first_token"]["avg"]),
@@ -203,22 +203,28 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--peer-arg", action="append", default=[], help="NAME=ARG appended to one client's command")
     ap.add_argument("--attnbench-arg", action="append", default=[], help="shorthand for --peer-arg attnbench=ARG")
     ap.add_argument("--out", type=Path, default=Path("results/cpu/peer-clients"))
+    ap.add_argument("--report-only", action="store_true", help="re-read the rounds already under --out, run nothing")
     a = ap.parse_args(argv)
     a.peer_arg += [f"attnbench={v}" for v in a.attnbench_arg]
     clients = a.clients.split(",") if a.clients else installed()
     runs: dict[str, list[dict]] = {c: [] for c in clients}
+    earlier = json.loads((a.out / "comparison.json").read_text()) if a.report_only else {}
     for r in range(a.rounds):
         for client in clients:
-            res = run_round(client, a, seed=r, out=a.out / f"round{r}" / client)
+            out = a.out / f"round{r}" / client
+            if a.report_only:
+                res = {**earlier["runs"][client][r], **PARSERS[client](command(client, a, r, out)[1])}
+            else:
+                res = run_round(client, a, seed=r, out=out)
             runs[client].append(res)
             print(f"round {r} {client}: {res['completed']} ok, {res['failed']} lost, "
                   + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS), file=sys.stderr, flush=True)
     result = compare(runs)
     table = format_table(result)
     print(table)
-    atomic.write_json(a.out / "comparison.json", {"command": " ".join([sys.executable, *sys.argv]),
-                                                  "provenance": provenance.collect(), "load": vars(a) | {"out": str(a.out)},
-                                                  "runs": runs, **result})
+    head = {k: earlier[k] for k in ("command", "provenance")} if a.report_only else {
+        "command": " ".join([sys.executable, *sys.argv]), "provenance": provenance.collect()}
+    atomic.write_json(a.out / "comparison.json", {**head, "load": vars(a) | {"out": str(a.out)}, "runs": runs, **result})
     atomic.write_text(a.out / "comparison.md", table + "\n")
 
 
