@@ -26,6 +26,7 @@ spec.loader.exec_module(peer)
     ("vllm-old.json", peer.parse_vllm, (15, 1, 100.0, 300.0, 30.0)),  # no "failed": asked minus completed
     ("guidellm.json", peer.parse_guidellm, (6, 0, 198.8678, 23.7528, 4.9304)),  # ITL (decode only), not its TPOT
     ("profile_export_aiperf.json", peer.parse_aiperf, (6, 0, 215.0313, 27.2995, 5.2062)),
+    ("aiperf-lost.json", peer.parse_aiperf, (15, 1, 215.0313, 27.2995, 5.2062)),  # completed_request_count has both
 ])
 def test_each_peers_file_becomes_the_same_metrics(name, parse, expected):
     got = parse(OUT / name)
