@@ -49,8 +49,6 @@ def _register() -> None:
             app.command(name)(obj)
 
 
-
-
 @app.callback()
 def _root() -> None:
     """Benchmark and accuracy-evaluation harness for LLM attention backends."""
@@ -63,6 +61,20 @@ def _sigterm(signum, frame):  # so `finally` blocks stop servers when we are ter
     raise KeyboardInterrupt
 
 
+def _from_ctrl_c(e: BaseException) -> bool:
+    """Typer turns a KeyboardInterrupt into its own exit 130; find it in the exception's chain."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+INTERRUPTED = "attnbench: interrupted; partial results (if any) were saved"
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _sigterm)
     try:
@@ -71,5 +83,9 @@ def main() -> None:
         print(f"attnbench: error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("attnbench: interrupted; partial results (if any) were saved", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
+    except SystemExit as e:
+        if e.code == 130 and _from_ctrl_c(e):
+            print(INTERRUPTED, file=sys.stderr)
+        raise

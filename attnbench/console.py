@@ -45,7 +45,11 @@ class Progress:
         self.line = StatusLine(every_s=10.0, stream=stream)
 
     def update(self, k: int = 1, suffix: str = "") -> None:
-        self.n += k
+        self.set(self.n + k, suffix)
+
+    def set(self, done: int, suffix: str = "") -> None:
+        """Show `done` finished (a count from elsewhere, e.g. the client's; never above total)."""
+        self.n = min(done, self.total)
         elapsed = time.monotonic() - self.t0
         width = 30
         filled = int(width * self.n / max(self.total, 1))

@@ -69,9 +69,31 @@ def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None, cwd: str | 
             _stop(proc)
             raise
     if code != 0:
-        tail = (run_dir / LOG_NAME).read_text(errors="replace").strip().splitlines()[-1:]
-        return code, f"exit code {code}" + (f": {tail[0][:300]}" if tail else "")
+        cause = root_cause((run_dir / LOG_NAME).read_text(errors="replace"), run_dir)
+        return code, f"exit code {code}" + (f": {cause[:300]}" if cause else "")
     return 0, None
+
+
+def root_cause(log: str, run_dir: Path | None = None) -> str | None:
+    """Why a command failed, from its log: its own one-line error, else the exception a traceback
+    ends with, else the first failed record's error, else its last line that is not the closing
+    "results in DIR" note."""
+    lines = [line.strip() for line in log.strip().splitlines()[1:] if line.strip()]  # [0] is "$ command"
+    errors = [line for line in lines if line.startswith("attnbench: error:")]
+    if errors:
+        return errors[-1]
+    raw = log.splitlines()
+    for i in range(len(raw) - 1, -1, -1):
+        if raw[i].startswith("Traceback (most recent call last):"):
+            tail = [line for line in raw[i + 1:] if line and not line.startswith((" ", "\t"))]
+            if tail:
+                return tail[0].strip()
+    if run_dir is not None:
+        failed = _failed_records(run_dir)
+        if failed and not failed.startswith("unreadable"):
+            return failed
+    rest = [line for line in lines if not line.startswith("attnbench: results in")]
+    return (rest or lines or [None])[-1]
 
 
 def _stop(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:

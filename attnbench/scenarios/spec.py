@@ -87,6 +87,16 @@ def _check(table: dict, allowed: dict[str, Any], where: str, source: Path) -> No
             raise UserError(f"{source}: {where}.{key} must be {_type_name(allowed[key])} (got {value!r})")
 
 
+def _check_bounds(table: dict, bounds: dict[str, tuple[str, float]], where: str, source: Path) -> None:
+    """Values in range at load, not inside a subprocess later: num_prompts = 0, input = [-5]."""
+    for key, (op, bound) in bounds.items():
+        if key not in table:
+            continue
+        for v in _listed(table[key]):
+            if not (v > bound if op == ">" else v >= bound):
+                raise UserError(f"{source}: {where}.{key} must be {op} {bound:g} (got {table[key]!r})")
+
+
 def _listed(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
@@ -131,6 +141,7 @@ class Section:
     name: str
     keys: dict[str, Any]
     runs: Callable[[dict, list[str], Path], list[Run]]  # (table, backends, scenario file) -> runs
+    bounds: dict[str, tuple[str, float]] = field(default_factory=dict)  # key -> (">" or ">=", bound)
 
 
 COMMON = {"backends": [STR], "gpus": INT, "args": [STR]}  # args: extra flags passed verbatim
@@ -166,7 +177,10 @@ def _serve_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
 SERVE = Section("serve", {**COMMON, "input": (INT, [INT]), "output": (INT, [INT]), "num_prompts": INT,
                           "request_rate": FLOAT, "burstiness": FLOAT, "max_concurrency": INT, "seed": INT,
                           "warmup": INT, "model": STR, "percentiles": [FLOAT], "goodput": [STR],
-                          "serve_args": [STR], "vocab_size": INT, "endpoints": dict}, _serve_runs)
+                          "serve_args": [STR], "vocab_size": INT, "endpoints": dict}, _serve_runs,
+                {"input": (">=", 1), "output": (">=", 1), "num_prompts": (">=", 1), "request_rate": (">", 0),
+                 "burstiness": (">", 0), "max_concurrency": (">=", 1), "warmup": (">=", 0), "vocab_size": (">=", 2),
+                 "percentiles": (">", 0)})
 
 GRID_KEYS = {"op": STR, "backends": [STR], "dtype": STR, "page_size": INT, "heads": [STR], "batch": [INT],
              "context": [INT], "seqlen": [INT], "max_kv_gib": FLOAT, "q_len": INT, "causal": BOOL, "ragged": STR}
@@ -221,7 +235,9 @@ def _gpqa_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
 
 GPQA = Section("gpqa", {**COMMON, "effort": (STR, [STR]), "model": STR, "dataset": STR, "repeats": INT,
                         "concurrency": INT, "api": STR, "max_tokens": INT, "temperature": FLOAT, "limit": INT,
-                        "seed": INT, "max_model_len": INT, "serve_args": [STR]}, _gpqa_runs)
+                        "seed": INT, "max_model_len": INT, "serve_args": [STR]}, _gpqa_runs,
+              {"repeats": (">=", 1), "concurrency": (">=", 1), "max_tokens": (">=", 1), "temperature": (">=", 0),
+               "limit": (">=", 1), "max_model_len": (">=", 1)})
 
 
 def _parity_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
@@ -237,7 +253,8 @@ def _parity_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
 
 
 PARITY = Section("parity", {**COMMON, "reference": STR, "model": STR, "num_prompts": INT, "top_k": INT,
-                            "max_tokens": INT, "seed": INT, "hf_reference": STR, "serve_args": [STR]}, _parity_runs)
+                            "max_tokens": INT, "seed": INT, "hf_reference": STR, "serve_args": [STR]}, _parity_runs,
+                {"num_prompts": (">=", 1), "top_k": (">=", 1), "max_tokens": (">=", 1)})
 
 SECTIONS: dict[str, Section] = {s.name: s for s in (SERVE, MICROBENCH, GPQA, PARITY)}
 
@@ -285,6 +302,7 @@ def load(path: str | Path, backends: list[str] | None = None) -> Scenario:
             continue
         table = data[name]
         _check(table, section.keys, f"[{name}]", path)
+        _check_bounds(table, section.bounds, f"[{name}]", path)
         for b in table.get("backends", []):
             _known(b, path, f"[{name}].backends")
         if table.get("gpus", 1) < 1:

@@ -72,6 +72,10 @@ def serve_bench(
         bench.summarize(from_results, baseline, keep_flagged)
         return
 
+    if endpoint is not None:
+        from attnbench.serving.endpoint import normalize
+
+        normalize(endpoint)  # an empty or malformed URL is refused as such
     shapes = bench.parse_shapes(input, output)
     try:
         pcts = [float(p) for p in percentiles.split(",") if p.strip()]

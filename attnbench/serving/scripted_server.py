@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 
 @dataclass
@@ -30,6 +31,21 @@ class Script:
     metrics: bool = True  # serve vLLM-style /metrics of what this server did
     preemptions: dict[int, int] = field(default_factory=dict)  # request number -> preemptions /metrics reports
     kv_cache_usage: float = 0.0  # what /metrics reports as vllm:kv_cache_usage_perc (0..1)
+    # As servers seen in the field behave:
+    # llama.cpp's llama-server closes a connection after each stream although it answered with
+    # keep-alive; a request sent on it is lost (here: dropped unanswered on arrival).
+    close_after_stream: bool = False
+    # llama-server's last event is {"choices": [{"text": "", ...}], "usage": {...}}, not choices: [].
+    empty_final_event: bool = False
+    # llama-cpp-python's server takes `prompt` only as a string (token-id lists: HTTP 500).
+    text_prompts_only: bool = False
+    count_tokens: Callable[[str], int] | None = None  # tokens of a text prompt (default: whitespace words)
+    # what /version and /v1/models tell (vLLM's keys), and the Server response header
+    version: str | None = None
+    max_model_len: int | None = None
+    root: str | None = None
+    meta: dict | None = None  # llama.cpp's server: {"n_vocab": ..., "n_ctx_train": ...}
+    server_header: str | None = None
 
 
 class ScriptedServer:
@@ -40,6 +56,8 @@ class ScriptedServer:
         self.script = script or Script()
         self.host, self.port, self._sock = host, port, sock
         self.requests: list[dict] = []
+        self.dropped = 0  # requests that arrived on a connection closed after its stream
+        self._streamed: set = set()  # transports of connections that carried a stream (close_after_stream)
         self.active = 0
         self.max_active = 0
         self.stats = ServedStats()
@@ -56,11 +74,24 @@ class ScriptedServer:
         from aiohttp import web
 
         app = web.Application()
+        app.on_response_prepare.append(self._server_header)
+        app.router.add_get("/version", self._version)
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/metrics", self._metrics)
         return app
+
+    async def _version(self, request):
+        from aiohttp import web
+
+        if self.script.version is None:
+            raise web.HTTPNotFound()
+        return web.json_response({"version": self.script.version})
+
+    async def _server_header(self, request, response):
+        if self.script.server_header is not None:
+            response.headers["Server"] = self.script.server_header
 
     async def _health(self, request):
         from aiohttp import web
@@ -70,7 +101,15 @@ class ScriptedServer:
     async def _models(self, request):
         from aiohttp import web
 
-        return web.json_response({"object": "list", "data": [{"id": self.script.model, "object": "model"}]})
+        s = self.script
+        model = {"id": s.model, "object": "model", "owned_by": "scripted"}
+        if s.root is not None:
+            model["root"] = s.root
+        if s.max_model_len is not None:
+            model["max_model_len"] = s.max_model_len
+        if s.meta is not None:
+            model["meta"] = s.meta
+        return web.json_response({"object": "list", "data": [model]})
 
     async def _metrics(self, request):
         from aiohttp import web
@@ -84,14 +123,28 @@ class ScriptedServer:
         from aiohttp import web
 
         arrived = time.perf_counter()
+        s = self.script
+        conn = request.transport
+        if s.close_after_stream and conn in self._streamed:
+            self.dropped += 1
+            request.transport.close()  # as a server that closed this connection after the last stream
+            raise asyncio.CancelledError
         body = await request.json()
         n = len(self.requests)
         self.requests.append(body)
-        s = self.script
         if n in s.fail_status:
             return web.json_response({"error": {"message": "scripted failure"}}, status=s.fail_status[n])
         prompt = body.get("prompt", [])
-        prompt_len = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+        if s.text_prompts_only and not (isinstance(prompt, str) or
+                                        isinstance(prompt, list) and all(isinstance(x, str) for x in prompt)):
+            return web.json_response({"error": {"message": "prompt must be a string or a list of strings",
+                                                "type": "internal_server_error"}}, status=500)
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            prompt_len = s.count_tokens(prompt) if s.count_tokens else len(prompt.split())
+        else:
+            prompt_len = len(prompt)
         max_tokens = int(body.get("max_tokens") or 16)
         cid = f"cmpl-{n}"
         if not body.get("stream"):
@@ -126,10 +179,13 @@ class ScriptedServer:
             if (body.get("stream_options") or {}).get("include_usage") and s.report_usage:
                 usage = {"prompt_tokens": prompt_len, "completion_tokens": max_tokens,
                          "total_tokens": prompt_len + max_tokens}
+                choices = [{"index": 0, "text": "", "finish_reason": "length"}] if s.empty_final_event else []
                 await resp.write(b"data: " + json.dumps({"id": cid, "object": "text_completion", "model": s.model,
-                                                         "choices": [], "usage": usage}).encode() + b"\n\n")
+                                                         "choices": choices, "usage": usage}).encode() + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
+            if s.close_after_stream:
+                self._streamed.add(conn)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

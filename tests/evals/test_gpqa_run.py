@@ -175,20 +175,23 @@ def test_lenient_grader_is_opt_in_recorded_and_needs_no_request(tmp_path):
 
 
 def test_interrupted_run_resumes(tmp_path):
-    """Kill the command mid-run (SIGINT); the re-run asks only what the cache lacks."""
-    with MCQServer(fixture_script(QS, {i: "slow" for i in range(20)}, slow_s=0.15)) as srv:
+    """Kill the command mid-run (SIGINT); the re-run asks only what the cache lacks. Questions
+    6.. answer only after a minute, so the signal always lands while the run waits on them."""
+    with MCQServer(fixture_script(QS, {i: "slow" for i in range(6, 20)}, slow_s=60)) as srv:
         cmd = [sys.executable, "-m", "attnbench", "gpqa", "--endpoint", srv.base_url, "--dataset", "mini",
                "--repeats", "2", "--concurrency", "2", "--api", "chat", "--result-dir", str(tmp_path)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         cache = tmp_path / "cache.jsonl"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (not cache.exists() or len(cache.read_text().splitlines()) < 6):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not cache.exists() or len(cache.read_text().splitlines()) < 6
+                                               or len(srv.requests) < 8):  # questions 0-5 answered, 6 and 7 held
+            assert proc.poll() is None, proc.communicate()[1]
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         done = len(cache.read_text().splitlines())
-        assert 6 <= done < 40
+        assert done == 6
         (partial,) = load(tmp_path / "endpoint" / "gpqa.json")
         assert partial.status == "failed" and "interrupted" in partial.error
         before = len(srv.requests)

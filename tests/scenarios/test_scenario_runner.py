@@ -97,3 +97,24 @@ def test_resume_reruns_only_what_did_not_finish_ok(study, tmp_path, monkeypatch)
 def test_cli_resume_needs_the_result_dir(study):
     res = CliRunner().invoke(app, ["run", str(study.path), "--resume"])
     assert res.exit_code != 0 and "--resume continues an earlier run" in str(res.exception or res.output)
+
+
+@pytest.mark.parametrize("log, cause", [
+    ("$ cmd\nstarting\nattnbench: error: --input must be >= 1 (got -5)\nattnbench: results in /r\n",
+     "attnbench: error: --input must be >= 1 (got -5)"),
+    ("$ cmd\nTraceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n    boom()\n"
+     "RuntimeError: CUDA out of memory\nattnbench: results in /r\n", "RuntimeError: CUDA out of memory"),
+    ("$ cmd\nfa3: server would not start\nattnbench: results in /r\n", "fa3: server would not start"),
+    ("$ cmd\n", None),
+])
+def test_the_root_cause_of_a_failed_run_is_not_its_last_line(log, cause):
+    assert runner.root_cause(log) == cause
+
+
+def test_a_failed_run_shows_its_failed_record_before_the_last_line(tmp_path):
+    rec = {"schema_version": 1, "kind": "serve", "backend": "fa3", "status": "failed",
+           "error": "every request failed; first error: HTTP 500", "scenario": {}, "provenance": {}}
+    (tmp_path / "fa3").mkdir()
+    (tmp_path / "fa3" / "serve-1x1.json").write_text(json.dumps(rec))
+    cause = runner.root_cause("$ cmd\nattnbench: results in /r\n", tmp_path)
+    assert "every request failed; first error: HTTP 500" in cause

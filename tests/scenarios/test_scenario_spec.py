@@ -93,6 +93,11 @@ def test_microbench_references_a_grid_beside_the_scenario(tmp_path):
     ('[serve]\nendpoints = { a = "http://x" }\nserve_args = ["--x"]\n', "drop them with endpoints"),
     ('[parity]\nreference = "fa9"\nbackends = ["fa3"]\n', "[parity].reference: unknown backend 'fa9'"),
     ('backends = ["fa3", "fa3"]\n[serve]\n', "two runs share an id (serve-fa3)"),
+    ('[serve]\nbackends = ["fa3"]\nnum_prompts = 0\n', "[serve].num_prompts must be >= 1 (got 0)"),
+    ('[serve]\nbackends = ["fa3"]\ninput = [-5]\noutput = [10]\n', "[serve].input must be >= 1 (got [-5])"),
+    ('[serve]\nbackends = ["fa3"]\nrequest_rate = 0\n', "[serve].request_rate must be > 0 (got 0)"),
+    ('[gpqa]\nbackends = ["fa3"]\nconcurrency = 0\n', "[gpqa].concurrency must be >= 1 (got 0)"),
+    ('[parity]\nbackends = ["fa3"]\ntop_k = -1\n', "[parity].top_k must be >= 1 (got -1)"),
 ])
 def test_bad_scenarios_give_one_line_errors(tmp_path, text, message):
     with pytest.raises(UserError) as e:

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+from attnbench.errors import UserError
 from attnbench.serving import client, metrics, workload
 from attnbench.serving.scripted_server import Script, ScriptedServer
 
@@ -128,3 +129,128 @@ def test_unreachable_server_fails_every_request_cleanly():
     cfg = client.ClientConfig("http://127.0.0.1:9/v1", "m", workers=1)
     results = client.run(cfg, make_requests(2))
     assert all(not r.success and r.error for r in results)
+
+
+# ---- servers as they behave in the field ---------------------------------------------------------
+
+def test_a_request_the_server_dropped_before_answering_is_sent_again_on_a_fresh_connection():
+    # llama-server closes each connection after its stream while answering keep-alive: every
+    # request after the first finds its pooled connection dead
+    with ScriptedServer(Script(ttft_s=0.002, itl_s=0.001, close_after_stream=True)) as s:
+        cfg = client.ClientConfig(s.base_url, "scripted", workers=1, max_concurrency=1)
+        results = client.run(cfg, make_requests(6, output_len=4))
+        assert all(r.success for r in results), [r.error for r in results]
+        assert sum(r.retries for r in results) == s.dropped >= 1
+        assert len(s.requests) == 6  # each answered exactly once
+
+
+def test_retries_are_bounded_and_the_failure_says_what_happened():
+    with ScriptedServer(Script(ttft_s=0.002, itl_s=0.001, close_after_stream=True)) as s:
+        cfg = client.ClientConfig(s.base_url, "scripted", workers=1, max_concurrency=1, retries=0)
+        results = client.run(cfg, make_requests(4, output_len=4))
+    failed = [r for r in results if not r.success]
+    assert len(failed) == s.dropped >= 1
+    assert all(r.error.startswith("ServerDisconnectedError") and "after 0 retries" in r.error for r in failed)
+
+
+def test_a_final_event_with_empty_text_and_usage_is_not_a_token():
+    with ScriptedServer(Script(ttft_s=0.005, itl_s=0.002, empty_final_event=True)) as s:
+        (res,) = client.run(client.ClientConfig(s.base_url, "scripted", workers=1), make_requests(1, output_len=32))
+    assert res.success and res.output_len == 32
+    assert res.chunks == 32 and len(res.itls) == 31  # 32 tokens, 31 gaps
+
+
+def test_carries_token():
+    assert client._carries_token({"choices": [{"text": " a", "finish_reason": None}]})
+    assert client._carries_token({"choices": [{"text": "", "finish_reason": None}], "usage": None})  # a special token
+    assert client._carries_token({"choices": [{"delta": {"content": "x"}}]})
+    assert not client._carries_token({"choices": [{"text": "", "finish_reason": "length"}],
+                                      "usage": {"completion_tokens": 3}})
+    assert not client._carries_token({"choices": [], "usage": {"completion_tokens": 3}})
+
+
+def test_text_prompts_are_sent_as_strings_and_their_length_comes_from_the_server():
+    with ScriptedServer(Script(ttft_s=0.002, itl_s=0.001, text_prompts_only=True)) as s:
+        cfg = client.ClientConfig(s.base_url, "scripted", workers=1)
+        text = client.run(cfg, [client.Request("one two three", 3, 0.0, prompt_len=5)])
+        ids = client.run(cfg, make_requests(1, output_len=3))
+        assert s.requests[0]["prompt"] == "one two three"
+    assert text[0].success and text[0].prompt_len == 3  # the server's usage, not the request's guess
+    assert ids[0].error.startswith("HTTP 500") and "string" in ids[0].error
+
+
+# ---- Ctrl-C, CPU placement, client saturation ----------------------------------------------------
+
+def _interrupt_after(n_done, seen):
+    import os
+    import signal
+
+    def progress(n):
+        seen.append(n)
+        if n >= n_done and not getattr(progress, "sent", False):
+            progress.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+    return progress
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_keeps_the_finished_requests_and_counts_only_them(workers):
+    # the server answers its first two requests and holds the rest, so Ctrl-C lands mid-run
+    with ScriptedServer(Script(ttft_s=0.002, itl_s=0.001, hang={2, 3, 4, 5})) as s:
+        cfg = client.ClientConfig(s.base_url, "scripted", workers=workers, max_concurrency=2)
+        seen = []
+        with pytest.raises(client.Interrupted) as e:
+            client.run(cfg, make_requests(6, output_len=3), progress=_interrupt_after(2, seen))
+    results = e.value.results
+    assert sum(r.success for r in results) == 2
+    assert sum(r.error == "interrupted" for r in results) == 4
+    assert max(seen) == 2  # cancelled requests are not "done"
+    assert len(e.value.stats.workers) == workers
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_run_on_the_given_cpus(server, workers):
+    import os
+
+    cpu = min(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    cfg = client.ClientConfig(server.base_url, "scripted", workers=workers, cpus=(cpu,))
+    results, stats = client.run_with_stats(cfg, make_requests(4, output_len=2))
+    assert all(r.success for r in results)
+    assert [w.cpus for w in stats.workers] == [[cpu]] * workers
+    assert os.sched_getaffinity(0) == before  # the in-process loop gives the CPUs back
+
+
+def test_cpus_must_be_usable_here():
+    import os
+
+    with pytest.raises(UserError, match="not a non-empty subset"):
+        client.check_cpus([max(os.sched_getaffinity(0)) + 1000])
+    with pytest.raises(UserError, match="not a non-empty subset"):
+        client.check_cpus([])
+
+
+def test_run_stats_show_a_busy_event_loop(server):
+    stalled = []
+
+    def progress(n):  # runs on the client's own loop (one worker): stall it once
+        if not stalled:
+            stalled.append(n)
+            time.sleep(0.2)
+
+    cfg = client.ClientConfig(server.base_url, "scripted", workers=1)
+    _, stats = client.run_with_stats(cfg, make_requests(8, output_len=40), progress=progress)
+    (w,) = stats.workers
+    assert w.loop_lag_max_ms >= 150 and stats.loop_lag_max_ms == w.loop_lag_max_ms
+    assert 0 <= w.loop_lag_p99_ms <= w.loop_lag_max_ms
+    assert 0 < w.cpu_s <= w.wall_s * 1.5 and w.requests == 8
+    assert 0 < stats.cpu_fraction <= 1.5
+    d = stats.to_dict()
+    assert d["workers"][0]["cpu_fraction"] == round(w.cpu_fraction, 4) and "loop_lag_p99_ms" in d
+
+
+def test_run_stats_of_several_workers(server):
+    _, stats = client.run_with_stats(client.ClientConfig(server.base_url, "scripted", workers=2),
+                                     make_requests(8, output_len=10))
+    assert sorted(w.worker for w in stats.workers) == [0, 1] and sum(w.requests for w in stats.workers) == 8
+    assert all(w.wall_s > 0 for w in stats.workers)

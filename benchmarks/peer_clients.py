@@ -1,0 +1,232 @@
+"""Do other load generators measure the same server as attnbench does? Run attnbench and, when
+installed, vLLM's benchmark client (`vllm bench serve`), guidellm and aiperf against one running
+OpenAI-compatible server with the same load, interleaved round by round (so drift hits every
+client alike), and print each metric's ratio attnbench/peer with its run-to-run spread.
+
+    python benchmarks/peer_clients.py --endpoint http://127.0.0.1:8080 --model smollm2 \\
+        --tokenizer /path/to/model-folder --input 128 --output 32 --num-prompts 16 --concurrency 4 \\
+        --rounds 3 --out results/cpu/peer-clients
+
+The peers' command lines follow vllm 0.26, guidellm 0.8.1 and aiperf 0.13.0; `--peer-arg
+NAME=ARG` appends an argument to one client's command (repeatable), e.g.
+--attnbench-arg=--prompt-format --attnbench-arg=text for a server that takes text only.
+See docs/peer-clients.md for a server to run this against on a CPU machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from attnbench import atomic, provenance  # noqa: E402
+
+METRICS = ("output_throughput", "mean_ttft_ms", "mean_tpot_ms")  # compared
+COUNTS = ("completed", "failed")
+CLIENTS = ("attnbench", "vllm", "guidellm", "aiperf")
+
+
+# ---- what each client writes -> one dict of the compared metrics -----------------------------------
+
+def parse_vllm(path: Path) -> dict:
+    """`vllm bench serve --save-result` JSON; attnbench's serve records carry the same keys."""
+    d = json.loads(Path(path).read_text())
+    completed = int(d["completed"])
+    failed = d.get("failed")
+    if failed is None:  # older vLLM: only the request count
+        failed = max(0, int(d.get("num_prompts", completed)) - completed)
+    return {"completed": completed, "failed": int(failed), "output_throughput": float(d["output_throughput"]),
+            "mean_ttft_ms": float(d["mean_ttft_ms"]), "mean_tpot_ms": float(d["mean_tpot_ms"])}
+
+
+parse_attnbench = parse_vllm
+
+
+def parse_guidellm(path: Path) -> dict:
+    """guidellm's benchmarks JSON (first benchmark). Its `inter_token_latency_ms` is (last token -
+    first token) / (tokens - 1) per request, what vLLM calls TPOT; its `time_per_output_token_ms`
+    includes the first token's wait and is not compared."""
+    bench = json.loads(Path(path).read_text())["benchmarks"][0]
+    m = bench["metrics"]
+
+    def ok(key: str) -> dict:
+        return m[key]["successful"]
+
+    totals = m.get("request_totals") or bench.get("request_totals") or {}
+    completed = totals.get("successful", ok("request_latency").get("count"))
+    failed = totals.get("errored", (m["request_latency"].get("errored") or {}).get("count", 0))
+    return {"completed": int(completed), "failed": int(failed or 0),
+            "output_throughput": float(ok("output_tokens_per_second")["mean"]),
+            "mean_ttft_ms": float(ok("time_to_first_token_ms")["mean"]),
+            "mean_tpot_ms": float(ok("inter_token_latency_ms")["mean"])}
+
+
+def parse_aiperf(path: Path) -> dict:
+    """aiperf's profile_export_aiperf.json. Its `inter_token_latency` is per request (latency -
+    TTFT) / (tokens - 1), vLLM's TPOT."""
+    d = json.loads(Path(path).read_text())
+    errors = d.get("error_request_count")
+    # request_count counts the successful requests (completed_request_count includes the failed)
+    return {"completed": int(d["request_count"]["avg"]),
+            "failed": int(errors["avg"]) if isinstance(errors, dict) else int(errors or 0),
+            "output_throughput": float(d["output_token_throughput"]["avg"]),
+            "mean_ttft_ms": float(d["time_to_first_token"]["avg"]),
+            "mean_tpot_ms": float(d["inter_token_latency"]["avg"])}
+
+
+PARSERS = {"attnbench": parse_attnbench, "vllm": parse_vllm, "guidellm": parse_guidellm, "aiperf": parse_aiperf}
+
+
+# ---- the comparison --------------------------------------------------------------------------------
+
+def spread_pct(values: list[float]) -> float:
+    """Half the range over the mean, in percent: how far one run may sit from the middle."""
+    mean = statistics.fmean(values)
+    return 100 * (max(values) - min(values)) / (2 * mean) if mean else 0.0
+
+
+def compare(runs: dict[str, list[dict]], reference: str = "attnbench") -> dict:
+    """Per client: each metric's mean and spread over rounds, its requests lost; per peer: the
+    ratio reference/peer of each metric, round by round paired (mean, min, max)."""
+    out = {"clients": {}, "ratios": {}}
+    for client, rounds in runs.items():
+        out["clients"][client] = {
+            "rounds": len(rounds),
+            "lost": sum(r["failed"] for r in rounds),
+            **{k: {"mean": statistics.fmean(r[k] for r in rounds), "spread_pct": spread_pct([r[k] for r in rounds])}
+               for k in METRICS}}
+    ours = runs.get(reference, [])
+    for client, rounds in runs.items():
+        if client == reference or not ours:
+            continue
+        pairs = list(zip(ours, rounds))
+        out["ratios"][client] = {k: {"mean": statistics.fmean(a[k] / b[k] for a, b in pairs),
+                                     "min": min(a[k] / b[k] for a, b in pairs),
+                                     "max": max(a[k] / b[k] for a, b in pairs)} for k in METRICS}
+    return out
+
+
+def format_table(result: dict, reference: str = "attnbench") -> str:
+    lines = ["| client | rounds | lost | output tok/s | mean TTFT (ms) | mean TPOT (ms) |", "|---|---:|---:|---:|---:|---:|"]
+    for client, c in result["clients"].items():
+        cells = [f"{c[k]['mean']:.1f} ±{c[k]['spread_pct']:.0f}%" for k in METRICS]
+        lines.append(f"| {client} | {c['rounds']} | {c['lost']} | " + " | ".join(cells) + " |")
+    if result["ratios"]:
+        lines += ["", f"| {reference} / peer | output tok/s | mean TTFT | mean TPOT |", "|---|---:|---:|---:|"]
+        for client, r in result["ratios"].items():
+            cells = [f"{r[k]['mean']:.2f} ({r[k]['min']:.2f}-{r[k]['max']:.2f})" for k in METRICS]
+            lines.append(f"| {client} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---- running the clients ---------------------------------------------------------------------------
+
+def installed() -> list[str]:
+    """attnbench always; the peers whose command is on PATH."""
+    return ["attnbench"] + [c for c, exe in (("vllm", "vllm"), ("guidellm", "guidellm"), ("aiperf", "aiperf"))
+                            if shutil.which(exe)]
+
+
+def command(client: str, a: argparse.Namespace, seed: int, out: Path) -> tuple[list[str], Path]:
+    """The client's command line for one round and the file it writes its results to."""
+    root = a.endpoint.rstrip("/").removesuffix("/v1")
+    n, i, o, c = str(a.num_prompts), str(a.input), str(a.output), str(a.concurrency)
+    extra = [v.split("=", 1)[1] for v in a.peer_arg if v.split("=", 1)[0] == client]
+    if client == "attnbench":
+        cmd = [sys.executable, "-m", "attnbench", "serve-bench", "--endpoint", root, "--model", a.model,
+               "--input", i, "--output", o, "--num-prompts", n, "--max-concurrency", c, "--warmup", "0",
+               "--seed", str(seed), "--name", "peer", "--result-dir", str(out)]
+        if a.vocab_size:
+            cmd += ["--vocab-size", str(a.vocab_size)]
+        return cmd + extra, out / "peer" / f"serve-{i}x{o}.json"
+    if client == "vllm":
+        return (["vllm", "bench", "serve", "--backend", "openai", "--base-url", root, "--endpoint", "/v1/completions",
+                 "--model", a.model, "--tokenizer", a.tokenizer, "--dataset-name", "random",
+                 "--random-input-len", i, "--random-output-len", o, "--num-prompts", n, "--max-concurrency", c,
+                 "--ignore-eos", "--seed", str(seed), "--save-result", "--result-dir", str(out),
+                 "--result-filename", "vllm.json", *extra], out / "vllm.json")
+    if client == "guidellm":  # 0.8 takes its settings as a scenario file
+        scenario = {"spec": {
+            "backend": {"kind": "openai_http", "target": root, "model": a.model, "request_format": "/v1/completions",
+                        "extras": {"body": {"ignore_eos": True, "min_tokens": a.output}}},
+            "profile": {"kind": "concurrent", "streams": [a.concurrency]},
+            "constraints": [{"kind": "max_requests", "count": a.num_prompts}],
+            "tokenizer": {"kind": "huggingface_auto", "model": a.tokenizer},
+            "data": [{"kind": "synthetic_text", "prompt_tokens": a.input, "output_tokens": a.output}],
+            "seed": {"kind": "static", "value": seed},
+            "outputs": [{"kind": "json", "path": str(out / "guidellm.json")}]}}
+        atomic.write_json(out / "guidellm-scenario.json", scenario)
+        return (["guidellm", "run", "--scenario", str(out / "guidellm-scenario.json"), "--disable-console-interactive",
+                 *extra], out / "guidellm.json")
+    if client == "aiperf":
+        return (["aiperf", "profile", "--model", a.model, "--url", root, "--endpoint-type", "completions",
+                 "--streaming", "--tokenizer", a.tokenizer, "--concurrency", c, "--request-count", n,
+                 "--isl", i, "--isl-stddev", "0", "--osl", o, "--osl-stddev", "0",
+                 "--extra-inputs", "ignore_eos:true", "--extra-inputs", f"min_tokens:{o}",
+                 "--use-server-token-count",  # output tokens from the usage, as attnbench counts them
+                 "--random-seed", str(seed), "--artifact-dir", str(out), "--ui-type", "none",
+                 *extra], out / "profile_export_aiperf.json")
+    raise ValueError(f"unknown client {client!r}")
+
+
+def run_round(client: str, a: argparse.Namespace, seed: int, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    cmd, result = command(client, a, seed, out)
+    t0 = time.monotonic()
+    with open(out / "client.log", "wb") as log:
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+    if not result.is_file():
+        tail = (out / "client.log").read_text(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(f"{client} wrote no {result.name} (exit code {code}): {' / '.join(tail)}")
+    return {**PARSERS[client](result), "exit_code": code, "wall_s": round(time.monotonic() - t0, 2),
+            "command": " ".join(cmd)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--endpoint", required=True, help="the server's base URL")
+    ap.add_argument("--model", required=True, help="the served model name")
+    ap.add_argument("--tokenizer", required=True, help="local folder with the model's tokenizer (the peers need one)")
+    ap.add_argument("--input", type=int, default=128)
+    ap.add_argument("--output", type=int, default=32)
+    ap.add_argument("--num-prompts", type=int, default=16)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--vocab-size", type=int, default=None, help="attnbench's token-id range (default: detected)")
+    ap.add_argument("--clients", default=None, help=f"comma-separated subset of {','.join(CLIENTS)} (default: installed)")
+    ap.add_argument("--peer-arg", action="append", default=[], help="NAME=ARG appended to one client's command")
+    ap.add_argument("--attnbench-arg", action="append", default=[], help="shorthand for --peer-arg attnbench=ARG")
+    ap.add_argument("--out", type=Path, default=Path("results/cpu/peer-clients"))
+    ap.add_argument("--report-only", action="store_true", help="re-read the rounds already under --out, run nothing")
+    a = ap.parse_args(argv)
+    a.peer_arg += [f"attnbench={v}" for v in a.attnbench_arg]
+    clients = a.clients.split(",") if a.clients else installed()
+    runs: dict[str, list[dict]] = {c: [] for c in clients}
+    earlier = json.loads((a.out / "comparison.json").read_text()) if a.report_only else {}
+    for r in range(a.rounds):
+        for client in clients:
+            out = a.out / f"round{r}" / client
+            if a.report_only:
+                res = {**earlier["runs"][client][r], **PARSERS[client](command(client, a, r, out)[1])}
+            else:
+                res = run_round(client, a, seed=r, out=out)
+            runs[client].append(res)
+            print(f"round {r} {client}: {res['completed']} ok, {res['failed']} lost, "
+                  + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS), file=sys.stderr, flush=True)
+    result = compare(runs)
+    table = format_table(result)
+    print(table)
+    head = {k: earlier[k] for k in ("command", "provenance")} if a.report_only else {
+        "command": " ".join([sys.executable, *sys.argv]), "provenance": provenance.collect()}
+    atomic.write_json(a.out / "comparison.json", {**head, "load": vars(a) | {"out": str(a.out)}, "runs": runs, **result})
+    atomic.write_text(a.out / "comparison.md", table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The scripted server's field behaviours, on the wire: what a client of llama-server or
+llama-cpp-python's server sees."""
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from attnbench.serving.scripted_server import Script, ScriptedServer
+
+
+def _stream(base_url, prompt, n=3):
+    """Two streamed requests on one keep-alive connection -> [(status, headers, events) or error name]."""
+    import aiohttp
+
+    async def main():
+        out = []
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+            for _ in range(2):
+                body = {"model": "m", "prompt": prompt, "max_tokens": n, "stream": True,
+                        "stream_options": {"include_usage": True}}
+                try:
+                    async with session.post(f"{base_url}/completions", json=body) as r:
+                        text = await r.text()
+                        events = [json.loads(e[5:]) for e in text.split("\n\n")
+                                  if e.startswith("data:") and "[DONE]" not in e and r.status == 200]
+                        out.append((r.status, dict(r.headers), events))
+                except aiohttp.ClientError as e:
+                    out.append(type(e).__name__)
+        return out
+
+    return asyncio.run(main())
+
+
+def test_close_after_stream_answers_keep_alive_then_drops_the_next_request_on_that_connection():
+    with ScriptedServer(Script(ttft_s=0.001, itl_s=0.001, close_after_stream=True)) as s:
+        first, second = _stream(s.base_url, [1, 2, 3])
+        assert first[0] == 200 and first[1].get("Connection", "").lower() != "close"
+        assert second == "ServerDisconnectedError"
+        assert s.dropped == 1 and len(s.requests) == 1
+
+
+def test_empty_final_event_carries_the_usage():
+    with ScriptedServer(Script(ttft_s=0.001, itl_s=0.001, empty_final_event=True)) as s:
+        (status, _, events), _ = _stream(s.base_url, [1, 2, 3], n=3)
+    assert status == 200 and len(events) == 4
+    assert events[-1]["choices"] == [{"index": 0, "text": "", "finish_reason": "length"}]
+    assert events[-1]["usage"]["completion_tokens"] == 3
+    assert all(e["choices"][0]["text"] == " tok" for e in events[:3])
+
+
+def test_text_only_server_rejects_token_ids_and_counts_words_or_tokens():
+    count = lambda text: len(text)  # noqa: E731 - a "tokenizer" of one token per character
+    with ScriptedServer(Script(ttft_s=0.001, itl_s=0.001, text_prompts_only=True)) as s:
+        (status, _, _), _ = _stream(s.base_url, [1, 2, 3])
+        (_, _, words), _ = _stream(s.base_url, "one two three")
+        s.script.count_tokens = count
+        (_, _, chars), _ = _stream(s.base_url, ["abcd"])
+    assert status == 500
+    assert words[-1]["usage"]["prompt_tokens"] == 3 and chars[-1]["usage"]["prompt_tokens"] == 4
+
+
+def test_version_models_metadata_and_server_header():
+    script = Script(version="0.26.0", max_model_len=2048, root="/m", meta={"n_vocab": 7}, server_header="llama.cpp")
+    with ScriptedServer(script) as s:
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.port}/version") as r:
+            assert json.loads(r.read()) == {"version": "0.26.0"} and r.headers["Server"] == "llama.cpp"
+        with urllib.request.urlopen(f"{s.base_url}/models") as r:
+            (m,) = json.loads(r.read())["data"]
+        assert (m["max_model_len"], m["root"], m["meta"]) == (2048, "/m", {"n_vocab": 7})
+    with ScriptedServer(Script()) as s:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{s.port}/version")
+        assert e.value.code == 404
