@@ -141,10 +141,10 @@ def command(client: str, a: argparse.Namespace, seed: int, out: Path) -> tuple[l
     if client == "attnbench":
         cmd = [sys.executable, "-m", "attnbench", "serve-bench", "--endpoint", root, "--model", a.model,
                "--input", i, "--output", o, "--num-prompts", n, "--max-concurrency", c, "--warmup", "0",
-               "--seed", str(seed), "--name", "peer", "--result-dir", str(out)]
+               "--repeats", "1", "--seed", str(seed), "--name", "peer", "--result-dir", str(out)]
         if a.vocab_size:
             cmd += ["--vocab-size", str(a.vocab_size)]
-        return cmd + extra, out / "peer" / f"serve-{i}x{o}.json"
+        return cmd + extra, out / "peer" / f"serve-{i}x{o}-r0.json"  # the one measured pass
     if client == "vllm":
         return (["vllm", "bench", "serve", "--backend", "openai", "--base-url", root, "--endpoint", "/v1/completions",
                  "--model", a.model, "--tokenizer", a.tokenizer, "--dataset-name", "random",

@@ -5,7 +5,6 @@ prompts; one record per measured pass, one aggregate per (backend, shape), then 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -46,6 +45,9 @@ class ServeBench:
     max_warmup_passes: int = 5  # then measure anyway, and flag it
     keep_flagged: bool = False  # contaminated passes count in means, CIs and ratios
     gpu_memory_gib: float | None = None  # None: nvidia-smi's
+    prompt_format: str = "token-ids"  # or "text": random ids decoded with the tokenizer, as vLLM's random dataset
+    tokenizer: str | None = None  # the tokenizer text prompts are made with (default: the model's folder)
+    client_cpus: tuple[int, ...] | None = None  # the load generator's cores (set by run when it starts servers)
 
 
 def model_shape(cfg: dict | None, serve_args: list[str]) -> dict | None:
@@ -98,33 +100,59 @@ def pass_seed(seed: int, load: Workload, kind: str, index: int) -> int:
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
+def make_requests(load: Workload, bench: ServeBench, seed: int) -> list[client.Request]:
+    """One pass's requests: random token ids, or text made from them with the model's tokenizer."""
+    offsets = workload.arrival_offsets(load.num_prompts, load.request_rate, load.burstiness, seed)
+    if bench.prompt_format == "text":
+        texts = workload.text_prompts(load.num_prompts, load.input_len, _tokenizer(bench), seed)
+        return [client.Request(p, load.output_len, t, prompt_len=load.input_len) for p, t in zip(texts, offsets)]
+    prompts = workload.prompts(load.num_prompts, load.input_len, load.vocab_size, seed)
+    return [client.Request(p, load.output_len, t) for p, t in zip(prompts, offsets)]
+
+
+_TOKENIZERS: dict[str, object] = {}
+
+
+def _tokenizer(bench: ServeBench):
+    """The tokenizer of text prompts, loaded once: --tokenizer, else the model's local folder."""
+    from attnbench.models import embedded
+
+    path = bench.tokenizer
+    if path is None and bench.model:
+        if bench.model in embedded.EMBEDDED:
+            path = str(embedded.materialize(bench.model))
+        elif Path(bench.model).is_dir():
+            path = bench.model
+    if path is None:
+        raise UserError("text prompts are made with the model's tokenizer: pass --tokenizer PATH "
+                        "(a folder with tokenizer.json), or --prompt-format token-ids")
+    if path not in _TOKENIZERS:
+        _TOKENIZERS[path] = workload.load_tokenizer(path)
+    return _TOKENIZERS[path]
+
+
 def run_pass(target: Target, load: Workload, bench: ServeBench, seed: int, label: str,
-             observer: "observe.Observer", show_progress: bool = True) -> Pass:
+             observer: "observe.Observer") -> Pass:
     """Send one pass (prompts from `seed`) and observe the window it ran in. Ctrl-C: the pass
     comes back with `interrupted` set and what had finished."""
     cfg = client.ClientConfig(base_url=target.base_url, model=target.model, workers=bench.workers,
-                              max_concurrency=load.max_concurrency, request_timeout_s=bench.request_timeout_s)
-    prompts = workload.prompts(load.num_prompts, load.input_len, load.vocab_size, seed)
-    offsets = workload.arrival_offsets(load.num_prompts, load.request_rate, load.burstiness, seed)
-    requests = [client.Request(p, load.output_len, t) for p, t in zip(prompts, offsets)]
+                              max_concurrency=load.max_concurrency, request_timeout_s=bench.request_timeout_s,
+                              cpus=bench.client_cpus)
+    requests = make_requests(load, bench, seed)
     bar = Progress(len(requests), label)
-    done = [0]
-
-    def progress(n: int) -> None:
-        if n != done[0] and show_progress:
-            bar.update(n - done[0])
-            done[0] = n
-
     window = observer.open(target)
     interrupted = False
     try:
-        results = client.run(cfg, requests, progress=progress)
+        results, stats = client.run_with_stats(cfg, requests, progress=bar.set)
     except client.Interrupted as e:
-        results, interrupted = e.results, True
+        results, stats, interrupted = e.results, e.stats, True
     finally:
         bar.close()
     m = metrics.compute(results, bench.percentiles, bench.slos_ms)
-    obs = observer.close(window, m)
+    client_stats = stats.to_dict() if stats is not None else {}
+    if stats is not None:
+        client_stats.setdefault("worker_cpu_pct", 100.0 * (stats.cpu_fraction or 0.0))
+    obs = observer.close(window, m, client_stats)
     return Pass(results, m, obs, interrupted)
 
 
@@ -201,6 +229,7 @@ def samples(results: list[client.RequestResult]) -> dict:
         "tpots": [_s(metrics.tpot(r)) for r in results],
         "start_times": [_s(r.start) for r in results],
         "errors": [r.error for r in results],
+        "retries": [r.retries for r in results],
         "timeline": metrics.timeline(results),
         "inflight": metrics.inflight(results),
     }
@@ -214,7 +243,7 @@ def _scenario(bench: ServeBench, load: Workload, target: Target | None, shape: d
         "warmup": load.warmup, "vocab_size": load.vocab_size, "model": bench.model,
         "served_model": target.model if target else None,
         "endpoint": bench.endpoint, "serve_args": bench.serve_args, "percentiles": bench.percentiles,
-        "slos_ms": bench.slos_ms, "model_shape": shape,
+        "slos_ms": bench.slos_ms, "model_shape": shape, "prompt_format": bench.prompt_format,
     }
 
 
@@ -237,7 +266,20 @@ def _pass_record(bench: ServeBench, target: Target, load: Workload, shape: dict 
     elif p.metrics["completed"] == 0:
         first = next((r.error for r in p.results if r.error), "?")
         rec.status, rec.error = "failed", f"every request failed; first error: {first}"
+    elif p.metrics["failed"]:
+        rec.error = lost_requests(p.results)  # the figures cover only the requests that finished
     return rec
+
+
+def lost_requests(results: list[client.RequestResult]) -> str:
+    """'3 of 256 requests failed (ServerDisconnectedError x2, HTTP 500 x1); figures cover the 253 that finished'."""
+    from collections import Counter
+
+    failed = [r.error for r in results if r.error]
+    kinds = Counter(e.split(":")[0].strip() or "error" for e in failed)
+    what = ", ".join(f"{k} x{n}" for k, n in kinds.most_common())
+    return (f"{len(failed)} of {len(results)} requests failed ({what}); "
+            f"figures cover the {len(results) - len(failed)} that finished")
 
 
 def measure_shape(targets: list[Target], load: Workload, bench: ServeBench, shape: dict | None,
@@ -330,7 +372,8 @@ def run(bench: ServeBench) -> list[Record]:
             base_url = ep.normalize(bench.endpoint)
             served = ep.pick_model(base_url, bench.model)
             cfg = model_config(bench.model) if bench.model else None
-            prov = provenance.collect({"server": base_url, "started_by_attnbench": False, "run_id": run_id})
+            prov = provenance.collect({"server": base_url, "started_by_attnbench": False, "run_id": run_id,
+                                       "server_description": ep.describe(base_url, served)})
             how = {"interleaved": False, "side_by_side": False, "layout": "one running server (--endpoint)"}
             measure([Target(bench.endpoint_name, base_url, served, prov)], bench,
                     model_shape(cfg, bench.serve_args), False, how, observer, records)
@@ -352,9 +395,7 @@ def run(bench: ServeBench) -> list[Record]:
                "client_cpus": list(client_cpus) if client_cpus else None}
         print(f"attnbench: {layout.reason}; measured passes {'interleaved' if interleave else 'one server at a time'}",
               file=sys.stderr, flush=True)
-        if client_cpus:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(0, client_cpus)  # the client's worker processes inherit it
+        bench.client_cpus = client_cpus
         share = ["--gpu-memory-utilization", str(layout.memory_share)] if layout.memory_share else []
         for wave in layout.waves:
             specs = [ServerSpec(model=served_path, backend=b, served_model_name=bench.model,
@@ -433,17 +474,16 @@ def write_comparison(bench: ServeBench, records: list[Record]) -> None:
         print(f"attnbench: warning: plots not written ({type(e).__name__}: {e})", file=sys.stderr)
 
 
-def vocab_size(model: str | None, given: int | None, notice=print) -> int:
-    """The vocabulary random prompts draw from: --vocab-size, else the model's config, else 10000."""
+def vocab_size(model: str | None, given: int | None, notice=print, base_url: str | None = None) -> int:
+    """The vocabulary random prompts draw from: --vocab-size, else what the model's config, a local
+    GGUF file or the server says, else 10000 with a notice."""
     if given:
         return given
-    cfg = model_config(model) if model else None
-    if cfg:
-        cfg = cfg.get("text_config", cfg)
-        if cfg.get("vocab_size"):
-            return int(cfg["vocab_size"])
-    notice(f"attnbench: notice: vocabulary size of {model!r} unknown (no readable config.json); "
-           "drawing prompt token ids from [0, 10000) — pass --vocab-size to change it")
+    size, _ = workload.detect_vocab_size(model, base_url, config=model_config(model) if model else None)
+    if size:
+        return int(size)
+    notice(f"attnbench: notice: vocabulary size of {model!r} unknown (no readable config.json, GGUF file or "
+           "server metadata); drawing prompt token ids from [100, 10000) — pass --vocab-size to change it")
     return 10_000
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -60,6 +61,8 @@ def serve_bench(
     ready_timeout: float = typer.Option(900.0, help="Seconds to wait for a server to become ready."),
     request_timeout: float = typer.Option(3600.0, help="Seconds before one request counts as failed."),
     client_workers: int = typer.Option(0, help="Client processes (0: automatic)."),
+    prompt_format: Optional[str] = typer.Option(None, help="token-ids (default when attnbench starts vLLM) or text: random ids decoded with the model's tokenizer, as vLLM's random dataset. With --endpoint the default is token-ids if the server takes them, else text."),
+    tokenizer: Optional[str] = typer.Option(None, help="Tokenizer folder (tokenizer.json) for --prompt-format text (default: the model's folder)."),
     from_results: Optional[Path] = typer.Option(None, help="Run nothing: print the comparison and rewrite summary.md and the plots from the records under this folder (flags that follow from the records, such as clock dips, are evaluated again)."),
 ) -> None:
     """Start a vLLM server per backend, drive it with a streaming load, compare the backends."""
@@ -72,9 +75,9 @@ def serve_bench(
         bench.summarize(from_results, baseline, keep_flagged)
         return
 
-    if endpoint is not None:
-        from attnbench.serving.endpoint import normalize
+    from attnbench.serving.endpoint import normalize
 
+    if endpoint is not None:
         normalize(endpoint)  # an empty or malformed URL is refused as such
     shapes = bench.parse_shapes(input, output)
     try:
@@ -95,13 +98,29 @@ def serve_bench(
     if not endpoint and not chosen:
         raise UserError("no attention backend is available here (see `attnbench backends`); "
                         "install the gpu extra on a GPU machine, or pass --endpoint URL")
+    if backends and not os.environ.get("ATTNBENCH_VLLM_CMD"):  # a site's own server command decides itself
+        for b in chosen:
+            why = b.availability()
+            if not why.ok:
+                raise UserError(f"backend {b.name} is not available here: {why.reason} (see `attnbench backends`)")
+    if prompt_format not in (None, "text", "token-ids"):
+        raise UserError(f"--prompt-format is text or token-ids (got {prompt_format!r})")
     if endpoint is None:
         model = model or embedded.DEFAULT_MODEL
     if endpoint:
-        from attnbench.serving.endpoint import normalize, pick_model
+        from attnbench.serving.endpoint import pick_model
+
+        from attnbench.serving.endpoint import accepts_token_ids
 
         model = pick_model(normalize(endpoint), model)  # unreachable or wrong model: fail before anything runs
-    load = replace(load, vocab_size=bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr)))
+        if prompt_format is None:
+            took = accepts_token_ids(normalize(endpoint), model)
+            prompt_format = "token-ids" if took is True else "text"
+            if took is not True:
+                print(f"attnbench: notice: the server does not take token-id prompts ({took}); "
+                      "sending text prompts (--prompt-format text)", file=sys.stderr)
+    load = replace(load, vocab_size=bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr),
+                                                     base_url=normalize(endpoint) if endpoint else None))
     if repeats < 1:
         raise UserError(f"--repeats must be >= 1 (got {repeats})")
     if not 0 < warmup_tolerance < 1:
@@ -118,8 +137,15 @@ def serve_bench(
         result_dir=result_dir or default_result_dir("serve"), ready_timeout_s=ready_timeout,
         request_timeout_s=request_timeout, workers=client_workers, baseline=baseline, repeats=repeats,
         parallel_start=parallel_start, interleave=interleave, warmup_tolerance=warmup_tolerance,
-        max_warmup_passes=max_warmup_passes, keep_flagged=keep_flagged)
-    records = bench.run(config)
-    print(f"attnbench: results in {config.result_dir}", file=sys.stderr)
-    if records and all(r.status == "failed" for r in records):
+        max_warmup_passes=max_warmup_passes, keep_flagged=keep_flagged, prompt_format=prompt_format or "token-ids",
+        tokenizer=tokenizer)
+    try:
+        records = bench.run(config)
+    finally:  # also after Ctrl-C: say where the partial results are
+        print(f"attnbench: results in {config.result_dir}", file=sys.stderr)
+    lost = [r for r in records if r.status == "ok" and r.error]
+    for r in lost:
+        print(f"attnbench: {r.backend} {r.scenario['input_len']}:{r.scenario['output_len']} "
+              f"run {int(r.scenario.get('repeat') or 0) + 1}: {r.error}", file=sys.stderr)
+    if records and (all(r.status == "failed" for r in records) or lost):
         raise typer.Exit(1)

@@ -388,7 +388,7 @@ def write_summary(result_dir: str | os.PathLike, records: list[Record], baseline
         lines += [f"Layout: {'; '.join(layouts)}", ""]
     lines.append(comparison_markdown(serve, baseline, keep_flagged))
     lines += warmup_lines(serve)
-    failed = [r for r in serve if r.status != "ok"]
+    failed = [r for r in serve if r.status != "ok" or r.error]  # failed, or lost some requests
     if failed:
         lines += ["## Failed runs", ""]
         lines += [f"- {r.backend} {Shape.of(r).label}: {_md_escape(one_line(r.error, 400))}" for r in failed]

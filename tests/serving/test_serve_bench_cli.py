@@ -49,14 +49,18 @@ def test_endpoint_run_writes_a_vllm_compatible_record_per_pass_and_an_aggregate(
         assert key in raw, key
     assert raw["provenance"]["command"].startswith("attnbench serve-bench --endpoint ")  # `python -m attnbench`
     agg = json.loads((out / "endpoint" / "serve-16x4.json").read_text())
-    assert agg["kind"] == "serve-aggregate" and agg["repeats_used"] == [0, 1]
-    tps = [recs[(16, 4, i)].metrics["output_throughput"] for i in (0, 1)]
-    assert agg["spread"]["output_throughput"]["n"] == 2
-    assert abs(agg["output_throughput"] - sum(tps) / 2) < 1e-6 * sum(tps)
-    assert all(max(b["prompt"]) < 500 for b in server.requests)
+    # a loaded test machine may flag a pass (a starved client): the aggregate is over the others
+    used = agg["repeats_used"]
+    assert agg["kind"] == "serve-aggregate" and sorted(used + agg["repeats_flagged"]) == [0, 1] and used
+    tps = [recs[(16, 4, i)].metrics["output_throughput"] for i in used]
+    assert agg["spread"]["output_throughput"]["n"] == len(used)
+    assert abs(agg["output_throughput"] - sum(tps) / len(tps)) < 1e-6 * sum(tps)
+    probe, *sent = server.requests  # first, one tiny request: does the server take token ids?
+    assert probe["max_tokens"] == 1 and r.scenario["prompt_format"] == "token-ids"
+    assert all(max(b["prompt"]) < 500 for b in sent)
     # two warm-up passes and two measured passes per shape, and no prompt is ever sent twice
-    assert len(server.requests) == 2 * (2 + 2) * 8
-    assert len({tuple(b["prompt"]) for b in server.requests}) == len(server.requests)
+    assert len(sent) == 2 * (2 + 2) * 8
+    assert len({tuple(b["prompt"]) for b in sent}) == len(sent)
 
 
 def test_endpoint_with_v1_suffix_and_model_check(server, tmp_path):
@@ -115,3 +119,34 @@ def test_help_is_instant_and_imports_nothing_heavy():
             "print(heavy)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+def test_a_server_that_takes_only_text_gets_text_prompts_and_lost_requests_fail_the_run(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {f"w{i}": i for i in range(300)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    # requests 0 and 1 are the token-id probes (one refused with HTTP 500, one to read the refusal)
+    script = Script(ttft_s=0.01, itl_s=0.002, model="tiny", text_prompts_only=True, fail_status={})
+    with ScriptedServer(script) as s:
+        p = attnbench("serve-bench", "--endpoint", s.base_url, "--input", "12", "--output", "3", "--num-prompts",
+                      "4", "--repeats", "1", "--warmup", "0", "--tokenizer", tmp_path, "--result-dir", tmp_path / "r")
+        sent = [b for b in s.requests if b.get("ignore_eos")]
+    assert "sending text prompts" in p.stderr
+    assert sent and all(isinstance(b["prompt"], str) and len(b["prompt"].split()) == 12 for b in sent)
+    [rec] = [r for r in record.load(tmp_path / "r") if r.kind == "serve"]
+    assert rec.scenario["prompt_format"] == "text"
+    assert p.returncode == 0 and rec.metrics["completed"] == 4 and rec.error is None
+
+
+def test_lost_requests_fail_the_run_and_say_what_they_were(server, tmp_path):
+    server.script.fail_status = {len(server.requests) + 2: 500}  # after the probe: the 2nd request of the pass
+    p = attnbench("serve-bench", "--endpoint", server.base_url, "--input", "8", "--output", "3", "--num-prompts", "4",
+                  "--repeats", "1", "--warmup", "0", "--vocab-size", "500", "--result-dir", tmp_path)
+    [rec] = [r for r in record.load(tmp_path) if r.kind == "serve"]
+    assert rec.metrics["failed"] == 1 and rec.metrics["completed"] == 3
+    assert p.returncode == 1, p.stderr
+    assert "1 of 4 requests failed (HTTP 500 x1); figures cover the 3 that finished" in rec.error
+    assert "1 of 4 requests failed" in p.stderr
