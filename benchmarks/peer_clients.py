@@ -10,6 +10,12 @@ client alike), and print each metric's ratio attnbench/peer with its run-to-run 
 The peers' command lines follow vllm 0.26, guidellm 0.8.1 and aiperf 0.13.0; `--peer-arg
 NAME=ARG` appends an argument to one client's command (repeatable), e.g.
 --attnbench-arg=--prompt-format --attnbench-arg=text for a server that takes text only.
+attnbench's own settings are clients too, so one suspect of a disagreement can be tested at a
+time: `attnbench` (token-id prompts, no warm-up), `attnbench-text` (text prompts made as vLLM's
+random dataset makes them), `attnbench-warm` (token ids after serve-bench's steady-state warm-up).
+Around every run the server's /metrics is read, so each row also carries what the server measured
+for that window: a reference common to every client. `--reference vllm` divides by vLLM's client.
+
 See docs/peer-clients.md for a server to run this against on a CPU machine."""
 
 from __future__ import annotations
@@ -25,11 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attnbench import atomic, provenance  # noqa: E402
+from attnbench import atomic, provenance, stats  # noqa: E402
+from attnbench.serving import prometheus  # noqa: E402
 
 METRICS = ("output_throughput", "mean_ttft_ms", "mean_tpot_ms")  # compared
+SERVER = ("server_mean_ttft_ms", "server_mean_tpot_ms")  # what the server measured for the same window
 COUNTS = ("completed", "failed")
-CLIENTS = ("attnbench", "vllm", "guidellm", "aiperf")
+# attnbench's settings that a disagreement may come from, one at a time (serve-bench's flags)
+VARIANTS = {"attnbench": [], "attnbench-text": ["--prompt-format", "text"],
+            "attnbench-warm": ["--warmup", "{num_prompts}", "--max-warmup-passes", "5"]}
+CLIENTS = (*VARIANTS, "vllm", "guidellm", "aiperf")
 
 
 # ---- what each client writes -> one dict of the compared metrics -----------------------------------
@@ -80,7 +91,8 @@ def parse_aiperf(path: Path) -> dict:
             "mean_tpot_ms": float(d["inter_token_latency"]["avg"])}
 
 
-PARSERS = {"attnbench": parse_attnbench, "vllm": parse_vllm, "guidellm": parse_guidellm, "aiperf": parse_aiperf}
+PARSERS = {**{v: parse_attnbench for v in VARIANTS}, "vllm": parse_vllm, "guidellm": parse_guidellm,
+           "aiperf": parse_aiperf}
 
 
 # ---- the comparison --------------------------------------------------------------------------------
@@ -92,44 +104,58 @@ def spread_pct(values: list[float]) -> float:
 
 
 def compare(runs: dict[str, list[dict]], reference: str = "attnbench") -> dict:
-    """Per client: each metric's mean and spread over rounds, its requests lost; per peer: the
-    ratio reference/peer of each metric, round by round paired (mean, min, max)."""
+    """Per client: each metric's mean and spread over rounds, its requests lost; per other client:
+    the ratio reference/client of each metric, paired round by round (mean, min, max, and the 95%
+    t-interval on the log ratios)."""
     out = {"clients": {}, "ratios": {}}
     for client, rounds in runs.items():
         out["clients"][client] = {
             "rounds": len(rounds),
             "lost": sum(r["failed"] for r in rounds),
             **{k: {"mean": statistics.fmean(r[k] for r in rounds), "spread_pct": spread_pct([r[k] for r in rounds])}
-               for k in METRICS}}
+               for k in METRICS + SERVER if all(r.get(k) is not None for r in rounds) and rounds}}
     ours = runs.get(reference, [])
     for client, rounds in runs.items():
         if client == reference or not ours:
             continue
         pairs = list(zip(ours, rounds))
-        out["ratios"][client] = {k: {"mean": statistics.fmean(a[k] / b[k] for a, b in pairs),
-                                     "min": min(a[k] / b[k] for a, b in pairs),
-                                     "max": max(a[k] / b[k] for a, b in pairs)} for k in METRICS}
+        out["ratios"][client] = {}
+        for k in METRICS:
+            ci = stats.ratio_ci([a[k] for a, _ in pairs], [b[k] for _, b in pairs], paired=True)
+            out["ratios"][client][k] = {"mean": statistics.fmean(a[k] / b[k] for a, b in pairs),
+                                        "min": min(a[k] / b[k] for a, b in pairs),
+                                        "max": max(a[k] / b[k] for a, b in pairs),
+                                        "ci_low": ci.ci_low, "ci_high": ci.ci_high, "ci": ci.method}
     return out
 
 
 def format_table(result: dict, reference: str = "attnbench") -> str:
-    lines = ["| client | rounds | lost | output tok/s | mean TTFT (ms) | mean TPOT (ms) |", "|---|---:|---:|---:|---:|---:|"]
+    server = any(k in c for c in result["clients"].values() for k in SERVER)
+    head = "| client | rounds | lost | output tok/s | mean TTFT (ms) | mean TPOT (ms) |"
+    lines = [head + (" server TTFT (ms) | server TPOT (ms) |" if server else ""),
+             "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if server else "")]
     for client, c in result["clients"].items():
-        cells = [f"{c[k]['mean']:.1f} ±{c[k]['spread_pct']:.0f}%" for k in METRICS]
+        cells = [f"{c[k]['mean']:.1f} ±{c[k]['spread_pct']:.0f}%" if k in c else "-"
+                 for k in METRICS + (SERVER if server else ())]
         lines.append(f"| {client} | {c['rounds']} | {c['lost']} | " + " | ".join(cells) + " |")
     if result["ratios"]:
-        lines += ["", f"| {reference} / peer | output tok/s | mean TTFT | mean TPOT |", "|---|---:|---:|---:|"]
+        lines += ["", f"| {reference} / client | output tok/s | mean TTFT | mean TPOT |", "|---|---:|---:|---:|"]
         for client, r in result["ratios"].items():
-            cells = [f"{r[k]['mean']:.2f} ({r[k]['min']:.2f}-{r[k]['max']:.2f})" for k in METRICS]
+            cells = [f"{r[k]['mean']:.2f} ({r[k]['min']:.2f}-{r[k]['max']:.2f}{_ci(r[k])})" for k in METRICS]
             lines.append(f"| {client} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _ci(r: dict) -> str:
+    low, high = r.get("ci_low"), r.get("ci_high")
+    return "" if low is None or low != low else f"; 95% CI {low:.2f}-{high:.2f}"
 
 
 # ---- running the clients ---------------------------------------------------------------------------
 
 def installed() -> list[str]:
     """attnbench always; the peers whose command is on PATH."""
-    return ["attnbench"] + [c for c, exe in (("vllm", "vllm"), ("guidellm", "guidellm"), ("aiperf", "aiperf"))
+    return [*VARIANTS] + [c for c, exe in (("vllm", "vllm"), ("guidellm", "guidellm"), ("aiperf", "aiperf"))
                             if shutil.which(exe)]
 
 
@@ -138,12 +164,14 @@ def command(client: str, a: argparse.Namespace, seed: int, out: Path) -> tuple[l
     root = a.endpoint.rstrip("/").removesuffix("/v1")
     n, i, o, c = str(a.num_prompts), str(a.input), str(a.output), str(a.concurrency)
     extra = [v.split("=", 1)[1] for v in a.peer_arg if v.split("=", 1)[0] == client]
-    if client == "attnbench":
+    if client in VARIANTS:
         cmd = [sys.executable, "-m", "attnbench", "serve-bench", "--endpoint", root, "--model", a.model,
                "--input", i, "--output", o, "--num-prompts", n, "--max-concurrency", c, "--warmup", "0",
-               "--repeats", "1", "--seed", str(seed), "--name", "peer", "--result-dir", str(out)]
+               "--repeats", "1", "--seed", str(seed), "--name", "peer", "--result-dir", str(out),
+               "--prompt-format", "token-ids", "--tokenizer", a.tokenizer]
         if a.vocab_size:
             cmd += ["--vocab-size", str(a.vocab_size)]
+        cmd += [x.format(num_prompts=n) for x in VARIANTS[client]]  # later flags win
         return cmd + extra, out / "peer" / f"serve-{i}x{o}-r0.json"  # the one measured pass
     if client == "vllm":
         return (["vllm", "bench", "serve", "--backend", "openai", "--base-url", root, "--endpoint", "/v1/completions",
@@ -179,13 +207,21 @@ def run_round(client: str, a: argparse.Namespace, seed: int, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cmd, result = command(client, a, seed, out)
     t0 = time.monotonic()
+    before = prometheus.scrape(a.endpoint)  # a warm-up inside the command is in the window too: see below
     with open(out / "client.log", "wb") as log:
         code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+    server = prometheus.window_delta(before, prometheus.scrape(a.endpoint))
     if not result.is_file():
         tail = (out / "client.log").read_text(errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"{client} wrote no {result.name} (exit code {code}): {' / '.join(tail)}")
-    return {**PARSERS[client](result), "exit_code": code, "wall_s": round(time.monotonic() - t0, 2),
-            "command": " ".join(cmd)}
+    res = PARSERS[client](result)
+    if client in VARIANTS:  # serve-bench read /metrics around its measured pass alone
+        obs = json.loads(result.read_text()).get("observation") or {}
+        server = obs if obs.get("server_metrics") == "ok" else server
+    elif server.get("server_requests") not in (None, res["completed"] + res["failed"]):
+        server = {"server_metrics": "mixed"}  # the window held more than the measured requests
+    return {**res, **{k: server.get(k) for k in SERVER}, "exit_code": code,
+            "wall_s": round(time.monotonic() - t0, 2), "command": " ".join(cmd)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -204,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--attnbench-arg", action="append", default=[], help="shorthand for --peer-arg attnbench=ARG")
     ap.add_argument("--out", type=Path, default=Path("results/cpu/peer-clients"))
     ap.add_argument("--report-only", action="store_true", help="re-read the rounds already under --out, run nothing")
+    ap.add_argument("--reference", default="attnbench", help="the client the others are divided by (e.g. vllm)")
     a = ap.parse_args(argv)
     a.peer_arg += [f"attnbench={v}" for v in a.attnbench_arg]
     clients = a.clients.split(",") if a.clients else installed()
@@ -219,8 +256,8 @@ def main(argv: list[str] | None = None) -> None:
             runs[client].append(res)
             print(f"round {r} {client}: {res['completed']} ok, {res['failed']} lost, "
                   + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS), file=sys.stderr, flush=True)
-    result = compare(runs)
-    table = format_table(result)
+    result = compare(runs, a.reference)
+    table = format_table(result, a.reference)
     print(table)
     head = {k: earlier[k] for k in ("command", "provenance")} if a.report_only else {
         "command": " ".join([sys.executable, *sys.argv]), "provenance": provenance.collect()}

@@ -47,7 +47,9 @@ def test_ratios_pair_rounds_and_spreads_are_half_ranges():
     r = res["ratios"]["vllm"]["output_throughput"]
     assert (r["mean"], r["min"], r["max"]) == (pytest.approx(1.0), pytest.approx(0.9), pytest.approx(1.1))
     table = peer.format_table(res)
-    assert "| attnbench | 2 | 1 | 100.0 ±10% |" in table and "| vllm | 1.00 (0.90-1.10) |" in table
+    # two rounds, ratios 1.1 and 0.9: logs +0.0953 and -0.1054, sd 0.1419, t(1) = 12.706:
+    # exp(-0.0050 +- 12.706 * 0.1419 / sqrt 2) = 0.28 .. 3.56
+    assert "| attnbench | 2 | 1 | 100.0 ±10% |" in table and "| vllm | 1.00 (0.90-1.10; 95% CI 0.28-3.56) |" in table
 
 
 def test_peer_commands_use_the_same_load(tmp_path):
@@ -75,3 +77,24 @@ def test_the_attnbench_leg_runs_against_a_server(tmp_path):
     assert a["rounds"] == 2 and a["lost"] == 0  # the server drops reused connections; nothing is lost
     assert all(r["completed"] == 6 for r in res["runs"]["attnbench"])
     assert (tmp_path / "out" / "comparison.md").read_text().startswith("| client |")
+
+
+def test_attnbench_variants_and_the_server_side_reference(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(300)}, unk_token="w0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    with ScriptedServer(Script(ttft_s=0.01, itl_s=0.002)) as s:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peer_clients.py"), "--endpoint", s.base_url,
+                        "--model", "scripted", "--tokenizer", str(tmp_path), "--input", "8", "--output", "4",
+                        "--num-prompts", "4", "--concurrency", "2", "--rounds", "1", "--vocab-size", "100",
+                        "--clients", "attnbench,attnbench-text", "--out", str(tmp_path / "out")], check=True, cwd=ROOT,
+                       capture_output=True)
+        sent = [b for b in s.requests if b.get("ignore_eos")]
+    assert {type(b["prompt"]) for b in sent} == {list, str}  # token ids from one, text from the other
+    res = __import__("json").loads((tmp_path / "out" / "comparison.json").read_text())
+    for client in ("attnbench", "attnbench-text"):
+        run = res["runs"][client][0]
+        assert run["completed"] == 4 and run["server_mean_tpot_ms"] is not None  # the server's view of the pass
+    assert "attnbench-text" in res["ratios"] and "server TPOT" in (tmp_path / "out" / "comparison.md").read_text()
