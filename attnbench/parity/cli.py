@@ -45,6 +45,12 @@ def parity(
     top_k: int = typer.Option(10, help="Top-k logprobs per position (vLLM allows up to its --max-logprobs, default 20)."),
     max_tokens: int = typer.Option(32, help="Greedy tokens generated per prompt."),
     seed: int = typer.Option(0, help="Seed of the prompts."),
+    prompts: str = typer.Option("random", help="Prompt source: 'random' token ids, or 'text' (natural-text passages shipped with attnbench, tokenized by the model's tokenizer)."),
+    tokenizer: Optional[str] = typer.Option(None, help="With --prompts text: the folder holding tokenizer.json (default: the model's folder)."),
+    null_pass: bool = typer.Option(True, help="Collect the reference again (a restart, prompts in another order) for limits from its spread, and rescore every greedy continuation with it."),
+    null_factor: float = typer.Option(3.0, help="With the null pass: fail above this many times the reference's spread against itself."),
+    null_floor: float = typer.Option(0.25, help="With the null pass: a limit is never below this share of the fixed bf16 limit."),
+    min_topk_overlap: Optional[float] = typer.Option(None, help="Fail below this mean top-k overlap without a null pass (off by default: near-flat distributions reorder their tails)."),
     vocab_size: Optional[int] = typer.Option(None, help="Vocabulary prompt ids are drawn from (default: the model's config, else 10000)."),
     max_dlogprob: float = typer.Option(0.25, help="Fail above this max |Δ logprob| (nats)."),
     mean_dlogprob: float = typer.Option(0.02, help="Fail above this mean |Δ logprob| (nats)."),
@@ -69,11 +75,13 @@ def parity(
 
     thresholds = Thresholds(max_abs_dlogprob=max_dlogprob, mean_abs_dlogprob=mean_dlogprob, mean_kl=max_mean_kl,
                             min_top1_agreement=min_top1, min_greedy_prefix_mean=min_greedy_prefix,
-                            fp32_factor=fp32_factor)
+                            fp32_factor=fp32_factor, min_topk_overlap=min_topk_overlap, null_factor=null_factor,
+                            null_floor=null_floor)
     if from_collected:
         if endpoint or backends:
             raise UserError("--from-collected compares saved collections; drop --endpoint / --backends")
-        records = run.rejudge(from_collected, result_dir or default_result_dir("parity"), reference, thresholds)
+        records = run.rejudge(from_collected, result_dir or default_result_dir("parity"), reference, thresholds,
+                              null_pass)
         _exit(records)
         return
     endpoints = parse_endpoints(endpoint)
@@ -90,16 +98,24 @@ def parity(
         weights.refuse_dummy(model, list(serve_arg), random_weights)
         model = model or (embedded.DEFAULT_MODEL if random_weights else weights.default_model())
     vocab = bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr))
+    if prompts == "text" and tokenizer is None:
+        tokenizer = text_tokenizer(model)
     settings = Settings(PromptSet(num_prompts=num_prompts, short_len=short_len, long_len=long_len, seed=seed,
-                                  vocab_size=vocab),
+                                  vocab_size=vocab, source=prompts, tokenizer=tokenizer),
                         top_k=top_k, max_tokens=max_tokens, request_timeout_s=request_timeout, concurrency=concurrency)
     config = run.Parity(settings=settings, result_dir=result_dir or default_result_dir("parity"), model=model,
                         endpoints=endpoints, backends=chosen, serve_args=list(serve_arg), reference=reference,
                         hf_reference=hf_reference, thresholds=thresholds, ready_timeout_s=ready_timeout,
-                        random_weights=random_weights)
+                        random_weights=random_weights, null_pass=null_pass)
     records = run.run(config)
     print(f"attnbench: results in {config.result_dir}", file=sys.stderr)
     _exit(records)
+
+
+def text_tokenizer(model: str | None) -> str | None:
+    """The folder whose tokenizer.json text prompts use: the model's, when it is a local folder
+    that has one (an embedded shape's generated tokenizer knows no words)."""
+    return model if model and (Path(model) / "tokenizer.json").is_file() else None
 
 
 def _exit(records) -> None:

@@ -10,6 +10,12 @@ comparison (the reference collected twice, in another send order) measures:
   - `temperature: 0, max_tokens: N, logprobs: k, ignore_eos`: a greedy continuation (the decode
     path, reading the whole prompt's KV cache); `return_tokens_as_token_ids` makes tokens come
     back as "token_id:123" whatever the tokenizer.
+Rescoring: a greedy continuation leaves the reference's own at the first token where they differ,
+so from there the reference has no logprobs for the backend's context. Sending prompt +
+continuation back to the reference as a prompt (`prompt_logprobs: k`, `max_tokens: 1`; vLLM
+recomputes a prompt_logprobs request instead of reading its prefix cache) gives the reference's
+teacher-forced logprobs for every token the backend generated, so every decode position compares.
+
 Collection and comparison are separate: a Collection is saved as JSON per backend and
 compared later (metrics.py)."""
 
@@ -79,6 +85,7 @@ class PromptResult:
     prefill: Positions  # teacher-forced
     decode: Positions  # greedy continuation
     finish_reason: str | None = None
+    rescored: Positions | None = None  # the reference's teacher-forced logprobs of `decode`'s tokens
 
 
 @dataclass
@@ -90,17 +97,22 @@ class Collection:
     settings: Settings
     results: list[PromptResult] = field(default_factory=list)
     source: str = ""  # base URL, or "transformers fp32 cpu"
+    rescored_by: str = ""  # the source whose logprobs each result's `rescored` holds
+    null_of: str = ""  # set on a second collection of that source (the null pass)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.model, "source": self.source,
+                "rescored_by": self.rescored_by, "null_of": self.null_of,
                 "settings": self.settings.to_json(),
                 "results": [dataclasses.asdict(r) for r in self.results]}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Collection":
         results = [PromptResult(r["prompt_token_ids"], Positions(**r["prefill"]), Positions(**r["decode"]),
-                                r.get("finish_reason")) for r in obj["results"]]
-        return cls(obj["name"], obj["model"], Settings.from_json(obj["settings"]), results, obj.get("source", ""))
+                                r.get("finish_reason"), Positions(**r["rescored"]) if r.get("rescored") else None)
+                   for r in obj["results"]]
+        return cls(obj["name"], obj["model"], Settings.from_json(obj["settings"]), results, obj.get("source", ""),
+                   obj.get("rescored_by", ""), obj.get("null_of", ""))
 
     def save(self, path) -> None:
         """JSON, gzipped when the name ends in .gz (a long prompt's top-k is megabytes of text)."""
@@ -166,6 +178,22 @@ def request_body(model: str, prompt: list[int], settings: Settings) -> dict[str,
     }
 
 
+def prompt_positions(name: str, plps: list, tokens: list[int], start: int, top_k: int) -> Positions:
+    """Positions start..end of vLLM's prompt_logprobs for the token ids it was sent."""
+    out = Positions()
+    for pos in range(start, len(tokens)):
+        entry = {int(t): v for t, v in (plps[pos] or {}).items()}
+        actual = entry.get(tokens[pos])
+        if actual is None:
+            raise NotParityCapable(f"{name}: prompt_logprobs at position {pos} lack the prompt token "
+                                   f"{tokens[pos]}; is this vLLM's OpenAI server?")
+        top = {t: v["logprob"] for t, v in entry.items() if v.get("rank") is not None and v["rank"] <= top_k}
+        if not top:  # no ranks given: the top-k are the k best entries
+            top = dict(sorted(((t, v["logprob"]) for t, v in entry.items()), key=lambda x: -_lp(x[1]))[:top_k])
+        out.append(tokens[pos], actual["logprob"], top)
+    return out
+
+
 def parse_choice(name: str, choice: dict[str, Any], prompt: list[int], top_k: int) -> PromptResult:
     """One completions choice -> PromptResult; a NotParityCapable error naming the missing vLLM
     feature when the answer lacks it."""
@@ -177,17 +205,7 @@ def parse_choice(name: str, choice: dict[str, Any], prompt: list[int], top_k: in
     if len(plps) != len(prompt):
         raise NotParityCapable(f"{name}: {len(plps)} prompt_logprobs for a {len(prompt)}-token prompt; "
                                "was the prompt re-tokenized (a BOS token added)? parity sends token ids")
-    prefill = Positions()
-    for pos in range(1, len(prompt)):
-        entry = {int(t): v for t, v in (plps[pos] or {}).items()}
-        actual = entry.get(prompt[pos])
-        if actual is None:
-            raise NotParityCapable(f"{name}: prompt_logprobs at position {pos} lack the prompt token "
-                                   f"{prompt[pos]}; is this vLLM's OpenAI server?")
-        top = {t: v["logprob"] for t, v in entry.items() if v.get("rank") is not None and v["rank"] <= top_k}
-        if not top:  # no ranks given: the top-k are the k best entries
-            top = dict(sorted(((t, v["logprob"]) for t, v in entry.items()), key=lambda x: -_lp(x[1]))[:top_k])
-        prefill.append(prompt[pos], actual["logprob"], top)
+    prefill = prompt_positions(name, plps, prompt, 1, top_k)
 
     lps = choice.get("logprobs")
     if not lps or not lps.get("tokens"):
@@ -202,28 +220,82 @@ def parse_choice(name: str, choice: dict[str, Any], prompt: list[int], top_k: in
     return PromptResult(list(prompt), prefill, decode, choice.get("finish_reason"))
 
 
-async def _one(session, name: str, base_url: str, model: str, prompt: list[int], settings: Settings) -> PromptResult:
+async def _choice(session, name: str, base_url: str, body: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """POST one completions request; its first choice, or a one-line error."""
     import aiohttp
 
     url = f"{base_url}/completions"
     try:
-        async with session.post(url, json=request_body(model, prompt, settings)) as r:
+        async with session.post(url, json=body) as r:
             text = await r.text()
             if r.status != 200:
                 raise UserError(f"{name}: {url} answered HTTP {r.status}: {_error_message(text)}"
                                 f"{_hint(text, settings)}")
             try:
-                body = await r.json(content_type=None)
+                answer = await r.json(content_type=None)
             except ValueError:
                 raise NotParityCapable(f"{name}: {url} did not answer JSON; is it an OpenAI-compatible server?") from None
     except aiohttp.ClientConnectionError as e:
         raise UserError(f"{name}: cannot reach {base_url} ({e}); is the server running and the URL right?") from None
     except asyncio.TimeoutError:
         raise UserError(f"{name}: no answer from {url} within {settings.request_timeout_s:.0f} s") from None
-    choices = body.get("choices") if isinstance(body, dict) else None
+    choices = answer.get("choices") if isinstance(answer, dict) else None
     if not choices:
         raise NotParityCapable(f"{name}: {url} answered without choices")
-    return parse_choice(name, choices[0], prompt, settings.top_k)
+    return choices[0]
+
+
+async def _one(session, name: str, base_url: str, model: str, prompt: list[int], settings: Settings) -> PromptResult:
+    choice = await _choice(session, name, base_url, request_body(model, prompt, settings), settings)
+    return parse_choice(name, choice, prompt, settings.top_k)
+
+
+def rescore_body(model: str, result: PromptResult, settings: Settings) -> dict[str, Any]:
+    """Prompt + continuation as one prompt: its prompt logprobs from position len(prompt) on
+    are the continuation's tokens, teacher-forced. One token is generated (vLLM needs >= 1)."""
+    body = request_body(model, result.prompt_token_ids + result.decode.token_ids, settings)
+    body.update(max_tokens=1, logprobs=None, ignore_eos=False)
+    return body
+
+
+async def _rescore_one(session, name: str, base_url: str, model: str, result: PromptResult,
+                       settings: Settings) -> Positions:
+    tokens = result.prompt_token_ids + result.decode.token_ids
+    choice = await _choice(session, name, base_url, rescore_body(model, result, settings), settings)
+    plps = choice.get("prompt_logprobs")
+    if not plps or len(plps) != len(tokens):
+        raise NotParityCapable(f"{name}: rescoring a continuation got {len(plps or [])} prompt_logprobs for "
+                               f"{len(tokens)} tokens; parity needs vLLM's `prompt_logprobs` on token-id prompts")
+    return prompt_positions(name, plps, tokens, len(result.prompt_token_ids), settings.top_k)
+
+
+async def _gather(settings: Settings, jobs: list[Callable], progress: Callable[[int, int], None] | None) -> list:
+    """Run coroutine factories `job(session)` with `concurrency` in flight, in list order; results
+    in list order."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
+    gate = asyncio.Semaphore(settings.concurrency)
+    results: list[Any] = [None] * len(jobs)
+    done = 0
+
+    async def one(session, i: int) -> None:
+        nonlocal done
+        async with gate:
+            results[i] = await jobs[i](session)
+        done += 1
+        if progress:
+            progress(done, len(jobs))
+
+    conn = aiohttp.TCPConnector(limit=settings.concurrency)
+    async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
+        tasks = [asyncio.ensure_future(one(session, i)) for i in range(len(jobs))]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+    return results
 
 
 def _error_message(text: str) -> str:
@@ -259,33 +331,28 @@ def send_order(n: int, order_seed: int | None) -> list[int]:
 async def collect_async(name: str, base_url: str, model: str, settings: Settings,
                         progress: Callable[[int, int], None] | None = None,
                         order_seed: int | None = None) -> Collection:
-    import aiohttp
-
     prompts = settings.prompts.prompts()
-    out = Collection(name=name, model=model, settings=settings, source=base_url)
-    timeout = aiohttp.ClientTimeout(total=settings.request_timeout_s)
-    gate = asyncio.Semaphore(settings.concurrency)
+    order = send_order(len(prompts), order_seed)
+    jobs = [lambda session, i=i: _one(session, name, base_url, model, prompts[i], settings) for i in order]
+    sent = await _gather(settings, jobs, progress)
     results: list[PromptResult | None] = [None] * len(prompts)
-    done = 0
+    for i, r in zip(order, sent):
+        results[i] = r
+    return Collection(name=name, model=model, settings=settings, source=base_url, results=list(results))
 
-    async def one(session, i: int) -> None:
-        nonlocal done
-        async with gate:
-            results[i] = await _one(session, name, base_url, model, prompts[i], settings)
-        done += 1
-        if progress:
-            progress(done, len(prompts))
 
-    conn = aiohttp.TCPConnector(limit=settings.concurrency)
-    async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
-        tasks = [asyncio.ensure_future(one(session, i)) for i in send_order(len(prompts), order_seed)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
-    out.results = list(results)
-    return out
+def rescore(target: Collection, name: str, base_url: str, model: str,
+            progress: Callable[[int, int], None] | None = None) -> Collection:
+    """Fill `target`'s results with `rescored`: the logprobs that the server at base_url (the
+    reference, called `name`) gives target's greedy tokens, teacher-forced."""
+    from attnbench.serving.endpoint import normalize
+
+    url = normalize(base_url)
+    jobs = [lambda session, r=r: _rescore_one(session, name, url, model, r, target.settings) for r in target.results]
+    for r, positions in zip(target.results, asyncio.run(_gather(target.settings, jobs, progress))):
+        r.rescored = positions
+    target.rescored_by = name
+    return target
 
 
 def run_parity_requests(base_url: str, model: str, settings: Settings, name: str = "server",

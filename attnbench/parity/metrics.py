@@ -2,10 +2,17 @@
 
 Teacher-forced prompt positions (prefill) have the same context on both sides by construction.
 Greedy continuations (decode) have the same context only up to the first token where they
-differ, so decode positions are compared on that common prefix only."""
+differ. When the reference rescored the backend's continuation (collect.rescore), every decode
+position is compared with the reference's teacher-forced logprobs in the backend's own context;
+otherwise only the common prefix is.
+
+Top-k lists are compared too: the share of the reference's top-k that the backend also ranks in
+its top-k (overlap), each side's probability mass outside its own top-k (what the top-k metrics
+cannot see) and the reference's mass on tokens the backend left out of its top-k (missed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -99,15 +106,63 @@ class Comparison:
     samples: dict[str, list] = field(default_factory=dict)
 
 
-def _positions(ref: Positions, other: Positions, n: int, tie_margin: float):
-    d = [abs(other.logprobs[i] - ref.logprobs[i]) for i in range(n)]
-    kl = [kl_topk(ref.top_ids[i], ref.top_logprobs[i], other.top_ids[i], other.top_logprobs[i]) for i in range(n)]
-    agree = [top1_agrees(ref, other, i, tie_margin) for i in range(n)]
-    return d, kl, agree
+def tail_mass(lps: list[float]) -> float:
+    """Probability outside a top-k list: 1 - the sum of its probabilities."""
+    return min(1.0, max(0.0, 1.0 - float(np.exp(np.asarray(lps, dtype=np.float64)).sum())))
+
+
+def topk_overlap(ref_ids: list[int], ids: list[int]) -> float:
+    """Share of the reference's top-k that is in the backend's top-k (k: the shorter list)."""
+    k = min(len(ref_ids), len(ids))
+    return len(set(ref_ids[:k]) & set(ids[:k])) / k if k else 1.0
+
+
+def missed_mass(ref_ids: list[int], ref_lps: list[float], ids: list[int]) -> float:
+    """The reference's probability on its top-k tokens that the backend's top-k lacks."""
+    theirs = set(ids)
+    return float(sum(math.exp(lp) for t, lp in zip(ref_ids, ref_lps) if t not in theirs))
+
+
+@dataclass
+class _Acc:
+    """Per-position values of one part (prefill or decode)."""
+
+    d: list[float] = field(default_factory=list)
+    kl: list[float] = field(default_factory=list)
+    agree: list[tuple[bool, bool]] = field(default_factory=list)
+    overlap: list[float] = field(default_factory=list)
+    tail: list[float] = field(default_factory=list)
+    ref_tail: list[float] = field(default_factory=list)
+    missed: list[float] = field(default_factory=list)
+
+    def add(self, ref: Positions, other: Positions, n: int, tie_margin: float) -> list[float]:
+        d = [abs(other.logprobs[i] - ref.logprobs[i]) for i in range(n)]
+        self.d += d
+        for i in range(n):
+            self.kl.append(kl_topk(ref.top_ids[i], ref.top_logprobs[i], other.top_ids[i], other.top_logprobs[i]))
+            self.agree.append(top1_agrees(ref, other, i, tie_margin))
+            self.overlap.append(topk_overlap(ref.top_ids[i], other.top_ids[i]))
+            self.tail.append(tail_mass(other.top_logprobs[i]))
+            self.ref_tail.append(tail_mass(ref.top_logprobs[i]))
+            self.missed.append(missed_mass(ref.top_ids[i], ref.top_logprobs[i], other.top_ids[i]))
+        return d
+
+    def __add__(self, other: "_Acc") -> "_Acc":
+        return _Acc(*(getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)))
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None]:
     return (max(values), float(np.mean(values))) if values else (None, None)
+
+
+def _mean(values: list) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def rescored(ref: Collection, other: Collection) -> bool:
+    """Whether `other`'s continuations carry `ref`'s teacher-forced logprobs (collect.rescore)."""
+    return bool(other.results) and other.rescored_by == ref.name and all(
+        r.rescored is not None and len(r.rescored) == len(r.decode) for r in other.results)
 
 
 def compare(ref: Collection, other: Collection, tie_margin: float = TIE_MARGIN) -> Comparison:
@@ -115,39 +170,44 @@ def compare(ref: Collection, other: Collection, tie_margin: float = TIE_MARGIN) 
     if len(ref.results) != len(other.results) or any(
             a.prompt_token_ids != b.prompt_token_ids for a, b in zip(ref.results, other.results)):
         raise UserError(f"{other.name} and {ref.name} were collected from different prompts; "
-                        "collect both with the same --seed, --num-prompts and prompt lengths")
-    pre_d, pre_kl, pre_agree, dec_d, dec_kl = [], [], [], [], []
+                        "collect both with the same --seed, --num-prompts, --prompts and prompt lengths")
+    every = rescored(ref, other)
+    pre, dec = _Acc(), _Acc()
     per_prompt = {"prefill_abs_dlogprob": [], "decode_abs_dlogprob": [], "greedy_prefix_len": [],
                   "greedy_len": [], "prompt_len": []}
     for a, b in zip(ref.results, other.results):
         if len(a.prefill) != len(b.prefill):
             raise UserError(f"{other.name}: {len(b.prefill)} prefill positions where {ref.name} has {len(a.prefill)}")
-        d, kl, agree = _positions(a.prefill, b.prefill, len(a.prefill), tie_margin)
-        pre_d += d
-        pre_kl += kl
-        pre_agree += agree
+        d = pre.add(a.prefill, b.prefill, len(a.prefill), tie_margin)
         prefix = common_prefix(a.decode.token_ids, b.decode.token_ids)
-        dd, dkl, _ = _positions(a.decode, b.decode, prefix, tie_margin)
-        dec_d += dd
-        dec_kl += dkl
+        dd = (dec.add(b.rescored, b.decode, len(b.decode), tie_margin) if every
+              else dec.add(a.decode, b.decode, prefix, tie_margin))
         per_prompt["prefill_abs_dlogprob"].append([round(x, 6) for x in d])
         per_prompt["decode_abs_dlogprob"].append([round(x, 6) for x in dd])
         per_prompt["greedy_prefix_len"].append(prefix)
         per_prompt["greedy_len"].append(min(len(a.decode), len(b.decode)))
         per_prompt["prompt_len"].append(len(a.prompt_token_ids))
-    all_d, all_kl = pre_d + dec_d, pre_kl + dec_kl
+    both = pre + dec
     prefixes, lengths = per_prompt["greedy_prefix_len"], per_prompt["greedy_len"]
     m: dict[str, float | int | None] = {}
-    m["max_abs_dlogprob"], m["mean_abs_dlogprob"] = _stats(all_d)
-    m["max_kl"], m["mean_kl"] = _stats(all_kl)
-    m["prefill_max_abs_dlogprob"], m["prefill_mean_abs_dlogprob"] = _stats(pre_d)
-    m["decode_max_abs_dlogprob"], m["decode_mean_abs_dlogprob"] = _stats(dec_d)
-    m["prefill_mean_kl"], m["decode_mean_kl"] = _stats(pre_kl)[1], _stats(dec_kl)[1]
-    m["top1_agreement"] = float(np.mean([x for x, _ in pre_agree])) if pre_agree else None
-    m["top1_agreement_tie_aware"] = float(np.mean([y for _, y in pre_agree])) if pre_agree else None
+    m["max_abs_dlogprob"], m["mean_abs_dlogprob"] = _stats(both.d)
+    m["max_kl"], m["mean_kl"] = _stats(both.kl)
+    m["prefill_max_abs_dlogprob"], m["prefill_mean_abs_dlogprob"] = _stats(pre.d)
+    m["decode_max_abs_dlogprob"], m["decode_mean_abs_dlogprob"] = _stats(dec.d)
+    m["prefill_mean_kl"], m["decode_mean_kl"] = _stats(pre.kl)[1], _stats(dec.kl)[1]
+    m["top1_agreement"] = _mean([x for x, _ in pre.agree])
+    m["top1_agreement_tie_aware"] = _mean([y for _, y in pre.agree])
+    m["decode_top1_agreement_tie_aware"] = _mean([y for _, y in dec.agree]) if every else None
+    m["topk_overlap_mean"] = _mean(both.overlap)
+    m["topk_overlap_min"] = min(both.overlap) if both.overlap else None
+    m["tail_mass_mean"], m["ref_tail_mass_mean"] = _mean(both.tail), _mean(both.ref_tail)
+    m["tail_mass_max"] = max(both.tail) if both.tail else None
+    m["missed_mass_mean"] = _mean(both.missed)
+    m["missed_mass_max"] = max(both.missed) if both.missed else None
     m["greedy_prefix_mean"] = float(np.mean(prefixes)) if prefixes else None
     m["greedy_prefix_min"] = min(prefixes) if prefixes else None
     m["greedy_identical_frac"] = float(np.mean([p == n for p, n in zip(prefixes, lengths)])) if prefixes else None
-    m["prefill_positions"], m["decode_positions"] = len(pre_d), len(dec_d)
+    m["prefill_positions"], m["decode_positions"] = len(pre.d), len(dec.d)
+    m["decode_rescored"] = int(every)
     m = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in m.items()}
     return Comparison(other.name, ref.name, m, per_prompt)

@@ -14,6 +14,9 @@ COLUMNS = (  # header, metric key, format
     ("mean KL", "mean_kl", "{:.2e}"),
     ("top-1", "top1_agreement", "{:.4f}"),
     ("top-1 (ties)", "top1_agreement_tie_aware", "{:.4f}"),
+    ("top-k overlap", "topk_overlap_mean", "{:.4f}"),
+    ("tail mass", "tail_mass_mean", "{:.4f}"),
+    ("missed mass", "missed_mass_mean", "{:.2e}"),
     ("greedy prefix mean", "greedy_prefix_mean", "{:.1f}"),
     ("min", "greedy_prefix_min", "{:d}"),
 )
@@ -36,7 +39,8 @@ def rows(records: list[Record], reference: str) -> list[list[str]]:
     """One row per (backend, what it is compared with); the reference backend gets a row too."""
     out = []
     for rec in records:
-        compared = [(p, a) for p, a in (("", reference), ("hf_", "hf-fp32")) if rec.metrics.get(p + "max_abs_dlogprob") is not None]
+        against = (("", reference), ("null_", "itself (null)"), ("hf_", "hf-fp32"))
+        compared = [(p, a) for p, a in against if rec.metrics.get(p + "max_abs_dlogprob") is not None]
         if rec.status != "ok" or not compared:
             against = "(reference)" if rec.backend == reference and rec.status == "ok" else reference
             out.append([rec.backend, against, *("-" for _ in COLUMNS), verdict(rec)])
@@ -65,6 +69,8 @@ def _md_row(cells: list[str]) -> str:
 def summary(records: list[Record], reference: str, warnings: list[str] = ()) -> str:
     scenario = next((r.scenario for r in records), {})
     settings = scenario.get("settings", {})
+    rescored = any(r.metrics.get("decode_rescored") for r in records)
+    prompts = settings.get("prompts", {})
     header = ["backend", "vs", *(h for h, _, _ in COLUMNS), "verdict"]
     body = rows(records, reference)
     md = [
@@ -73,14 +79,19 @@ def summary(records: list[Record], reference: str, warnings: list[str] = ()) -> 
         f"Model `{scenario.get('model')}`; reference backend `{reference}`"
         + (f"; fp32 transformers reference `{scenario['fp32_reference']}`" if scenario.get("fp32_reference") else "")
         + ".",
-        f"{len(scenario.get('prompt_lens', []))} prompts of {scenario.get('prompt_lens')} tokens (seed "
-        f"{settings.get('prompts', {}).get('seed')}), top-{settings.get('top_k')} logprobs, "
+        f"{len(scenario.get('prompt_lens', []))} prompts of {scenario.get('prompt_lens')} tokens "
+        f"({'natural text from the shipped corpus' if prompts.get('source') == 'text' else 'random token ids'}, "
+        f"seed {prompts.get('seed')}), top-{settings.get('top_k')} logprobs, "
         f"{settings.get('max_tokens')} greedy tokens.",
         "",
         "|Δlp|: absolute logprob difference of the actual next token, over teacher-forced prompt positions and "
-        "the shared prefix of the greedy continuations. KL: KL(reference || backend) over the union of both "
-        "top-k lists. top-1 (ties): top-1 agreement counting near-ties of the reference as agreement. "
-        "Greedy prefix: identical greedy tokens per prompt.",
+        + ("every greedy token, the backend's against the reference's teacher-forced logprob of it in the same "
+           "context (the reference rescored each continuation)" if rescored else
+           "the shared prefix of the greedy continuations") + ". KL: KL(reference || backend) over the union "
+        "of both top-k lists. top-1 (ties): top-1 agreement counting near-ties of the reference as agreement. "
+        "top-k overlap: share of the reference's top-k in the backend's. tail mass: the backend's probability "
+        "outside its top-k (what the top-k metrics cannot see). missed mass: the reference's probability on "
+        "its top-k tokens that the backend's top-k lacks. Greedy prefix: identical greedy tokens per prompt.",
         "",
         _md_row(header),
         "|" + "---|" * len(header),
@@ -92,11 +103,26 @@ def summary(records: list[Record], reference: str, warnings: list[str] = ()) -> 
         md += ["", "## Failures", "", *failures]
     if warnings:
         md += ["", "## Warnings", "", *(f"- {w}" for w in warnings)]
+    md += null_section(scenario.get("null"))
     thresholds = scenario.get("thresholds")
     if thresholds:
         md += ["", "Thresholds: " + ", ".join(f"{k} {v}" for k, v in thresholds.items()) + "."]
     md += ["", "![|Δ logprob| by position](parity_dlogprob.png)", ""]
     return "\n".join(md)
+
+
+def null_section(null: dict | None) -> list[str]:
+    """Markdown: what the null pass was and the limit each metric got from it."""
+    if not null:
+        return []
+    md = ["", "## Limits from the null pass", "",
+          f"Null: {null['how']}. A backend fails a metric above {null['factor']:g} x the null's spread "
+          f"(for an agreement: its disagreement 1 - value), never below {null['floor']:g} of the fixed bf16 limit.",
+          "", "| metric | null | limit | from |", "|---|---|---|---|"]
+    for key, n in null["limits"].items():
+        md.append(f"| {key} | {n['null']:.4g} | {'>=' if n['kind'] == 'min' else '<='} {n['limit']:.4g} | "
+                  f"{'floor' if n['from'] == 'floor' else str(null['factor']) + ' x null'} |")
+    return md
 
 
 def per_position(c: Comparison) -> list[float]:

@@ -35,6 +35,7 @@ class Parity:
     thresholds: Thresholds = field(default_factory=Thresholds)
     ready_timeout_s: float = 900.0
     random_weights: bool = False  # embedded model: real random weights instead of vLLM's dummy ones
+    null_pass: bool = True  # collect the reference again (null) and rescore every continuation with it
 
     def names(self) -> list[str]:
         return [*self.endpoints, *(b.name for b in self.backends)]
@@ -52,6 +53,48 @@ def reference_name(p: Parity) -> str:
                             "name one of them, or add it to --backends / --endpoint")
         return p.reference
     return "fa3" if "fa3" in names else names[0]
+
+
+def null_name(ref: str) -> str:
+    return f"{ref}-null"
+
+
+def null_order_seed(p: Parity) -> int:
+    """The null pass sends the prompts shuffled by this seed (the first pass sends them in order)."""
+    return p.settings.prompts.seed + 1
+
+
+def effective_reference(p: Parity, collections: dict[str, Collection], say: bool = False) -> str:
+    """The reference: --reference, else fa3 or the first source; when that default did not
+    run, the first source that did."""
+    ref = reference_name(p)
+    if ref not in collections and not p.reference:
+        ran = [n for n in p.names() if n in collections]
+        if ran:
+            if say:
+                notice(f"the default reference {ref} did not run; comparing with {ran[0]} instead")
+            ref = ran[0]
+    return ref
+
+
+def reference_pass(p: Parity, ref: str, base_url: str, model: str, collections: dict[str, Collection],
+                   status: StatusLine) -> None:
+    """With the reference's server up (again): collect the null (the same prompts in another
+    order) and rescore every other source's greedy continuation, saving each as it is done."""
+    from attnbench.parity.collect import rescore, run_parity_requests
+
+    name = null_name(ref)
+    null = run_parity_requests(base_url, model, p.settings, name=name, progress=_progress(status, name),
+                               order_seed=null_order_seed(p))
+    null.null_of = ref
+    collections[name] = null
+    status.done(f"[{name}] collected {len(null.results)} prompts (null pass)")
+    for other, c in list(collections.items()):
+        if other in (ref, hf.NAME):
+            continue
+        rescore(c, ref, base_url, model, progress=_progress(status, f"{ref} rescoring {other}"))
+        status.done(f"[{ref}] rescored the continuations of {other}")
+        _save(p, c)
 
 
 def check(p: Parity) -> None:
@@ -146,6 +189,11 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
             collections[name] = run_parity_requests(url, model, p.settings, name=name, progress=_progress(status, name))
             status.done(f"[{name}] collected {len(collections[name].results)} prompts from {url}")
             _save(p, collections[name])
+        if p.null_pass:
+            ref = effective_reference(p, collections)
+            models = served[ref]
+            reference_pass(p, ref, urls[ref], p.model if p.model in models else (models[0] if models else p.model),
+                           collections, status)
     else:
         from attnbench.models import embedded
         from attnbench.serving.server import ServerFailed, ServerSpec, running
@@ -162,12 +210,26 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
         if dummy:  # check() refuses this; never serve dummy weights
             raise UserError(f"{model}: refusing dummy weights; pass --random-weights or --model PATH")
         extra = serve_args(p)
+
+        def spec(backend: Backend, log: str) -> ServerSpec:
+            return ServerSpec(model=served_path, backend=backend, served_model_name=model, extra_args=extra,
+                              log_path=p.result_dir / backend.name / log, ready_timeout_s=p.ready_timeout_s)
+
+        def failed(name: str, s: ServerSpec, e: Exception) -> str:
+            status.done()
+            if isinstance(e, ServerFailed):
+                notice(f"{e.reason}; log: {s.log_path}")
+                for line in e.log_tail[-8:]:
+                    print(f"    {line}", file=sys.stderr)
+                return e.reason
+            notice(f"{name}: {e}")
+            return str(e)
+
         for backend in p.backends:
-            spec = ServerSpec(model=served_path, backend=backend, served_model_name=model, extra_args=extra,
-                              log_path=p.result_dir / backend.name / "server.log", ready_timeout_s=p.ready_timeout_s)
+            s = spec(backend, "server.log")
             provs[backend.name] = provenance.collect({"started_by_attnbench": True})
             try:
-                with running(spec, status) as server:
+                with running(s, status) as server:
                     status.done(f"[{backend.name}] server ready at {server.base_url}")
                     provs[backend.name]["server_command"] = " ".join(server.command())
                     c = run_parity_requests(server.base_url, server.model_name, p.settings, name=backend.name,
@@ -175,16 +237,18 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
                     status.done(f"[{backend.name}] collected {len(c.results)} prompts")
                 collections[backend.name] = c
                 _save(p, c)
-            except ServerFailed as e:
-                status.done()
-                errors[backend.name] = e.reason
-                notice(f"{e.reason}; log: {spec.log_path}")
-                for line in e.log_tail[-8:]:
-                    print(f"    {line}", file=sys.stderr)
-            except UserError as e:
-                status.done()
-                errors[backend.name] = str(e)
-                notice(f"{backend.name}: {e}")
+            except (ServerFailed, UserError) as e:
+                errors[backend.name] = failed(backend.name, s, e)
+        ref = effective_reference(p, collections)
+        if p.null_pass and ref in collections:
+            backend = next(b for b in p.backends if b.name == ref)
+            s = spec(backend, "server-null.log")
+            try:
+                with running(s, status) as server:  # a restart: the null includes what a restart changes
+                    status.done(f"[{ref}] restarted for the null pass at {server.base_url}")
+                    reference_pass(p, ref, server.base_url, server.model_name, collections, status)
+            except (ServerFailed, UserError) as e:
+                errors[null_name(ref)] = failed(null_name(ref), s, e)
     folder = hf_folder(p, served_path)
     if folder:
         status(f"[{hf.NAME}] loading {folder}")
@@ -203,23 +267,38 @@ def _scenario(p: Parity, ref: str, model: str | None) -> dict:
             "prompt_lens": p.settings.prompts.lengths(), "thresholds": dataclasses.asdict(p.thresholds)}
 
 
+def null_info(p: Parity, ref: str, null: Comparison | None) -> dict | None:
+    """What the null pass was and the limits it gives, for the records and the summary."""
+    if null is None:
+        return None
+    how = (f"{ref} restarted" if p.backends else f"{ref} collected again") + \
+        f", the prompts sent in another order (seed {null_order_seed(p)})"
+    return {"source": null.backend, "how": how, "factor": p.thresholds.null_factor,
+            "floor": p.thresholds.null_floor, "limits": p.thresholds.from_null(null.metrics)}
+
+
 def judge(p: Parity, collections: dict[str, Collection], errors: dict[str, str], provs: dict[str, dict],
           model: str | None) -> tuple[list[Record], dict[str, Comparison], str]:
     """One record per source (not the fp32 reference): metrics against the reference backend,
     `hf_`-prefixed metrics against the fp32 reference, and the verdict; and the reference used
-    (when the default reference failed to run, the first source that did)."""
-    ref = reference_name(p)
-    if ref not in collections and not p.reference:
-        ran = [n for n in p.names() if n in collections]
-        if ran:
-            notice(f"the default reference {ref} did not run; comparing with {ran[0]} instead")
-            ref = ran[0]
+    (when the default reference failed to run, the first source that did). With a null pass the
+    limits against the reference come from it, and the reference's record carries `null_`
+    metrics and fails when it disagrees with itself beyond the bf16 estimates."""
+    ref = effective_reference(p, collections, say=True)
     fp32 = collections.get(hf.NAME)
+    null_c = collections.get(null_name(ref))
+    null = compare(collections[ref], null_c, p.thresholds.tie_margin) \
+        if p.null_pass and null_c is not None and null_c.null_of == ref and ref in collections else None
+    info = null_info(p, ref, null)
+    limits = info["limits"] if info else None
     comparisons: dict[str, Comparison] = {}
+    if null:
+        comparisons[null.backend] = null
     records = []
     for name in p.names():
         scenario = _scenario(p, ref, model)
         scenario["fp32_reference"] = fp32.model if fp32 else None
+        scenario["null"] = info
         rec = Record(kind="parity", backend=name, scenario=scenario, provenance=provs.get(name, {}))
         if name in errors or name not in collections:
             rec.status, rec.error = "failed", errors.get(name, "not collected")
@@ -235,14 +314,19 @@ def judge(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
             comparisons[name] = c
             rec.metrics.update(c.metrics)
             rec.samples.update(c.samples)
-            failures += [f"vs {ref}: {f}" for f in p.thresholds.failures(c.metrics)]
+            failures += [f"vs {ref}: {f}" for f in p.thresholds.failures(c.metrics, null_limits=limits)]
+        if name == ref and null:
+            rec.metrics.update({f"null_{k}": v for k, v in null.metrics.items()})
+            rec.samples.update({f"null_{k}": v for k, v in null.samples.items()})
+            failures += [f"vs itself ({null.backend}): {f}; it is not reproducible, and limits derived from it are loose"
+                         for f in p.thresholds.failures(null.metrics)]
         if fp32:
             c = compare(fp32, collections[name], p.thresholds.tie_margin)
             comparisons[f"{name} vs {hf.NAME}"] = c
             rec.metrics.update({f"hf_{k}": v for k, v in c.metrics.items()})
             rec.samples.update({f"hf_{k}": v for k, v in c.samples.items()})
             failures += [f"vs {hf.NAME}: {f}" for f in p.thresholds.failures(c.metrics, fp32=True)]
-        compared = (name != ref and ref in collections) or fp32 is not None
+        compared = (name != ref and ref in collections) or fp32 is not None or (name == ref and null is not None)
         rec.metrics["passed"] = (0 if failures else 1) if compared or bad else None
         rec.samples["threshold_failures"] = failures
         records.append(rec)
@@ -274,7 +358,7 @@ def write(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
 
     served = next((c.model for c in collections.values() if c.name != hf.NAME), None)
     records, comparisons, ref = judge(p, collections, errors, provs, p.model or served)
-    notes = warnings(p, collections)
+    notes = warnings(p, collections, errors)
     for rec in records:
         rec.samples["warnings"] = notes
         rec.save(p.result_dir / f"parity-{rec.backend}.json")
@@ -283,7 +367,7 @@ def write(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
     return records
 
 
-def warnings(p: Parity, collections: dict[str, Collection]) -> list[str]:
+def warnings(p: Parity, collections: dict[str, Collection], errors: dict[str, str] | None = None) -> list[str]:
     """What makes the comparison with the fp32 reference suspect beyond the metrics: a model folder
     that vLLM loads differently from transformers, a degenerate fp32 reference."""
     folders = [p.hf_reference if p.hf_reference not in (AUTO, OFF) else None, p.model,
@@ -295,10 +379,17 @@ def warnings(p: Parity, collections: dict[str, Collection]) -> list[str]:
     bad = degenerate(fp32, p.thresholds.max_flat_fraction) if fp32 else None
     if bad:
         out.append(f"{hf.NAME}: {bad}")
+    ref = effective_reference(p, collections)
+    null = collections.get(null_name(ref))
+    if p.null_pass and ref in collections and (null is None or null.null_of != ref):
+        why = (errors or {}).get(null_name(ref)) or f"none collected for {ref}"
+        out.append(f"no null pass ({why}): the limits are the fixed bf16 estimates, and greedy continuations "
+                   "compare only up to their first different token")
     return out
 
 
-def rejudge(collected_dir: Path, result_dir: Path, reference: str | None, thresholds: Thresholds) -> list[Record]:
+def rejudge(collected_dir: Path, result_dir: Path, reference: str | None, thresholds: Thresholds,
+            null_pass: bool = True) -> list[Record]:
     """Compare and judge collections saved by an earlier run (its collected/ folder) again, e.g.
     with other thresholds or another reference: no server, no GPU."""
     files = sorted(Path(collected_dir).glob("*.json*"))
@@ -308,8 +399,8 @@ def rejudge(collected_dir: Path, result_dir: Path, reference: str | None, thresh
     collections = {c.name: c for c in map(Collection.load, files)}
     first = next(iter(collections.values()))
     p = Parity(settings=first.settings, result_dir=result_dir, model=first.model, reference=reference,
-               endpoints={n: c.source for n, c in collections.items() if n != hf.NAME}, hf_reference=OFF,
-               thresholds=thresholds)
+               endpoints={n: c.source for n, c in collections.items() if n != hf.NAME and not c.null_of},
+               hf_reference=OFF, thresholds=thresholds, null_pass=null_pass)
     if not p.endpoints or len(collections) < 2:
         raise UserError(f"--from-collected {collected_dir}: parity needs two or more collections there")
     reference_name(p)

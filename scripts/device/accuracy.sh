@@ -1,5 +1,7 @@
 # Device fragment (prepared, not yet run): parity across backends on real and random weights, the
 # broken-attention check, and GPQA on SmolLM2 with paired comparisons. Results under /tmp/res/.
+# Every parity run includes the null pass (fa3 restarted, prompts in another order) that sets its
+# limits, and fa3 rescoring every continuation; summary.md lists the limits the null gave.
 source scripts/device/env.sh
 mkdir -p /tmp/res
 step() { echo "=== $(date -u +%T) $*"; }
@@ -8,6 +10,9 @@ step smollm2; source scripts/device/smollm2.sh
 step parity-smollm2
 timeout -k 10 900 python3 -m attnbench parity --backends $B --model /tmp/models/smollm2 \
   --hf-reference /tmp/models/smollm2 --result-dir /tmp/res/parity-smollm2 2>&1 | tail -30
+step parity-smollm2-text
+timeout -k 10 900 python3 -m attnbench parity --backends $B --model /tmp/models/smollm2 --prompts text \
+  --hf-reference off --result-dir /tmp/res/parity-smollm2-text 2>&1 | tail -30
 step parity-qwen3-random
 timeout -k 10 900 python3 -m attnbench parity --backends $B --model qwen3-0.6b --random-weights \
   --result-dir /tmp/res/parity-qwen3-random 2>&1 | tail -30

@@ -27,6 +27,9 @@ class Script:
     flip_decode_at: int | None = None  # greedy step that emits the 2nd-best token instead
     omit_prompt_logprobs: bool = False
     seed: int = 1
+    decode_shift: dict[int, float] = field(default_factory=dict)  # greedy step -> added to every logprob there
+    later_prefill_shift: dict[int, float] = field(default_factory=dict)  # like prefill_shift, from request `later_from` on
+    later_from: int | None = None  # (0-based request count), e.g. a second pass that differs from the first
 
 
 def _entry(lp_row: np.ndarray, chosen: int, k: int, shift: float) -> dict[str, dict]:
@@ -38,11 +41,14 @@ def _entry(lp_row: np.ndarray, chosen: int, k: int, shift: float) -> dict[str, d
     return out
 
 
-def answer(script: Script, lp: np.ndarray, body: dict) -> dict:
+def answer(script: Script, lp: np.ndarray, body: dict, request_index: int = 0) -> dict:
     prompt = [int(t) for t in body["prompt"]]
     k = int(body.get("logprobs") or 0)
     pk = body.get("prompt_logprobs")
-    prompt_lps = [None] + [_entry(lp[prompt[p - 1]], prompt[p], int(pk), script.prefill_shift.get(p, 0.0))
+    shift = dict(script.prefill_shift)
+    if script.later_from is not None and request_index >= script.later_from:
+        shift.update(script.later_prefill_shift)
+    prompt_lps = [None] + [_entry(lp[prompt[p - 1]], prompt[p], int(pk), shift.get(p, 0.0))
                            for p in range(1, len(prompt))] if pk is not None else None
     tokens, token_lps, tops, ids = [], [], [], []
     last = prompt[-1]
@@ -50,10 +56,11 @@ def answer(script: Script, lp: np.ndarray, body: dict) -> dict:
         row = lp[last]
         order = np.argsort(-row, kind="stable")
         chosen = int(order[1] if step == script.flip_decode_at else order[0])
-        top = {f"token_id:{chosen}": float(row[chosen])}
-        top.update({f"token_id:{int(t)}": float(row[t]) for t in order[:k]})
+        d = script.decode_shift.get(step, 0.0)
+        top = {f"token_id:{chosen}": float(row[chosen] + d)}
+        top.update({f"token_id:{int(t)}": float(row[t] + d) for t in order[:k]})
         tokens.append(f"token_id:{chosen}")
-        token_lps.append(float(row[chosen]))
+        token_lps.append(float(row[chosen] + d))
         tops.append(top)
         ids.append(chosen)
         last = chosen
@@ -95,10 +102,11 @@ class LogprobServer:
 
         async def completions(request):
             body = await request.json()
+            index = len(self.requests)
             self.requests.append(body)
             if body.get("model") != self.script.model:
                 return web.json_response({"error": {"message": f"model {body.get('model')!r} not found"}}, status=404)
-            return web.json_response(answer(self.script, self.lp, body))
+            return web.json_response(answer(self.script, self.lp, body, index))
 
         async def start():
             app = web.Application()

@@ -42,7 +42,10 @@ def test_two_endpoints_end_to_end(tmp_path):
         p = attnbench("--endpoint", f"fa3={fa3.base_url}", "--endpoint", f"fa4=127.0.0.1:{fa4.port}",
                       "--result-dir", str(out), *FLAGS)
     assert p.returncode == 1, p.stderr  # fa4 breaks the max |Δ logprob| limit
-    assert "fa4" in p.stdout and "FAIL" in p.stdout and "max_abs_dlogprob 0.3 > 0.25" in p.stdout
+    # the scripted fa3 repeats itself exactly: the null is 0, so the limits are the floors
+    # (a quarter of the bf16 estimates): 0.3 > 0.0625; mean 3 x 0.3 / 65 positions > 0.005
+    assert "fa4" in p.stdout and "FAIL" in p.stdout and "max_abs_dlogprob 0.3 > 0.0625 (the floor" in p.stdout
+    assert "mean_abs_dlogprob 0.01385 > 0.005" in p.stdout
     assert "hf-fp32" not in p.stdout and "no fp32 transformers reference" in p.stderr
     recs = {r.backend: r for r in record.load(out)}
     assert set(recs) == {"fa3", "fa4"}
@@ -51,14 +54,21 @@ def test_two_endpoints_end_to_end(tmp_path):
     assert fa4_rec.metrics["max_abs_dlogprob"] == pytest.approx(0.3) and fa4_rec.metrics["passed"] == 0
     assert fa4_rec.samples["prefill_abs_dlogprob"][1][2] == pytest.approx(0.3)
     assert fa4_rec.provenance["server"].endswith(f":{fa4.port}/v1")
-    assert recs["fa3"].metrics["passed"] is None  # the reference is not compared with itself
+    assert recs["fa3"].metrics["passed"] == 1  # the reference against its null pass: identical
+    assert recs["fa3"].metrics["null_max_abs_dlogprob"] == 0.0
+    assert fa4_rec.metrics["decode_rescored"] == 1 and fa4_rec.metrics["decode_positions"] == 15
+    assert fa4_rec.scenario["null"]["limits"]["max_abs_dlogprob"]["limit"] == pytest.approx(0.0625)
     collected = Collection.load(out / "collected" / "fa4.json.gz")
     assert collected.name == "fa4" and len(collected.results) == 3 and collected.source.endswith(f":{fa4.port}/v1")
     summary = (out / "summary.md").read_text()
-    assert "| fa4 | fa3 | 0.3000 |" in summary and "max_abs_dlogprob 0.3 > 0.25" in summary
+    assert "| fa4 | fa3 | 0.3000 |" in summary and "max_abs_dlogprob 0.3 > 0.0625" in summary
+    assert "## Limits from the null pass" in summary and "| max_abs_dlogprob | 0 | <= 0.0625 | floor |" in summary
+    assert "| fa3 | itself (null) | 0.0000 |" in summary
+    assert (out / "collected" / "fa3-null.json.gz").exists()
     assert (out / "parity_dlogprob.png").read_bytes()[:4] == b"\x89PNG"
-    # judged again from what was collected, with a looser limit: no server needed
-    again = attnbench("--from-collected", str(out / "collected"), "--max-dlogprob", "0.5", "--result-dir", str(tmp_path / "again"))
+    # judged again from what was collected, with fixed looser limits: no server needed
+    again = attnbench("--from-collected", str(out / "collected"), "--no-null-pass", "--max-dlogprob", "0.5",
+                      "--result-dir", str(tmp_path / "again"))
     assert again.returncode == 0, again.stderr
     rec = {r.backend: r for r in record.load(tmp_path / "again")}["fa4"]
     assert rec.metrics["passed"] == 1 and rec.metrics["max_abs_dlogprob"] == pytest.approx(0.3)
@@ -68,7 +78,7 @@ def test_two_endpoints_end_to_end(tmp_path):
 def test_identical_endpoints_pass_and_thresholds_are_flags(tmp_path):
     with LogprobServer() as a, LogprobServer(Script(prefill_shift={3: 0.3})) as b:
         p = attnbench("--endpoint", f"a={a.base_url}", "--endpoint", f"b={b.base_url}", "--max-dlogprob", "0.5",
-                      "--result-dir", str(tmp_path), *FLAGS)
+                      "--no-null-pass", "--result-dir", str(tmp_path), *FLAGS)
     assert p.returncode == 0, p.stderr
     assert "pass" in p.stdout and "FAIL" not in p.stdout
 
@@ -153,7 +163,9 @@ def test_backends_start_one_vllm_each_and_a_crash_is_recorded(tmp_path, monkeypa
     assert recs["flashinfer"].status == "failed" and "exited with code 3" in recs["flashinfer"].error
     assert (out / "fa2" / "server.log").exists()
     commands = [json.loads(line) for line in (tmp_path / "args.jsonl").read_text().splitlines()]
-    assert len(commands) == 3
+    assert len(commands) == 4  # fa2, fa3, flashinfer, then fa3 restarted for the null pass
+    assert commands[3] == commands[1][:4] + commands[3][4:] and (out / "fa3" / "server-null.log").exists()
+    assert recs["fa2"].metrics["decode_rescored"] == 1
     for cmd in commands:
         assert "--load-format" not in cmd and "dummy" not in cmd
         assert cmd[cmd.index("--gpu-memory-utilization") + 1] == "0.8"

@@ -68,7 +68,7 @@ def test_healthy_backends_still_pass(tmp_path):
     collected = tmp_path / "collected"
     for name in ("a", "b"):
         _collection(name, peaked).save(collected / f"{name}.json.gz")
-    records = {r.backend: r for r in run.rejudge(collected, tmp_path / "res", None, Thresholds())}
+    records = {r.backend: r for r in run.rejudge(collected, tmp_path / "res", None, Thresholds(), null_pass=False)}
     assert records["b"].metrics["passed"] == 1 and records["b"].metrics["flat_topk_fraction"] == 0.0
     assert "Warnings" not in (tmp_path / "res" / "summary.md").read_text()
 
