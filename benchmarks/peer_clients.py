@@ -155,8 +155,18 @@ def _ci(r: dict) -> str:
 
 def installed() -> list[str]:
     """attnbench always; the peers whose command is on PATH."""
-    return [*VARIANTS] + [c for c, exe in (("vllm", "vllm"), ("guidellm", "guidellm"), ("aiperf", "aiperf"))
-                            if shutil.which(exe)]
+    return [*VARIANTS] + (["vllm"] if _vllm_cli() else []) + [
+        c for c in ("guidellm", "aiperf") if shutil.which(c)]
+
+
+def _vllm_cli() -> list[str] | None:
+    """vLLM's CLI through this Python when vllm imports here (its `vllm` script may name another
+    interpreter), else the `vllm` on PATH."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        return [sys.executable, "-m", "vllm.entrypoints.cli.main"]
+    return ["vllm"] if shutil.which("vllm") else None
 
 
 def command(client: str, a: argparse.Namespace, seed: int, out: Path) -> tuple[list[str], Path]:
@@ -174,7 +184,7 @@ def command(client: str, a: argparse.Namespace, seed: int, out: Path) -> tuple[l
         cmd += [x.format(num_prompts=n) for x in VARIANTS[client]]  # later flags win
         return cmd + extra, out / "peer" / f"serve-{i}x{o}-r0.json"  # the one measured pass
     if client == "vllm":
-        return (["vllm", "bench", "serve", "--backend", "openai", "--base-url", root, "--endpoint", "/v1/completions",
+        return ([*(_vllm_cli() or ["vllm"]), "bench", "serve", "--backend", "openai", "--base-url", root, "--endpoint", "/v1/completions",
                  "--model", a.model, "--tokenizer", a.tokenizer, "--dataset-name", "random",
                  "--random-input-len", i, "--random-output-len", o, "--num-prompts", n, "--max-concurrency", c,
                  "--ignore-eos", "--seed", str(seed), "--save-result", "--result-dir", str(out),

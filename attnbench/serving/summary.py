@@ -204,6 +204,9 @@ def comparison(records: list[Record], baseline: str | None = None, keep_flagged:
                 r = 1.0 if ref is g else (sp.mean / ref.spread(col.key).mean if ref.spread(col.key).mean else None)
                 cells.append(Cell(sp.mean, r, sp, rc, ref is g))
             rows.append(Row(name, g, cells, None))
+        if len(ok) == 1 and not baseline:  # one backend: a ratio to itself says nothing
+            for row in rows:
+                row.cells = [Cell(c.value, None, c.spread) for c in row.cells]
         tables.append(Table(shape, baseline if ref_group is not None else "best", rows, note))
     return tables
 
@@ -365,6 +368,12 @@ def provenance_line(records: list[Record]) -> str:
                 seen.append(v)
         return ", ".join(str(v) for v in seen if v is not None) or "unknown"
 
+    if records and all(r.provenance.get("server_description") for r in records):
+        # an endpoint run: this machine ran only the client, so describe the server as it described itself
+        d = lambda key: values(lambda p: p["server_description"].get(key))  # noqa: E731
+        return (f"Endpoint: {d('endpoint')} · server {d('server')} (version {d('version')}) · model {d('model')}"
+                f" (max length {d('max_model_len')}) · /metrics {d('metrics')} · GPU {d('gpu')}"
+                f" · client: attnbench git {values(lambda p: p.get('git_sha'))} · {values(lambda p: p.get('utc_time'))}")
     return (f"GPU: {values(lambda p: p.get('gpu_name'))} (driver {values(lambda p: p.get('gpu_driver'))})"
             f" · vLLM {values(lambda p: (p.get('packages') or {}).get('vllm'))}"
             f" · torch {values(lambda p: (p.get('packages') or {}).get('torch'))}"

@@ -80,7 +80,8 @@ def test_different_models_are_different_shapes():
     other.scenario["model"] = other.scenario["served_model"] = "Qwen/Qwen3-8B"
     tables = summary.comparison([serve("fa3", 1000.0, 100.0), other])
     assert [t.shape.label for t in tables] == ["1000:1000 x 4 · qwen3-0.6b", "1000:1000 x 4 · Qwen/Qwen3-8B"]
-    assert pair(tables[1].rows[0].cells[0]) == (500.0, 1.0)  # best of its own model, not 0.5x of the small one
+    # alone in its own model's table: no ratio at all, and not 0.5x of the small model's
+    assert pair(tables[1].rows[0].cells[0]) == (500.0, None)
 
 
 def test_newest_record_per_backend_and_shape_wins():
@@ -190,3 +191,14 @@ def test_groups_that_differ_in_serve_args_are_separate_rows():
     two.scenario["serve_args"] = ["--max-num-seqs", "128"]
     rows = summary.comparison([one, two])[0].rows
     assert len(rows) == 2 and rows[0].backend != rows[1].backend and "serve_args" in rows[1].backend
+
+
+def test_an_endpoint_run_describes_the_server_not_this_machine():
+    r = serve("prod", 1000.0, 100.0)
+    r.provenance["server_description"] = {"endpoint": "http://10.0.0.5:8000/v1", "server": "llama.cpp",
+                                          "version": "unknown", "model": "smollm2", "max_model_len": 8192,
+                                          "metrics": False, "gpu": "unknown"}
+    line = summary.provenance_line([r])
+    assert line.startswith("Endpoint: http://10.0.0.5:8000/v1 · server llama.cpp") and "GPU unknown" in line
+    assert GPU not in line  # the client machine's GPU is not the server's
+    assert "1.00x" not in summary.comparison_table([r])  # one backend: no ratios to itself
