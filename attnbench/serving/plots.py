@@ -41,6 +41,23 @@ def _colors(records: list[Record]) -> dict[str, str]:
     return {name: palette[i % len(palette)] for i, name in enumerate(names)}
 
 
+def _finish(plt, fig, title: str, path: Path) -> Path:
+    """Title, tight layout, write the PNG atomically, free the figure."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def _whisker(ax, x: float, sp, capsize: float = 4) -> None:
+    """The 95% CI of a mean over repeats, as an error bar (nothing for a single run)."""
+    if sp is not None and sp.n > 1 and sp.ci_high == sp.ci_high:
+        ax.errorbar(x, sp.mean, yerr=[[sp.mean - sp.ci_low], [sp.ci_high - sp.mean]], color="black",
+                    capsize=capsize, lw=1)
+
+
 def _save(fig, path: Path) -> Path:
     import io
 
@@ -75,9 +92,8 @@ def _throughput(plt, shapes: dict[Shape, list[aggregate.Group]], colors: dict[st
 
             top = max([high(sp, g) for sp, g in zip(spreads, groups)] + [0.0]) or 1.0
             for x, (bar, sp, g) in enumerate(zip(bars, spreads, groups)):
-                if sp is not None and sp.n > 1 and sp.ci_high == sp.ci_high:
-                    ax.errorbar(x, sp.mean, yerr=[[sp.mean - sp.ci_low], [sp.ci_high - sp.mean]], color="black",
-                                capsize=4, lw=1)
+                _whisker(ax, x, sp)
+                if sp is not None and sp.n > 1:
                     ax.plot([x] * sp.n, list(g.values(key).values()), "o", color="black", ms=3, alpha=0.6)
                 v = sp.mean if sp is not None and sp.n else None
                 text = "FAILED" if not g.used else ("n/a" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:.2f}")
@@ -90,11 +106,7 @@ def _throughput(plt, shapes: dict[Shape, list[aggregate.Group]], colors: dict[st
             ax.set_title(f"{label.split(' (')[0]}: {shape.label}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
             ax.tick_params(axis="x", labelrotation=20)
-    fig.suptitle(f"Serving throughput per backend · {gpu}")
-    fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return _finish(plt, fig, f"Serving throughput per backend · {gpu}", path)
 
 
 def _cdf(ax, values_ms: list[float], label: str, color: str) -> bool:
@@ -125,11 +137,7 @@ def _latency(plt, shape: Shape, groups: list[aggregate.Group], colors: dict[str,
         ax.set_ylim(0, 1.02)
         ax.set_title(f"{name} CDF" + (" (first token excluded)" if key == "tpots" else ""), fontsize=10)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Latency distributions · {shape.label} · {gpu}")
-    fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return _finish(plt, fig, f"Latency distributions · {shape.label} · {gpu}", path)
 
 
 def _timeline(plt, shape: Shape, groups: list[aggregate.Group], colors: dict[str, str], gpu: str, path: Path) -> Path:
@@ -152,10 +160,7 @@ def _timeline(plt, shape: Shape, groups: list[aggregate.Group], colors: dict[str
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.set_title(f"Output tokens/s over time · {shape.label} · {gpu}", fontsize=10)
-    fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return _finish(plt, fig, "", path)
 
 
 def _server_tpot(shapes: dict[Shape, list[aggregate.Group]]) -> bool:
@@ -182,20 +187,14 @@ def _tpot(plt, shapes: dict[Shape, list[aggregate.Group]], colors: dict[str, str
                 xpos = x + (k - 0.5) * width
                 ax.bar(xpos, sp.mean, width, color=colors[g.backend], alpha=alpha,
                        label=side if x == 0 else None, edgecolor="black", linewidth=0.5)
-                if sp.n > 1 and sp.ci_high == sp.ci_high:
-                    ax.errorbar(xpos, sp.mean, yerr=[[sp.mean - sp.ci_low], [sp.ci_high - sp.mean]], color="black",
-                                capsize=3, lw=1)
+                _whisker(ax, xpos, sp, capsize=3)
                 ax.text(xpos, 0.3, f"{sp.mean:.1f}", ha="center", va="bottom", fontsize=8, rotation=90)
         ax.set_xticks(range(len(groups)), [g.backend for g in groups])
         ax.set_ylabel("mean TPOT (ms), lower is better")
         ax.set_title(f"TPOT, client (solid) and engine (/metrics, pale): {shape.label}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.tick_params(axis="x", labelrotation=20)
-    fig.suptitle(f"Time per output token per backend · {gpu}")
-    fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return _finish(plt, fig, f"Time per output token per backend · {gpu}", path)
 
 
 def figure_names(records: list[Record]) -> list[tuple[str, str]]:
