@@ -204,3 +204,17 @@ def test_scrape_settled_waits_for_the_expected_requests():
         late = prometheus.scrape_settled(s.base_url, before, expected_requests=5, wait_s=0.3)
         assert prometheus.window_delta(before, late)["server_requests"] == 1
         assert prometheus.scrape_settled(s.base_url, None) is not None  # two agreeing scrapes
+
+
+def test_a_real_vllm_0_26_capture_from_an_h200():
+    """tests/serving/fixtures/vllm-0.26-metrics-h200-fa3.txt: /metrics of the fa3 server in the H200
+    study, taken during its first warm-up pass (256 requests sent, ~107k tokens streamed, none done)."""
+    s = prometheus.parse((FIXTURES / "vllm-0.26-metrics-h200-fa3.txt").read_text(), t=0.0)
+    assert s.total("vllm:generation_tokens_total") == 107467.0
+    assert s.total("vllm:time_to_first_token_seconds_count") == 256.0
+    assert s.histogram("vllm:inter_token_latency_seconds").count == 107211.0
+    assert s.total("vllm:request_success_total") == 0.0  # summed over the finish reasons, all still running
+    assert 0.3 < prometheus.kv_cache_usage(s) < 0.31
+    later = prometheus.parse((FIXTURES / "vllm-0.26-metrics-h200-fa3.txt").read_text(), t=10.0)
+    d = prometheus.window_delta(s, later)
+    assert d["server_metrics"] == "ok" and d["server_generation_tokens"] == 0 and d["server_preemptions"] == 0
