@@ -1,11 +1,13 @@
 """Which way is better for each metric: +1 higher is better, -1 lower is better, 0 unknown
-(reported, never judged). Exact names first, then name patterns, first match wins."""
+(reported, never judged). What a record kind declares (results.kinds) first; for metrics no kind
+declares, exact names, then name patterns, first match wins."""
 
 from __future__ import annotations
 
 import re
 
-HIGHER, LOWER, UNKNOWN = 1, -1, 0
+from attnbench.results import kinds
+from attnbench.results.kinds import HIGHER, LOWER, UNKNOWN
 
 EXACT = {
     # counts and settings echoed as metrics: what was done, not how well
@@ -27,7 +29,10 @@ PATTERNS = [  # (regex searched in the name, direction); std_* is spread, not sp
 ]
 
 
-def of(metric: str) -> int:
+def of(metric: str, kind: str | None = None) -> int:
+    declared = kinds.metric(kind, metric)
+    if declared is not None:
+        return declared.direction
     if metric in EXACT:
         return EXACT[metric]
     for pattern, direction in PATTERNS:
