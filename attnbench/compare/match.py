@@ -1,6 +1,6 @@
-"""Which records measure the same thing: the identity key of a record, so a baseline and a current
-result tree can be lined up. Two records match when kind, backend and the scenario settings agree,
-ignoring settings that differ between runs of one study without changing what is measured."""
+"""Records lined up by what they measured, so a baseline and a current result tree can be compared.
+The identity is declared with the record kinds (results.kinds.key: kind, backend and the scenario
+settings, without the ones that differ between runs of one study); here it is grouped and named."""
 
 from __future__ import annotations
 

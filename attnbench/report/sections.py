@@ -1,4 +1,4 @@
-"""What the report shows per record kind. A kind is one KindView declaration; serve and microbench
+"""What the report shows per record kind, from its declaration in results.kinds; serve and microbench
 have their own section builders, every other kind (gpqa, parity, explain, future ones) gets the
 generic one: a table of the newest run per (backend, scenario) and its metrics with their CIs."""
 
