@@ -31,6 +31,11 @@ def test_a_declaration_overrides_the_name_patterns_only_where_one_exists(monkeyp
     assert direction.of("widgets") == direction.HIGHER  # a name one kind declares means the same elsewhere
 
 
+def test_the_fallback_table_holds_only_names_no_kind_declares():
+    declared = {m.name for k in kinds.KINDS.values() for m in k.metrics}
+    assert declared & set(direction.EXACT) == set()
+
+
 def test_consumers_read_the_declarations():
     serve = kinds.KINDS["serve"]
     assert [c.key for c in summary.COLUMNS] == list(kinds.SERVE_COLUMNS)
