@@ -124,7 +124,7 @@ def scan(paths: list[str | os.PathLike], on_bad: str = "raise") -> tuple[list[Fo
         for f in _files(root):
             try:
                 obj = json.loads(_read(f))
-            except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError, gzip.BadGzipFile) as e:
+            except (ValueError, OSError, EOFError) as e:  # bad JSON, bad UTF-8, bad gzip, unreadable
                 if f != root or on_bad == "skip":
                     continue
                 where = f" ({e.msg} at line {e.lineno})" if isinstance(e, json.JSONDecodeError) else f" ({type(e).__name__})"
