@@ -173,10 +173,6 @@ def per_question_means(scores: Mapping[tuple[Hashable, int], float]) -> dict[Has
     return {q: sum(v) / len(v) for q, v in by.items()}
 
 
-def as_cells(rows: Iterable[tuple[Hashable, int, float]]) -> dict[tuple[Hashable, int], float]:
-    return {(q, r): float(x) for q, r, x in rows}
-
-
 # Repeated benchmark runs (serve-bench --repeats): a handful of runs per backend, so intervals are
 # Student-t, and ratios between backends are taken on the log scale, where a ratio is a difference.
 

@@ -1,23 +1,25 @@
 """Which way is better for each metric: +1 higher is better, -1 lower is better, 0 unknown
-(reported, never judged). Exact names first, then name patterns, first match wins."""
+(reported, never judged). What a record kind declares (results.kinds) first; for metrics no kind
+declares, exact names, then name patterns, first match wins."""
 
 from __future__ import annotations
 
 import re
 
-HIGHER, LOWER, UNKNOWN = 1, -1, 0
+from attnbench.results import kinds
+from attnbench.results.kinds import HIGHER, LOWER, UNKNOWN
 
-EXACT = {
+EXACT = {  # names no kind declares (results.kinds holds the rest)
     # counts and settings echoed as metrics: what was done, not how well
     "completed": UNKNOWN, "total_input_tokens": UNKNOWN, "total_output_tokens": UNKNOWN,
-    "max_concurrent_requests": UNKNOWN, "n_samples": UNKNOWN, "n_questions": UNKNOWN, "n_prompts": UNKNOWN,
-    "prompt_tokens": UNKNOWN, "completion_tokens": UNKNOWN, "ci_low": UNKNOWN, "ci_high": UNKNOWN,
-    "stderr": UNKNOWN, "stderr_pct": UNKNOWN, "n_expected": UNKNOWN, "num_splits": UNKNOWN, "flops": UNKNOWN,
+    "max_concurrent_requests": UNKNOWN, "n_prompts": UNKNOWN,
+    "prompt_tokens": UNKNOWN, "completion_tokens": UNKNOWN,
+    "stderr_pct": UNKNOWN, "n_expected": UNKNOWN, "num_splits": UNKNOWN, "flops": UNKNOWN,
     "bytes": UNKNOWN, "tolerance": UNKNOWN, "graph": UNKNOWN, "calls_per_replay": UNKNOWN, "cold_copies": UNKNOWN,
-    "prefill_positions": UNKNOWN, "decode_positions": UNKNOWN, "passed": HIGHER, "missing_samples": LOWER,
+    "prefill_positions": UNKNOWN, "decode_positions": UNKNOWN, "missing_samples": LOWER,
     # failures and spread
-    "failed": LOWER, "failed_requests": LOWER, "extraction_failures": LOWER, "truncations": LOWER,
-    "duration": LOWER, "us": LOWER, "ms": LOWER,
+    "failed": LOWER, "failed_requests": LOWER, "truncations": LOWER,
+    "duration": LOWER, "ms": LOWER,
 }
 
 PATTERNS = [  # (regex searched in the name, direction); std_* is spread, not speed
@@ -27,7 +29,10 @@ PATTERNS = [  # (regex searched in the name, direction); std_* is spread, not sp
 ]
 
 
-def of(metric: str) -> int:
+def of(metric: str, kind: str | None = None) -> int:
+    declared = kinds.metric(kind, metric)
+    if declared is not None:
+        return declared.direction
     if metric in EXACT:
         return EXACT[metric]
     for pattern, direction in PATTERNS:

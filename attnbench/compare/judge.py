@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attnbench.compare import direction, match, noise
+from attnbench.results import kinds
 from attnbench.results.record import Record
 from attnbench.serving import observe
 
@@ -103,7 +104,7 @@ def judge_metric(metric: str, base: list[Record], cur: list[Record], settings: S
     if b is None or c is None:
         return b, c, None, NA, "no value on one side"
     pct = change_pct(b, c)
-    d = direction.of(metric)
+    d = direction.of(metric, base[0].kind if base else None)
     if d == direction.UNKNOWN:
         return b, c, pct, UNJUDGED, "direction unknown"
     limit = settings.threshold(metric)
@@ -121,16 +122,17 @@ def judge_metric(metric: str, base: list[Record], cur: list[Record], settings: S
 def compare(baseline: list[Record], current: list[Record], settings: Settings | None = None) -> Comparison:
     settings = settings or Settings()
     # serve-bench's aggregates summarise passes that are compared themselves, as repeats
-    baseline = [r for r in baseline if r.kind != "serve-aggregate"]
-    current = [r for r in current if r.kind != "serve-aggregate"]
+    compared = lambda r: kinds.get(r.kind) is None or kinds.get(r.kind).compared  # noqa: E731
+    baseline = [r for r in baseline if compared(r)]  # serve-aggregate: derived from the serve passes
+    current = [r for r in current if compared(r)]
     rows: list[Row] = []
     notes: list[str] = []
     # a pass flagged as contaminated (a JIT stall, preemptions, a clock dip) measured something else
     for side, recs in (("baseline", baseline), ("current", current)):
         flagged = [r for r in recs if observe.flags(r)]
         if flagged:
-            kinds = sorted({f["kind"] for r in flagged for f in observe.flags(r)})
-            notes.append(f"{len(flagged)} flagged {side} pass(es) left out ({', '.join(kinds)})")
+            why = sorted({f["kind"] for r in flagged for f in observe.flags(r)})
+            notes.append(f"{len(flagged)} flagged {side} pass(es) left out ({', '.join(why)})")
     baseline = [r for r in baseline if not observe.flags(r)]
     current = [r for r in current if not observe.flags(r)]
     bg, cg = match.group(baseline), match.group(current)

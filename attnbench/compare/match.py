@@ -1,39 +1,17 @@
-"""Which records measure the same thing: the identity key of a record, so a baseline and a current
-result tree can be lined up. Two records match when kind, backend and the scenario settings agree,
-ignoring settings that differ between runs of one study without changing what is measured."""
+"""Records lined up by what they measured, so a baseline and a current result tree can be compared.
+The identity is declared with the record kinds (results.kinds.key: kind, backend and the scenario
+settings, without the ones that differ between runs of one study); here it is grouped and named."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Any
 
+from attnbench.results import kinds
 from attnbench.results.record import Record
 
-# Run-specific scenario keys: where it ran, not what ran (an endpoint URL has a fresh port per run;
-# seeds change the random prompts but not their lengths; served_model can be a local path).
-RUN_SPECIFIC = frozenset({"result_dir", "seed", "endpoint", "served_model", "repeat", "log_path", "port",
-                          "command", "utc_time", "cache_dir", "concurrency",
-                          # how serve-bench laid the run out: repeats of one load, whatever the order
-                          "repeats", "interleaved", "side_by_side", "layout", "client_cpus"})
-
-# Scenario keys that name a record in a table, per kind (the rest is in the key but not shown).
-LABEL_KEYS = {
-    "serve": ("input_len", "output_len", "num_prompts", "request_rate", "max_concurrency"),
-    "microbench": ("op", "q_heads", "kv_heads", "head_dim", "batch", "context", "seqlen", "q_len", "dtype"),
-    "gpqa": ("model", "effort", "repeats"),
-    "parity": ("model", "reference", "num_prompts"),
-}
-
-Key = tuple[str, str, str]  # (kind, backend, canonical JSON of the scenario settings)
-
-
-def settings(record: Record) -> dict[str, Any]:
-    return {k: v for k, v in record.scenario.items() if k not in RUN_SPECIFIC}
-
-
-def key(record: Record) -> Key:
-    return record.kind, record.backend, json.dumps(settings(record), sort_keys=True, default=str)
+# The identity is declared with the record kinds; compare lines records up by it.
+RUN_SPECIFIC, Key, key, settings = kinds.RUN_SPECIFIC, kinds.Key, kinds.key, kinds.settings
 
 
 def label(k: Key) -> str:
@@ -50,7 +28,8 @@ def label(k: Key) -> str:
             if s.get(extra) is not None:
                 out += f" {word}={s[extra]}"
         return out
-    keys = LABEL_KEYS.get(kind) or tuple(k for k, v in s.items() if isinstance(v, (int, float, str)))[:4]
+    declared = kinds.get(kind)
+    keys = (declared.label_keys if declared else ()) or tuple(k for k, v in s.items() if isinstance(v, (int, float, str)))[:4]
     return " ".join(f"{k}={s[k]}" for k in keys if s.get(k) is not None) or "-"
 
 

@@ -7,13 +7,8 @@ import math
 
 from attnbench.compare.judge import (BAD, FAILED, IMPROVEMENT, MISSING, NA, NEW, NOISE, OK, REGRESSION, UNJUDGED,
                                      Comparison, Row)
+from attnbench.results import kinds
 
-HEADLINE = {
-    "serve": ("output_throughput", "total_token_throughput", "median_ttft_ms", "p99_ttft_ms",
-              "median_tpot_ms", "p99_tpot_ms", "median_itl_ms"),
-    "microbench": ("us", "tflops", "gbps"),
-    "gpqa": ("accuracy",),
-}
 MARK = {OK: "ok", REGRESSION: "REGRESSION", IMPROVEMENT: "improvement", NOISE: "within noise",
         UNJUDGED: "unjudged", FAILED: "FAILED", MISSING: "missing", NEW: "new", NA: "n/a"}
 
@@ -22,7 +17,8 @@ def shown(cmp: Comparison, everything: bool = False) -> list[Row]:
     def keep(r: Row) -> bool:
         if everything or r.verdict not in (OK, UNJUDGED, NA):
             return True
-        head = HEADLINE.get(r.kind)
+        declared = kinds.get(r.kind)
+        head = declared.headline if declared else None
         return head is None or r.metric in head
     return sorted((r for r in cmp.rows if keep(r)), key=lambda r: (r.verdict not in BAD, r.kind, r.label, r.backend, r.metric))
 

@@ -144,10 +144,10 @@ def with_earlier_runs(cfg, records: list[Record]) -> list[Record]:
     key = {k: records[0].scenario.get(k) for k in COMPARABLE} if records else {}
     earlier = []
     for path in sorted(cfg.result_dir.glob("*/gpqa.json")):
-        try:
-            (rec,) = load(path)
-        except Exception:  # a foreign or torn file is not ours to judge here
+        found = load(path, on_bad="skip")  # a foreign or torn file is not ours to judge here
+        if len(found) != 1:
             continue
+        rec = found[0]
         if rec.kind == "gpqa" and rec.backend not in mine and {k: rec.scenario.get(k) for k in COMPARABLE} == key:
             earlier.append(rec)
     return earlier + list(records)

@@ -13,10 +13,7 @@ from attnbench.errors import UserError
 
 def microbench_timer(device: str, repeats: int):
     """The real timer: attnbench.microbench's decode kernel time of one layer, in microseconds."""
-    try:
-        from attnbench.microbench.api import decode_time_us
-    except ImportError as e:
-        raise UserError(f"attnbench.microbench.api is not importable ({e}); install attnbench with its microbench") from None
+    from attnbench.microbench.api import decode_time_us
 
     def timer(kernel, shape):
         return decode_time_us(kernel, shape, device=device, repeats=repeats)

@@ -14,7 +14,8 @@ from pathlib import Path
 from attnbench.errors import UserError
 from attnbench.explain import compose, estimate
 from attnbench.results.record import Record
-from attnbench.serving.summary import Shape, latest, one_line
+from attnbench.serving.shape import Shape
+from attnbench.serving.summary import latest, one_line
 
 
 @dataclass

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from attnbench.errors import UserError
@@ -44,7 +44,6 @@ class Grid:
     max_kv_gib: float = 40.0
     pairs: tuple[tuple[int, int], ...] = ()  # (batch, length) pairs run instead of batch x lengths
     source: str = ""
-    skipped: list[str] = field(default_factory=list, compare=False)
 
     def shapes(self) -> tuple[list[Shape], list[str]]:
         """The grid's shapes in run order, and a line per shape skipped because it would not fit."""

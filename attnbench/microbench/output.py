@@ -47,7 +47,7 @@ class ResultWriter:
         self.lock = threading.RLock()
         self.records: dict[tuple[str, str], list[Record]] = defaultdict(list)
         if self.dir.is_dir():
-            for r in load(self.dir):
+            for r in load(self.dir, on_bad="raise"):  # a record we cannot read would be overwritten
                 if r.kind == "microbench":
                     self.records[(r.scenario.get("op", op), r.backend)].append(r)
 
@@ -260,8 +260,3 @@ def roof_of(records: list[Record]) -> dict | None:
         if roof:
             return roof
     return None
-
-
-def finish(writer: ResultWriter, roof: dict | None, skipped: list[str] = ()) -> dict[str, Path | list[Path]]:
-    """summary.md (a part per op found in the directory) and plots for everything the writer holds."""
-    return {"summary": write_summary(writer, roof, skipped), "plots": write_plots(writer)}

@@ -70,12 +70,6 @@ def adapter_names() -> list[str]:
     return [b.name for b in registry.BACKENDS.values() if b.microbench]
 
 
-def default_backends() -> list[str]:
-    from attnbench.backends import registry
-
-    return [n for n in adapter_names() if registry.BACKENDS[n].availability().ok]
-
-
 def label(name: str, opts: Options) -> str:
     return f"{name}-splits{opts.fa4_splits}" if name == "fa4" and opts.fa4_splits else name
 

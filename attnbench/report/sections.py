@@ -1,4 +1,4 @@
-"""What the report shows per record kind. A kind is one KindView declaration; serve and microbench
+"""What the report shows per record kind, from its declaration in results.kinds; serve and microbench
 have their own section builders, every other kind (gpqa, parity, explain, future ones) gets the
 generic one: a table of the newest run per (backend, scenario) and its metrics with their CIs."""
 
@@ -13,6 +13,7 @@ from typing import Callable
 from attnbench.report import charts
 from attnbench.report.page import Cell, Html, Section, esc, img, link, relative, table
 from attnbench.report.sources import Entry, Raw
+from attnbench.results import kinds
 from attnbench.results.record import Record
 from attnbench.serving import summary
 
@@ -24,21 +25,14 @@ class KindView:
     columns: tuple[str, ...] = ()  # metrics shown first in tables
     intervals: tuple[str, ...] = ()  # metrics charted with their confidence intervals
 
+    @classmethod
+    def of(cls, kind: kinds.Kind) -> "KindView":
+        history = tuple((m, (kind.metric(m) and kind.metric(m).label) or m) for m in kind.history)
+        return cls(kind.title, history, kind.columns, kind.intervals)
 
-VIEWS = {
-    "serve": KindView("Serving (serve-bench)", (("output_throughput", "output tok/s"),
-                                                ("total_token_throughput", "total tok/s"),
-                                                ("mean_ttft_ms", "mean TTFT (ms)"), ("mean_tpot_ms", "mean TPOT (ms)"))),
-    "microbench": KindView("Kernel microbenchmarks", (("tflops", "TFLOP/s"), ("us", "time (us)")),
-                           ("us", "tflops", "gbps", "pct_measured_bw", "pct_peak_bw", "pct_measured_flops", "rel_err")),
-    "gpqa": KindView("GPQA accuracy", (("accuracy", "accuracy (fraction)"),),
-                     ("accuracy", "ci_low", "ci_high", "stderr", "n_samples", "n_questions", "extraction_failures"),
-                     ("accuracy",)),
-    "parity": KindView("Numerical parity", (("mean_abs_dlogprob", "mean |dlogprob|"), ("top1_agreement", "top-1 agreement")),
-                       ("passed", "max_abs_dlogprob", "mean_abs_dlogprob", "top1_agreement", "max_kl",
-                        "greedy_identical_frac"),
-                       ("top1_agreement",)),
-}
+
+# The kinds the report has a view for: those that declare what to draw over runs.
+VIEWS = {name: KindView.of(k) for name, k in kinds.KINDS.items() if k.history}
 MAX_HISTORY_FIGURES = 12  # per kind; a microbench grid has dozens of scenarios
 MAX_OTHER_COLUMNS = 8
 
@@ -78,9 +72,7 @@ def flat(scenario: dict, prefix: str = "") -> dict[str, object]:
 
 def identity(rec: Record) -> str:
     """What was measured, as compare matches it: the scenario without where/when it ran (seed, port...)."""
-    from attnbench.compare import match
-
-    return match.key(rec)[2]
+    return kinds.key(rec)[2]
 
 
 def scenario_label(rec: Record) -> str:
@@ -89,10 +81,9 @@ def scenario_label(rec: Record) -> str:
         return summary.Shape.of(rec).label
     if isinstance(rec.scenario.get("label"), str):
         return rec.scenario["label"]
-    from attnbench.compare import match
-
-    settings = flat({k: v for k, v in rec.scenario.items() if k not in match.RUN_SPECIFIC})
-    named = match.LABEL_KEYS.get(rec.kind, ())
+    settings = flat(kinds.settings(rec))
+    declared = kinds.get(rec.kind)
+    named = declared.label_keys if declared else ()
     shown = {k: v for k, v in settings.items() if k in named} or settings
     return " ".join(f"{k}={v}" for k, v in shown.items()) or "-"
 
@@ -328,7 +319,8 @@ def _ci(rec: Record, metric: str, primary: bool) -> tuple[float | None, float | 
 def metrics_section(ctx: Context, kind: str, entries: list[Entry]) -> Section:
     """Any kind: newest runs with their metrics, confidence-interval charts, history."""
     view = VIEWS.get(kind)
-    sec = Section(kind, view.title if view else f"Records of kind {kind!r}")
+    declared = kinds.get(kind)
+    sec = Section(kind, view.title if view else declared.title if declared else f"Records of kind {kind!r}")
     newest = latest(entries)
     sec.add(_records_table(ctx, kind, newest, None))
     for i, metric in enumerate(view.intervals if view else ()):
@@ -356,15 +348,15 @@ BUILDERS: dict[str, Callable[[Context, list[Entry]], Section]] = {
     "serve": serve_section,
     "microbench": microbench_section,
 }
-ORDER = ("serve", "microbench", "gpqa", "parity", "explain")
+ORDER = kinds.NAMES  # sections in the order the kinds are declared; unknown kinds after them
 
 
 def kind_sections(ctx: Context, entries: list[Entry]) -> list[Section]:
     by_kind: dict[str, list[Entry]] = {}
     for e in entries:
         by_kind.setdefault(e.record.kind, []).append(e)
-    kinds = [k for k in ORDER if k in by_kind] + [k for k in by_kind if k not in ORDER]
-    return [BUILDERS[k](ctx, by_kind[k]) if k in BUILDERS else metrics_section(ctx, k, by_kind[k]) for k in kinds]
+    order = [k for k in ORDER if k in by_kind] + [k for k in by_kind if k not in ORDER]
+    return [BUILDERS[k](ctx, by_kind[k]) if k in BUILDERS else metrics_section(ctx, k, by_kind[k]) for k in order]
 
 
 def _shrink(obj: object, depth: int = 0) -> object:

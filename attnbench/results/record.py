@@ -19,9 +19,10 @@ from typing import Any
 
 from attnbench import atomic
 from attnbench.errors import UserError
+from attnbench.results import kinds
 
 SCHEMA_VERSION = 1
-KINDS = ("serve", "serve-aggregate", "microbench", "gpqa", "parity", "explain")
+KINDS = kinds.NAMES
 ENVELOPE = ("schema_version", "kind", "backend", "status", "error", "scenario", "provenance")
 
 
@@ -58,7 +59,7 @@ class Record:
                 "re-run the benchmark or use the attnbench version that wrote it"
             )
         if obj["kind"] not in KINDS:
-            raise UserError(f"{source}: unknown record kind {obj['kind']!r} (expected one of {', '.join(KINDS)})")
+            raise UserError(f"{source}: unknown kind {obj['kind']!r} (expected one of {', '.join(KINDS)})")
         for key, typ in (("backend", str), ("scenario", dict), ("provenance", dict), ("status", str)):
             if not isinstance(obj.get(key), typ):
                 raise UserError(f"{source}: field {key!r} missing or not a {typ.__name__}")
@@ -81,24 +82,66 @@ def _read(path: Path) -> str:
     return path.read_text()
 
 
-def load(path: str | os.PathLike) -> list[Record]:
-    """Records from a file (one record, a list of records) or a directory tree of *.json / *.json.gz files."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file or directory")
+BAD = ("raise", "skip", "collect")
+
+
+@dataclass
+class Found:
+    record: Record
+    path: Path  # the file it came from
+
+
+@dataclass
+class Problem:
+    """A JSON object with a 'kind' that is no record this attnbench reads, and why."""
+
+    obj: dict[str, Any]
+    path: Path
+    problem: str
+
+
+def _files(path: Path) -> list[Path]:
     if path.is_dir():
-        records = []
-        for f in sorted([*path.rglob("*.json"), *path.rglob("*.json.gz")]):
+        return sorted({*path.rglob("*.json"), *path.rglob("*.json.gz")})
+    return [path]
+
+
+def scan(paths: list[str | os.PathLike], on_bad: str = "raise") -> tuple[list[Found], list[Problem]]:
+    """Records from files (one record or a list of them) and directory trees of *.json / *.json.gz.
+
+    Inside a directory, files that are not JSON and JSON without a 'kind' are not records (manifests,
+    torn writes) and are passed over under every policy. What is bad: a path named here that is not
+    JSON, and an object with a 'kind' that does not validate (unknown kind, another schema version).
+    on_bad says what happens to it: "raise" a UserError, "skip" it, or "collect" it as a Problem
+    (a named path that is not JSON still raises: there is no object to collect)."""
+    if on_bad not in BAD:
+        raise ValueError(f"on_bad must be one of {BAD}, not {on_bad!r}")
+    found: list[Found] = []
+    problems: list[Problem] = []
+    for root in map(Path, paths):
+        if not root.exists():
+            raise UserError(f"{root}: no such file or directory; pass result files or directories")
+        for f in _files(root):
             try:
                 obj = json.loads(_read(f))
-            except (json.JSONDecodeError, OSError, EOFError):
-                continue
-            items = obj if isinstance(obj, list) else [obj]
-            records += [Record.from_json(o, str(f)) for o in items if isinstance(o, dict) and "kind" in o]
-        return records
-    try:
-        obj = json.loads(_read(path))
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    items = obj if isinstance(obj, list) else [obj]
-    return [Record.from_json(o, str(path)) for o in items]
+            except (ValueError, OSError, EOFError) as e:  # bad JSON, bad UTF-8, bad gzip, unreadable
+                if f != root or on_bad == "skip":
+                    continue
+                where = f" ({e.msg} at line {e.lineno})" if isinstance(e, json.JSONDecodeError) else f" ({type(e).__name__})"
+                raise UserError(f"{f}: not readable as JSON{where}; pass files written by attnbench") from None
+            for item in obj if isinstance(obj, list) else [obj]:
+                if not (isinstance(item, dict) and "kind" in item) and (f != root or on_bad != "raise"):
+                    continue  # not a record; a file named under "raise" says so below
+                try:
+                    found.append(Found(Record.from_json(item, str(f)), f))
+                except UserError as e:
+                    if on_bad == "raise":
+                        raise
+                    if on_bad == "collect":
+                        problems.append(Problem(item, f, str(e)))
+    return found, problems
+
+
+def load(path: str | os.PathLike, on_bad: str = "raise") -> list[Record]:
+    """The records of one file or directory tree (see scan for what is bad and the policies)."""
+    return [f.record for f in scan([path], on_bad)[0]]

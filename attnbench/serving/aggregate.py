@@ -1,6 +1,6 @@
 """Repeated measured passes of one (backend, load) -> their spread and one aggregate record.
 
-Passes are grouped by what they measured (compare.match's identity: kind, backend, every
+Passes are grouped by what they measured (the record identity of results.kinds: kind, backend, every
 scenario setting except run-specific ones like the seed and repeat index). A pass flagged as
 contaminated (observe.flags) stays out of the statistics unless keep_flagged."""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attnbench import stats
-from attnbench.compare import match
+from attnbench.results import kinds
 from attnbench.results.record import Record
 from attnbench.serving import observe
 
@@ -36,7 +36,7 @@ def value(record: Record, metric: str) -> float | None:
 @dataclass
 class Group:
     """The passes of one backend and load, in repeat order."""
-    key: match.Key
+    key: kinds.Key
     passes: list[Record]
     keep_flagged: bool = False
 
@@ -76,10 +76,10 @@ class Group:
 def groups(records: list[Record], keep_flagged: bool = False) -> list[Group]:
     """Serve passes grouped by identity, in first-seen order; within a group only the newest
     run's passes (records of older runs of the same settings in the same tree are history)."""
-    by: dict[match.Key, list[Record]] = {}
+    by: dict[kinds.Key, list[Record]] = {}
     for r in records:
         if r.kind == "serve":
-            by.setdefault(match.key(r), []).append(r)
+            by.setdefault(kinds.key(r), []).append(r)
     out = []
     for k, recs in by.items():
         newest = max(str(r.provenance.get("run_id") or r.provenance.get("utc_time") or "") for r in recs)

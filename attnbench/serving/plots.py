@@ -10,7 +10,7 @@ from pathlib import Path
 
 from attnbench.results.record import Record
 from attnbench.serving import aggregate
-from attnbench.serving.summary import Shape
+from attnbench.serving.shape import Shape
 
 
 def _gpu(records: list[Record]) -> str:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnbench import atomic, stats
-from attnbench.compare import match
+from attnbench.results import kinds
 from attnbench.results.record import Record
-from attnbench.serving import aggregate, observe
+from attnbench.serving import aggregate, observe, plots
+from attnbench.serving.shape import Shape
 
 
 @dataclass(frozen=True)
@@ -25,57 +26,9 @@ class Column:
     higher_is_better: bool
 
 
-# Throughputs in tok/s, latencies in ms.
-COLUMNS = (
-    Column("output_throughput", "out tok/s", True),
-    Column("total_token_throughput", "total tok/s", True),
-    Column("mean_ttft_ms", "TTFT mean", False),
-    Column("median_ttft_ms", "TTFT med", False),
-    Column("p99_ttft_ms", "TTFT p99", False),
-    Column("mean_tpot_ms", "TPOT mean", False),
-    Column("server_mean_tpot_ms", "TPOT server", False),  # the engine's own clock, from /metrics
-    Column("median_tpot_ms", "TPOT med", False),
-    Column("p99_tpot_ms", "TPOT p99", False),
-    Column("mean_itl_ms", "ITL mean", False),
-    Column("max_output_tokens_per_s", "peak out tok/s", True),
-)
-
-
-@dataclass(frozen=True, order=True)
-class Shape:
-    """The load a serve record ran (and on which model); only records of one shape are comparable."""
-
-    input_len: int
-    output_len: int
-    num_prompts: int
-    request_rate: float | None = None  # None: all at once
-    max_concurrency: int | None = None
-    model: str = ""
-
-    @classmethod
-    def of(cls, rec: Record) -> "Shape":
-        s = rec.scenario
-        return cls(int(s.get("input_len") or 0), int(s.get("output_len") or 0), int(s.get("num_prompts") or 0),
-                   s.get("request_rate"), s.get("max_concurrency"), str(s.get("model") or s.get("served_model") or ""))
-
-    @property
-    def label(self) -> str:
-        text = f"{self.input_len}:{self.output_len} x {self.num_prompts}"
-        if self.request_rate is not None:
-            text += f" @ {self.request_rate:g} req/s"
-        if self.max_concurrency is not None:
-            text += f" (concurrency <= {self.max_concurrency})"
-        return text + (f" · {self.model}" if self.model else "")
-
-    @property
-    def slug(self) -> str:
-        """File-name form: 1000x1000-n256[-r4][-c64]."""
-        text = f"{self.input_len}x{self.output_len}-n{self.num_prompts}"
-        if self.request_rate is not None:
-            text += f"-r{self.request_rate:g}"
-        if self.max_concurrency is not None:
-            text += f"-c{self.max_concurrency}"
-        return text
+# Throughputs in tok/s, latencies in ms; the serve kind declares them (results.kinds).
+COLUMNS = tuple(Column(m.name, m.short, m.direction == kinds.HIGHER)
+                for m in map(kinds.KINDS["serve"].metric, kinds.SERVE_COLUMNS))
 
 
 @dataclass
@@ -161,9 +114,9 @@ def _row_names(groups: list[aggregate.Group]) -> list[str]:
         if not twins:
             names.append(g.backend)
             continue
-        mine = match.settings(g.passes[0])
-        diff = sorted({k for h in twins for k, v in match.settings(h.passes[0]).items() if mine.get(k) != v}
-                      | {k for h in twins for k in mine if k not in match.settings(h.passes[0])})
+        mine = kinds.settings(g.passes[0])
+        diff = sorted({k for h in twins for k, v in kinds.settings(h.passes[0]).items() if mine.get(k) != v}
+                      | {k for h in twins for k in mine if k not in kinds.settings(h.passes[0])})
         names.append(g.backend + " (" + ", ".join(f"{k}={mine.get(k)}" for k in diff) + ")")
     return names
 
@@ -402,8 +355,6 @@ def write_summary(result_dir: str | os.PathLike, records: list[Record], baseline
         lines += ["## Failed runs", ""]
         lines += [f"- {r.backend} {Shape.of(r).label}: {_md_escape(one_line(r.error, 400))}" for r in failed]
         lines.append("")
-    from attnbench.serving import plots  # plots imports this module
-
     figures = plots.figure_names(serve)
     if figures:  # drawn right after this file is written, into the same folder
         lines += ["## Plots", ""] + [f"![{caption}]({name})\n" for name, caption in figures]
