@@ -135,12 +135,13 @@ def server_args(model: str, embedded_names) -> list[str]:
 @contextlib.contextmanager
 def running(specs: list[ServerSpec], status: Callable[[str], None] | None = None,
             stagger_timeout_s: float = 600.0,
-            interrupt_grace_s: float | None = None) -> Iterator[list[VllmServer | ServerFailed]]:
+            interrupt_grace_s: float | None = None,
+            on_interrupt: Callable[[BaseException], None] | None = None) -> Iterator[list[VllmServer | ServerFailed]]:
     """Start every server, each once the one before has taken its GPU memory (its log says so, it
     is ready, or it died), wait until all are ready, yield each server or why it failed, and
     always stop them all: on errors, Ctrl-C, SIGTERM or a crash of one of them. Interrupted,
     the stop grace is cut to `interrupt_grace_s` (when given) and the GPU is not waited for, so
-    the cleanup ends before a `timeout -k` follow-up SIGKILL."""
+    the cleanup ends before a `timeout -k` follow-up SIGKILL; `on_interrupt` hears of it first."""
     servers = [VllmServer(spec) for spec in specs]
     out: list[VllmServer | ServerFailed] = list(servers)
     interrupted = False
@@ -156,8 +157,10 @@ def running(specs: list[ServerSpec], status: Callable[[str], None] | None = None
                 out[i] = e
                 server.stop(wait_gpu=False)
         yield out
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit) as e:
         interrupted = interrupt_grace_s is not None
+        if on_interrupt:
+            on_interrupt(e)
         raise
     finally:
         if interrupted:

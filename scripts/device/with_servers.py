@@ -107,12 +107,12 @@ def main() -> int:
                         log_path=a.log_dir / f"{name}-{b}.log", extra_args=extra,
                         ready_timeout_s=a.ready_timeout, stop_grace_s=a.stop_grace)
              for b in wanted]
-    with fleet.running(specs, interrupt_grace_s=min(a.stop_grace, TERM_GRACE_S)) as servers:
-        try:
-            return run_all(a.commands, servers, wanted, name)
-        except KeyboardInterrupt as e:
-            say(f"{'SIGTERM' if isinstance(e, procs.Terminated) else type(e).__name__}: stopping the servers")
-            raise
+
+    def stopping(e: BaseException) -> None:
+        say(f"{'SIGTERM' if isinstance(e, procs.Terminated) else type(e).__name__}: stopping the servers")
+
+    with fleet.running(specs, interrupt_grace_s=min(a.stop_grace, TERM_GRACE_S), on_interrupt=stopping) as servers:
+        return run_all(a.commands, servers, wanted, name)
 
 
 def run_all(commands: list[str], servers: list[VllmServer | ServerFailed], wanted: list[str], name: str) -> int:
