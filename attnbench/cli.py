@@ -4,11 +4,11 @@ its area's cli module; heavy imports (torch, vllm, flashinfer) happen only insid
 from __future__ import annotations
 
 import importlib
-import signal
 import sys
 
 import typer
 
+from attnbench import procs
 from attnbench.errors import UserError
 
 app = typer.Typer(
@@ -57,10 +57,6 @@ def _root() -> None:
 _register()
 
 
-def _sigterm(signum, frame):  # so `finally` blocks stop servers when we are terminated
-    raise KeyboardInterrupt
-
-
 def _from_ctrl_c(e: BaseException) -> bool:
     """Typer turns a KeyboardInterrupt into its own exit 130; find it in the exception's chain."""
     seen = set()
@@ -76,7 +72,7 @@ INTERRUPTED = "attnbench: interrupted; partial results (if any) were saved"
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _sigterm)
+    procs.sigterm_raises_interrupt()  # so `finally` blocks stop servers when we are terminated
     try:
         app()
     except UserError as e:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attnbench import atomic, provenance  # noqa: E402
+from attnbench import atomic, procs, provenance  # noqa: E402
 from attnbench.serving import client, metrics, workload  # noqa: E402
 
 
@@ -66,8 +66,7 @@ def main() -> None:
         wait_ready(f"http://127.0.0.1:{a.port}/v1")
         runs = [run_once(a.port, a.streams, a.itl_ms / 1e3, a.tokens, int(w)) for w in a.client_workers.split(",")]
     finally:
-        os.killpg(server.pid, 15)
-        server.wait()
+        procs.stop_group(server, grace_s=10)
     out = {"benchmark": "client-capacity", "streams": a.streams, "tokens_per_stream": a.tokens,
            "server_workers": a.server_workers, "cpu_count": os.cpu_count(), "runs": runs,
            "command": " ".join(sys.argv), "provenance": provenance.collect()}

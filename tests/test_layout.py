@@ -125,3 +125,60 @@ def test_no_tracker_words_in_package_code_or_docs():
             for p in list(PACKAGE.rglob("*.py")) + list(PACKAGE.rglob("*.md")) if "__pycache__" not in p.parts
             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert hits == []
+
+
+# --- one place per decision ------------------------------------------------------------------------
+
+ROOT = TESTS.parent
+CODE = [p for p in [*PACKAGE.rglob("*.py"), *(ROOT / "scripts").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
+        if "__pycache__" not in p.parts]
+
+
+def _dummy_load_format(source: str) -> list[int]:
+    """Lines that hand vLLM `--load-format dummy` (a list or tuple with the two words side by side,
+    or "--load-format=dummy"); a comparison that checks what the user passed does not count."""
+    tree = ast.parse(source)
+    checked = {id(n) for c in ast.walk(tree) if isinstance(c, ast.Compare) for op in [c.left, *c.comparators]
+               for n in ast.walk(op)}
+    lines = []
+    for node in ast.walk(tree):
+        if id(node) in checked:
+            continue
+        if isinstance(node, ast.Constant) and node.value == "--load-format=dummy":
+            lines.append(node.lineno)
+        if isinstance(node, (ast.List, ast.Tuple)):
+            words = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+            if any(a == "--load-format" and b == "dummy" for a, b in zip(words, words[1:])):
+                lines.append(node.lineno)
+    return lines
+
+
+def _calls(source: str, dotted: str) -> list[int]:
+    """Lines that use os.killpg (also imported by its own name)."""
+    name = dotted.rsplit(".", 1)[-1]
+    return [n.lineno for n in ast.walk(ast.parse(source))
+            if (isinstance(n, ast.Attribute) and n.attr == name) or (isinstance(n, ast.Name) and n.id == name)]
+
+
+def test_only_the_fleet_decides_on_dummy_weights():
+    """An embedded model is served with `--load-format dummy`: serving/fleet.py's server_args says
+    so for every command that starts vLLM."""
+    hits = [f"{p.relative_to(ROOT)}:{n}" for p in CODE if p != PACKAGE / "serving" / "fleet.py"
+            for n in _dummy_load_format(p.read_text())]
+    assert hits == []
+    assert _dummy_load_format((PACKAGE / "serving" / "fleet.py").read_text())  # the check sees the one that is there
+
+
+def test_process_groups_are_signalled_only_by_the_process_toolbox():
+    hits = [f"{p.relative_to(ROOT)}:{n}" for p in CODE if p != PACKAGE / "procs.py"
+            for n in _calls(p.read_text(), "os.killpg")]
+    assert hits == []
+    assert _calls((PACKAGE / "procs.py").read_text(), "os.killpg")
+
+
+def test_the_decision_checks_see_what_they_look_for():
+    assert _dummy_load_format('x = ["--model", m, "--load-format", "dummy"]\n') == [1]
+    assert _dummy_load_format('args += ("--load-format=dummy",)\n') == [1]
+    assert _dummy_load_format('if ("--load-format", "dummy") in pairs or "--load-format=dummy" in a: pass\n') == []
+    assert _calls("import os\nos.killpg(pid, 9)\n", "os.killpg") == [2]
+    assert _calls("from os import killpg\nkillpg(pid, 9)\n", "os.killpg") == [2]

@@ -144,7 +144,8 @@ def _started_identity(cfg: GPQARun, backend, model: str) -> dict[str, Any]:
 
 def _serve_and_evaluate(cfg: GPQARun, samples, cache: Cache, backend, notice) -> Record:
     from attnbench.console import StatusLine
-    from attnbench.serving.server import ServerFailed, ServerSpec, running
+    from attnbench.serving import fleet
+    from attnbench.serving.server import ServerFailed, ServerSpec
 
     model = cfg.model or DEFAULT_MODEL
     server = Server(backend.name, f"vllm:{model}", None, model, _started_identity(cfg, backend, model))
@@ -154,7 +155,7 @@ def _serve_and_evaluate(cfg: GPQARun, samples, cache: Cache, backend, notice) ->
                       extra_args=list(cfg.serve_args), ready_timeout_s=cfg.ready_timeout_s)
     status = StatusLine(stream=sys.stderr)
     try:
-        with running(spec, status) as started:
+        with fleet.serving(spec, status) as started:
             status.done()
             server.base_url, server.model = started.base_url, started.model_name
             server.max_model_len = probe(started.base_url, started.model_name)[0].get("max_model_len")

@@ -18,11 +18,9 @@ import sys
 import threading
 from typing import Callable
 
+from attnbench import procs
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 class SignalGuard:
@@ -45,7 +43,7 @@ class SignalGuard:
         # must still reach us)
         self._old_handlers = {s: signal.getsignal(s) for s in SIGNALS}
         for s in self._old_handlers:
-            signal.signal(s, signal.default_int_handler if s == signal.SIGINT else _interrupt)
+            signal.signal(s, signal.default_int_handler if s == signal.SIGINT else procs.raise_terminated)
         self._thread = threading.Thread(target=self._watch, name="microbench-signal-guard", daemon=True)
         self._thread.start()
         self._active = True

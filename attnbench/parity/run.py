@@ -196,18 +196,19 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
                            collections, status)
     else:
         from attnbench.models import embedded
-        from attnbench.serving.server import ServerFailed, ServerSpec, running
+        from attnbench.serving import fleet
+        from attnbench.serving.server import ServerFailed, ServerSpec
 
         model = p.model or embedded.DEFAULT_MODEL
         served_path, _ = embedded.resolve(model)
-        dummy = model in embedded.EMBEDDED
-        if dummy and p.random_weights:
+        weights = fleet.server_args(model, embedded.EMBEDDED)  # an embedded model would get dummy weights
+        if weights and p.random_weights:
             from attnbench.parity import random_weights
 
             status(f"writing random weights for {model} (once)")
-            served_path, dummy = str(random_weights.materialize(model, seed=p.settings.prompts.seed)), False
+            served_path, weights = str(random_weights.materialize(model, seed=p.settings.prompts.seed)), []
             status.done(f"random weights: {served_path}")
-        if dummy:  # check() refuses this; never serve dummy weights
+        if weights:  # check() refuses this; never serve dummy weights
             raise UserError(f"{model}: refusing dummy weights; pass --random-weights or --model PATH")
         extra = serve_args(p)
 
@@ -229,7 +230,7 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
             s = spec(backend, "server.log")
             provs[backend.name] = provenance.collect({"started_by_attnbench": True})
             try:
-                with running(s, status) as server:
+                with fleet.serving(s, status) as server:
                     status.done(f"[{backend.name}] server ready at {server.base_url}")
                     provs[backend.name]["server_command"] = " ".join(server.command())
                     c = run_parity_requests(server.base_url, server.model_name, p.settings, name=backend.name,
@@ -244,7 +245,7 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
             backend = next(b for b in p.backends if b.name == ref)
             s = spec(backend, "server-null.log")
             try:
-                with running(s, status) as server:  # a restart: the null includes what a restart changes
+                with fleet.serving(s, status) as server:  # a restart: the null includes what a restart changes
                     status.done(f"[{ref}] restarted for the null pass at {server.base_url}")
                     reference_pass(p, ref, server.base_url, server.model_name, collections, status)
             except (ServerFailed, UserError) as e:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from attnbench import atomic, provenance
+from attnbench import atomic, procs, provenance
 from attnbench.scenarios.spec import Run, Scenario
 
 PREFIX_ENV = "ATTNBENCH_RUN_PREFIX"
@@ -63,10 +63,10 @@ def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None, cwd: str | 
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            _stop(proc)
+            procs.stop(proc, STOP_GRACE_S)  # SIGTERM: attnbench turns it into cleanup that stops vLLM
             return 124, f"timed out after {timeout_s:g} s"
         except BaseException:  # interrupted: let the command stop its servers before we go
-            _stop(proc)
+            procs.stop(proc, STOP_GRACE_S)
             raise
     if code != 0:
         cause = root_cause((run_dir / LOG_NAME).read_text(errors="replace"), run_dir)
@@ -94,16 +94,6 @@ def root_cause(log: str, run_dir: Path | None = None) -> str | None:
             return failed
     rest = [line for line in lines if not line.startswith("attnbench: results in")]
     return (rest or lines or [None])[-1]
-
-
-def _stop(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM first (attnbench turns it into cleanup that stops vLLM), SIGKILL after grace_s."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _failed_records(run_dir: Path) -> str | None:

@@ -134,12 +134,17 @@ def server_args(model: str, embedded_names) -> list[str]:
 
 @contextlib.contextmanager
 def running(specs: list[ServerSpec], status: Callable[[str], None] | None = None,
-            stagger_timeout_s: float = 600.0) -> Iterator[list[VllmServer | ServerFailed]]:
+            stagger_timeout_s: float = 600.0,
+            interrupt_grace_s: float | None = None,
+            on_interrupt: Callable[[BaseException], None] | None = None) -> Iterator[list[VllmServer | ServerFailed]]:
     """Start every server, each once the one before has taken its GPU memory (its log says so, it
     is ready, or it died), wait until all are ready, yield each server or why it failed, and
-    always stop them all: on errors, Ctrl-C, or a crash of one of them."""
+    always stop them all: on errors, Ctrl-C, SIGTERM or a crash of one of them. Interrupted,
+    the stop grace is cut to `interrupt_grace_s` (when given) and the GPU is not waited for, so
+    the cleanup ends before a `timeout -k` follow-up SIGKILL; `on_interrupt` hears of it first."""
     servers = [VllmServer(spec) for spec in specs]
     out: list[VllmServer | ServerFailed] = list(servers)
+    interrupted = False
     try:
         for i, server in enumerate(servers):
             server.start()
@@ -152,15 +157,36 @@ def running(specs: list[ServerSpec], status: Callable[[str], None] | None = None
                 out[i] = e
                 server.stop(wait_gpu=False)
         yield out
+    except (KeyboardInterrupt, SystemExit) as e:
+        interrupted = interrupt_grace_s is not None
+        if on_interrupt:
+            on_interrupt(e)
+        raise
     finally:
-        stop_all(servers)
+        if interrupted:
+            stop_all(servers, grace_s=interrupt_grace_s, wait_gpu=False)
+        else:
+            stop_all(servers)
 
 
-def stop_all(servers: list[VllmServer]) -> None:
-    """Stop every server at once (each SIGTERM grace runs in parallel), then wait for the GPU."""
-    threads = [threading.Thread(target=s.stop, kwargs={"wait_gpu": False}) for s in servers if s.proc is not None]
+@contextlib.contextmanager
+def serving(spec: ServerSpec, status: Callable[[str], None] | None = None) -> Iterator[VllmServer]:
+    """One server: yield it once ready, raise ServerFailed if it does not come up, and always stop
+    it (also on errors and Ctrl-C)."""
+    with running([spec], status) as (server,):
+        if isinstance(server, ServerFailed):
+            raise server
+        yield server
+
+
+def stop_all(servers: list[VllmServer], grace_s: float | None = None, wait_gpu: bool = True) -> None:
+    """Stop every server at once (each SIGTERM grace, default the spec's, runs in parallel, so N
+    servers cost one grace), then wait for the GPU unless `wait_gpu` is False."""
+    threads = [threading.Thread(target=s.stop, kwargs={"grace_s": grace_s, "wait_gpu": False})
+               for s in servers if s.proc is not None]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wait_gpu_released()
+    if wait_gpu:
+        wait_gpu_released()

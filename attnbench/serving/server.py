@@ -16,10 +16,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attnbench import procs
 from attnbench.backends.registry import Backend
 
 HOST = "127.0.0.1"
@@ -211,21 +212,7 @@ class VllmServer:
         spec's), then wait for the GPU memory to be released (unless `wait_gpu` is False)."""
         if self.proc is None:
             return
-        pgid = self.proc.pid
-        _signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + (self.spec.stop_grace_s if grace_s is None else grace_s)
-        while time.monotonic() < deadline and _group_alive(pgid):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=0.2)
-            if self.proc.poll() is not None and not _group_alive(pgid):
-                break
-        if _group_alive(pgid):
-            _signal_group(pgid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-        end = time.monotonic() + 10
-        while _group_alive(pgid) and time.monotonic() < end:
-            time.sleep(0.1)
+        procs.stop_group(self.proc, self.spec.stop_grace_s if grace_s is None else grace_s)
         self.proc = None
         if wait_gpu:
             wait_gpu_released()
@@ -236,42 +223,6 @@ class VllmServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # zombies count as gone: only the parent can reap them
-    return any(_state(pid) not in ("Z", None) for pid in _group_pids(pgid))
-
-
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getpgid(int(entry)) == pgid:
-                    pids.append(int(entry))
-            except (ProcessLookupError, PermissionError):
-                pass
-    return pids
-
-
-def _state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
 
 
 def wait_gpu_released(timeout_s: float = 60.0) -> bool:
@@ -290,15 +241,3 @@ def wait_gpu_released(timeout_s: float = 60.0) -> bool:
                   file=sys.stderr)
             return False
         time.sleep(1.0)
-
-
-@contextlib.contextmanager
-def running(spec: ServerSpec, status: Callable[[str], None] | None = None) -> Iterator[VllmServer]:
-    """Start, wait until ready, yield, and always stop: also on errors and Ctrl-C."""
-    server = VllmServer(spec)
-    try:
-        server.start()
-        server.wait_ready(status)
-        yield server
-    finally:
-        server.stop()

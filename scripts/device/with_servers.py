@@ -10,9 +10,11 @@ that came up), `{endpoint:NAME}` one server's URL, `{model}` the served model na
 that names a server that did not come up (`{endpoint:NAME}`, or `{endpoints}` with none up) is
 skipped with a line saying so, and the exit status is then non-zero.
 
-Stopping: every server's process group gets SIGTERM at once, SIGKILL after --stop-grace seconds. That also happens when this script is terminated:
-SIGTERM (what `timeout` sends) and SIGINT raise SystemExit/KeyboardInterrupt, so the `finally`
-runs; then the grace is cut to TERM_GRACE_S so it finishes before `timeout -k 10` sends SIGKILL.
+Starting and stopping are attnbench's (serving/fleet.py): each server starts once the one before has
+taken its GPU memory; every server's process group gets SIGTERM at once, SIGKILL after
+--stop-grace seconds. That also happens when this script is terminated: SIGTERM (what `timeout`
+sends) and SIGINT unwind as KeyboardInterrupt, so the cleanup runs, later signals are ignored, and
+the grace is cut to TERM_GRACE_S so it finishes before `timeout -k 10` sends SIGKILL.
 (Dying without that cleanup left vLLM engine processes holding ~10 GiB of GPU memory on the
 H100, and the next job's servers could not start.)"""
 
@@ -21,42 +23,22 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
+from attnbench import procs
 from attnbench.backends import registry
 from attnbench.models import embedded
-from attnbench.serving.server import ServerFailed, ServerSpec, VllmServer, wait_gpu_released
+from attnbench.serving import fleet
+from attnbench.serving.server import ServerFailed, ServerSpec, VllmServer
 
 TERM_GRACE_S = 5.0  # grace for the servers when we were signalled (timeout -k gives us ~10 s in all)
 PLACEHOLDER = re.compile(r"\{endpoint:([^}]*)\}")
 
 
-class Terminated(SystemExit):
-    """SIGTERM arrived: unwind (running every `finally`) instead of dying on the spot."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated(128 + signum)
-
-
 def say(*lines: str) -> None:
     print("with_servers:", *lines, sep="\n    " if len(lines) > 1 else " ", flush=True)
-
-
-# --- stopping ----------------------------------------------------------------------------------
-
-def stop_all(servers: list[VllmServer], grace_s: float) -> None:
-    """VllmServer.stop for every server at once (SIGTERM to its process group, SIGKILL after
-    `grace_s`), so N servers cost one grace period; the GPU-release wait is left to the caller."""
-    threads = [threading.Thread(target=s.stop, kwargs={"grace_s": grace_s, "wait_gpu": False}) for s in servers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -101,38 +83,7 @@ def run_command(cmd: list[str], term_grace_s: float = 3.0) -> int:
     try:
         return p.wait()
     finally:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=term_grace_s)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
-def wait_all_ready(servers: list[VllmServer]) -> list[VllmServer]:
-    """Wait for every server in parallel (daemon threads: an interrupt does not wait for them)."""
-    ok: dict[int, bool] = {}
-
-    def ready(i: int, s: VllmServer) -> None:
-        try:
-            s.wait_ready()
-            ok[i] = True
-        except ServerFailed as e:
-            say(e.reason, *e.log_tail[-6:])
-            ok[i] = False
-        except Exception as e:  # noqa: BLE001
-            if s.proc is not None:  # (None: stopped under it during an interrupt; nothing to say)
-                say(f"{s.label}: {type(e).__name__}: {e}")
-            ok[i] = False
-
-    threads = [threading.Thread(target=ready, args=(i, s), daemon=True) for i, s in enumerate(servers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(0.5)  # short joins: signals are handled between them
-    return [s for i, s in enumerate(servers) if ok.get(i)]
+        procs.stop(p, term_grace_s)
 
 
 def main() -> int:
@@ -147,47 +98,47 @@ def main() -> int:
     ap.add_argument("--stop-grace", type=float, default=20, help="seconds between SIGTERM and SIGKILL for the servers")
     ap.add_argument("commands", nargs="+", help="after --: commands separated by ';;'")
     a = ap.parse_args()
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    procs.sigterm_raises_interrupt(once=True)
     path, _ = embedded.resolve(a.model)
-    extra = ["--gpu-memory-utilization", str(a.mem), *a.serve_arg]
-    if a.model in embedded.EMBEDDED:
-        extra = ["--load-format", "dummy", *extra]
+    extra = [*fleet.server_args(a.model, embedded.EMBEDDED), "--gpu-memory-utilization", str(a.mem), *a.serve_arg]
     name = a.name or (a.model if a.model in embedded.EMBEDDED else Path(a.model).name)
     wanted = [b.strip() for b in a.backends.split(",") if b.strip()]
-    servers = [VllmServer(ServerSpec(model=path, backend=registry.get(b), served_model_name=name,
-                                     log_path=a.log_dir / f"{name}-{b}.log", extra_args=extra,
-                                     ready_timeout_s=a.ready_timeout))
-               for b in wanted]
-    signalled = False
-    try:
-        for s in servers:
-            s.start()
-        up = wait_all_ready(servers)
-        say("up: " + (", ".join(f"{s.label}={s.base_url}" for s in up) or "none"))
-        down = [s.label for s in servers if s not in up]
-        if down:
-            say("did not come up: " + ", ".join(down))
-        rc = 0
-        for words in split_commands(a.commands):
-            cmd, why = expand(words, up, wanted, name)
-            if cmd is None:
-                say(f"skipped ({why}): {shlex.join(words)}")
-                rc |= 1
-                continue
-            say(f"$ {shlex.join(cmd)}")
-            rc |= run_command(cmd)
-        return rc
-    except (KeyboardInterrupt, SystemExit) as e:
-        signalled = True
-        say(f"{'SIGTERM' if isinstance(e, Terminated) else type(e).__name__}: stopping the servers")
-        raise
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the cleanup short
-            signal.signal(sig, signal.SIG_IGN)
-        stop_all(servers, min(a.stop_grace, TERM_GRACE_S) if signalled else a.stop_grace)
-        if not signalled:
-            wait_gpu_released(timeout_s=30)
+    specs = [ServerSpec(model=path, backend=registry.get(b), served_model_name=name,
+                        log_path=a.log_dir / f"{name}-{b}.log", extra_args=extra,
+                        ready_timeout_s=a.ready_timeout, stop_grace_s=a.stop_grace)
+             for b in wanted]
+
+    def stopping(e: BaseException) -> None:
+        say(f"{'SIGTERM' if isinstance(e, procs.Terminated) else type(e).__name__}: stopping the servers")
+
+    with fleet.running(specs, interrupt_grace_s=min(a.stop_grace, TERM_GRACE_S), on_interrupt=stopping) as servers:
+        return run_all(a.commands, servers, wanted, name)
+
+
+def run_all(commands: list[str], servers: list[VllmServer | ServerFailed], wanted: list[str], name: str) -> int:
+    """Every command in turn against the servers that came up; non-zero when one was skipped or failed."""
+    for s in servers:
+        if isinstance(s, ServerFailed):
+            say(s.reason, *s.log_tail[-6:])
+    up = [s for s in servers if isinstance(s, VllmServer)]
+    say("up: " + (", ".join(f"{s.label}={s.base_url}" for s in up) or "none"))
+    down = [b for b, s in zip(wanted, servers) if isinstance(s, ServerFailed)]
+    if down:
+        say("did not come up: " + ", ".join(down))
+    rc = 0
+    for words in split_commands(commands):
+        cmd, why = expand(words, up, wanted, name)
+        if cmd is None:
+            say(f"skipped ({why}): {shlex.join(words)}")
+            rc |= 1
+            continue
+        say(f"$ {shlex.join(cmd)}")
+        rc |= run_command(cmd)
+    return rc
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except procs.Terminated:
+        sys.exit(143)  # 128 + SIGTERM, as a shell reports a command `timeout` ended

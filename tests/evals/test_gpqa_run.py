@@ -228,12 +228,12 @@ def test_cache_line_torn_inside_a_multibyte_character(tmp_path):
 
 
 def test_backends_start_vllm_per_backend(tmp_path, monkeypatch):
-    """--backends: one server per backend through serving.server.running (here a stand-in
+    """--backends: one server per backend through serving.fleet.serving (here a stand-in
     that serves the scripted answers), then the paired comparison."""
     from contextlib import contextmanager
 
     from attnbench.backends import registry
-    from attnbench.serving import server as server_mod
+    from attnbench.serving import fleet
 
     specs = []
 
@@ -244,7 +244,7 @@ def test_backends_start_vllm_per_backend(tmp_path, monkeypatch):
             srv.model_name = "openai/gpt-oss-20b"
             yield srv
 
-    monkeypatch.setattr(server_mod, "running", fake_running)
+    monkeypatch.setattr(fleet, "serving", fake_running)
     cfg = run.GPQARun(result_dir=tmp_path, dataset="mini", repeats=1, backends=registry.parse_names("fa3,fa4"),
                       model="openai/gpt-oss-20b", serve_args=["--max-model-len", "4096"], backoff_s=0.01)
     records = run.run(cfg, notice=lambda s: None)
@@ -263,6 +263,7 @@ def test_server_that_fails_to_start_is_a_failed_record(tmp_path, monkeypatch):
     from contextlib import contextmanager
 
     from attnbench.backends import registry
+    from attnbench.serving import fleet
     from attnbench.serving import server as server_mod
 
     @contextmanager
@@ -270,7 +271,7 @@ def test_server_that_fails_to_start_is_a_failed_record(tmp_path, monkeypatch):
         raise server_mod.ServerFailed("fa3: vllm serve exited with code 1 after 3 s while starting", ["CUDA error"])
         yield
 
-    monkeypatch.setattr(server_mod, "running", broken)
+    monkeypatch.setattr(fleet, "serving", broken)
     cfg = run.GPQARun(result_dir=tmp_path, dataset="mini", repeats=1, backends=registry.parse_names("fa3"))
     (rec,) = run.run(cfg, notice=lambda s: None)
     assert rec.status == "failed" and "exited with code 1" in rec.error and "CUDA error" in rec.error

@@ -164,3 +164,25 @@ def test_a_one_token_shape_needs_only_its_prefill_budget_resident():
     cfg, shape = qwen3()
     # the seed study on an H200: two servers side by side
     assert fleet.plan(B, fleet.need_gib(cfg, shape, tokens_in_flight(both)), 140.4).memory_share == 0.45
+
+
+def test_an_interrupt_cuts_the_stop_grace_and_is_heard_first(tmp_path, monkeypatch):
+    """A server that ignores SIGTERM, a 120 s grace, Ctrl-C in the run: with interrupt_grace_s the
+    servers are SIGKILLed after that instead, once on_interrupt has been told."""
+    from attnbench.serving.server import ServerSpec
+
+    for k, v in fake_env(tmp_path, FAKE_VLLM_MODE="ignore-term").items():
+        monkeypatch.setenv(k, v)
+    specs = [ServerSpec(model="m", backend=registry.get(n), log_path=tmp_path / f"{n}.log", stop_grace_s=120.0)
+             for n in ("fa3", "fa4")]
+    heard = []
+    with pytest.raises(KeyboardInterrupt):
+        with fleet.running(specs, interrupt_grace_s=0.5, on_interrupt=heard.append) as servers:
+            assert all(isinstance(s, fleet.VllmServer) for s in servers)
+            pids = all_pids(tmp_path / "pids")
+            assert pids and all(alive(p) for p in pids)
+            t0 = time.monotonic()
+            raise KeyboardInterrupt
+    assert time.monotonic() - t0 < 60  # far below the 120 s grace the servers were given
+    assert len(heard) == 1 and isinstance(heard[0], KeyboardInterrupt)
+    assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]

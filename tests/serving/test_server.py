@@ -12,7 +12,8 @@ import pytest
 
 from attnbench.backends import registry
 from attnbench.serving import endpoint
-from attnbench.serving.server import ServerFailed, ServerSpec, root_cause, running
+from attnbench.serving.fleet import serving
+from attnbench.serving.server import ServerFailed, ServerSpec, root_cause
 
 FAKE = Path(__file__).with_name("fake_vllm.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +50,7 @@ def spec(tmp_path, backend="fa3", **kw):
 def test_starts_waits_until_ready_and_leaves_no_process(fake_vllm, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_START_S", "1.0")
     lines = []
-    with running(spec(tmp_path), status=lines.append) as server:
+    with serving(spec(tmp_path), status=lines.append) as server:
         assert endpoint.served_models(server.base_url) == ["tiny"]
         assert server.model_name == "tiny"
         assert "--attention-backend FLASH_ATTN --attention-config.flash_attn_version 3" in " ".join(server.command())
@@ -62,7 +63,7 @@ def test_starts_waits_until_ready_and_leaves_no_process(fake_vllm, tmp_path, mon
 def test_a_crash_while_starting_is_reported_with_the_log(fake_vllm, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_MODE", "crash")
     with pytest.raises(ServerFailed) as e:
-        with running(spec(tmp_path)):
+        with serving(spec(tmp_path)):
             pass
     assert "exited with code 3" in e.value.reason
     assert e.value.reason.endswith("CUDA error: no kernel image is available for execution on the device")
@@ -74,7 +75,7 @@ def test_a_server_that_never_becomes_healthy_times_out_and_is_killed(fake_vllm, 
     monkeypatch.setenv("FAKE_VLLM_MODE", "hang")
     t0 = time.monotonic()
     with pytest.raises(ServerFailed) as e:
-        with running(spec(tmp_path, ready_timeout_s=2.0)):
+        with serving(spec(tmp_path, ready_timeout_s=2.0)):
             pass
     assert "not healthy after 2 s" in e.value.reason
     assert time.monotonic() - t0 < 20
@@ -84,7 +85,7 @@ def test_a_server_that_never_becomes_healthy_times_out_and_is_killed(fake_vllm, 
 def test_a_server_ignoring_sigterm_is_killed_after_the_grace_period(fake_vllm, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_MODE", "ignore-term")
     t0 = time.monotonic()
-    with running(spec(tmp_path, stop_grace_s=1.0)):
+    with serving(spec(tmp_path, stop_grace_s=1.0)):
         pass
     assert not any(alive(p) for p in all_pids(fake_vllm))
     assert time.monotonic() - t0 < 20
@@ -92,7 +93,7 @@ def test_a_server_ignoring_sigterm_is_killed_after_the_grace_period(fake_vllm, t
 
 def test_ctrl_c_inside_the_run_still_stops_the_server(fake_vllm, tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        with running(spec(tmp_path)):
+        with serving(spec(tmp_path)):
             raise KeyboardInterrupt
     assert not any(alive(p) for p in all_pids(fake_vllm))
 
