@@ -311,10 +311,9 @@ def measure_shape(targets: list[Target], load: Workload, bench: ServeBench, shap
             raise KeyboardInterrupt
         print(metrics.format_block(rec.metrics, load.max_concurrency, bench.percentiles,
                                    title=f" {t.name} {load.input_len}:{load.output_len} run {r + 1} "), flush=True)
-        if rec.metrics["failed"]:
+        if rec.error:
             first = next(e for e in rec.samples["errors"] if e)
-            print(f"attnbench: {t.name}: {rec.metrics['failed']} of {load.num_prompts} requests failed; "
-                  f"first: {first}", file=sys.stderr)
+            print(f"attnbench: {t.name}: {rec.error}; first: {first}", file=sys.stderr)
 
 
 def measure(targets: list[Target], bench: ServeBench, shape: dict | None, interleave: bool, how: dict,
