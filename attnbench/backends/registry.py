@@ -25,11 +25,17 @@ class Backend:
     sm: tuple[int, ...] = (80, 86, 89, 90, 100, 103, 120)  # GPU archs it runs on (major*10+minor)
     serve_env: dict[str, str] = field(default_factory=dict)
     microbench: str | None = None  # "module:Class" of its kernel adapter (attnbench.microbench)
+    vllm_plugin: str | None = None  # entry point in vllm.general_plugins that vLLM must load for it
 
-    def availability(self) -> Availability:
+    def availability(self, serving: bool = True) -> Availability:
+        """Whether it runs here; `serving` False asks for its kernels alone (microbench)."""
         for module in self.requires:
             if not _module_exists(module):
                 return Availability(False, f"python module {module!r} not installed")
+        if serving and self.vllm_plugin and self.vllm_plugin not in _vllm_plugins():
+            return Availability(False, f"vLLM would not find it: the vllm.general_plugins entry point "
+                                       f"{self.vllm_plugin!r} is not installed (pip install -e . instead of "
+                                       "running from PYTHONPATH)")
         from attnbench import provenance
 
         gpus = provenance.gpus()
@@ -39,6 +45,13 @@ class Backend:
         if sm not in self.sm:
             return Availability(False, f"GPU {gpus[0]['name']} is sm_{sm}; {self.name} runs on sm_{', sm_'.join(map(str, self.sm))}")
         return Availability(True, f"{gpus[0]['name']} (sm_{sm})")
+
+
+def _vllm_plugins() -> set[str]:
+    """The plugin entry points vLLM loads at start (what an installed package declares)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name for ep in entry_points(group="vllm.general_plugins")}
 
 
 def _sm(compute_cap: str) -> int:
@@ -79,8 +92,8 @@ BACKENDS: dict[str, Backend] = {
                 requires=("vllm", "flashinfer"), microbench="attnbench.microbench.kernels.flashinfer:FlashInfer"),
         Backend("triton", "vLLM's Triton attention", ("--attention-backend", "TRITON_ATTN")),
         Backend("attnbench-fa4", "attnbench's FA4-style split-KV decode (CuTe DSL) inside vLLM",
-                ("--attention-backend", "CUSTOM"), requires=("vllm", "cutlass"), sm=(90,),
-                microbench="attnbench.microbench.kernels.attnbench_fa4:AttnbenchFA4"),
+                ("--attention-backend", "CUSTOM"), requires=("vllm", "cutlass", "tvm_ffi"), sm=(90,),
+                microbench="attnbench.microbench.kernels.attnbench_fa4:AttnbenchFA4", vllm_plugin="attnbench_fa4"),
     )
 }
 

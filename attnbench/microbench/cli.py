@@ -38,7 +38,7 @@ def _choose_backends(flag: str | None, grid_backends: tuple[str, ...], device: s
             raise UserError(f"--backends names a backend twice: {flag!r}")
         run.validate_backends(names, device)
         for n in names:
-            if n != run.REFERENCE and not (a := registry.get(n).availability()).ok:
+            if n != run.REFERENCE and not (a := registry.get(n).availability(serving=False)).ok:
                 raise UserError(f"backend {n!r} is not available here: {a.reason}; drop it from --backends")
         return names, []
     if not device.startswith("cuda"):
@@ -50,7 +50,7 @@ def _choose_backends(flag: str | None, grid_backends: tuple[str, ...], device: s
             names.append(n)
             continue
         b = registry.get(n)
-        a = b.availability()
+        a = b.availability(serving=False)
         if b.microbench and a.ok:
             names.append(n)
         else:
