@@ -5,14 +5,17 @@ prompts; one record per measured pass, one aggregate per (backend, shape), then 
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from attnbench import provenance
+from attnbench import atomic, provenance
 from attnbench.backends.registry import Backend
 from attnbench.console import Progress, StatusLine
 from attnbench.errors import UserError
@@ -273,8 +276,6 @@ def _pass_record(bench: ServeBench, target: Target, load: Workload, shape: dict 
 
 def lost_requests(results: list[client.RequestResult]) -> str:
     """'3 of 256 requests failed (ServerDisconnectedError x2, HTTP 500 x1); figures cover the 253 that finished'."""
-    from collections import Counter
-
     failed = [r.error for r in results if r.error]
     kinds = Counter(e.split(":")[0].strip() or "error" for e in failed)
     what = ", ".join(f"{k} x{n}" for k, n in kinds.most_common())
@@ -442,10 +443,20 @@ def summarize(result_dir: Path, baseline: str | None = None, keep_flagged: bool 
     from attnbench.results import record as store
     from attnbench.serving import plots, summary
 
-    records = [r for r in store.load(result_dir) if r.kind == "serve"]
+    found = [f for f in store.scan([result_dir])[0] if f.record.kind == "serve"]
+    records = [f.record for f in found]
     if not records:
         raise UserError(f"{result_dir}: no serve records here; pass a serve-bench result folder")
-    observe.reflag_clocks([r for r in records if r.scenario.get("repeat") is not None])
+    before = {id(f.record): json.dumps(f.record.samples.get("observation"), sort_keys=True) for f in found}
+    per_file = Counter(f.path for f in found)
+    if observe.reflag_clocks([r for r in records if r.scenario.get("repeat") is not None]):
+        for f in found:  # the flags follow from the records: keep the files in step with what is shown
+            changed = json.dumps(f.record.samples.get("observation"), sort_keys=True) != before[id(f.record)]
+            if changed and per_file[f.path] == 1:  # a file of several records is left as it is
+                if str(f.path).endswith(".gz"):
+                    atomic.write_bytes(f.path, gzip.compress(json.dumps(f.record.to_json()).encode()))
+                else:
+                    f.record.save(f.path)
     print(summary.comparison_table(records, baseline, keep_flagged), flush=True)
     command = next((r.provenance.get("command") for r in records if r.provenance.get("command")), None)
     summary.write_summary(result_dir, records, baseline, command=command, keep_flagged=keep_flagged)
