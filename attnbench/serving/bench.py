@@ -457,6 +457,15 @@ def summarize(result_dir: Path, baseline: str | None = None, keep_flagged: bool 
                     atomic.write_bytes(f.path, gzip.compress(json.dumps(f.record.to_json()).encode()))
                 else:
                     f.record.save(f.path)
+    from attnbench.serving import aggregate
+
+    folders = {(f.record.backend, f.record.scenario.get("input_len"), f.record.scenario.get("output_len")): f.path.parent
+               for f in found if f.record.scenario.get("repeat") is not None}
+    for agg in aggregate.aggregates(records, keep_flagged):  # derived from the passes: written again
+        s = agg.scenario
+        folder = folders.get((agg.backend, s.get("input_len"), s.get("output_len")))
+        if folder is not None:
+            agg.save(folder / f"serve-{s['input_len']}x{s['output_len']}.json")
     print(summary.comparison_table(records, baseline, keep_flagged), flush=True)
     command = next((r.provenance.get("command") for r in records if r.provenance.get("command")), None)
     summary.write_summary(result_dir, records, baseline, command=command, keep_flagged=keep_flagged)

@@ -55,4 +55,6 @@ def test_redrawing_a_result_folder_re_evaluates_clock_flags_and_saves_them(tmp_p
     bench.summarize(tmp_path)
     saved = json.loads((tmp_path / "fi" / "serve-8000x1-r0.json").read_text())
     assert saved["observation"]["flags"] == [] and not saved["observation"]["contaminated"]
+    agg = json.loads((tmp_path / "fi" / "serve-8000x1.json").read_text())  # the aggregate follows
+    assert agg["kind"] == "serve-aggregate" and agg["repeats_used"] == [0, 1, 2]
     assert (tmp_path / "summary.md").exists()
