@@ -36,13 +36,7 @@ COMMANDS = {
 def _register() -> None:
     for name, target in COMMANDS.items():
         module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name and module_name.startswith(e.name):  # that area is not built yet
-                continue
-            raise
-        obj = getattr(module, attr)
+        obj = getattr(importlib.import_module(module_name), attr)  # a broken command must fail loudly
         if isinstance(obj, typer.Typer):
             app.add_typer(obj, name=name)
         else:

@@ -44,3 +44,12 @@ def test_progress_never_counts_past_its_total():
     bar.set(3)
     bar.set(9)
     assert bar.n == 4 and "4/4" in sink.text
+
+
+def test_every_command_is_registered_and_none_is_silently_dropped():
+    from typer.testing import CliRunner
+
+    from attnbench import cli
+
+    out = CliRunner().invoke(cli.app, ["--help"]).output
+    assert all(name in out for name in cli.COMMANDS)
