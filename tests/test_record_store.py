@@ -58,3 +58,11 @@ def test_a_missing_path_and_an_unknown_policy_are_refused(tmp_path):
         load(tmp_path / "nope", on_bad="skip")
     with pytest.raises(ValueError, match="on_bad"):
         load(tmp_path, on_bad="ignore")
+
+
+def test_a_record_saved_under_a_gz_name_is_gzipped_and_reads_back(tmp_path):
+    rec = Record(kind="serve", backend="fa3", scenario={"input_len": 8}, metrics={"completed": 4})
+    path = rec.save(tmp_path / "serve-8x3-r0.json.gz")
+    assert json.loads(gzip.decompress(path.read_bytes()))["completed"] == 4
+    [back] = load(path)
+    assert back.metrics["completed"] == 4 and back.backend == "fa3"

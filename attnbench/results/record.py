@@ -72,6 +72,9 @@ class Record:
         )
 
     def save(self, path: str | os.PathLike) -> Path:
+        """JSON, gzipped when the name ends in .gz (as committed records with large arrays are)."""
+        if str(path).endswith(".gz"):
+            return atomic.write_bytes(path, gzip.compress(json.dumps(self.to_json()).encode(), mtime=0))
         return atomic.write_json(path, self.to_json())
 
 

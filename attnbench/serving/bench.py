@@ -5,7 +5,6 @@ prompts; one record per measured pass, one aggregate per (backend, shape), then 
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
@@ -15,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from attnbench import atomic, provenance
+from attnbench import provenance
 from attnbench.backends.registry import Backend
 from attnbench.console import Progress, StatusLine
 from attnbench.errors import UserError
@@ -89,7 +88,7 @@ class Pass:
     """One pass of a load against one target: the client's view and the observer's."""
     results: list[client.RequestResult]
     metrics: dict
-    observation: dict  # observe.Window.to_json(): server-side deltas, GPU samples, flags, times
+    observation: dict  # Observer.close: server-side deltas, GPU and CPU samples, flags, window times
     interrupted: bool = False
 
 
@@ -250,10 +249,13 @@ def _scenario(bench: ServeBench, load: Workload, target: Target | None, shape: d
     }
 
 
-def record_path(result_dir: Path, backend: str, load: Workload, repeat: int | None = None) -> Path:
-    """RESULT_DIR/BACKEND/serve-INxOUT-rR.json per measured pass, serve-INxOUT.json for the aggregate."""
-    stem = f"serve-{load.input_len}x{load.output_len}"
-    return result_dir / backend / (f"{stem}-r{repeat}.json" if repeat is not None else f"{stem}.json")
+def record_name(input_len: int, output_len: int, repeat: int | None = None) -> str:
+    """serve-INxOUT-rR.json for a measured pass, serve-INxOUT.json for the aggregate (or a failure)."""
+    return f"serve-{input_len}x{output_len}" + (f"-r{repeat}.json" if repeat is not None else ".json")
+
+
+def record_path(result_dir: Path, backend: str, input_len: int, output_len: int, repeat: int | None = None) -> Path:
+    return result_dir / backend / record_name(input_len, output_len, repeat)
 
 
 def _pass_record(bench: ServeBench, target: Target, load: Workload, shape: dict | None, p: Pass,
@@ -293,7 +295,7 @@ def measure_shape(targets: list[Target], load: Workload, bench: ServeBench, shap
         if warm[t.name].failed:
             rec = Record(kind="serve", backend=t.name, status="failed", error=warm[t.name].failed,
                          scenario={**_scenario(bench, load, t, shape), **how}, provenance=t.provenance)
-            rec.save(record_path(bench.result_dir, t.name, load))
+            rec.save(record_path(bench.result_dir, t.name, load.input_len, load.output_len))
             records.append(rec)
             print(f"attnbench: {t.name} {load.input_len}:{load.output_len}: {warm[t.name].failed}; "
                   "shape skipped", file=sys.stderr)
@@ -306,7 +308,7 @@ def measure_shape(targets: list[Target], load: Workload, bench: ServeBench, shap
         label = f"[{t.name}] {load.input_len}:{load.output_len} run {r + 1}/{bench.repeats}"
         p = run_pass(t, load, bench, seed, label, observer)
         rec = _pass_record(bench, t, load, shape, p, r, seed, warm[t.name], how)
-        rec.save(record_path(bench.result_dir, t.name, load, r))
+        rec.save(record_path(bench.result_dir, t.name, load.input_len, load.output_len, r))
         records.append(rec)
         if p.interrupted:
             raise KeyboardInterrupt
@@ -334,7 +336,7 @@ def _failed_start(bench: ServeBench, backend: Backend, e, shape: dict | None, pr
         rec = Record(kind="serve", backend=backend.name, status="failed", error=e.reason,
                      scenario=_scenario(bench, load, None, shape), provenance=prov,
                      samples={"server_log_tail": e.log_tail})
-        rec.save(record_path(bench.result_dir, backend.name, load))
+        rec.save(record_path(bench.result_dir, backend.name, input_len, output_len))
         records.append(rec)
 
 
@@ -417,59 +419,49 @@ def run(bench: ServeBench) -> list[Record]:
     finally:
         observer.stop()
         if records:
-            finish(bench, records, observer)
+            finish(bench, records)
     return records
 
 
-def finish(bench: ServeBench, records: list[Record], observer) -> None:
-    """Flags that need the whole run (clock dips against the run's median), aggregates, then the
-    comparison. Records are re-saved with their final flags."""
+def finish(bench: ServeBench, records: list[Record]) -> None:
+    """Flags that need the whole run, aggregates, then the comparison."""
+    passes = [r for r in records if r.kind == "serve" and r.scenario.get("repeat") is not None]
+    settle([(r, record_path(bench.result_dir, r.backend, r.scenario["input_len"], r.scenario["output_len"],
+                            r.scenario["repeat"])) for r in passes], bench.keep_flagged)
+    write_comparison(bench.result_dir, records, bench.baseline, bench.keep_flagged, provenance.collect()["command"])
+
+
+def settle(passes: list[tuple[Record, Path]], keep_flagged: bool) -> None:
+    """What follows from a run's passes as a whole, written beside them: the flags that compare a
+    pass with the others (clock dips; a pass whose flags change is saved again) and the aggregate
+    of each backend and shape."""
     from attnbench.serving import aggregate
 
-    passes = [r for r in records if r.kind == "serve" and r.scenario.get("repeat") is not None]
-    if observer.finish(passes):
-        for r in passes:
-            inp, out = r.scenario["input_len"], r.scenario["output_len"]
-            r.save(record_path(bench.result_dir, r.backend, replace(bench.load, input_len=inp, output_len=out),
-                               r.scenario["repeat"]))
-    for agg in aggregate.aggregates(passes, bench.keep_flagged):
+    before = [json.dumps(r.samples.get("observation"), sort_keys=True) for r, _ in passes]
+    if observe.reflag_clocks([r for r, _ in passes]):
+        for (r, path), old in zip(passes, before):
+            if json.dumps(r.samples.get("observation"), sort_keys=True) != old:
+                r.save(path)
+    folders = {(r.backend, r.scenario["input_len"], r.scenario["output_len"]): path.parent for r, path in passes}
+    for agg in aggregate.aggregates([r for r, _ in passes], keep_flagged):
         s = agg.scenario
-        agg.save(record_path(bench.result_dir, agg.backend,
-                             replace(bench.load, input_len=s["input_len"], output_len=s["output_len"])))
-    write_comparison(bench, records)
+        folder = folders[(agg.backend, s["input_len"], s["output_len"])]
+        agg.save(folder / record_name(s["input_len"], s["output_len"]))
+
 
 def summarize(result_dir: Path, baseline: str | None = None, keep_flagged: bool = False) -> list[Record]:
     """The comparison of a finished (or cut short) run again, from its records alone."""
     from attnbench.results import record as store
-    from attnbench.serving import plots, summary
 
     found = [f for f in store.scan([result_dir])[0] if f.record.kind == "serve"]
     records = [f.record for f in found]
     if not records:
         raise UserError(f"{result_dir}: no serve records here; pass a serve-bench result folder")
-    before = {id(f.record): json.dumps(f.record.samples.get("observation"), sort_keys=True) for f in found}
-    per_file = Counter(f.path for f in found)
-    if observe.reflag_clocks([r for r in records if r.scenario.get("repeat") is not None]):
-        for f in found:  # the flags follow from the records: keep the files in step with what is shown
-            changed = json.dumps(f.record.samples.get("observation"), sort_keys=True) != before[id(f.record)]
-            if changed and per_file[f.path] == 1:  # a file of several records is left as it is
-                if str(f.path).endswith(".gz"):
-                    atomic.write_bytes(f.path, gzip.compress(json.dumps(f.record.to_json()).encode()))
-                else:
-                    f.record.save(f.path)
-    from attnbench.serving import aggregate
-
-    folders = {(f.record.backend, f.record.scenario.get("input_len"), f.record.scenario.get("output_len")): f.path.parent
-               for f in found if f.record.scenario.get("repeat") is not None}
-    for agg in aggregate.aggregates(records, keep_flagged):  # derived from the passes: written again
-        s = agg.scenario
-        folder = folders.get((agg.backend, s.get("input_len"), s.get("output_len")))
-        if folder is not None:
-            agg.save(folder / f"serve-{s['input_len']}x{s['output_len']}.json")
-    print(summary.comparison_table(records, baseline, keep_flagged), flush=True)
+    per_file = Counter(f.path for f in found)  # a file of several records is left as it is
+    settle([(f.record, f.path) for f in found if f.record.scenario.get("repeat") is not None
+            and per_file[f.path] == 1], keep_flagged)
     command = next((r.provenance.get("command") for r in records if r.provenance.get("command")), None)
-    summary.write_summary(result_dir, records, baseline, command=command, keep_flagged=keep_flagged)
-    plots.write_plots(result_dir, records)
+    write_comparison(result_dir, records, baseline, keep_flagged, command)
     return records
 
 
@@ -480,15 +472,15 @@ def model_config(model: str) -> dict | None:
     return embedded.resolve(model)[1] or _hf_cached_config(model)
 
 
-def write_comparison(bench: ServeBench, records: list[Record]) -> None:
+def write_comparison(result_dir: Path, records: list[Record], baseline: str | None, keep_flagged: bool,
+                     command: str | None) -> None:
     """Terminal table, summary.md and plots; the presentation lives in summary.py / plots.py."""
     from attnbench.serving import plots, summary
 
-    print(summary.comparison_table(records, bench.baseline, bench.keep_flagged), flush=True)
-    summary.write_summary(bench.result_dir, records, bench.baseline, command=provenance.collect()["command"],
-                          keep_flagged=bench.keep_flagged)
+    print(summary.comparison_table(records, baseline, keep_flagged), flush=True)
+    summary.write_summary(result_dir, records, baseline, command=command, keep_flagged=keep_flagged)
     try:
-        plots.write_plots(bench.result_dir, records)
+        plots.write_plots(result_dir, records)
     except Exception as e:  # noqa: BLE001 - a plot must never cost the numbers
         print(f"attnbench: warning: plots not written ({type(e).__name__}: {e})", file=sys.stderr)
 

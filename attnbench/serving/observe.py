@@ -79,10 +79,6 @@ class Observer:
                 "TPOT; --serve-arg=--api-server-count=N spreads it)", contaminates=False).to_dict())
         return {**fields, **({"client": stats} if stats else {})}
 
-    def finish(self, passes) -> bool:
-        """After the run's last window: the flags that need every window (clock dips)."""
-        return reflag_clocks(passes)
-
     def stop(self) -> None:
         self.gpu.stop()
         self.cpu.stop()
