@@ -82,14 +82,16 @@ def groups(records: list[Record], keep_flagged: bool = False) -> list[Group]:
             by.setdefault(kinds.key(r), []).append(r)
     out = []
     for k, recs in by.items():
-        newest = max(str(r.provenance.get("run_id") or r.provenance.get("utc_time") or "") for r in recs)
-        if any(r.provenance.get("run_id") for r in recs):
-            recs = [r for r in recs if str(r.provenance.get("run_id") or "") == newest]
-        elif len(recs) > 1 and not any(r.scenario.get("repeat") is not None for r in recs):
-            recs = [max(recs, key=lambda r: str(r.provenance.get("utc_time") or ""))]  # single runs: the newest
-        recs.sort(key=lambda r: int(r.scenario.get("repeat") or 0))
+        newest = max(map(_run, recs))
+        recs = sorted((r for r in recs if _run(r) == newest), key=lambda r: int(r.scenario.get("repeat") or 0))
         out.append(Group(k, recs, keep_flagged))
     return out
+
+
+def _run(r: Record) -> str:
+    """Which invocation wrote a record: serve-bench's run_id (it starts with the run's UTC time),
+    else the record's own time (a record of a single pass is its own run)."""
+    return str(r.provenance.get("run_id") or r.provenance.get("utc_time") or "")
 
 
 def ratio(a: Group, b: Group, metric: str) -> stats.RatioCI:

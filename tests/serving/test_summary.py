@@ -202,3 +202,12 @@ def test_an_endpoint_run_describes_the_server_not_this_machine():
     assert line.startswith("Endpoint: http://10.0.0.5:8000/v1 · server llama.cpp") and "GPU unknown" in line
     assert GPU not in line  # the client machine's GPU is not the server's
     assert "1.00x" not in summary.comparison_table([r])  # one backend: no ratios to itself
+
+
+def test_a_newer_single_run_beside_an_older_repeated_run_is_the_one_shown():
+    old = repeated("a", [1000.0, 1100.0])  # run_id "run-1", utc_time 2026-11-24
+    for r in old:
+        r.provenance["run_id"] = "2026-11-24T12:00:00Z-1"
+    new = serve("a", 500.0, 100.0, utc_time="2026-11-25T12:00:00Z")  # no run_id: an older attnbench's record
+    [t] = summary.comparison(old + [new])
+    assert [r.cells[0].value for r in t.rows] == [500.0]
