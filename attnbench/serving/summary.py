@@ -172,10 +172,6 @@ def fmt(v: float | None) -> str:
     return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
-def fmt_ratio(r: float | None) -> str:
-    return "" if r is None else f"{r:.2f}x"
-
-
 def legend(reference: str, tables: list[Table] | None = None) -> str:
     to = "the best backend of the shape (max throughput, min latency)" if reference == "best" else reference
     text = f"throughput in tok/s, latency in ms; each cell: value and its ratio to {to}"
@@ -271,14 +267,11 @@ def server_cross_check(t: Table) -> str:
     """Client-side beside server-side (/metrics) means, per backend; '' when no server reported."""
     lines = []
     for row in t.rows:
-        used = row.group.used
-        server = [r.samples.get("observation") or {} for r in used]
-        if not any(s.get("server_metrics") == "ok" for s in server):
+        if not any(row.group.values(skey) for _, skey, _ in SERVER_PAIRS):
             continue
         cells = []
         for ckey, skey, _ in SERVER_PAIRS:
-            c = stats.spread(aggregate.value(r, ckey) for r in used).mean
-            sv = stats.spread(aggregate.value(r, skey) for r in used).mean
+            c, sv = row.group.spread(ckey).mean, row.group.spread(skey).mean
             cells += [fmt(c), fmt(sv), f"{c - sv:+.1f}" if not (math.isnan(c) or math.isnan(sv)) else "-"]
         lines.append("| " + " | ".join([_md_escape(row.backend), *cells]) + " |")
     if not lines:
