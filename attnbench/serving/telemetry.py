@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from attnbench import procs
+
 QUERY = "timestamp,index,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu"
 
 
@@ -150,12 +152,7 @@ class GpuSampler:
     def stop(self) -> list[GpuSample]:
         self._stop.set()
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=3)
+            procs.stop(self._proc, grace_s=3)
         if self._thread is not None:
             self._thread.join(timeout=3)
         return self.snapshot()
