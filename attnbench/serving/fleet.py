@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,14 +54,15 @@ def weight_bytes(cfg: dict) -> int:
 
 
 def gpu_memory_gib() -> float | None:
-    """The first GPU's memory: $ATTNBENCH_GPU_MEMORY_GIB, else nvidia-smi's; None where neither."""
+    """The first GPU's memory: $ATTNBENCH_GPU_MEMORY_GIB, else what nvidia-smi reports; None where neither."""
+    from attnbench import provenance
+
     if os.environ.get("ATTNBENCH_GPU_MEMORY_GIB"):
         return float(os.environ["ATTNBENCH_GPU_MEMORY_GIB"])
+    gpus = provenance.gpus()
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", "0"],
-                             capture_output=True, text=True, timeout=20)
-        return float(out.stdout.split()[0]) / 1024 if out.returncode == 0 and out.stdout.strip() else None
-    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return float(gpus[0]["memory_mib"]) / 1024 if gpus else None
+    except (KeyError, ValueError):
         return None
 
 
