@@ -245,6 +245,17 @@ def client_flags(loop_lag_p99_ms: float | None = None, worker_cpu_pct: float | N
     return flags
 
 
+def frontend_flags(api_server_cpu_pct: float | None, limit_pct: float = 85.0) -> list[Flag]:
+    """vLLM's API server process was busy enough (one asyncio loop streaming every request) that
+    it, not the engine, set the pace the client saw. A warning: what the client saw is still what
+    a user of that server sees."""
+    if not _finite(api_server_cpu_pct) or api_server_cpu_pct < limit_pct:
+        return []
+    return [Flag("frontend_bound", f"vLLM's API server process used {api_server_cpu_pct:.0f}% of a core during "
+                 "the window: client-side throughput and latency measure it as much as the engine (compare the "
+                 "server-side TPOT; --serve-arg=--api-server-count=N spreads it)", contaminates=False)]
+
+
 # ---------------------------------------------------------------- all together
 
 def flags_for_window(t0: float, t1: float, *, log_path: str | os.PathLike | None = None,

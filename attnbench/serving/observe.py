@@ -9,9 +9,6 @@ from __future__ import annotations
 from attnbench.serving import contamination, telemetry
 
 
-FRONTEND_BUSY_PCT = 85.0  # an asyncio process this busy queues what it streams
-
-
 def reflag_clocks(passes, drop: float = 0.05) -> bool:
     """gpu_clock flags from the records alone: a pass whose median SM clock sits more than `drop`
     below the median over the passes of the same backend and shape (a prefill-bound shape runs at
@@ -43,7 +40,6 @@ class Observer:
         self.gpu = telemetry.GpuSampler().start()
         self.cpu = telemetry.CpuSampler().start()
         self._watched: set[int] = set()
-        self._api_servers: dict[str, str] = {}  # target name -> CPU sampler name of its API server process
 
     def _watch(self, target) -> None:
         """CPU use of the server's processes (API server, engine core), by target name."""
@@ -53,9 +49,7 @@ class Observer:
             return
         self._watched.add(proc.pid)
         for name, pid in telemetry.group_pids(proc.pid).items():
-            label = f"{target.name}/api-server" if pid == proc.pid else f"{target.name}/{name}"
-            self.cpu.watch(label, pid)
-        self._api_servers[target.name] = f"{target.name}/api-server"  # vllm serve's own process
+            self.cpu.watch(_api_server(target.name) if pid == proc.pid else f"{target.name}/{name}", pid)
 
     def open(self, target) -> tuple:
         self._watch(target)
@@ -71,17 +65,18 @@ class Observer:
         stats = client_stats or {}
         report = window.finish(client_metrics, stats.get("loop_lag_p99_ms"), stats.get("worker_cpu_pct"))
         fields = report.record_fields()
-        api = (fields.get("proc_cpu_mean_pct") or {}).get(self._api_servers.get(name, ""))
-        if api is not None and api >= FRONTEND_BUSY_PCT:
-            fields["flags"].append(contamination.Flag(
-                "frontend_bound", f"vLLM's API server process used {api:.0f}% of a core during the window: "
-                "client-side throughput and latency measure it as much as the engine (compare the server-side "
-                "TPOT; --serve-arg=--api-server-count=N spreads it)", contaminates=False).to_dict())
+        api = (fields.get("proc_cpu_mean_pct") or {}).get(_api_server(name))
+        fields["flags"] += [f.to_dict() for f in contamination.frontend_flags(api)]
         return {**fields, **({"client": stats} if stats else {})}
 
     def stop(self) -> None:
         self.gpu.stop()
         self.cpu.stop()
+
+
+def _api_server(target_name: str) -> str:
+    """The CPU sampler's name for the process `vllm serve` itself runs in: its API server."""
+    return f"{target_name}/api-server"
 
 
 def flags(record) -> list[dict]:

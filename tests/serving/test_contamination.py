@@ -212,3 +212,9 @@ def test_measured_window_without_server_metrics_or_log_still_reports():
         report = cm.MeasuredWindow(s.base_url, log_path="/nonexistent/dir/server.log").start().finish({"completed": 0})
     assert report.server == {"server_metrics": "absent"} and report.flags == []
     assert cm.MeasuredWindow(None).start().finish(None).record_fields()["contaminated"] is False
+
+
+def test_a_busy_api_server_is_a_warning_with_its_cpu_figure():
+    assert cm.frontend_flags(84.9) == [] and cm.frontend_flags(None) == []
+    [f] = cm.frontend_flags(93.0)
+    assert f.kind == "frontend_bound" and not f.contaminates and "93% of a core" in f.evidence
