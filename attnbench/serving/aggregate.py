@@ -109,13 +109,13 @@ def aggregate_record(g: Group) -> Record:
     first = g.passes[0]
     scenario = {k: v for k, v in first.scenario.items() if k not in ("repeat", "seed")}
     used = g.used
-    metrics = {m: g.spread(m).mean if g.values(m) else None for m in SPREAD_METRICS}
+    spreads = {m: sp for m in SPREAD_METRICS if (sp := g.spread(m)).n}
+    metrics = {m: spreads[m].mean if m in spreads else None for m in SPREAD_METRICS}
     metrics["completed"] = sum(int(r.metrics.get("completed") or 0) for r in used)
     metrics["failed"] = sum(int(r.metrics.get("failed") or 0) for r in used)
-    spreads = {m: g.spread(m).__dict__ for m in SPREAD_METRICS if g.values(m)}
     rec = Record(kind="serve-aggregate", backend=g.backend, scenario=scenario, provenance=first.provenance,
                  metrics=metrics,
-                 samples={"spread": spreads, "repeats_used": [int(r.scenario.get("repeat") or 0) for r in used],
+                 samples={"spread": {m: sp.__dict__ for m, sp in spreads.items()}, "repeats_used": [int(r.scenario.get("repeat") or 0) for r in used],
                           "repeats_flagged": [int(r.scenario.get("repeat") or 0) for r in g.flagged],
                           "repeats_failed": [int(r.scenario.get("repeat") or 0) for r in g.failed],
                           "keep_flagged": g.keep_flagged, "ci": "95% Student-t interval of the mean over repeats"})
