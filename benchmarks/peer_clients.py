@@ -216,7 +216,7 @@ def command(client: str, a: argparse.Namespace, seed: int, out: Path) -> tuple[l
 def run_round(client: str, a: argparse.Namespace, seed: int, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cmd, result = command(client, a, seed, out)
-    t0 = time.monotonic()
+    t0, start_unix = time.monotonic(), time.time()
     before = prometheus.scrape(a.endpoint)  # a warm-up inside the command is in the window too: see below
     with open(out / "client.log", "wb") as log:
         code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
@@ -231,7 +231,8 @@ def run_round(client: str, a: argparse.Namespace, seed: int, out: Path) -> dict:
     elif server.get("server_requests") not in (None, res["completed"] + res["failed"]):
         server = {"server_metrics": "mixed"}  # the window held more than the measured requests
     return {**res, **{k: server.get(k) for k in SERVER}, "exit_code": code,
-            "wall_s": round(time.monotonic() - t0, 2), "command": " ".join(cmd)}
+            "wall_s": round(time.monotonic() - t0, 2), "start_unix": round(start_unix, 2),
+            "end_unix": round(time.time(), 2), "command": " ".join(cmd)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -65,7 +65,7 @@ class Observer:
         stats = client_stats or {}
         report = window.finish(client_metrics, stats.get("loop_lag_p99_ms"), stats.get("worker_cpu_pct"))
         fields = report.record_fields()
-        api = (fields.get("proc_cpu_mean_pct") or {}).get(_api_server(name))
+        api = _busiest_api_server(fields.get("proc_cpu_mean_pct") or {}, name)
         fields["flags"] += [f.to_dict() for f in contamination.frontend_flags(api)]
         return {**fields, **({"client": stats} if stats else {})}
 
@@ -77,6 +77,14 @@ class Observer:
 def _api_server(target_name: str) -> str:
     """The CPU sampler's name for the process `vllm serve` itself runs in: its API server."""
     return f"{target_name}/api-server"
+
+
+def _busiest_api_server(cpu_pct: dict, target_name: str) -> float | None:
+    """With --api-server-count N, `vllm serve` itself only supervises N VLLM::APIServer children;
+    the busiest of them (or the one process) is what sets the pace."""
+    mine = [v for k, v in cpu_pct.items()
+            if k == _api_server(target_name) or k.startswith(f"{target_name}/VLLM::APIServer")]
+    return max(mine, default=None)
 
 
 def flags(record) -> list[dict]:

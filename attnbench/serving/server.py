@@ -46,6 +46,7 @@ class ServerSpec:
     stop_grace_s: float = 30.0
     env: dict[str, str] = field(default_factory=dict)
     cpus: tuple[int, ...] | None = None  # pin the server's processes here (keeps the client's cores free)
+    label: str | None = None  # its name in output; default the backend's (two servers of one backend need two)
 
 
 def vllm_command() -> list[str]:
@@ -130,7 +131,7 @@ class VllmServer:
 
     @property
     def label(self) -> str:
-        return self.spec.backend.name if self.spec.backend else "server"
+        return self.spec.label or (self.spec.backend.name if self.spec.backend else "server")
 
     def command(self) -> list[str]:
         args = [*vllm_command(), self.spec.model, "--host", HOST, "--port", str(self.port)]

@@ -5,6 +5,8 @@ memory each), run commands against all of them, stop them all.
         --mem 0.12 --serve-arg=--enforce-eager --log-dir /tmp/res/logs -- \
         attnbench parity {endpoints} --result-dir /tmp/res/parity
 
+A --backends entry `LABEL=BACKEND` starts that backend under its own name, so one backend can run
+twice with different settings (`--backends fa3,fa3-api4=fa3 --serve-arg-for fa3-api4=--api-server-count=4`).
 `{endpoints}` becomes `--endpoint fa3=http://127.0.0.1:PORT/v1 --endpoint fa4=...` (the servers
 that came up), `{endpoint:NAME}` one server's URL, `{model}` the served model name. A command
 that names a server that did not come up (`{endpoint:NAME}`, or `{endpoints}` with none up) is
@@ -92,7 +94,8 @@ def main() -> int:
     ap.add_argument("--name", default=None, help="served model name")
     ap.add_argument("--backends", required=True)
     ap.add_argument("--mem", type=float, default=0.12, help="--gpu-memory-utilization per server")
-    ap.add_argument("--serve-arg", action="append", default=[])
+    ap.add_argument("--serve-arg", action="append", default=[], help="vLLM argument for every server")
+    ap.add_argument("--serve-arg-for", action="append", default=[], help="LABEL=ARG: vLLM argument for one server")
     ap.add_argument("--log-dir", type=Path, default=Path("/tmp/res/logs"))
     ap.add_argument("--ready-timeout", type=float, default=600)
     ap.add_argument("--stop-grace", type=float, default=20, help="seconds between SIGTERM and SIGKILL for the servers")
@@ -102,11 +105,19 @@ def main() -> int:
     path, _ = embedded.resolve(a.model)
     extra = [*fleet.server_args(a.model, embedded.EMBEDDED), "--gpu-memory-utilization", str(a.mem), *a.serve_arg]
     name = a.name or (a.model if a.model in embedded.EMBEDDED else Path(a.model).name)
-    wanted = [b.strip() for b in a.backends.split(",") if b.strip()]
-    specs = [ServerSpec(model=path, backend=registry.get(b), served_model_name=name,
-                        log_path=a.log_dir / f"{name}-{b}.log", extra_args=extra,
+    entries = [b.strip().partition("=") for b in a.backends.split(",") if b.strip()]
+    servers = {label: (backend or label) for label, _, backend in entries}  # label -> backend name
+    wanted = list(servers)
+    own: dict[str, list[str]] = {}
+    for item in a.serve_arg_for:
+        label, sep, arg = item.partition("=")
+        if not sep or label not in servers:
+            ap.error(f"--serve-arg-for {item!r}: want LABEL=ARG with LABEL one of {', '.join(wanted)}")
+        own.setdefault(label, []).append(arg)
+    specs = [ServerSpec(model=path, backend=registry.get(b), served_model_name=name, label=label,
+                        log_path=a.log_dir / f"{name}-{label}.log", extra_args=extra + own.get(label, []),
                         ready_timeout_s=a.ready_timeout, stop_grace_s=a.stop_grace)
-             for b in wanted]
+             for label, b in servers.items()]
 
     def stopping(e: BaseException) -> None:
         say(f"{'SIGTERM' if isinstance(e, procs.Terminated) else type(e).__name__}: stopping the servers")

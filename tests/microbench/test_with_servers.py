@@ -99,3 +99,24 @@ def test_sigterm_stops_every_server_and_engine(tmp_path, mode):
     while any(_alive(p) for p in pids) and time.monotonic() < end:
         time.sleep(0.1)
     assert not any(_alive(p) for p in pids), out
+
+
+def test_one_backend_runs_twice_under_two_labels_each_with_its_own_arguments(tmp_path):
+    """`--backends fa3,fa3-api4=fa3`: two servers of one backend, each with its own log and
+    arguments, addressable by label."""
+    args = _cmd(tmp_path, "fa3,fa3-api4=fa3", f"{_echo('x')} {{endpoint:fa3-api4}}")
+    args[args.index("--"):args.index("--")] = ["--serve-arg-for", "fa3-api4=--api-server-count=4"]
+    r = subprocess.run(args, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    logs = {p.name: p.read_text() for p in (tmp_path / "logs").glob("*.log")}
+    assert set(logs) == {"m-fa3.log", "m-fa3-api4.log"}
+    assert "--api-server-count=4" in logs["m-fa3-api4.log"] and "--api-server-count" not in logs["m-fa3.log"]
+    assert "fa3-api4=http://127.0.0.1:" in r.stdout
+
+
+def test_serve_arg_for_an_unknown_label_is_refused_naming_the_labels(tmp_path):
+    args = _cmd(tmp_path, "fa3", f"{_echo('x')}")
+    args[args.index("--"):args.index("--")] = ["--serve-arg-for", "fa4=--x"]
+    r = subprocess.run(args, env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "LABEL one of fa3" in r.stderr
+    assert not (tmp_path / "logs").exists()

@@ -58,3 +58,12 @@ def test_redrawing_a_result_folder_re_evaluates_clock_flags_and_saves_them(tmp_p
     agg = json.loads((tmp_path / "fi" / "serve-8000x1.json").read_text())  # the aggregate follows
     assert agg["kind"] == "serve-aggregate" and agg["repeats_used"] == [0, 1, 2]
     assert (tmp_path / "summary.md").exists()
+
+
+def test_the_frontend_check_reads_the_busiest_of_several_api_servers():
+    """With --api-server-count 4 `vllm serve` only supervises; its VLLM::APIServer children stream."""
+    cpu = {"fa3/api-server": 3.0, "fa3/VLLM::APIServer": 41.0, "fa3/VLLM::APIServer:812": 88.0,
+           "fa3/VLLM::EngineCore": 99.0, "fa4/api-server": 95.0}
+    assert observe._busiest_api_server(cpu, "fa3") == 88.0
+    assert observe._busiest_api_server({"fa3/api-server": 91.0}, "fa3") == 91.0
+    assert observe._busiest_api_server({}, "fa3") is None
