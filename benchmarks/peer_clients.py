@@ -108,17 +108,17 @@ def compare(runs: dict[str, list[dict]], reference: str = "attnbench") -> dict:
     the ratio reference/client of each metric, paired round by round (mean, min, max, and the 95%
     t-interval on the log ratios)."""
     out = {"clients": {}, "ratios": {}}
-    for client, rounds in runs.items():
+    ok = {c: [r for r in rounds if "error" not in r] for c, rounds in runs.items()}
+    for client, rounds in ok.items():
         out["clients"][client] = {
-            "rounds": len(rounds),
+            "rounds": len(rounds), "failed_rounds": len(runs[client]) - len(rounds),
             "lost": sum(r["failed"] for r in rounds),
             **{k: {"mean": statistics.fmean(r[k] for r in rounds), "spread_pct": spread_pct([r[k] for r in rounds])}
                for k in METRICS + SERVER if all(r.get(k) is not None for r in rounds) and rounds}}
-    ours = runs.get(reference, [])
     for client, rounds in runs.items():
-        if client == reference or not ours:
+        pairs = [(a, b) for a, b in zip(runs.get(reference, []), rounds) if "error" not in a and "error" not in b]
+        if client == reference or not pairs:
             continue
-        pairs = list(zip(ours, rounds))
         out["ratios"][client] = {}
         for k in METRICS:
             ci = stats.ratio_ci([a[k] for a, _ in pairs], [b[k] for _, b in pairs], paired=True)
@@ -257,23 +257,32 @@ def main(argv: list[str] | None = None) -> None:
     clients = a.clients.split(",") if a.clients else installed()
     runs: dict[str, list[dict]] = {c: [] for c in clients}
     earlier = json.loads((a.out / "comparison.json").read_text()) if a.report_only else {}
+    head = {k: earlier[k] for k in ("command", "provenance")} if a.report_only else {
+        "command": " ".join([sys.executable, *sys.argv]), "provenance": provenance.collect()}
     for r in range(a.rounds):
         for client in clients:
             out = a.out / f"round{r}" / client
             if a.report_only:
                 res = {**earlier["runs"][client][r], **PARSERS[client](command(client, a, r, out)[1])}
             else:
-                res = run_round(client, a, seed=r, out=out)
+                try:
+                    res = run_round(client, a, seed=r, out=out)
+                except (RuntimeError, OSError) as e:  # one client failing must not cost the others' rounds
+                    res = {"error": f"{type(e).__name__}: {e}"}
             runs[client].append(res)
-            print(f"round {r} {client}: {res['completed']} ok, {res['failed']} lost, "
-                  + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS), file=sys.stderr, flush=True)
+            print(f"round {r} {client}: " + (f"failed: {res['error']}" if "error" in res else
+                  f"{res['completed']} ok, {res['failed']} lost, " + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS)),
+                  file=sys.stderr, flush=True)
+        table = save(a, runs, head)  # after every round: a job cut short keeps what it measured
+    print(table)
+
+
+def save(a: argparse.Namespace, runs: dict[str, list[dict]], head: dict) -> str:
     result = compare(runs, a.reference)
     table = format_table(result, a.reference)
-    print(table)
-    head = {k: earlier[k] for k in ("command", "provenance")} if a.report_only else {
-        "command": " ".join([sys.executable, *sys.argv]), "provenance": provenance.collect()}
     atomic.write_json(a.out / "comparison.json", {**head, "load": vars(a) | {"out": str(a.out)}, "runs": runs, **result})
     atomic.write_text(a.out / "comparison.md", table + "\n")
+    return table
 
 
 if __name__ == "__main__":

@@ -98,3 +98,18 @@ def test_attnbench_variants_and_the_server_side_reference(tmp_path):
         run = res["runs"][client][0]
         assert run["completed"] == 4 and run["server_mean_tpot_ms"] is not None  # the server's view of the pass
     assert "attnbench-text" in res["ratios"] and "server TPOT" in (tmp_path / "out" / "comparison.md").read_text()
+
+
+def test_a_client_that_fails_is_recorded_and_the_others_rounds_are_kept(tmp_path):
+    with ScriptedServer(Script(ttft_s=0.01, itl_s=0.002)) as s:
+        r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peer_clients.py"), "--endpoint", s.base_url,
+                            "--model", "scripted", "--tokenizer", str(tmp_path), "--input", "8", "--output", "4",
+                            "--num-prompts", "4", "--concurrency", "2", "--rounds", "2", "--vocab-size", "100",
+                            "--clients", "attnbench,attnbench-warm", "--peer-arg", "attnbench-warm=--no-such-flag",
+                            "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "round 1 attnbench-warm: failed: RuntimeError: attnbench-warm wrote no" in r.stderr
+    res = __import__("json").loads((tmp_path / "out" / "comparison.json").read_text())
+    assert res["clients"]["attnbench"]["rounds"] == 2
+    assert res["clients"]["attnbench-warm"] == {"rounds": 0, "failed_rounds": 2, "lost": 0}
+    assert res["ratios"] == {}  # nothing to pair with
