@@ -381,7 +381,8 @@ def run(bench: ServeBench) -> list[Record]:
                     model_shape(cfg, bench.serve_args), False, how, observer, records)
             return records
         served_path, cfg = embedded.resolve(bench.model)
-        extra = [*fleet.server_args(bench.model, embedded.EMBEDDED), *bench.serve_args]
+        frontend = fleet.frontend_args(bench.serve_args)
+        extra = [*fleet.server_args(bench.model, embedded.EMBEDDED), *frontend, *bench.serve_args]
         shape = model_shape(cfg, bench.serve_args)
         total = bench.gpu_memory_gib if bench.gpu_memory_gib is not None else fleet.gpu_memory_gib()
         layout = fleet.plan(bench.backends, fleet.need_gib(cfg, shape, tokens_in_flight(bench)), total,
@@ -393,9 +394,11 @@ def run(bench: ServeBench) -> list[Record]:
             print("attnbench: notice: --interleave needs servers side by side; measuring one server at a time",
                   file=sys.stderr)
         server_cpus, client_cpus = fleet.cpu_split()
-        how = {"interleaved": interleave, "side_by_side": layout.side_by_side, "layout": layout.reason,
+        reason = layout.reason + (f"; {frontend[-1]} vLLM API-server processes each (--serve-arg=--api-server-count=N "
+                                  "overrides)" if frontend else "")
+        how = {"interleaved": interleave, "side_by_side": layout.side_by_side, "layout": reason,
                "client_cpus": list(client_cpus) if client_cpus else None}
-        print(f"attnbench: {layout.reason}; measured passes {'interleaved' if interleave else 'one server at a time'}",
+        print(f"attnbench: {reason}; measured passes {'interleaved' if interleave else 'one server at a time'}",
               file=sys.stderr, flush=True)
         bench.client_cpus = client_cpus
         share = ["--gpu-memory-utilization", str(layout.memory_share)] if layout.memory_share else []

@@ -25,6 +25,11 @@ GIB = 2**30
 OVERHEAD_GIB = 4.0  # activations of the profile run, CUDA graphs, CUDA context (measured: 2-4 GiB)
 USABLE = 0.90  # of the GPU's memory, shared by the servers (vLLM's default for one server)
 CLIENT_CORES = 4  # cores kept for the load generator when the machine has 8 or more
+# vLLM API-server processes per server. With one, that process (every stream's detokenizing and
+# SSE) sets the pace at 256 streams: on the H200, fa3 with Qwen3-0.6B at 1000:1000 x 256 gave
+# 11.8k out tok/s with one (the process at 87-99% of a core, engine TPOT 12.9 ms, client TPOT 20.8)
+# and 18.6k with four (client TPOT 12.9 ms = engine's), run-to-run half-range 6% -> 1%.
+API_SERVERS = 4
 # Logged once a server has sized and allocated its KV cache; the next one may start profiling then.
 # (Two servers profiling at once can see each other's memory come and go and refuse to start.)
 MEMORY_TAKEN = re.compile(r"GPU KV cache size|Available KV cache memory|KV cache memory")
@@ -130,6 +135,19 @@ def cpu_split(n_cpus: int | None = None) -> tuple[tuple[int, ...] | None, tuple[
 def server_args(model: str, embedded_names) -> list[str]:
     """vLLM arguments every server of this model gets: an embedded architecture has no weights."""
     return ["--load-format", "dummy"] if model in embedded_names else []
+
+
+def frontend_args(serve_args: list[str], n_cpus: int | None = None) -> list[str]:
+    """--api-server-count API_SERVERS for a load benchmark, unless the user chose a count or the
+    machine has fewer than 8 cores (cpu_split's threshold: then nothing is split)."""
+    if any(a == "--api-server-count" or a.startswith("--api-server-count=") for a in serve_args):
+        return []
+    if n_cpus is None:
+        try:
+            n_cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            n_cpus = os.cpu_count() or 1
+    return ["--api-server-count", str(API_SERVERS)] if n_cpus >= 8 else []
 
 
 @contextlib.contextmanager

@@ -19,13 +19,15 @@ warm() { echo "python3 -m attnbench serve-bench --endpoint {endpoint:$1} --model
 peers() { echo "python3 benchmarks/peer_clients.py --endpoint {endpoint:$1} --model {model} --tokenizer $tok $load --concurrency 256 --rounds 3 --clients $2 --reference vllm --out /tmp/res/frontend/$1"; }
 
 step "frontend: fa3 with 1 and with 4 API-server processes, side by side ($(left) s left)"
-timeout -k 10 -s TERM $(( $(left) - 660 )) python3 scripts/device/with_servers.py \
+part2=${PART2_S:-600}  # seconds kept for the serve-bench part; below 120 it is skipped
+timeout -k 10 -s TERM $(( $(left) - part2 )) python3 scripts/device/with_servers.py \
   --backends fa3-api1=fa3,fa3-api4=fa3 --serve-arg-for fa3-api4=--api-server-count=4 --mem 0.45 \
   --log-dir /tmp/res/frontend/logs -- \
   $(warm fa3-api4) ";;" $(peers fa3-api4 vllm,attnbench,attnbench-text) ";;" \
   $(warm fa3-api1) ";;" $(peers fa3-api1 vllm,attnbench) 2>&1 | tail -60
 echo "frontend exit ${PIPESTATUS[0]}"
 
+[ "$part2" -lt 120 ] && { kill $sampler; step "done (no time kept for serve-bench)"; exit 0; }
 step "serve-bench fa3, attnbench-fa4 with 4 API-server processes ($(left) s left)"
 mkdir -p /tmp/res/serve-api4
 cmd="python3 -m attnbench serve-bench --input 1000,8000 --output 1000,1 --num-prompts 256 --repeats 3 --backends fa3,attnbench-fa4 --serve-arg=--api-server-count=4 --result-dir /tmp/res/serve-api4"

@@ -67,6 +67,14 @@ def test_the_client_keeps_four_cores_on_big_machines():
     assert fleet.cpu_split(4) == (None, None)
 
 
+def test_a_load_benchmark_spreads_vllms_frontend_over_four_processes_unless_told_otherwise():
+    """One API-server process saturated at 256 streams on the H200 and set the pace (fleet.API_SERVERS)."""
+    assert fleet.frontend_args([], n_cpus=16) == ["--api-server-count", "4"]
+    assert fleet.frontend_args(["--api-server-count=1"], n_cpus=16) == []
+    assert fleet.frontend_args(["--max-num-seqs", "8", "--api-server-count", "2"], n_cpus=16) == []
+    assert fleet.frontend_args([], n_cpus=4) == []  # too few cores to give each process one
+
+
 def test_each_server_starts_once_the_one_before_has_taken_its_memory(tmp_path, monkeypatch):
     import re
 
