@@ -4,6 +4,7 @@
 # (token ids; on the 4-process server also text prompts as vLLM's random dataset makes them), with
 # /metrics around every run and every vLLM process's CPU time sampled each second. Then, in the
 # time left, serve-bench of fa3 and attnbench-fa4 with 4 API-server processes and 3 repeats.
+# API1_CLIENTS / API4_CLIENTS choose the clients per server (benchmarks/peer_clients.py --clients).
 source scripts/device/env.sh
 mkdir -p /tmp/res/frontend
 step() { echo "=== $(date -u +%T) $*"; }
@@ -23,8 +24,8 @@ part2=${PART2_S:-600}  # seconds kept for the serve-bench part; below 120 it is 
 timeout -k 10 -s TERM $(( $(left) - part2 )) python3 scripts/device/with_servers.py \
   --backends fa3-api1=fa3,fa3-api4=fa3 --serve-arg-for fa3-api4=--api-server-count=4 --mem 0.45 \
   --log-dir /tmp/res/frontend/logs -- \
-  $(warm fa3-api4) ";;" $(peers fa3-api4 vllm,attnbench,attnbench-text) ";;" \
-  $(warm fa3-api1) ";;" $(peers fa3-api1 vllm,attnbench) 2>&1 | tail -60
+  $(warm fa3-api4) ";;" $(peers fa3-api4 "${API4_CLIENTS:-vllm,attnbench,attnbench-text}") ";;" \
+  $(warm fa3-api1) ";;" $(peers fa3-api1 "${API1_CLIENTS:-vllm,attnbench}") 2>&1 | tail -60
 echo "frontend exit ${PIPESTATUS[0]}"
 
 [ "$part2" -lt 120 ] && { kill $sampler; step "done (no time kept for serve-bench)"; exit 0; }

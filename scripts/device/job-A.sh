@@ -12,5 +12,5 @@ cmd="python3 -m attnbench serve-bench --input 1000,8000 --output 1000,1 --num-pr
 echo "$cmd" > /tmp/res/serve-command.txt
 timeout -k 10 -s INT 1500 $cmd 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | tail -150
 step vllm-compare
-# (the client comparison that ran here is now scripts/device/agreement.sh over benchmarks/peer_clients.py)
+# (the client comparison that ran here is now scripts/device/frontend.sh over benchmarks/peer_clients.py)
 step done
