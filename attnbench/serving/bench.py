@@ -19,7 +19,7 @@ from attnbench.backends.registry import Backend
 from attnbench.console import Progress, StatusLine
 from attnbench.errors import UserError
 from attnbench.results.record import Record
-from attnbench.serving import client, metrics, observe, workload
+from attnbench.serving import client, fleet, metrics, observe, workload
 from attnbench.serving.server import ServerSpec
 from attnbench.serving.workload import Workload
 
@@ -246,6 +246,8 @@ def _scenario(bench: ServeBench, load: Workload, target: Target | None, shape: d
         "served_model": target.model if target else None,
         "endpoint": bench.endpoint, "serve_args": bench.serve_args, "percentiles": bench.percentiles,
         "slos_ms": bench.slos_ms, "model_shape": shape, "prompt_format": bench.prompt_format,
+        # the frontend changes what the client measures (docs/serving-noise.md): part of what ran
+        "api_server_count": None if bench.endpoint else fleet.api_server_count(bench.serve_args),
     }
 
 
@@ -363,7 +365,6 @@ def run(bench: ServeBench) -> list[Record]:
     """Everything `attnbench serve-bench` does after parsing flags; returns the records written."""
     from attnbench.models import embedded
     from attnbench.serving import endpoint as ep
-    from attnbench.serving import fleet
 
     records: list[Record] = []
     bench.result_dir.mkdir(parents=True, exist_ok=True)

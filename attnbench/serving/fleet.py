@@ -137,17 +137,29 @@ def server_args(model: str, embedded_names) -> list[str]:
     return ["--load-format", "dummy"] if model in embedded_names else []
 
 
-def frontend_args(serve_args: list[str], n_cpus: int | None = None) -> list[str]:
-    """--api-server-count API_SERVERS for a load benchmark, unless the user chose a count or the
-    machine has fewer than 8 cores (cpu_split's threshold: then nothing is split)."""
-    if any(a == "--api-server-count" or a.startswith("--api-server-count=") for a in serve_args):
-        return []
+def api_server_count(serve_args: list[str], n_cpus: int | None = None) -> int:
+    """vLLM API-server processes a server started with these arguments runs: the user's
+    --api-server-count, else API_SERVERS on a machine of 8 or more cores (cpu_split's threshold),
+    else vLLM's default of one."""
+    for i, a in enumerate(serve_args):
+        value = a.partition("=")[2] if a.startswith("--api-server-count=") else \
+            serve_args[i + 1] if a == "--api-server-count" and i + 1 < len(serve_args) else None
+        if value is not None:
+            return int(value) if value.isdigit() else 1
     if n_cpus is None:
         try:
             n_cpus = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             n_cpus = os.cpu_count() or 1
-    return ["--api-server-count", str(API_SERVERS)] if n_cpus >= 8 else []
+    return API_SERVERS if n_cpus >= 8 else 1
+
+
+def frontend_args(serve_args: list[str], n_cpus: int | None = None) -> list[str]:
+    """What a load benchmark adds to the user's arguments so that vLLM's frontend is not the bottleneck."""
+    if any(a == "--api-server-count" or a.startswith("--api-server-count=") for a in serve_args):
+        return []
+    n = api_server_count(serve_args, n_cpus)
+    return ["--api-server-count", str(n)] if n > 1 else []
 
 
 @contextlib.contextmanager

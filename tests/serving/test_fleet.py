@@ -75,6 +75,13 @@ def test_a_load_benchmark_spreads_vllms_frontend_over_four_processes_unless_told
     assert fleet.frontend_args([], n_cpus=4) == []  # too few cores to give each process one
 
 
+def test_the_api_server_count_a_record_states_is_the_one_the_server_ran():
+    assert fleet.api_server_count([], n_cpus=16) == fleet.API_SERVERS == 4
+    assert fleet.api_server_count([], n_cpus=2) == 1
+    assert fleet.api_server_count(["--api-server-count=2"], n_cpus=2) == 2
+    assert fleet.api_server_count(["--api-server-count", "8"], n_cpus=16) == 8
+
+
 def test_each_server_starts_once_the_one_before_has_taken_its_memory(tmp_path, monkeypatch):
     import re
 
@@ -115,6 +122,9 @@ def test_side_by_side_servers_get_their_share_and_passes_are_interleaved(tmp_pat
         assert "--gpu-memory-utilization 0.45" in (out / name / "server.log").read_text()
     passes = [r for r in record.load(out) if r.kind == "serve"]
     assert len(passes) == 4 and all(r.scenario["interleaved"] and r.scenario["side_by_side"] for r in passes)
+    count = fleet.api_server_count([])  # this machine's: 4 from 8 cores up, else vLLM's one
+    assert {r.scenario["api_server_count"] for r in passes} == {count}
+    assert ("--api-server-count 4" in (out / "fa3" / "server.log").read_text()) == (count == 4)
     order = [(r.backend, r.scenario["repeat"]) for r in sorted(passes, key=lambda r: r.samples["observation"]["window_t0"])]
     assert order == [("fa3", 0), ("fa4", 0), ("fa3", 1), ("fa4", 1)]
     assert "side by side" in (out / "summary.md").read_text()
