@@ -74,6 +74,9 @@ class Estimate:
     layer_us: list[float]  # kernel time of each composition, one layer
     mix: Mix
     model: ModelShape
+    tpot_source: str = "client"  # or "engine": vLLM's own per-token time from /metrics
+    tpot_passes: int = 1  # measured passes the TPOT is the mean of
+    tpot_half_pct: float | None = None  # 95% CI half-width of that mean, % of it (None: one pass)
 
     @property
     def share(self) -> float:

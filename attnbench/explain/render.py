@@ -21,8 +21,14 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
+def _tpot(e) -> str:
+    """The measured TPOT, its CI over repeats, and whose it is (e: engine-side, from /metrics)."""
+    cell = _ms(e.tpot_mean_ms) + (f" ±{e.tpot_half_pct:.1f}%" if e.tpot_half_pct is not None else "")
+    return cell + (" (e)" if e.tpot_source == "engine" else "")
+
+
 def rows(res: ShapeResult) -> list[list[str]]:
-    return [[e.backend, e.kernel, _ms(e.tpot_mean_ms), _ms(e.tpot_median_ms), _ms(e.attn_ms), _pct(e.share),
+    return [[e.backend, e.kernel, _tpot(e), _ms(e.tpot_median_ms), _ms(e.attn_ms), _pct(e.share),
              _ms(e.rest_ms), f"{e.mix.mean_batch:.0f}", f"{e.mix.mean_context:.0f}", _pct(e.mix.coverage)]
             for e in res.estimates]
 
@@ -38,7 +44,10 @@ def gap_line(g: Gap) -> str:
 def _title(res: ShapeResult) -> str:
     layers = {e.model.layers for e in res.estimates}
     per = f", x{layers.pop()} layers" if len(layers) == 1 else ""
-    return f"{res.shape.label}: estimated attention per decode step{per} vs measured TPOT (ms)"
+    passes = max((e.tpot_passes for e in res.estimates), default=1)
+    over = f", mean of {passes} passes ± 95% CI" if passes > 1 else ""
+    engine = "; (e): the engine's own TPOT from vLLM's /metrics" if any(e.tpot_source == "engine" for e in res.estimates) else ""
+    return f"{res.shape.label}: estimated attention per decode step{per} vs measured TPOT (ms{over}{engine})"
 
 
 def table(results: list[ShapeResult]) -> str:

@@ -11,21 +11,40 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
+from attnbench import stats
 from attnbench.errors import UserError
 from attnbench.explain import compose, estimate
 from attnbench.results.record import Record
+from attnbench.serving import aggregate
 from attnbench.serving.shape import Shape
-from attnbench.serving.summary import latest, one_line
+from attnbench.serving.summary import one_line
 
 
 @dataclass
 class Job:
-    """One serve record to explain."""
+    """One backend's measured passes of one load to explain: the batches of the newest pass, the
+    TPOT over all passes used."""
 
-    record: Record
+    record: Record  # the pass whose in-flight samples give the batch mix
     kernel: str
     mix: compose.Mix
     model: estimate.ModelShape
+    tpot: stats.Spread | None = None  # mean TPOT over the passes used
+    tpot_median_ms: float | None = None
+    tpot_source: str = "client"
+
+
+def measured_tpot(group: aggregate.Group) -> tuple[stats.Spread, float | None, str]:
+    """The decode step the engine lived through: vLLM's own TPOT (/metrics, engine timestamps)
+    when every pass used has it, else the client's. The client's includes delivery: with a
+    saturated API server it was 61% above the engine's on an H200 (docs/serving-noise.md)."""
+    used = group.used
+    engine = group.values("server_mean_tpot_ms")
+    if used and len(engine) == len(used):
+        median = group.spread("server_median_tpot_ms")
+        return stats.spread(engine.values()), (median.mean if median.n else None), "engine"
+    median = group.spread("median_tpot_ms")
+    return group.spread("mean_tpot_ms"), (median.mean if median.n else None), "client"
 
 
 @dataclass
@@ -75,49 +94,60 @@ def kernel_for(backend: str, kernels: dict[str, str], device: str = "cuda") -> s
 
 
 def select(records: list[Record], where: str, backends: list[str] | None = None,
-           shape: tuple[int, int] | None = None) -> dict[Shape, list[Record]]:
-    """The newest serve record per (backend, load shape), filtered, grouped by shape."""
-    serve = latest([r for r in records if r.kind == "serve"])
+           shape: tuple[int, int] | None = None) -> dict[Shape, list[aggregate.Group]]:
+    """Per load shape, each backend's passes of its newest run (serve-bench's repeats, or one pass),
+    filtered."""
+    newest: dict[tuple[str, Shape], aggregate.Group] = {}
+    for g in aggregate.groups([r for r in records if r.kind == "serve"]):
+        k = (g.backend, Shape.of(g.passes[0]))
+        if k not in newest or aggregate.run_of(g.passes[0]) >= aggregate.run_of(newest[k].passes[0]):
+            newest[k] = g
+    serve = list(newest.values())
     if not serve:
         raise UserError(f"{where}: no serve records; pass the result directory `attnbench serve-bench` wrote")
     if shape:
-        kept = [r for r in serve if (Shape.of(r).input_len, Shape.of(r).output_len) == shape]
+        kept = [g for g in serve if (Shape.of(g.passes[0]).input_len, Shape.of(g.passes[0]).output_len) == shape]
         if not kept:
-            have = sorted({f"{Shape.of(r).input_len}x{Shape.of(r).output_len}" for r in serve})
+            have = sorted({f"{Shape.of(g.passes[0]).input_len}x{Shape.of(g.passes[0]).output_len}" for g in serve})
             raise UserError(f"--shape {shape[0]}x{shape[1]}: no serve record of that shape in {where} "
                             f"(it has {', '.join(have)})")
         serve = kept
     if backends:
-        have = list(dict.fromkeys(r.backend for r in serve))
+        have = list(dict.fromkeys(g.backend for g in serve))
         missing = [b for b in backends if b not in have]
         if missing:
             raise UserError(f"--backends: {', '.join(missing)} not in {where} (it has {', '.join(have)})")
-        serve = sorted((r for r in serve if r.backend in backends), key=lambda r: backends.index(r.backend))
-    out: dict[Shape, list[Record]] = {}
-    for rec in serve:
-        out.setdefault(Shape.of(rec), []).append(rec)
+        serve = sorted((g for g in serve if g.backend in backends), key=lambda g: backends.index(g.backend))
+    out: dict[Shape, list[aggregate.Group]] = {}
+    for g in serve:
+        out.setdefault(Shape.of(g.passes[0]), []).append(g)
     return out
 
 
-def plan(records: list[Record], kernels: dict[str, str], coverage: float, device: str = "cuda") -> tuple[list[Job], list[str]]:
-    """Check and compose every record before any timing; failed serve runs become notes."""
+def plan(groups: list[aggregate.Group], kernels: dict[str, str], coverage: float,
+         device: str = "cuda") -> tuple[list[Job], list[str]]:
+    """Check and compose every backend's newest pass before any timing; failed runs become notes."""
     jobs, notes = [], []
-    for rec in records:
-        where = f"{rec.backend} {Shape.of(rec).label}"
-        if rec.status != "ok":
-            notes.append(f"{rec.backend}: skipped, its serve run failed: {one_line(rec.error)}")
+    for g in groups:
+        if not g.used:
+            why = one_line(g.failed[-1].error) if g.failed else f"all {len(g.flagged)} passes were flagged as contaminated"
+            notes.append(f"{g.backend}: skipped, its serve run failed: {why}")
             continue
-        if not rec.metrics.get("mean_tpot_ms"):
+        rec = g.used[-1]
+        where = f"{rec.backend} {Shape.of(rec).label}"
+        tpot, median, source = measured_tpot(g)
+        if not tpot.n or not tpot.mean:
             notes.append(f"{rec.backend}: skipped, its serve run has no TPOT (output length 1 or no request completed)")
             continue
         model = estimate.ModelShape.of(rec.scenario, where)
         mix = compose.compose(compose.inflight_of(rec.samples, where), model.page_size, coverage=coverage, where=where)
-        jobs.append(Job(rec, kernel_for(rec.backend, kernels, device), mix, model))
+        jobs.append(Job(rec, kernel_for(rec.backend, kernels, device), mix, model, tpot, median, source))
     return jobs, notes
 
 
-def to_record(est: estimate.Estimate, rec: Record, device: str, coverage: float, gaps: list[estimate.Gap],
+def to_record(est: estimate.Estimate, job: Job, device: str, coverage: float, gaps: list[estimate.Gap],
               provenance: dict) -> Record:
+    rec = job.record
     s, mix = rec.scenario, est.mix
     scenario = {k: s.get(k) for k in ("input_len", "output_len", "num_prompts", "request_rate", "burstiness",
                                       "max_concurrency", "seed", "model", "served_model", "model_shape")}
@@ -132,7 +162,11 @@ def to_record(est: estimate.Estimate, rec: Record, device: str, coverage: float,
                "attn_est_ms": est.attn_ms, "attn_share": est.share, "rest_ms": est.rest_ms,
                "num_hidden_layers": layers, "mean_decode_batch": mix.mean_batch, "mean_context": mix.mean_context,
                "coverage": mix.coverage, "inflight_samples": mix.samples, "decode_samples": mix.decode_samples,
-               "mixed_share": mix.mixed_share, "prefill_attn_tflop": flops / 1e12}
+               "mixed_share": mix.mixed_share, "prefill_attn_tflop": flops / 1e12,
+               "tpot_passes": job.tpot.n if job.tpot else 1,
+               "mean_tpot_ci_low_ms": job.tpot.ci_low if job.tpot and job.tpot.n > 1 else None,
+               "mean_tpot_ci_high_ms": job.tpot.ci_high if job.tpot and job.tpot.n > 1 else None}
+    scenario["tpot_source"] = job.tpot_source
     comps = [{**c.to_json(), "layer_us": t, "step_ms": t * layers / 1000}
              for c, t in zip(mix.compositions, est.layer_us)]
     mine = [g.to_json() for g in gaps if est.backend in (g.slower, g.faster)]
@@ -185,7 +219,12 @@ def explain(records: list[Record], where: str, timer: estimate.Timer, result_dir
                     status(f"explain {s.label}: {name} ({kernel}) {i + 1}/{n} {ds.label()}")
 
             try:
-                est = estimate.estimate(name, job.kernel, job.record.metrics, job.mix, job.model, timer, report)
+                measured = {"mean_tpot_ms": job.tpot.mean, "median_tpot_ms": job.tpot_median_ms} if job.tpot else \
+                    job.record.metrics
+                est = estimate.estimate(name, job.kernel, measured, job.mix, job.model, timer, report)
+                if job.tpot:
+                    est.tpot_source, est.tpot_passes = job.tpot_source, job.tpot.n
+                    est.tpot_half_pct = job.tpot.half_width_pct if job.tpot.n > 1 else None
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as e:  # one backend's kernel failing must not lose the others
@@ -199,7 +238,7 @@ def explain(records: list[Record], where: str, timer: estimate.Timer, result_dir
                                  f"({est.tpot_mean_ms:.2f} ms); the timed shapes overstate the served batches "
                                  "(check scenario.model_shape and the compositions)")
             by_backend[name] = job
-            res.paths.append(to_record(est, job.record, device, coverage, [], prov).save(record_path(result_dir, name, s)))
+            res.paths.append(to_record(est, job, device, coverage, [], prov).save(record_path(result_dir, name, s)))
         for a, b in combinations(res.estimates, 2):
             try:
                 res.gaps.append(estimate.gap(a, b, timer if same_load else None))
@@ -210,6 +249,6 @@ def explain(records: list[Record], where: str, timer: estimate.Timer, result_dir
                                  f"{one_line(str(e) or type(e).__name__)}")
                 res.gaps.append(estimate.gap(a, b))
         for est in res.estimates:  # again, now with the pairs
-            to_record(est, by_backend[est.backend].record, device, coverage, res.gaps, prov).save(
+            to_record(est, by_backend[est.backend], device, coverage, res.gaps, prov).save(
                 record_path(result_dir, est.backend, s))
     return results

@@ -82,13 +82,13 @@ def groups(records: list[Record], keep_flagged: bool = False) -> list[Group]:
             by.setdefault(kinds.key(r), []).append(r)
     out = []
     for k, recs in by.items():
-        newest = max(map(_run, recs))
-        recs = sorted((r for r in recs if _run(r) == newest), key=lambda r: int(r.scenario.get("repeat") or 0))
+        newest = max(map(run_of, recs))
+        recs = sorted((r for r in recs if run_of(r) == newest), key=lambda r: int(r.scenario.get("repeat") or 0))
         out.append(Group(k, recs, keep_flagged))
     return out
 
 
-def _run(r: Record) -> str:
+def run_of(r: Record) -> str:
     """Which invocation wrote a record: serve-bench's run_id (it starts with the run's UTC time),
     else the record's own time (a record of a single pass is its own run)."""
     return str(r.provenance.get("run_id") or r.provenance.get("utc_time") or "")

@@ -157,3 +157,53 @@ def test_same_load_times_the_slower_kernel_on_the_faster_runs_batches(tmp_path):
     assert saved["fa3"].samples["pairs"][0]["kernel_gap_ms"] == pytest.approx(0.128)
     md = render.markdown([res])
     assert "| fa4 vs fa3 | 1.00 | +0.38 | 38% | +0.62 | +0.13 | +0.26 |" in md
+
+
+def _passes(backend, client_tpots, engine_tpots=None, run_id="run-1"):
+    """serve-bench's repeats of one backend: one pass record per TPOT, the engine's in /metrics."""
+    steady = [[40, 48, 48, 52]] * 3
+    out = []
+    for i, tpot in enumerate(client_tpots):
+        rec = serve(backend, tpot, steady)
+        rec.scenario.update(repeat=i, seed=i)
+        rec.provenance["run_id"] = run_id
+        if engine_tpots:
+            rec.samples["observation"] = {"server_metrics": "ok", "server_mean_tpot_ms": engine_tpots[i],
+                                          "server_median_tpot_ms": engine_tpots[i], "flags": []}
+        out.append(rec)
+    return out
+
+
+def test_repeats_are_explained_by_their_mean_tpot_with_its_interval(tmp_path):
+    (res,) = run(_passes("fa3", [2.0, 2.2, 2.4]), tmp_path, per_token({"fa3": 1.0}))
+    (est,) = res.estimates
+    assert est.tpot_mean_ms == pytest.approx(2.2)  # not the newest pass's 2.4
+    (r,) = record.load(tmp_path / "out")
+    assert r.metrics["tpot_passes"] == 3 and r.scenario["tpot_source"] == "client"
+    assert r.metrics["mean_tpot_ci_low_ms"] < 2.2 < r.metrics["mean_tpot_ci_high_ms"]
+
+
+def test_the_engines_own_tpot_is_the_step_explained_when_every_pass_has_it(tmp_path):
+    """A saturated API server delays delivery: the client's TPOT then is not the decode step."""
+    (res,) = run(_passes("fa3", [3.1, 3.3, 3.2], engine_tpots=[2.0, 2.0, 2.0]), tmp_path, per_token({"fa3": 1.0}))
+    (est,) = res.estimates
+    assert est.tpot_mean_ms == pytest.approx(2.0) and est.tpot_median_ms == pytest.approx(2.0)
+    (r,) = record.load(tmp_path / "out")
+    assert r.scenario["tpot_source"] == "engine"
+    half = _passes("fa4", [3.0, 3.0], engine_tpots=[2.0, 2.0])
+    del half[1].samples["observation"]  # one pass without /metrics: the client's for all, never a mix
+    (res,) = run(half, tmp_path / "b", per_token({"fa4": 1.0}))
+    assert res.estimates[0].tpot_mean_ms == pytest.approx(3.0)
+
+
+def test_only_the_newest_run_of_a_backend_and_load_is_explained(tmp_path):
+    old, new = _passes("fa3", [5.0, 5.0], run_id="2026-11-01-1"), _passes("fa3", [2.0, 2.0], run_id="2026-12-01-1")
+    (res,) = run(old + new, tmp_path, per_token({"fa3": 1.0}))
+    assert [e.tpot_mean_ms for e in res.estimates] == [pytest.approx(2.0)]
+
+
+def test_the_table_says_whose_tpot_and_over_how_many_passes(tmp_path):
+    results = run(_passes("fa3", [3.1, 3.3, 3.2], engine_tpots=[2.0, 2.1, 2.2]), tmp_path, per_token({"fa3": 1.0}))
+    text = render.table(results)
+    assert "mean of 3 passes ± 95% CI" in text and "(e): the engine's own TPOT" in text
+    assert "2.10 ±" in text and "(e)" in text.splitlines()[2]
