@@ -82,18 +82,18 @@ BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
         Backend("fa2", "FlashAttention 2 (vLLM's vllm_flash_attn)", _flash_attn(2),
-                microbench="attnbench.microbench.kernels.flash_attn:FA2"),
+                microbench="attnbench.microbench.adapters.flash_attn:FA2"),
         Backend("fa3", "FlashAttention 3 (vLLM's vllm_flash_attn, Hopper only)", _flash_attn(3), sm=(90,),
-                microbench="attnbench.microbench.kernels.flash_attn:FA3"),
+                microbench="attnbench.microbench.adapters.flash_attn:FA3"),
         Backend("fa4", "FlashAttention 4, CuTe DSL (vLLM's vendored flash_attn.cute)", _flash_attn(4),
                 requires=("vllm", "cutlass"), sm=(90, 100, 103),
-                microbench="attnbench.microbench.kernels.flash_attn:FA4"),
+                microbench="attnbench.microbench.adapters.flash_attn:FA4"),
         Backend("flashinfer", "FlashInfer", ("--attention-backend", "FLASHINFER"),
-                requires=("vllm", "flashinfer"), microbench="attnbench.microbench.kernels.flashinfer:FlashInfer"),
+                requires=("vllm", "flashinfer"), microbench="attnbench.microbench.adapters.flashinfer:FlashInfer"),
         Backend("triton", "vLLM's Triton attention", ("--attention-backend", "TRITON_ATTN")),
         Backend("attnbench-fa4", "attnbench's FA4-style split-KV decode (CuTe DSL) inside vLLM",
                 ("--attention-backend", "CUSTOM"), requires=("vllm", "cutlass", "tvm_ffi"), sm=(90,),
-                microbench="attnbench.microbench.kernels.attnbench_fa4:AttnbenchFA4", vllm_plugin="attnbench_fa4"),
+                microbench="attnbench.microbench.adapters.attnbench_fa4:AttnbenchFA4", vllm_plugin="attnbench_fa4"),
     )
 }
 

@@ -54,7 +54,7 @@ def compare(out, ref, dtype: str) -> Verdict:
 def reference(shape, inp):
     """The float32 oracle output for a shape (computed once per shape, shared by all backends)."""
     from attnbench.microbench.base import DecodeShape
-    from attnbench.microbench.kernels.reference import decode_reference, prefill_reference
+    from attnbench.microbench.adapters.reference import decode_reference, prefill_reference
 
     return decode_reference(shape, inp) if isinstance(shape, DecodeShape) else prefill_reference(shape, inp)
 

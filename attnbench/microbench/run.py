@@ -94,7 +94,7 @@ def validate_backends(names: Iterable[str], device: str) -> list[str]:
 def load_kernel(name: str, opts: Options) -> Kernel:
     """The adapter class for a backend name, instantiated and configured."""
     if name == REFERENCE:
-        from attnbench.microbench.kernels.reference import Reference
+        from attnbench.microbench.adapters.reference import Reference
 
         return Reference()
     from attnbench.backends import registry

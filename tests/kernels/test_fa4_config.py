@@ -49,7 +49,7 @@ def test_no_other_module_redeclares_the_limits():
 
     root = Path(limits.__file__).parents[2]
     for rel in ("kernels/fa4_decode/kernel.py", "kernels/fa4_decode/launcher.py", "kernels/vllm_backend.py",
-                "microbench/kernels/attnbench_fa4.py", "kernels/fa4_decode/config.py"):
+                "microbench/adapters/attnbench_fa4.py", "kernels/fa4_decode/config.py"):
         text = (root / rel).read_text()
         assert "(64, 128, 256)" not in text and "MAX_GROUP = 16" not in text, rel
         assert "limits" in text or rel.endswith("kernel.py"), rel

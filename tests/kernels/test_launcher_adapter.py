@@ -4,7 +4,7 @@ import pytest
 
 from attnbench.microbench.base import DecodeShape, PrefillShape
 from attnbench.microbench.check import TOLERANCE
-from attnbench.microbench.kernels.attnbench_fa4 import AttnbenchFA4
+from attnbench.microbench.adapters.attnbench_fa4 import AttnbenchFA4
 
 
 def test_adapter_declines_prefill_multi_token_and_odd_head_dims():

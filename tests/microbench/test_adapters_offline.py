@@ -6,8 +6,8 @@ torch = pytest.importorskip("torch")
 
 from attnbench.microbench import inputs, run  # noqa: E402
 from attnbench.microbench.base import DecodeShape, PrefillShape  # noqa: E402
-from attnbench.microbench.kernels.flash_attn import FA2, FA3, FA4, fa3_num_splits  # noqa: E402
-from attnbench.microbench.kernels.flashinfer import paged_metadata  # noqa: E402
+from attnbench.microbench.adapters.flash_attn import FA2, FA3, FA4, fa3_num_splits  # noqa: E402
+from attnbench.microbench.adapters.flashinfer import paged_metadata  # noqa: E402
 
 
 def test_flashinfer_csr_view_lists_each_sequences_pages_in_order():

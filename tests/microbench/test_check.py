@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 
 from attnbench.microbench import check, inputs, run  # noqa: E402
 from attnbench.microbench.base import DecodeShape, Kernel  # noqa: E402
-from attnbench.microbench.kernels.reference import decode_reference  # noqa: E402
+from attnbench.microbench.adapters.reference import decode_reference  # noqa: E402
 
 
 class IgnoresBlockTable(Kernel):

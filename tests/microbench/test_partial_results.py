@@ -31,7 +31,7 @@ TINY = ["--device", "cpu", "--backends", "reference", "--heads", "4/2", "--head-
 HANGING_RUN = textwrap.dedent("""
     import ctypes, pathlib, sys, time
     from attnbench.microbench import run
-    from attnbench.microbench.kernels.reference import Reference
+    from attnbench.microbench.adapters.reference import Reference
 
     hang_ctx, mark, mode = int(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
 

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from attnbench.microbench import inputs  # noqa: E402
 from attnbench.microbench.base import DecodeShape, PrefillShape  # noqa: E402
-from attnbench.microbench.kernels.reference import decode_reference, prefill_reference  # noqa: E402
+from attnbench.microbench.adapters.reference import decode_reference, prefill_reference  # noqa: E402
 
 
 def naive(q, k, v, scale, causal_offset):
