@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from attnbench.errors import UserError
-from attnbench.evals.types import Eval, SamplerResponse, SingleEvalResult, prompt_sha  # prompt_sha: kept here for callers
+from attnbench.evals.types import Eval, SamplerResponse, SingleEvalResult, prompt_sha  # noqa: F401 (gpqa.prompt_sha)
 
 # The prompt wording is copied verbatim from the reference so scores are comparable.
 QUERY_TEMPLATE = """
@@ -236,7 +236,7 @@ def _fetch(url: str) -> bytes:
                         "(--dataset path/to/gpqa_diamond.csv) or put the file in $ATTNBENCH_CACHE/datasets") from None
 
 
-# ---- the eval ----------------------------------------------------------------------------------
+# ---- the eval ---------------------------------------------------------------------------------
 
 class GPQAEval(Eval):
     """The samples of make_samples, graded by the letter `grader` reads from the final text."""

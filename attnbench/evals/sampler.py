@@ -95,8 +95,8 @@ class ApiSampler:
                 wait = min(60.0, self.backoff_s * 2 ** (attempt - 1))
                 elapsed = time.monotonic() - t0
                 if elapsed + wait > self.retry_time_s:
-                    return done(SamplerResponse(error=f"gave up after {attempt} attempts in {elapsed:.0f} s (retry time "
-                                            f"{self.retry_time_s:g} s, --retry-time): {e}"))
+                    return done(SamplerResponse(error=f"gave up after {attempt} attempts in {elapsed:.0f} s "
+                                                      f"(retry time {self.retry_time_s:g} s, --retry-time): {e}"))
                 await asyncio.sleep(wait)
                 continue
             except _Rejected as e:

@@ -59,8 +59,6 @@ class SamplerResponse:
 
 class Sampler(Protocol):
     """Asks a server; the HTTP session is the run's, so all requests share one connection pool."""
-    effort: str | None  # the reasoning effort every request carries (None: none sent)
-
     async def __call__(self, session, messages: MessageList | str) -> SamplerResponse: ...
 
 
