@@ -79,7 +79,7 @@ class SingleEvalResult:
     """One sample asked and graded: the sample, the answer, the score, and what grading read."""
     sample: Any  # a Sample
     response: SamplerResponse
-    score: float  # 1.0 right, 0.0 wrong; the runner makes a failed or refused request 0 whatever grade says
+    score: float  # 1.0 right, 0.0 wrong; Eval.result makes a failed or refused request 0 whatever grade says
     details: dict[str, Any] = field(default_factory=dict)  # what grading read (GPQA: answer, extracted, rule)
     metrics: dict[str, float] = field(default_factory=dict)  # per-sample numbers an eval wants averaged
 
