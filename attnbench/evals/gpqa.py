@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from attnbench.errors import UserError
+from attnbench.evals.types import Eval, SamplerResponse, SingleEvalResult, prompt_sha  # noqa: F401 (gpqa.prompt_sha)
 
 # The prompt wording is copied verbatim from the reference so scores are comparable.
 QUERY_TEMPLATE = """
@@ -61,6 +62,10 @@ class Sample:
     question: Question
     repeat: int
     permutation: tuple[int, int, int, int]  # index into (correct, incorrect 1, 2, 3) per letter
+
+    @property
+    def id(self) -> str:
+        return self.question.id
 
     @property
     def choices(self) -> list[str]:
@@ -233,53 +238,20 @@ def _fetch(url: str) -> bytes:
 
 # ---- the eval ---------------------------------------------------------------------------------
 
-def prompt_sha(prompt: str) -> str:
-    return hashlib.sha1(prompt.encode()).hexdigest()[:16]
+class GPQAEval(Eval):
+    """The samples of make_samples, graded by the letter `grader` reads from the final text."""
 
-
-class GPQAEval:
-    """Asks each sample once through a Sampler, at most `concurrency` at a time, and grades the
-    final text; every finished row goes to `on_row` at once (the cache appends it)."""
+    name = "gpqa"
 
     def __init__(self, samples: list[Sample], grader: str = "reference"):
         self.samples = samples
         self.grader = grader
 
-    def grade(self, sample: Sample, reply, base: dict) -> dict:
-        """One row. outcome: answered, rejected (HTTP 400) or failed (no answer in the retry
-        time); only an answered sample can score 1, the others score 0 as in the reference."""
+    def grade(self, sample: Sample, response: SamplerResponse) -> SingleEvalResult:
+        """Only an answered sample is read; a rejected (HTTP 400) or failed one scores 0, as in
+        the reference. The rule that read the letter is kept for reading failures."""
         from attnbench.evals.grader import explain
 
-        outcome = "failed" if reply.error else "rejected" if reply.rejected else "answered"
-        value, rule = explain(reply.text, self.grader) if outcome == "answered" else (None, None)
-        return {
-            **base, "question_id": sample.question.id, "repeat": sample.repeat,
-            "prompt_sha": prompt_sha(sample.prompt), "answer": sample.answer, "extracted": value, "rule": rule,
-            "score": float(value == sample.answer), "outcome": outcome, "response": reply.text,
-            "finish": reply.finish, "truncated": reply.truncated, "prompt_tokens": reply.prompt_tokens,
-            "completion_tokens": reply.completion_tokens, "attempts": reply.attempts, "resampled": reply.resampled,
-            "latency_s": round(reply.latency_s, 3), "effort_sent": reply.effort_sent, "error": reply.error,
-            "rejected": reply.rejected,
-        }
-
-    async def run(self, sampler, todo: list[Sample], base: dict, on_row, concurrency: int = 64) -> None:
-        import asyncio
-
-        import aiohttp
-
-        queue: asyncio.Queue[Sample] = asyncio.Queue()
-        for s in todo:
-            queue.put_nowait(s)
-
-        async def worker(session):
-            while True:
-                try:
-                    sample = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                reply = await sampler(session, sample.prompt)
-                on_row(sample, self.grade(sample, reply, base))
-
-        conn = aiohttp.TCPConnector(limit=concurrency)
-        async with aiohttp.ClientSession(connector=conn) as session:
-            await asyncio.gather(*(worker(session) for _ in range(min(concurrency, len(todo)) or 1)))
+        value, rule = explain(response.text, self.grader) if response.outcome == "answered" else (None, None)
+        return SingleEvalResult(sample, response, float(value == sample.answer),
+                                {"answer": sample.answer, "extracted": value, "rule": rule})

@@ -1,7 +1,8 @@
 """`attnbench gpqa` end to end: load the questions, ask them through one running endpoint or one
 vLLM server per backend (resuming from the cache when the server is the same), grade, and write
 per backend a record and the conversation report, then across backends summary.md,
-comparison.json and a plot."""
+comparison.json and a plot. `reuse` and `ask` take any types.Eval: the cache and the failure
+rule are the same for every eval."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from typing import Any
 
 from attnbench import atomic, stats
 from attnbench.evals import gpqa
-from attnbench.evals.cache import Cache, server_key
+from attnbench.evals.cache import KEY_FIELDS, Cache, key, server_key
 from attnbench.evals.sampler import MAX_TOKENS
+from attnbench.evals.types import Eval, Sampler, SamplerResponse, SingleEvalResult, prompt_sha, user
 from attnbench.results.record import Record
 
 DEFAULT_MODEL = "openai/gpt-oss-20b"
@@ -85,7 +87,7 @@ def run(cfg: GPQARun, notice: Callable[[str], None] = _say) -> list[Record]:
     if cfg.concurrency < 1:
         raise UserError(f"--concurrency must be >= 1 (got {cfg.concurrency})")
     questions = gpqa.load(cfg.dataset)
-    samples = gpqa.make_samples(questions, cfg.repeats, cfg.seed, cfg.limit)
+    ev = gpqa.GPQAEval(gpqa.make_samples(questions, cfg.repeats, cfg.seed, cfg.limit), cfg.grader)
     cfg.result_dir.mkdir(parents=True, exist_ok=True)
     records: list[Record] = []
     with Cache(cfg.result_dir / "cache.jsonl") as cache:
@@ -99,10 +101,10 @@ def run(cfg: GPQARun, notice: Callable[[str], None] = _say) -> list[Record]:
                 identity = {"url": base_url, "model": model, "root": card.get("root"),
                             "max_model_len": card.get("max_model_len"), "vllm": version}
                 server = Server(cfg.name, f"{base_url}|{model}", base_url, model, identity, card.get("max_model_len"))
-                records.append(_evaluate(cfg, samples, cache, server, notice))
+                records.append(_evaluate(cfg, ev, cache, server, notice))
             else:
                 for backend in cfg.backends:
-                    records.append(_serve_and_evaluate(cfg, samples, cache, backend, notice))
+                    records.append(_serve_and_evaluate(cfg, ev, cache, backend, notice))
         finally:
             if records:
                 from attnbench.evals import summary
@@ -142,15 +144,16 @@ def _started_identity(cfg: GPQARun, backend, model: str) -> dict[str, Any]:
     return {"model": model, "revision": revision, "backend": backend.name, "serve_args": args, "vllm": version}
 
 
-def _serve_and_evaluate(cfg: GPQARun, samples, cache: Cache, backend, notice) -> Record:
+def _serve_and_evaluate(cfg: GPQARun, ev: Eval, cache: Cache, backend, notice) -> Record:
     from attnbench.console import StatusLine
     from attnbench.serving import fleet
     from attnbench.serving.server import ServerFailed, ServerSpec
 
     model = cfg.model or DEFAULT_MODEL
     server = Server(backend.name, f"vllm:{model}", None, model, _started_identity(cfg, backend, model))
-    if not _todo(cfg, samples, cache, server):  # all cached: no server needed
-        return _evaluate(cfg, samples, cache, server, notice)
+    base = _base(cfg, server)
+    if all(_cached(cache, base, s) is not None for s in ev.samples):  # all cached: no server needed
+        return _evaluate(cfg, ev, cache, server, notice)
     spec = ServerSpec(model=model, backend=backend, log_path=cfg.result_dir / backend.name / "server.log",
                       extra_args=list(cfg.serve_args), ready_timeout_s=cfg.ready_timeout_s)
     status = StatusLine(stream=sys.stderr)
@@ -159,13 +162,13 @@ def _serve_and_evaluate(cfg: GPQARun, samples, cache: Cache, backend, notice) ->
             status.done()
             server.base_url, server.model = started.base_url, started.model_name
             server.max_model_len = probe(started.base_url, started.model_name)[0].get("max_model_len")
-            return _evaluate(cfg, samples, cache, server, notice)
+            return _evaluate(cfg, ev, cache, server, notice)
     except ServerFailed as e:
         status.done()
         notice(f"attnbench: {e.reason}; log: {spec.log_path}")
-        record = make_record(cfg, server, samples, {}, time.monotonic(), status="failed",
+        record = make_record(cfg, server, ev.samples, {}, time.monotonic(), status="failed",
                              error=f"{e.reason}: " + " | ".join(e.log_tail[-5:]))
-        save_record(cfg, record, samples, {})
+        save_record(cfg, record, ev.samples, {})
         return record
 
 
@@ -182,41 +185,51 @@ def _base(cfg: GPQARun, server: Server) -> dict[str, Any]:
             "max_tokens": cfg.max_tokens, "temperature": cfg.temperature, "server": server.key}
 
 
-def _cached(cfg: GPQARun, cache: Cache, server: Server, s) -> dict | None:
-    return cache.get((server.target, server.label, cfg.effort, s.question.id, s.repeat),
-                     prompt_sha=gpqa.prompt_sha(s.prompt), api=cfg.api, max_tokens=cfg.max_tokens,
-                     temperature=cfg.temperature, server=server.key)
+def _cached(cache: Cache, base: dict[str, Any], sample) -> dict | None:
+    """The cached row for this sample when it was asked with the same prompt and the same
+    settings (every field of `base`) of the same server."""
+    return cache.get(key({**base, "question_id": sample.id, "repeat": sample.repeat}),
+                     prompt_sha=prompt_sha(sample.prompt), **{k: v for k, v in base.items() if k not in KEY_FIELDS})
 
 
-def _todo(cfg: GPQARun, samples, cache: Cache, server: Server) -> list:
-    """The samples the cache has no answer for, asked the same way of the same server."""
-    return [s for s in samples if _cached(cfg, cache, server, s) is None]
+def reuse(ev: Eval, cache: Cache, base: dict[str, Any]) -> tuple[dict[tuple, dict], list]:
+    """(the rows the cache holds for ev's samples, graded again by ev so that a grader change
+    needs no request; the samples it has no answer for)."""
+    rows: dict[tuple, dict] = {}
+    todo = []
+    for s in ev.samples:
+        row = _cached(cache, base, s)
+        if row is None:
+            todo.append(s)
+        else:
+            rows[(s.id, s.repeat)] = {**row, **ev.result(s, SamplerResponse.from_row(row, user(s.prompt))).row()}
+    return rows, todo
 
 
-def regrade(row: dict, grader: str) -> dict:
-    """A cached row graded by `grader` (its response is kept, so a grader change needs no request)."""
-    from attnbench.evals.grader import explain
+def ask(ev: Eval, sampler: Sampler, todo: list, base: dict[str, Any], cache: Cache, rows: dict[tuple, dict],
+        concurrency: int, extra: dict[str, Any] | None = None, on_row: Callable[[dict], None] | None = None) -> None:
+    """Asks `todo` through ev and `sampler`; each row (`base`, the sample's result, then `extra`)
+    is kept as it arrives: in `rows`, so an interrupted run keeps what came, and in the cache
+    unless it failed (a re-run asks a failure again)."""
+    def keep(result: SingleEvalResult) -> None:
+        row = {**base, **result.row(), **(extra or {})}
+        rows[(result.sample.id, result.sample.repeat)] = row
+        if row["outcome"] != "failed":
+            cache.append(row)
+        if on_row:
+            on_row(row)
 
-    if row.get("outcome") != "answered":
-        return row
-    value, rule = explain(row.get("response"), grader)
-    return {**row, "extracted": value, "rule": rule, "score": float(value == row["answer"])}
+    asyncio.run(ev(sampler, todo, keep, concurrency))
 
 
-def _evaluate(cfg: GPQARun, samples, cache: Cache, server: Server, notice) -> Record:
+def _evaluate(cfg: GPQARun, ev: Eval, cache: Cache, server: Server, notice) -> Record:
     from attnbench.console import Progress
     from attnbench.evals import sampler as sampler_mod
 
     label = server.label
+    samples = ev.samples
     base = _base(cfg, server)
-    rows: dict[tuple, dict] = {}
-    todo = []
-    for s in samples:
-        row = _cached(cfg, cache, server, s)
-        if row is None:
-            todo.append(s)
-        else:
-            rows[(s.question.id, s.repeat)] = regrade(row, cfg.grader)
+    rows, todo = reuse(ev, cache, base)
     if rows:
         notice(f"attnbench: {label}: reusing {len(rows)} of {len(samples)} answers from {cache.path} "
                f"(server: {server.describe()}); asking {len(todo)}")
@@ -231,15 +244,11 @@ def _evaluate(cfg: GPQARun, samples, cache: Cache, server: Server, notice) -> Re
                                    max_tokens=sent, temperature=cfg.temperature, timeout_s=cfg.request_timeout_s,
                                    retry_time_s=cfg.retry_time_s, backoff_s=cfg.backoff_s,
                                    empty_resamples=cfg.empty_resamples, notice=notice)
-        progress = Progress(len(samples), f"gpqa {label}", stream=sys.stderr)
+        progress = Progress(len(samples), f"{ev.name} {label}", stream=sys.stderr)
         progress.n = len(rows)
         tally = {"right": sum(r["score"] or 0 for r in rows.values()), "done": len(rows), "failed": 0}
 
-        def on_row(sample, row):
-            row["max_tokens_sent"] = sent
-            rows[(sample.question.id, sample.repeat)] = row
-            if row["outcome"] != "failed":  # failures are asked again by a re-run
-                cache.append(row)
+        def on_row(row):
             tally["done"] += 1
             tally["right"] += row["score"]
             tally["failed"] += row["outcome"] == "failed"
@@ -247,7 +256,7 @@ def _evaluate(cfg: GPQARun, samples, cache: Cache, server: Server, notice) -> Re
             progress.update(1, f"acc {100 * acc:.1f}%" + (f" failed {tally['failed']}" if tally["failed"] else ""))
 
         try:
-            asyncio.run(gpqa.GPQAEval(samples, cfg.grader).run(sampler, todo, base, on_row, cfg.concurrency))
+            ask(ev, sampler, todo, base, cache, rows, cfg.concurrency, {"max_tokens_sent": sent}, on_row)
         except KeyboardInterrupt:
             progress.close()
             record = make_record(cfg, server, samples, rows, t0, status="failed",
@@ -284,7 +293,7 @@ def make_record(cfg: GPQARun, server: Server, samples, rows: dict[tuple, dict], 
         "accuracy_answered": est_answered.mean, "score_answered_pct": 100 * est_answered.mean,
         "ci_answered_low": est_answered.ci_low, "ci_answered_high": est_answered.ci_high,
         "n_samples": len(every), "n_expected": len(samples), "n_answered": len(answered),
-        "n_questions": len({s.question.id for s in samples}),
+        "n_questions": len({s.id for s in samples}),
         "rejected_requests": len(rejected), "failed_requests": len(failed),
         "missing_samples": len(samples) - len(every), "samples_without_effort": without_effort,
         "extraction_failures": sum(not is_letter(r.get("extracted")) for r in answered),
@@ -331,7 +340,7 @@ def save_record(cfg: GPQARun, record: Record, samples, rows: dict[tuple, dict]) 
 
     folder = cfg.result_dir / record.backend
     record.save(folder / "gpqa.json")
-    prompts = {(s.question.id, s.repeat): s.prompt for s in samples}
+    prompts = {(s.id, s.repeat): s.prompt for s in samples}
     shown = {k: v for k, v in record.metrics.items() if v is not None}
     title = f"GPQA {cfg.dataset} · {record.backend} · {record.scenario.get('model')} · effort {cfg.effort}"
     atomic.write_text(folder / "report.html", html.report(title, shown, list(rows.values()), prompts))

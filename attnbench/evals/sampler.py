@@ -14,27 +14,13 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from attnbench.evals.types import MessageList, SamplerResponse, user
 
 EFFORTS = ("low", "medium", "high", "none")
 APIS = ("responses", "chat")
 MAX_TOKENS = 131072  # what the reference sends with both samplers
-
-
-@dataclass
-class Reply:
-    text: str = ""  # the final answer text (empty when the model said nothing after reasoning)
-    finish: str | None = None  # finish reason / status as the server gave it
-    truncated: bool = False  # stopped by the token limit
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    error: str | None = None  # set when no answer came in the retry time: a failure (scored wrong)
-    rejected: str | None = None  # the server's message when it answered HTTP 400 (scored wrong)
-    attempts: int = 0
-    resampled: int = 0  # answers thrown away for empty content (chat) before this one
-    latency_s: float = 0.0
-    effort_sent: str | None = None  # the reasoning effort the request carried
 
 
 class _Retryable(Exception):
@@ -49,8 +35,9 @@ class _Fatal(Exception):
     """Any other status (404, 401, ...): asking again will not help."""
 
 
-class Sampler:
-    """Common request loop; subclasses say where to POST, what to send and how to read the answer."""
+class ApiSampler:
+    """A types.Sampler over an OpenAI-compatible API: the common request loop; subclasses say
+    where to POST, what to send and how to read the answer."""
 
     api = ""
     path = ""
@@ -79,41 +66,44 @@ class Sampler:
     def url(self) -> str:
         return self.base_url + self.path
 
-    def payload(self, prompt: str) -> dict[str, Any]:
+    def payload(self, messages: MessageList) -> dict[str, Any]:
         raise NotImplementedError
 
-    def parse(self, body: dict[str, Any]) -> Reply:
+    def parse(self, body: dict[str, Any]) -> SamplerResponse:
         raise NotImplementedError
 
-    async def __call__(self, session, prompt: str) -> Reply:
-        """`session` is an aiohttp.ClientSession shared by all requests of a run."""
+    async def __call__(self, session, messages: MessageList | str) -> SamplerResponse:
+        """`session` is an aiohttp.ClientSession shared by all requests of a run; a plain string
+        is a one-question conversation."""
         import aiohttp
 
+        messages = user(messages) if isinstance(messages, str) else list(messages)
         t0 = time.monotonic()
         attempt, resampled = 0, 0
 
-        def done(reply: Reply) -> Reply:
+        def done(reply: SamplerResponse) -> SamplerResponse:
             reply.attempts, reply.resampled, reply.effort_sent = attempt, resampled, self.effort
+            reply.messages = messages
             reply.latency_s = time.monotonic() - t0
             return reply
 
         while True:
             attempt += 1
             try:
-                reply = await self._post(session, prompt, aiohttp)
+                reply = await self._post(session, messages, aiohttp)
             except _Retryable as e:
                 wait = min(60.0, self.backoff_s * 2 ** (attempt - 1))
                 elapsed = time.monotonic() - t0
                 if elapsed + wait > self.retry_time_s:
-                    return done(Reply(error=f"gave up after {attempt} attempts in {elapsed:.0f} s (retry time "
-                                            f"{self.retry_time_s:g} s, --retry-time): {e}"))
+                    return done(SamplerResponse(error=f"gave up after {attempt} attempts in {elapsed:.0f} s "
+                                                      f"(retry time {self.retry_time_s:g} s, --retry-time): {e}"))
                 await asyncio.sleep(wait)
                 continue
             except _Rejected as e:
                 self._notice_rejection(str(e))
-                return done(Reply(rejected=str(e)))
+                return done(SamplerResponse(rejected=str(e)))
             except _Fatal as e:
-                return done(Reply(error=str(e)))
+                return done(SamplerResponse(error=str(e)))
             if self.resample_empty and not reply.text and resampled < self.empty_resamples:
                 resampled += 1
                 continue
@@ -128,9 +118,9 @@ class Sampler:
         self.notice(f"attnbench: {self.model} answered HTTP 400 to {what} ({message}); such samples are "
                     f"scored wrong, as the reference scores them, and counted{fix}")
 
-    async def _post(self, session, prompt: str, aiohttp) -> Reply:
+    async def _post(self, session, messages: MessageList, aiohttp) -> SamplerResponse:
         try:
-            async with session.post(self.url, json=self.payload(prompt),
+            async with session.post(self.url, json=self.payload(messages),
                                     timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as r:
                 raw = await r.read()
                 status = r.status
@@ -161,7 +151,7 @@ def _error_message(raw: bytes) -> str:
         return raw.decode(errors="replace").strip().splitlines()[0][:200] if raw.strip() else "(empty)"
 
 
-class ChatSampler(Sampler):
+class ChatSampler(ApiSampler):
     """/v1/chat/completions; reasoning effort as `reasoning_effort`. An empty final content is
     sampled again, as the reference does (it keeps asking; here at most `empty_resamples` times).
     The reference also appends the reasoning of an empty answer to the conversation it re-sends;
@@ -171,36 +161,36 @@ class ChatSampler(Sampler):
     path = "/chat/completions"
     resample_empty = True
 
-    def payload(self, prompt: str) -> dict[str, Any]:
-        body = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
+    def payload(self, messages: MessageList) -> dict[str, Any]:
+        body = {"model": self.model, "messages": messages,
                 "max_tokens": self.max_tokens, "temperature": self.temperature}
         if self.effort:
             body["reasoning_effort"] = self.effort
         return body
 
-    def parse(self, body: dict[str, Any]) -> Reply:
+    def parse(self, body: dict[str, Any]) -> SamplerResponse:
         choice = body["choices"][0]
         usage = body.get("usage") or {}
         finish = choice.get("finish_reason")
         # message.reasoning / reasoning_content hold the thinking: never graded
-        return Reply(text=choice["message"].get("content") or "", finish=finish, truncated=finish == "length",
+        return SamplerResponse(text=choice["message"].get("content") or "", finish=finish, truncated=finish == "length",
                      prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"))
 
 
-class ResponsesSampler(Sampler):
+class ResponsesSampler(ApiSampler):
     """/v1/responses; reasoning effort as `reasoning: {effort}`."""
 
     api = "responses"
     path = "/responses"
 
-    def payload(self, prompt: str) -> dict[str, Any]:
-        body = {"model": self.model, "input": [{"role": "user", "content": prompt}],
+    def payload(self, messages: MessageList) -> dict[str, Any]:
+        body = {"model": self.model, "input": messages,
                 "max_output_tokens": self.max_tokens, "temperature": self.temperature}
         if self.effort:
             body["reasoning"] = {"effort": self.effort}
         return body
 
-    def parse(self, body: dict[str, Any]) -> Reply:
+    def parse(self, body: dict[str, Any]) -> SamplerResponse:
         if not isinstance(body.get("output"), list):
             raise KeyError("output")
         parts = [c.get("text") or "" for item in body["output"] if item.get("type") == "message"
@@ -208,14 +198,36 @@ class ResponsesSampler(Sampler):
         usage = body.get("usage") or {}
         status = body.get("status")
         reason = (body.get("incomplete_details") or {}).get("reason")
-        return Reply(text="".join(parts), finish=reason or status,
+        return SamplerResponse(text="".join(parts), finish=reason or status,
                      truncated=status == "incomplete" and reason in (None, "max_output_tokens", "length"),
                      prompt_tokens=usage.get("input_tokens"), completion_tokens=usage.get("output_tokens"))
 
 
-def make(api: str, **kwargs) -> Sampler:
+def make(api: str, **kwargs) -> ApiSampler:
     if api not in APIS:
         from attnbench.errors import UserError
 
         raise UserError(f"--api {api!r}: use responses or chat")
     return {"chat": ChatSampler, "responses": ResponsesSampler}[api](**kwargs)
+
+
+async def ask_each(sampler, samples, on_response: Callable, concurrency: int = 64) -> None:
+    """Each sample's prompt through `sampler`, at most `concurrency` in flight over one HTTP
+    session; `on_response(sample, response)` runs as each answer arrives."""
+    import aiohttp
+
+    queue: asyncio.Queue = asyncio.Queue()
+    for s in samples:
+        queue.put_nowait(s)
+
+    async def worker(session):
+        while True:
+            try:
+                sample = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            on_response(sample, await sampler(session, sample.prompt))
+
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        await asyncio.gather(*(worker(session) for _ in range(min(concurrency, len(samples)) or 1)))
