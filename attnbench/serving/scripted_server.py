@@ -179,7 +179,8 @@ class ScriptedServer:
             prompt_len = s.count_tokens(prompt) if s.count_tokens else len(prompt.split())
         else:
             prompt_len = len(prompt)
-        reply = s.reply(path, body, n) or Reply([" tok"] * int(body.get("max_tokens") or 16))
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens")
+        reply = s.reply(path, body, n) or Reply([" tok"] * int(max_tokens or 16))
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         if reply.status != 200:
@@ -187,7 +188,7 @@ class ScriptedServer:
         prompt_len, out_len = reply.usage or (prompt_len, len(reply.tokens))
         usage = {"prompt_tokens": prompt_len, "completion_tokens": out_len, "total_tokens": prompt_len + out_len}
         cid = f"cmpl-{n}"
-        first = arrived + s.ttft_s + s.ttft_per_token_s * prompt_len
+        first = arrived + reply.delay_s + s.ttft_s + s.ttft_per_token_s * prompt_len
         if not body.get("stream") or path == "responses":
             await asyncio.sleep(max(0.0, first + s.itl_s * (len(reply.tokens) - 1) - time.perf_counter()))
             self.stats.finished(arrived, prompt_len, [], out_len, s.preemptions.get(n, 0), streamed=False)
