@@ -1,4 +1,4 @@
-"""A scripted vLLM-like completions server for parity tests: a tiny deterministic "model"
+"""The scripted server (attnbench/serving/scripted_server.py) for parity tests: a tiny deterministic "model"
 (next-token logits are a fixed random row picked by the previous token) answering with vLLM
 0.26's response shapes for prompt_logprobs and completion logprobs, plus knobs that change
 its answers by known amounts."""
