@@ -1,7 +1,9 @@
-"""A real OpenAI-compatible streaming server with known token timings, for tests and for
-measuring the client's own capacity. Not a model: it streams `max_tokens` chunks, the first
-`ttft_s` (+ `ttft_per_token_s` x prompt length) after the request arrives, then one every
-`itl_s`, on absolute deadlines so timings do not drift.
+"""A real OpenAI-compatible server with known token timings, for tests and for measuring the
+client's own capacity. Not a model: unless a Script subclass's `reply` answers otherwise, it
+streams `max_tokens` " tok" chunks, the first `ttft_s` (+ `ttft_per_token_s` x prompt length)
+after the request arrives, then one every `itl_s`, on absolute deadlines so timings do not drift.
+Serves /v1/completions and /v1/chat/completions (streamed or not), /v1/responses (not streamed),
+/v1/models, /health, /version and vLLM-style /metrics.
 
     python -m attnbench.serving.scripted_server --port 8000 --ttft 0.05 --itl 0.01 [--workers 2]
 """
@@ -9,6 +11,7 @@ measuring the client's own capacity. Not a model: it streams `max_tokens` chunks
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import socket
@@ -19,7 +22,22 @@ from typing import Callable
 
 
 @dataclass
+class Reply:
+    """One answer, as `Script.reply` gives it: `tokens` are the streamed chunks (joined when not
+    streamed); a status other than 200 answers `error` instead, after `delay_s` either way."""
+    tokens: list[str]
+    finish_reason: str | None = "length"
+    reasoning: str = ""  # chat: message.reasoning_content; responses: a reasoning item
+    status: int = 200
+    error: str = "scripted failure"
+    delay_s: float = 0.0
+    usage: tuple[int, int] | None = None  # (prompt, completion) tokens reported instead of the counted ones
+    choice: dict = field(default_factory=dict)  # more keys of a completion's choice (vLLM's logprobs, token ids)
+
+
+@dataclass
 class Script:
+    """How the server answers; subclasses override `reply` to answer as a model would."""
     ttft_s: float = 0.05
     ttft_per_token_s: float = 0.0
     itl_s: float = 0.01
@@ -47,15 +65,21 @@ class Script:
     meta: dict | None = None  # llama.cpp's server: {"n_vocab": ..., "n_ctx_train": ...}
     server_header: str | None = None
 
+    def reply(self, path: str, body: dict, n: int) -> Reply | None:
+        """The answer to request number `n` at `path` ("completions", "chat" or "responses");
+        None: `max_tokens` scripted tokens."""
+        return None
+
 
 class ScriptedServer:
     """Runs on its own thread (or in the foreground with `serve_forever`); `requests` keeps the
-    JSON bodies received, in arrival order, for tests to inspect."""
+    JSON bodies received, in arrival order, and `paths` where each went, for tests to inspect."""
 
     def __init__(self, script: Script | None = None, host: str = "127.0.0.1", port: int = 0, sock=None):
         self.script = script or Script()
         self.host, self.port, self._sock = host, port, sock
         self.requests: list[dict] = []
+        self.paths: list[str] = []
         self.dropped = 0  # requests that arrived on a connection closed after its stream
         self._streamed: set = set()  # transports of connections that carried a stream (close_after_stream)
         self.active = 0
@@ -67,8 +91,12 @@ class ScriptedServer:
         self._runner = None
 
     @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        return self.root_url + "/v1"
 
     def _app(self):
         from aiohttp import web
@@ -78,7 +106,9 @@ class ScriptedServer:
         app.router.add_get("/version", self._version)
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/models", self._models)
-        app.router.add_post("/v1/completions", self._completions)
+        for path in ("completions", "chat", "responses"):
+            app.router.add_post("/v1/chat/completions" if path == "chat" else f"/v1/{path}",
+                                functools.partial(self._answer, path=path))
         app.router.add_get("/metrics", self._metrics)
         return app
 
@@ -119,7 +149,7 @@ class ScriptedServer:
         text = self.stats.render(self.script.model, self.active, self.script.kv_cache_usage)
         return web.Response(text=text, content_type="text/plain")
 
-    async def _completions(self, request):
+    async def _answer(self, request, path: str):
         from aiohttp import web
 
         arrived = time.perf_counter()
@@ -132,29 +162,37 @@ class ScriptedServer:
         body = await request.json()
         n = len(self.requests)
         self.requests.append(body)
+        self.paths.append(path)
         if n in s.fail_status:
-            return web.json_response({"error": {"message": "scripted failure"}}, status=s.fail_status[n])
-        prompt = body.get("prompt", [])
+            return _error(s.fail_status[n], "scripted failure")
+        if path == "completions":
+            prompt = body.get("prompt", [])
+        else:
+            prompt = " ".join(m["content"] for m in body.get("messages") or body.get("input") or []
+                              if isinstance(m.get("content"), str))
         if s.text_prompts_only and not (isinstance(prompt, str) or
                                         isinstance(prompt, list) and all(isinstance(x, str) for x in prompt)):
-            return web.json_response({"error": {"message": "prompt must be a string or a list of strings",
-                                                "type": "internal_server_error"}}, status=500)
+            return _error(500, "prompt must be a string or a list of strings", "internal_server_error")
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
             prompt = prompt[0]
         if isinstance(prompt, str):
             prompt_len = s.count_tokens(prompt) if s.count_tokens else len(prompt.split())
         else:
             prompt_len = len(prompt)
-        max_tokens = int(body.get("max_tokens") or 16)
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens")
+        reply = s.reply(path, body, n) or Reply([" tok"] * int(max_tokens or 16))
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        if reply.status != 200:
+            return _error(reply.status, reply.error)
+        prompt_len, out_len = reply.usage or (prompt_len, len(reply.tokens))
+        usage = {"prompt_tokens": prompt_len, "completion_tokens": out_len, "total_tokens": prompt_len + out_len}
         cid = f"cmpl-{n}"
-        if not body.get("stream"):
-            await asyncio.sleep(s.ttft_s + s.ttft_per_token_s * prompt_len + s.itl_s * (max_tokens - 1))
-            self.stats.finished(arrived, prompt_len, [], max_tokens, s.preemptions.get(n, 0), streamed=False)
-            return web.json_response({
-                "id": cid, "object": "text_completion", "model": s.model,
-                "choices": [{"index": 0, "text": " tok" * max_tokens, "finish_reason": "length"}],
-                "usage": {"prompt_tokens": prompt_len, "completion_tokens": max_tokens,
-                          "total_tokens": prompt_len + max_tokens}})
+        first = arrived + reply.delay_s + s.ttft_s + s.ttft_per_token_s * prompt_len
+        if not body.get("stream") or path == "responses":
+            await asyncio.sleep(max(0.0, first + s.itl_s * (len(reply.tokens) - 1) - time.perf_counter()))
+            self.stats.finished(arrived, prompt_len, [], out_len, s.preemptions.get(n, 0), streamed=False)
+            return web.json_response(self._whole(path, cid, reply, usage))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         self.active += 1
@@ -163,25 +201,19 @@ class ScriptedServer:
         try:
             if n in s.hang:
                 await asyncio.sleep(3600)
-            chunk = ('data: {"id":"%s","object":"text_completion","created":0,"model":"%s","choices":'
-                     '[{"index":0,"text":" tok","logprobs":null,"finish_reason":null}],"usage":null}\n\n'
-                     % (cid, s.model)).encode()
-            first = arrived + s.ttft_s + s.ttft_per_token_s * prompt_len
-            for i in range(max_tokens):
+            chunks = {t: self._event(path, cid, [self._choice(path, t, None)], None) for t in set(reply.tokens)}
+            for i, token in enumerate(reply.tokens):
                 if n in s.error_after and i == s.error_after[n]:
                     await resp.write(b'data: {"error": {"message": "scripted mid-stream failure", "code": 500}}\n\n')
                     return resp
                 delay = first + i * s.itl_s - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await resp.write(chunk)
+                await resp.write(chunks[token])
                 times.append(time.perf_counter())
             if (body.get("stream_options") or {}).get("include_usage") and s.report_usage:
-                usage = {"prompt_tokens": prompt_len, "completion_tokens": max_tokens,
-                         "total_tokens": prompt_len + max_tokens}
-                choices = [{"index": 0, "text": "", "finish_reason": "length"}] if s.empty_final_event else []
-                await resp.write(b"data: " + json.dumps({"id": cid, "object": "text_completion", "model": s.model,
-                                                         "choices": choices, "usage": usage}).encode() + b"\n\n")
+                last = [self._choice(path, "", reply.finish_reason)] if s.empty_final_event else []
+                await resp.write(self._event(path, cid, last, usage))
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
             if s.close_after_stream:
@@ -190,8 +222,39 @@ class ScriptedServer:
             pass
         finally:
             self.active -= 1
-            self.stats.finished(arrived, prompt_len, times, max_tokens, s.preemptions.get(n, 0))
+            self.stats.finished(arrived, prompt_len, times, len(reply.tokens), s.preemptions.get(n, 0))
         return resp
+
+    @staticmethod
+    def _choice(path: str, token: str, finish_reason: str | None) -> dict:
+        if path == "chat":
+            return {"index": 0, "delta": {"content": token} if token else {}, "finish_reason": finish_reason}
+        return {"index": 0, "text": token, "finish_reason": finish_reason}
+
+    def _event(self, path: str, cid: str, choices: list, usage: dict | None) -> bytes:
+        kind = "chat.completion.chunk" if path == "chat" else "text_completion"
+        return b"data: " + json.dumps({"id": cid, "object": kind, "created": 0, "model": self.script.model,
+                                       "choices": choices, "usage": usage}).encode() + b"\n\n"
+
+    def _whole(self, path: str, cid: str, reply: Reply, usage: dict) -> dict:
+        """A non-streamed answer in the shape of its path."""
+        text, model = "".join(reply.tokens), self.script.model
+        if path == "completions":
+            return {"id": cid, "object": "text_completion", "model": model, "usage": usage, "choices": [
+                {"index": 0, "text": text, "finish_reason": reply.finish_reason, **reply.choice}]}
+        if path == "chat":
+            message = {"role": "assistant", "content": text or None, "reasoning_content": reply.reasoning or None}
+            return {"id": cid, "object": "chat.completion", "model": model, "usage": usage,
+                    "choices": [{"index": 0, "finish_reason": reply.finish_reason, "message": message}]}
+        output = [{"type": "reasoning", "content": [{"type": "reasoning_text", "text": reply.reasoning}]}]
+        output = output[:bool(reply.reasoning)] + [
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]}]
+        truncated = reply.finish_reason == "length"
+        return {"id": cid, "object": "response", "model": model, "output": output,
+                "status": "incomplete" if truncated else "completed",
+                "incomplete_details": {"reason": "max_output_tokens"} if truncated else None,
+                "usage": {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"],
+                          "total_tokens": usage["total_tokens"]}}
 
     async def _start(self):
         from aiohttp import web
@@ -311,6 +374,13 @@ class ServedStats:
             out += [f'{name}_bucket{{{labels},le="+Inf"}} {float(n)}',
                     f"{name}_count{{{labels}}} {float(n)}", f"{name}_sum{{{labels}}} {total!r}"]
         return "\n".join(out) + "\n"
+
+
+def _error(status: int, message: str, kind: str | None = None):
+    from aiohttp import web
+
+    error = {"message": message, "code": status} | ({"type": kind} if kind else {})
+    return web.json_response({"error": error}, status=status)
 
 
 def _serve_process(script: Script, sock: socket.socket) -> None:

@@ -1,15 +1,15 @@
-"""A scripted vLLM-like completions server for parity tests: a tiny deterministic "model"
+"""The scripted server (attnbench/serving/scripted_server.py) for parity tests: a tiny deterministic "model"
 (next-token logits are a fixed random row picked by the previous token) answering with vLLM
 0.26's response shapes for prompt_logprobs and completion logprobs, plus knobs that change
 its answers by known amounts."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from attnbench.serving import scripted_server as served
 
 VOCAB = 300
 
@@ -20,9 +20,12 @@ def table(seed: int = 1) -> np.ndarray:
     return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
 
-@dataclass
-class Script:
+@dataclass(kw_only=True)
+class Script(served.Script):
     model: str = "tiny"
+    ttft_s: float = 0.0
+    itl_s: float = 0.0
+    metrics: bool = False
     prefill_shift: dict[int, float] = field(default_factory=dict)  # prompt position -> added to every logprob there
     flip_decode_at: int | None = None  # greedy step that emits the 2nd-best token instead
     omit_prompt_logprobs: bool = False
@@ -30,6 +33,14 @@ class Script:
     decode_shift: dict[int, float] = field(default_factory=dict)  # greedy step -> added to every logprob there
     later_prefill_shift: dict[int, float] = field(default_factory=dict)  # like prefill_shift, from request `later_from` on
     later_from: int | None = None  # (0-based request count), e.g. a second pass that differs from the first
+
+    def __post_init__(self):
+        self.lp = table(self.seed)
+
+    def reply(self, path: str, body: dict, n: int) -> served.Reply:
+        if body.get("model") != self.model:
+            return served.Reply([], status=404, error=f"model {body.get('model')!r} not found")
+        return answer(self, self.lp, body, n)
 
 
 def _entry(lp_row: np.ndarray, chosen: int, k: int, shift: float) -> dict[str, dict]:
@@ -41,7 +52,7 @@ def _entry(lp_row: np.ndarray, chosen: int, k: int, shift: float) -> dict[str, d
     return out
 
 
-def answer(script: Script, lp: np.ndarray, body: dict, request_index: int = 0) -> dict:
+def answer(script: Script, lp: np.ndarray, body: dict, request_index: int = 0) -> served.Reply:
     prompt = [int(t) for t in body["prompt"]]
     k = int(body.get("logprobs") or 0)
     pk = body.get("prompt_logprobs")
@@ -64,75 +75,16 @@ def answer(script: Script, lp: np.ndarray, body: dict, request_index: int = 0) -
         tops.append(top)
         ids.append(chosen)
         last = chosen
-    choice = {"index": 0, "text": " ".join(f"<t{t}>" for t in ids), "finish_reason": "length", "stop_reason": None,
+    choice = {"stop_reason": None, "token_ids": ids, "prompt_token_ids": prompt,
               "logprobs": {"text_offset": list(range(len(ids))), "token_logprobs": token_lps, "tokens": tokens,
-                           "top_logprobs": tops},
-              "token_ids": ids, "prompt_token_ids": prompt}
+                           "top_logprobs": tops}}
     if not script.omit_prompt_logprobs:
         choice["prompt_logprobs"] = prompt_lps
-    return {"id": "cmpl-1", "object": "text_completion", "model": script.model, "choices": [choice],
-            "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(ids), "total_tokens": len(prompt) + len(ids)}}
+    return served.Reply([f"<t{t}>" if i == 0 else f" <t{t}>" for i, t in enumerate(ids)], choice=choice)
 
 
-class LogprobServer:
-    """aiohttp.web on 127.0.0.1, port 0, on its own thread; `with LogprobServer(script) as s: s.base_url`."""
+class LogprobServer(served.ScriptedServer):
+    """`with LogprobServer(script) as s: s.base_url`, on 127.0.0.1, its own thread."""
 
-    def __init__(self, script: Script | None = None, port: int = 0):
-        self.script = script or Script()
-        self.lp = table(self.script.seed)
-        self.requests: list[dict] = []
-        self.port = port
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._runner = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _serve(self) -> None:
-        from aiohttp import web
-
-        async def health(request):
-            return web.Response(text="")
-
-        async def models(request):
-            return web.json_response({"object": "list", "data": [{"id": self.script.model, "object": "model"}]})
-
-        async def completions(request):
-            body = await request.json()
-            index = len(self.requests)
-            self.requests.append(body)
-            if body.get("model") != self.script.model:
-                return web.json_response({"error": {"message": f"model {body.get('model')!r} not found"}}, status=404)
-            return web.json_response(answer(self.script, self.lp, body, index))
-
-        async def start():
-            app = web.Application()
-            app.router.add_get("/health", health)
-            app.router.add_get("/v1/models", models)
-            app.router.add_post("/v1/completions", completions)
-            self._runner = web.AppRunner(app)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]
-
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(start())
-        self._ready.set()
-        self._loop.run_forever()
-
-    def serve_forever(self) -> None:
-        self._serve()
-
-    def __enter__(self) -> "LogprobServer":
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    def __init__(self, script: Script | None = None):
+        super().__init__(script or Script())

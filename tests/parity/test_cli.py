@@ -146,11 +146,11 @@ def test_dummy_weights_are_refused_with_the_fix(tmp_path, args):
 def test_backends_start_one_vllm_each_and_a_crash_is_recorded(tmp_path, monkeypatch):
     from pathlib import Path
 
-    fake = Path(__file__).with_name("fake_vllm.py")
+    fake = Path(__file__).parents[1] / "serving" / "fake_vllm.py"
     monkeypatch.setenv("ATTNBENCH_VLLM_CMD", f"{sys.executable} {fake} serve")
-    monkeypatch.setenv("FAKE_PARITY_ARGS", str(tmp_path / "args.jsonl"))
-    monkeypatch.setenv("FAKE_PARITY_FLASH_ATTN2", "shift:0.01")
-    monkeypatch.setenv("FAKE_PARITY_FLASHINFER", "crash")
+    monkeypatch.setenv("FAKE_VLLM_ARGS", str(tmp_path / "args.jsonl"))
+    monkeypatch.setenv("FAKE_VLLM_MODE_FLASH_ATTN2", "shift:0.01")
+    monkeypatch.setenv("FAKE_VLLM_MODE_FLASHINFER", "crash")
     out = tmp_path / "res"
     ckpt = checkpoint(tmp_path)
     p = attnbench("--backends", "fa2,fa3,flashinfer", "--model", ckpt, "--result-dir", str(out), *FLAGS)
@@ -175,9 +175,9 @@ def test_backends_start_one_vllm_each_and_a_crash_is_recorded(tmp_path, monkeypa
 def test_when_the_default_reference_crashes_the_first_backend_that_ran_is_the_reference(tmp_path, monkeypatch):
     from pathlib import Path
 
-    monkeypatch.setenv("ATTNBENCH_VLLM_CMD", f"{sys.executable} {Path(__file__).with_name('fake_vllm.py')} serve")
-    monkeypatch.setenv("FAKE_PARITY_FLASH_ATTN3", "crash")
-    monkeypatch.setenv("FAKE_PARITY_FLASHINFER", "shift:0.01")
+    monkeypatch.setenv("ATTNBENCH_VLLM_CMD", f"{sys.executable} {Path(__file__).parents[1] / 'serving' / 'fake_vllm.py'} serve")
+    monkeypatch.setenv("FAKE_VLLM_MODE_FLASH_ATTN3", "crash")
+    monkeypatch.setenv("FAKE_VLLM_MODE_FLASHINFER", "shift:0.01")
     p = attnbench("--backends", "fa3,fa2,flashinfer", "--model", checkpoint(tmp_path), "--result-dir",
                   str(tmp_path / "r"), *FLAGS)
     assert p.returncode == 1 and "comparing with fa2 instead" in p.stderr

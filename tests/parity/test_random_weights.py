@@ -46,9 +46,9 @@ def test_written_once_seeded_and_loadable(tiny_embedded):
 
 
 def test_random_weights_are_served_and_compared_with_fp32(tiny_embedded, tmp_path, monkeypatch):
-    fake = Path(__file__).with_name("fake_vllm.py")
+    fake = Path(__file__).parents[1] / "serving" / "fake_vllm.py"
     monkeypatch.setenv("ATTNBENCH_VLLM_CMD", f"{sys.executable} {fake} serve")
-    monkeypatch.setenv("FAKE_PARITY_ARGS", str(tmp_path / "args.jsonl"))
+    monkeypatch.setenv("FAKE_VLLM_ARGS", str(tmp_path / "args.jsonl"))
     settings = Settings(PromptSet(num_prompts=2, short_len=6, long_len=20, vocab_size=300), top_k=4, max_tokens=5)
     records = run.run(run.Parity(settings=settings, result_dir=tmp_path / "res", model=tiny_embedded,
                                  backends=registry.parse_names("fa3,fa2"), random_weights=True))

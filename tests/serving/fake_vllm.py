@@ -1,10 +1,16 @@
 """A stand-in for `vllm serve` with vLLM's process shape: it starts slowly, spawns an "engine"
-child in its process group, then serves the scripted OpenAI server on --host/--port.
+child in its process group, then serves the scripted OpenAI server on --host/--port. Requests
+for logprobs get the parity tests' tiny model (tests/parity/logprob_server.py), others scripted
+tokens (FAKE_VLLM_TTFT, FAKE_VLLM_ITL).
 
-Behaviour per attention backend from the environment, e.g. FAKE_VLLM_MODE_FLASHINFER=crash:
-ok | crash (exits 3 while starting) | hang (never healthy) | ignore-term (ignores SIGTERM).
-FAKE_VLLM_START_S: seconds before it listens. FAKE_VLLM_PIDS: file that gets the pids."""
+Behaviour per attention backend from the environment, FAKE_VLLM_MODE_<BACKEND><FA VERSION> or
+FAKE_VLLM_MODE_<BACKEND> (e.g. FAKE_VLLM_MODE_FLASH_ATTN3, FAKE_VLLM_MODE_FLASHINFER), else
+FAKE_VLLM_MODE: ok | crash (exits 3 while starting) | hang (never healthy) | ignore-term (ignores
+SIGTERM) | shift:X (adds X to the logprobs at prompt position 3). FAKE_VLLM_START_S: seconds
+before it listens. FAKE_VLLM_PIDS: file that gets the pids. FAKE_VLLM_ARGS: file that gets each
+command line as a JSON list."""
 
+import json
 import os
 import signal
 import subprocess
@@ -13,20 +19,32 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from attnbench.serving.scripted_server import Script, ScriptedServer  # noqa: E402
+from attnbench.serving.scripted_server import ScriptedServer  # noqa: E402
+from tests.parity import logprob_server  # noqa: E402
+
+
+class Script(logprob_server.Script):
+    def reply(self, path, body, n):
+        asks = body.get("logprobs") is not None or body.get("prompt_logprobs") is not None
+        return super().reply(path, body, n) if asks else None
 
 
 def main() -> None:
     args = sys.argv[1:]
     assert args[0] == "serve", args
+    env = os.environ
+    if env.get("FAKE_VLLM_ARGS"):
+        with open(env["FAKE_VLLM_ARGS"], "a") as f:
+            f.write(json.dumps(args) + "\n")
     opt = {args[i]: args[i + 1] for i in range(2, len(args) - 1) if args[i].startswith("--")}
     backend = opt.get("--attention-backend", "DEFAULT")
-    mode = os.environ.get(f"FAKE_VLLM_MODE_{backend}", os.environ.get("FAKE_VLLM_MODE", "ok"))
+    key = backend + opt.get("--attention-config.flash_attn_version", "")
+    mode = env.get(f"FAKE_VLLM_MODE_{key}") or env.get(f"FAKE_VLLM_MODE_{backend}") or env.get("FAKE_VLLM_MODE", "ok")
     engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    if os.environ.get("FAKE_VLLM_PIDS"):
-        with open(os.environ["FAKE_VLLM_PIDS"], "a") as f:
+    if env.get("FAKE_VLLM_PIDS"):
+        with open(env["FAKE_VLLM_PIDS"], "a") as f:
             f.write(f"{os.getpid()} {engine.pid}\n")
-    print(f"INFO fake vllm: backend {backend}, mode {mode}, args {args}, started at {time.time():.3f}", flush=True)
+    print(f"INFO fake vllm: backend {key}, mode {mode}, args {args}, started at {time.time():.3f}", flush=True)
     if mode == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:  # like vLLM: SIGTERM shuts the engine down, then the API server exits
@@ -36,7 +54,7 @@ def main() -> None:
             os._exit(0)
 
         signal.signal(signal.SIGTERM, shutdown)
-    start_s = float(os.environ.get("FAKE_VLLM_START_S", "0.5"))
+    start_s = float(env.get("FAKE_VLLM_START_S", "0.5"))
     time.sleep(start_s / 2)  # "profiling", then the KV cache is taken, then "CUDA graphs"
     print(f"INFO {time.strftime('%m-%d %H:%M:%S')} [kv_cache_utils.py:1] GPU KV cache size: 4096 tokens (at {time.time():.3f})", flush=True)
     time.sleep(start_s / 2)
@@ -46,11 +64,11 @@ def main() -> None:
     if mode == "hang":
         print("INFO fake vllm: capturing CUDA graphs ...", flush=True)
         time.sleep(600)
-    name = opt.get("--served-model-name", args[1])
-    script = Script(ttft_s=float(os.environ.get("FAKE_VLLM_TTFT", "0.02")),
-                    itl_s=float(os.environ.get("FAKE_VLLM_ITL", "0.002")), model=name)
+    shift = {3: float(mode.split(":")[1])} if mode.startswith("shift:") else {}
+    script = Script(ttft_s=float(env.get("FAKE_VLLM_TTFT", "0.02")), itl_s=float(env.get("FAKE_VLLM_ITL", "0.002")),
+                    model=opt.get("--served-model-name", args[1]), metrics=True, prefill_shift=shift)
     print("INFO fake vllm: Application startup complete.", flush=True)
-    ScriptedServer(script, host=opt["--host"], port=int(opt["--port"])).serve_forever()
+    ScriptedServer(script, host=opt.get("--host", "127.0.0.1"), port=int(opt["--port"])).serve_forever()
 
 
 if __name__ == "__main__":

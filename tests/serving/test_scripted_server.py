@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from attnbench.serving.scripted_server import Script, ScriptedServer
+from attnbench.serving.scripted_server import Reply, Script, ScriptedServer
 
 
 def _stream(base_url, prompt, n=3):
@@ -74,3 +74,38 @@ def test_version_models_metadata_and_server_header():
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"http://127.0.0.1:{s.port}/version")
         assert e.value.code == 404
+
+
+def _post(url, body):
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return r.read().decode()
+
+
+def test_chat_streams_scripted_deltas_with_the_usage_last():
+    with ScriptedServer(Script(ttft_s=0.001, itl_s=0.001)) as s:
+        text = _post(f"{s.base_url}/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "a b"}],
+                                                        "max_tokens": 3, "stream": True,
+                                                        "stream_options": {"include_usage": True}})
+    events = [json.loads(e[5:]) for e in text.split("\n\n") if e.startswith("data:") and "[DONE]" not in e]
+    assert [e["choices"][0]["delta"]["content"] for e in events[:3]] == [" tok"] * 3
+    assert {e["object"] for e in events} == {"chat.completion.chunk"} and text.rstrip().endswith("[DONE]")
+    assert events[3]["choices"] == [] and events[3]["usage"]["prompt_tokens"] == 2
+    assert events[3]["usage"]["completion_tokens"] == 3
+
+
+def test_a_reply_answers_chat_and_responses_and_leaves_completions_scripted():
+    class Answering(Script):
+        def reply(self, path, body, n):
+            return None if path == "completions" else Reply(["Answer", ": B"], "stop", reasoning="hmm", usage=(5, 2))
+
+    with ScriptedServer(Answering(ttft_s=0.001, itl_s=0.001)) as s:
+        chat = json.loads(_post(f"{s.base_url}/chat/completions", {"messages": [{"role": "user", "content": "q"}]}))
+        resp = json.loads(_post(f"{s.base_url}/responses", {"input": [{"role": "user", "content": "q"}]}))
+        done = json.loads(_post(f"{s.base_url}/completions", {"prompt": [1, 2], "max_tokens": 2}))
+        assert s.paths == ["chat", "responses", "completions"]
+    assert chat["choices"][0]["message"] == {"role": "assistant", "content": "Answer: B", "reasoning_content": "hmm"}
+    assert chat["choices"][0]["finish_reason"] == "stop" and chat["usage"]["total_tokens"] == 7
+    assert [o["type"] for o in resp["output"]] == ["reasoning", "message"] and resp["status"] == "completed"
+    assert resp["output"][1]["content"][0]["text"] == "Answer: B" and resp["usage"]["output_tokens"] == 2
+    assert done["choices"][0]["text"] == " tok tok" and done["usage"]["completion_tokens"] == 2
