@@ -14,7 +14,7 @@ from attnbench.errors import UserError
 
 def gpqa(
     effort: str = typer.Option("low", help="Reasoning effort: low, medium, high, or none (send no effort: for servers without reasoning). Never dropped: a request the server refuses (HTTP 400) scores 0, as in the reference, and is counted."),
-    endpoint: Optional[str] = typer.Option(None, help="Evaluate this running OpenAI-compatible server (base URL, with or without /v1) instead of starting vLLM."),
+    endpoint: Optional[str] = typer.Option(None, help="Evaluate this running OpenAI-compatible server (base URL, with or without /v1; NAME=URL names it) instead of starting vLLM."),
     model: Optional[str] = typer.Option(None, help="Model: with --endpoint the served name (default: the server's); with --backends what vLLM loads (default openai/gpt-oss-20b)."),
     name: str = typer.Option("endpoint", help="With --endpoint: the backend name its record carries."),
     backends: Optional[str] = typer.Option(None, help="Comma-separated backends to start vLLM with, one after another (see `attnbench backends`)."),
@@ -36,7 +36,10 @@ def gpqa(
 ) -> None:
     """GPQA accuracy through the OpenAI API, per backend, with clustered statistics and paired comparisons."""
     from attnbench.evals import run, sampler
-    from attnbench.serving.cli import default_result_dir
+    from attnbench.serving.cli import default_result_dir, with_name
+
+    if endpoint:
+        name, endpoint = with_name(endpoint, name)
 
     if effort not in sampler.EFFORTS:
         raise UserError(f"--effort {effort!r}: use one of {', '.join(sampler.EFFORTS)}")

@@ -13,9 +13,10 @@ from attnbench.errors import UserError
 
 def parse_endpoint(item: str) -> tuple[str, str]:
     """'fa3=http://127.0.0.1:8001' -> ('fa3', 'http://127.0.0.1:8001')."""
-    name, sep, url = item.partition("=")
-    name, url = name.strip(), url.strip()
-    if not sep or not name or not url or "/" in name or ":" in name:
+    from attnbench.serving.endpoint import named
+
+    name, url = named(item)
+    if name is None:
         raise UserError(f"--endpoint {item!r} is not NAME=URL; pass e.g. --endpoint fa3=http://127.0.0.1:8001")
     return name, url
 

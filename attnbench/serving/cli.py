@@ -19,6 +19,18 @@ def default_result_dir(kind: str) -> Path:
     return Path("results") / f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{kind}"
 
 
+def with_name(endpoint: str, name: str) -> tuple[str, str]:
+    """--endpoint NAME=URL is --endpoint URL --name NAME (parity's form); saying both is refused."""
+    from attnbench.serving.endpoint import named
+
+    given, url = named(endpoint)
+    if given is None:
+        return name, endpoint
+    if name != "endpoint" and name != given:
+        raise UserError(f"--endpoint {endpoint!r} names the server {given!r} and --name says {name!r}; keep one")
+    return given, url
+
+
 def parse_slos(items: list[str]) -> dict[str, float] | None:
     """['ttft:500', 'tpot:50'] -> {'ttft': 500.0, 'tpot': 50.0} (milliseconds, as vLLM's --goodput)."""
     out = {}
@@ -52,7 +64,7 @@ def serve_bench(
     percentiles: str = typer.Option("50,90,99", help="Latency percentiles to report."),
     goodput: List[str] = typer.Option([], help="SLO for goodput, repeatable: ttft:MS, tpot:MS, e2el:MS."),
     model: Optional[str] = typer.Option(None, help="Embedded model name (default qwen3-0.6b, dummy weights), HF id or local path; with --endpoint, the served model name."),
-    endpoint: Optional[str] = typer.Option(None, help="Benchmark this running OpenAI-compatible server (base URL, with or without /v1) instead of starting vLLM."),
+    endpoint: Optional[str] = typer.Option(None, help="Benchmark this running OpenAI-compatible server (base URL, with or without /v1; NAME=URL names it) instead of starting vLLM."),
     name: str = typer.Option("endpoint", help="With --endpoint: the backend name its records carry."),
     vocab_size: Optional[int] = typer.Option(None, help="Vocabulary for random token ids (default: from the model's config, else 10000)."),
     serve_arg: List[str] = typer.Option([], help="Argument passed to `vllm serve`, repeatable: --serve-arg=--max-num-seqs --serve-arg=512."),
@@ -78,6 +90,7 @@ def serve_bench(
     from attnbench.serving.endpoint import normalize
 
     if endpoint is not None:
+        name, endpoint = with_name(endpoint, name)
         normalize(endpoint)  # an empty or malformed URL is refused as such
     shapes = bench.parse_shapes(input, output)
     try:

@@ -11,6 +11,15 @@ from urllib.parse import urlsplit
 from attnbench.errors import UserError
 
 
+def named(item: str) -> tuple[str | None, str]:
+    """'fa3=http://host:8001' -> ('fa3', 'http://host:8001'); a bare URL -> (None, URL). The one
+    NAME=URL form every command's --endpoint takes (a name holds no '/' or ':', a URL does)."""
+    name, sep, url = item.partition("=")
+    if sep and name.strip() and not any(c in name for c in "/:") and url.strip():
+        return name.strip(), url.strip()
+    return None, item
+
+
 def normalize(url: str) -> str:
     """'host:8000', 'http://host:8000', 'http://host:8000/v1/' -> 'http://host:8000/v1'."""
     url = url.strip()

@@ -76,3 +76,14 @@ def test_unreachable_endpoint_is_one_line():
 def test_empty_endpoint_says_the_url_is_empty():
     result = CliRunner().invoke(app, ["serve-bench", "--endpoint", ""])
     assert isinstance(result.exception, UserError) and "--endpoint is empty" in str(result.exception)
+
+
+@pytest.mark.parametrize("item, want", [
+    ("fa3=http://127.0.0.1:8001", ("fa3", "http://127.0.0.1:8001")),
+    (" prod = 10.0.0.5:8000 ", ("prod", "10.0.0.5:8000")),
+    ("http://127.0.0.1:8001", (None, "http://127.0.0.1:8001")),
+    ("http://host:8001/v1?x=1", (None, "http://host:8001/v1?x=1")),  # '=' inside a URL names nothing
+    ("=http://host", (None, "=http://host")),
+])
+def test_every_command_reads_name_equals_url_the_same_way(item, want):
+    assert endpoint.named(item) == want

@@ -63,6 +63,17 @@ def test_endpoint_run_writes_a_vllm_compatible_record_per_pass_and_an_aggregate(
     assert len({tuple(b["prompt"]) for b in sent}) == len(sent)
 
 
+def test_endpoint_name_equals_url_names_the_records_as_parity_does(server, tmp_path):
+    p = attnbench("serve-bench", "--endpoint", f"prod-fa3=http://127.0.0.1:{server.port}", "--input", "8",
+                  "--output", "2", "--num-prompts", "2", "--vocab-size", "100", "--repeats", "1", "--warmup", "0",
+                  "--result-dir", tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert {r.backend for r in record.load(tmp_path) if r.kind == "serve"} == {"prod-fa3"}
+    p = attnbench("serve-bench", "--endpoint", f"a=http://127.0.0.1:{server.port}", "--name", "b",
+                  "--result-dir", tmp_path / "x")
+    assert p.returncode == 2 and "names the server 'a' and --name says 'b'" in p.stderr
+
+
 def test_endpoint_with_v1_suffix_and_model_check(server, tmp_path):
     p = attnbench("serve-bench", "--endpoint", f"{server.base_url}/", "--model", "other", "--num-prompts", "2",
                   "--result-dir", tmp_path)
