@@ -23,7 +23,8 @@ def run(
     ray: bool = typer.Option(False, "--ray", help="Run in parallel as Ray tasks, one per run, each asking for its GPUs "
                                                    "(a local Ray instance, or $RAY_ADDRESS, or --ray-address)."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to run on (implies --ray), e.g. ray://head:10001."),
-    resume: bool = typer.Option(False, "--resume", help="Skip runs that --result-dir's manifest.json lists as ok (same command)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the study in --result-dir: keep the runs its manifest.json "
+                                                         "lists as ok with the same command line, run the others."),
     run_timeout: Optional[float] = typer.Option(None, help="Seconds before one run is stopped and counted as failed "
                                                            "(replaces the scenario's timeout_s)."),
     budget_s: Optional[float] = typer.Option(None, "--budget-s", help="Seconds for the whole study (replaces the scenario's "
@@ -63,10 +64,17 @@ def run(
 
     if resume and result_dir is None:
         raise UserError("--resume continues an earlier run: pass its --result-dir")
+    if not resume and (out / "manifest.json").exists():
+        raise UserError(f"{out} holds a study already (manifest.json): pass --resume to continue it, "
+                        "or choose another --result-dir")
     r = runner.Runner(study, runs, out, timeout_s=run_timeout, on_done=done, on_start=start, resume=resume,
                       budget_s=budget_s)
-    if r.done:
-        print(f"resuming: {len(r.done)} of {len(runs)} runs already ok", file=sys.stderr)
+    if resume:
+        print(f"resuming: {len(r.done)} of {len(runs)} runs ok in an earlier run, kept (\"reused\" in the manifest)",
+              file=sys.stderr)
+    for i, what in r.changed.items():
+        print(f"{r.outcomes[i].result_dir}: command changed since its earlier ok run ({what}); running it again",
+              file=sys.stderr)
     print(f"{study.name}: {len(runs)} runs -> {out}", file=sys.stderr, flush=True)
     if not (ray or ray_address):
         outcomes = r.run_local()

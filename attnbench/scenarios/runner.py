@@ -10,8 +10,11 @@ the run's arguments, ending in `--result-dir DIR`, follow it.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from attnbench import atomic, procs, provenance
+from attnbench.errors import UserError
 from attnbench.scenarios.spec import Run, Scenario
 
 PREFIX_ENV = "ATTNBENCH_RUN_PREFIX"
@@ -48,6 +52,7 @@ class Outcome:
     host: str | None = None
     gpu_ids: list = field(default_factory=list)
     error: str | None = None
+    reused: bool = False  # --resume kept it: an earlier invocation ran this command ok
 
 
 def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None, cwd: str | None = None,
@@ -79,6 +84,20 @@ def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None, cwd: str | 
     return 0, None
 
 
+def command_changes(old: str, new: str) -> str:
+    """How two command lines differ, word by word: "256 -> 512; (nothing) -> --seed 3"."""
+    def words(line: str) -> list[str]:
+        try:
+            return shlex.split(line)
+        except ValueError:
+            return line.split()
+
+    a, b = words(old), words(new)
+    return "; ".join(f"{shlex.join(a[i1:i2]) or '(nothing)'} -> {shlex.join(b[j1:j2]) or '(nothing)'}"
+                     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+                     if tag != "equal")
+
+
 def root_cause(log: str, run_dir: Path | None = None) -> str | None:
     """Why a command failed, from its log: its own one-line error, else the exception a traceback
     ends with, else the first failed record's error, else its last line that is not the closing
@@ -103,7 +122,6 @@ def root_cause(log: str, run_dir: Path | None = None) -> str | None:
 
 def _failed_records(run_dir: Path) -> str | None:
     """A command can exit 0 and still record a failure (a backend that would not start)."""
-    from attnbench.errors import UserError
     from attnbench.results import record
 
     try:
@@ -118,7 +136,8 @@ def _failed_records(run_dir: Path) -> str | None:
 class Runner:
     """Runs `runs` into `result_dir`; `on_start` / `on_done(outcome)` are called as each run starts
     (local mode) and finishes or is skipped. With `resume`, runs that manifest.json already lists as
-    ok with the same command are kept, not run again.
+    ok with the same command are kept, not run again (`done`); `changed` says, per run index, how the
+    command of an earlier ok run differs from its command now (those run again).
 
     Time limits: a run is stopped after its own `timeout_s` (`timeout_s` here replaces every run's);
     the study stops at `budget_s` (default the scenario's): the run in flight is stopped then, and
@@ -141,24 +160,41 @@ class Runner:
         self.started = provenance.utc_now()
         self.provenance = provenance.collect()
         self.mode = "local"
-        self.done = set()  # indices of runs already ok in an earlier manifest (resume)
+        self.done: set[int] = set()  # indices of runs already ok in an earlier manifest (resume)
+        self.changed: dict[int, str] = {}
         if resume:
             self._resume()
 
     def _resume(self) -> None:
-        """Keep the runs an earlier invocation finished ok with the same command line."""
-        import json
-
-        try:
-            earlier = json.loads((self.result_dir / "manifest.json").read_text())["runs"]
-        except (OSError, ValueError, KeyError, TypeError):
+        """Keep the runs an earlier invocation finished ok with the same command line, where their
+        directory is still there; nothing to keep when there is no manifest yet."""
+        path = self.result_dir / "manifest.json"
+        if not path.exists():
             return
-        ok = {(r.get("result_dir"), r.get("command")): r for r in earlier if isinstance(r, dict) and r.get("status") == "ok"}
+        try:
+            ok = {r["result_dir"]: r for r in json.loads(path.read_text())["runs"] if r.get("status") == "ok"}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UserError(f"{path} is unreadable ({type(e).__name__}: {e}); --resume needs the manifest an "
+                            "earlier `attnbench run` wrote there (remove it to run everything again)") from None
         for i, o in enumerate(self.outcomes):
-            prev = ok.get((o.result_dir, o.command))
-            if prev:
-                self.outcomes[i] = Outcome(**{k: prev[k] for k in asdict(o) if k in prev})
-                self.done.add(i)
+            prev = ok.get(o.result_dir)
+            if prev is None or not (self.result_dir / o.result_dir).is_dir():
+                continue
+            if prev.get("command") != o.command:
+                self.changed[i] = command_changes(str(prev.get("command")), o.command)
+                continue
+            self.outcomes[i] = Outcome(**{**{k: prev[k] for k in asdict(o) if k in prev}, "reused": True})
+            self.done.add(i)
+
+    def _set_aside(self, run: Run) -> None:
+        """A run about to run again starts in an empty directory, so its records are not mixed with
+        an earlier attempt's; the earlier attempt's log stays beside it as rep<k>.earlier.log."""
+        run_dir = self.result_dir / run.result_subdir
+        if not run_dir.exists():
+            return
+        if (run_dir / LOG_NAME).is_file():
+            os.replace(run_dir / LOG_NAME, run_dir.with_name(run_dir.name + ".earlier.log"))
+        shutil.rmtree(run_dir)
 
     def command(self, run: Run, result_dir: Path | None = None) -> list[str]:
         return [*self.prefix, *run.argv(result_dir or self.result_dir / run.result_subdir)]
@@ -218,6 +254,7 @@ class Runner:
                 self._skip(i)
                 continue
             by_budget = left is not None and (timeout is None or left < timeout)
+            self._set_aside(run)
             self.on_start(self.outcomes[i])
             started, t0 = provenance.utc_now(), time.time()
             run_dir = self.result_dir / run.result_subdir
@@ -245,6 +282,7 @@ class Runner:
             if run.gpus > have:  # Ray would wait for it forever
                 self._finish(i, 1, f"needs {run.gpus} GPUs; the Ray cluster has {have:g}", time.time(), provenance.utc_now(), "", [])
                 continue
+            self._set_aside(run)
             ref = remote.options(num_gpus=run.gpus, num_cpus=1, max_retries=0).remote(
                 self.explicit_prefix, list(run.args), run.result_subdir, self.run_timeout(run), os.getcwd(),
                 self.grace_s)

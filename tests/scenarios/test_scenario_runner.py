@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from attnbench import procs
 from attnbench.cli import app
+from attnbench.errors import UserError
 from attnbench.results import record
 from attnbench.scenarios import runner, spec
 from attnbench.scenarios.cli import INCOMPLETE
@@ -209,3 +210,89 @@ def test_cli_dry_run_shows_each_runs_time_limit(tmp_path):
 def test_cli_time_limits_must_be_positive(study, flag, value):
     res = CliRunner().invoke(app, ["run", str(study.path), flag, value, "--dry-run"])
     assert res.exit_code != 0 and f"{flag} must be > 0 seconds" in str(res.exception or res.output)
+
+
+# ---- --resume ----------------------------------------------------------------------------------
+
+def test_resume_keeps_ok_runs_and_reruns_failed_ones_in_a_clean_directory(study, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_RECORD_FAIL", "fa4")  # exits 0 with a failed record
+    out = tmp_path / "out"
+    runner.Runner(study, study.expand(1), out, prefix=PREFIX).run_local()
+    monkeypatch.delenv("FAKE_RECORD_FAIL")
+    started = []
+    r = runner.Runner(study, study.expand(1), out, prefix=PREFIX, resume=True, on_start=lambda o: started.append(o.id))
+    outcomes = r.run_local()
+    assert started == ["serve-fa4"] and [o.status for o in outcomes] == ["ok", "ok", "ok"]
+    # the earlier attempt's failed record is gone (it would fail the new one), its log kept aside
+    assert [x.status for x in record.load(out / "serve-fa4/rep0")] == ["ok"]
+    assert "fake attnbench" in (out / "serve-fa4/rep0.earlier.log").read_text()
+    runs = json.loads((out / "manifest.json").read_text())["runs"]
+    assert [x["reused"] for x in runs] == [True, True, False]
+
+
+def test_resume_runs_a_changed_command_again_and_says_how_it_changed(study, tmp_path):
+    out = tmp_path / "out"
+    runner.Runner(study, study.expand(1), out, prefix=PREFIX).run_local()
+    study.path.write_text(study.path.read_text().replace("output = 2", "output = 2\nnum_prompts = 8"))
+    changed = spec.load(study.path)
+    started = []
+    r = runner.Runner(changed, changed.expand(1), out, prefix=PREFIX, resume=True, on_start=lambda o: started.append(o.id))
+    assert not r.done and set(r.changed.values()) == {"(nothing) -> --num-prompts 8"}
+    r.run_local()
+    assert started == ["serve-fa2", "serve-fa3", "serve-fa4"]
+    assert "--num-prompts 8" in (out / "serve-fa2/rep0/run.log").read_text()
+
+
+def test_resume_reruns_an_ok_run_whose_directory_is_gone_and_starts_afresh_without_a_manifest(study, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    r = runner.Runner(study, study.expand(1), out, prefix=PREFIX, resume=True)  # nothing to resume yet
+    assert not r.done and all(o.status == "ok" for o in r.run_local())
+    shutil.rmtree(out / "serve-fa3")
+    r = runner.Runner(study, study.expand(1), out, prefix=PREFIX, resume=True)
+    assert r.done == {0, 2}
+
+
+def test_resume_refuses_an_unreadable_manifest(study, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/manifest.json").write_text('{"runs": [')
+    with pytest.raises(UserError, match="manifest.json is unreadable .*remove it to run everything again"):
+        runner.Runner(study, study.expand(1), tmp_path / "out", prefix=PREFIX, resume=True)
+
+
+def test_cli_resume_after_a_timeout_runs_only_that_run(tmp_path, monkeypatch):
+    monkeypatch.setenv(runner.PREFIX_ENV, shlex.join(PREFIX))
+    monkeypatch.setenv("FAKE_SLOW", "fa3")
+    path = slow_study(tmp_path, backends='["fa2", "fa3", "fa4"]').path
+    out = str(tmp_path / "out")
+    cli = CliRunner()
+    res = cli.invoke(app, ["run", str(path), "--run-timeout", "4", "--result-dir", out])
+    assert res.exit_code == 1 and "serve-fa3/rep0: FAILED (timed out after 4 s)" in res.output, res.output
+    res = cli.invoke(app, ["run", str(path), "--result-dir", out])  # the same tree without --resume
+    assert res.exit_code != 0 and "holds a study already (manifest.json): pass --resume" in str(res.exception)
+    monkeypatch.delenv("FAKE_SLOW")
+    res = cli.invoke(app, ["run", str(path), "--result-dir", out, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "resuming: 2 of 3 runs ok in an earlier run, kept" in res.output
+    assert "serve-fa3/rep0: running" in res.output and "serve-fa2/rep0: running" not in res.output
+    assert not (tmp_path / "out/serve-fa3/rep0/terminated").exists()  # a clean directory, not the stopped one's
+    manifest = json.loads((tmp_path / "out/manifest.json").read_text())
+    assert [x["reused"] for x in manifest["runs"]] == [True, False, True] and manifest["counts"]["ok"] == 3
+
+
+def test_cli_resume_says_which_commands_changed(study, tmp_path, monkeypatch):
+    monkeypatch.setenv(runner.PREFIX_ENV, shlex.join(PREFIX))
+    out = str(tmp_path / "out")
+    assert CliRunner().invoke(app, ["run", str(study.path), "--repeats", "1", "--result-dir", out]).exit_code == 0
+    res = CliRunner().invoke(app, ["run", str(study.path), "--repeats", "1", "--backends", "fa3", "--result-dir", out, "--resume"])
+    assert res.exit_code == 0 and "resuming: 1 of 1 runs" in res.output, res.output
+    study.path.write_text(study.path.read_text().replace("input = 10", "input = 12"))
+    res = CliRunner().invoke(app, ["run", str(study.path), "--repeats", "1", "--backends", "fa3", "--result-dir", out, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "serve-fa3/rep0: command changed since its earlier ok run (10 -> 12); running it again" in res.output
+
+
+def test_command_changes_names_the_words_that_differ():
+    assert runner.command_changes("a --x 1 --y", "a --x 2 --y --z 'q r'") == "1 -> 2; (nothing) -> --z 'q r'"
+    assert runner.command_changes("a b", "a") == "b -> (nothing)"
