@@ -49,7 +49,7 @@ def run(
             limit = r.run_timeout(run_)
             print(f"[{run_.gpus} GPU{f', {limit:g} s' if limit else ''}] {shlex.join(r.command(run_))}")
         budget = f" within a budget of {r.budget_s:g} s" if r.budget_s else ""
-        print(f"{len(runs)} runs{budget}; results would go to {out}", file=sys.stderr)
+        print(f"{len(runs)} run{'s' * (len(runs) != 1)}{budget}; results would go to {out}", file=sys.stderr)
         return
 
     def done(o: runner.Outcome) -> None:

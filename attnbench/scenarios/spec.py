@@ -154,14 +154,16 @@ COMMON_BOUNDS = {"gpus": (">=", 1), "timeout_s": (">", 0)}
 
 
 def _serve_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
-    """One run per backend (one server each), so Ray can put backends on different GPUs; or, with
+    """One run per backend (one server each), so Ray can put backends on different GPUs; with
+    `together = true` one run over every backend (serve-bench then puts their servers side by side
+    and interleaves their passes where the GPU has room); or, with
     `endpoints = {name = "http://host:port"}`, one run per already running server."""
     inputs, outputs = _listed(t.get("input", 1000)), _listed(t.get("output", 1000))
     if len(inputs) != len(outputs):
         raise UserError(f"{source}: [serve] input and output must have the same length "
                         f"(pairs (input, output)); got {len(inputs)} and {len(outputs)}")
     common = ["--input", _csv(inputs), "--output", _csv(outputs)]
-    common += _flags(t, {"num_prompts": "--num-prompts", "request_rate": "--request-rate",
+    common += _flags(t, {"num_prompts": "--num-prompts", "repeats": "--repeats", "request_rate": "--request-rate",
                          "burstiness": "--burstiness", "max_concurrency": "--max-concurrency", "seed": "--seed",
                          "warmup": "--warmup", "model": "--model", "percentiles": "--percentiles"})
     common += _repeated("--goodput", t.get("goodput", [])) + _repeated("--serve-arg", t.get("serve_args", []))
@@ -173,18 +175,22 @@ def _serve_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise UserError(f"{source}: [serve].endpoints.{name} must be an http(s) URL string (got {url!r})")
     if endpoints:
-        if "serve_args" in t:
-            raise UserError(f"{source}: [serve] serve_args configure servers attnbench starts; drop them with endpoints")
+        for key in ("serve_args", "together"):
+            if key in t:
+                raise UserError(f"{source}: [serve] {key} applies to servers attnbench starts; drop it with endpoints")
         return [Run(f"serve-{name}", ("serve-bench", "--endpoint", url, "--name", name, *common), 0)
                 for name, url in endpoints.items()]
+    if t.get("together"):
+        return [Run("serve", ("serve-bench", "--backends", _csv(backends), *common), _gpus(t))]
     return [Run(f"serve-{b}", ("serve-bench", "--backends", b, *common), _gpus(t)) for b in backends]
 
 
 SERVE = Section("serve", {**COMMON, "input": (INT, [INT]), "output": (INT, [INT]), "num_prompts": INT,
                           "request_rate": FLOAT, "burstiness": FLOAT, "max_concurrency": INT, "seed": INT,
                           "warmup": INT, "model": STR, "percentiles": [FLOAT], "goodput": [STR],
-                          "serve_args": [STR], "vocab_size": INT, "endpoints": dict}, _serve_runs,
-                {"input": (">=", 1), "output": (">=", 1), "num_prompts": (">=", 1), "request_rate": (">", 0),
+                          "serve_args": [STR], "vocab_size": INT, "endpoints": dict, "repeats": INT,
+                          "together": BOOL}, _serve_runs,
+                {"input": (">=", 1), "output": (">=", 1), "num_prompts": (">=", 1), "repeats": (">=", 1), "request_rate": (">", 0),
                  "burstiness": (">", 0), "max_concurrency": (">=", 1), "warmup": (">=", 0), "vocab_size": (">=", 2),
                  "percentiles": (">", 0)})
 

@@ -296,3 +296,13 @@ def test_cli_resume_says_which_commands_changed(study, tmp_path, monkeypatch):
 def test_command_changes_names_the_words_that_differ():
     assert runner.command_changes("a --x 1 --y", "a --x 2 --y --z 'q r'") == "1 -> 2; (nothing) -> --z 'q r'"
     assert runner.command_changes("a b", "a") == "b -> (nothing)"
+
+
+def test_cli_dry_run_of_the_seed_study_prints_the_device_command(tmp_path):
+    seed = Path(__file__).resolve().parents[2] / "scenarios/seed-serve.toml"
+    res = CliRunner().invoke(app, ["run", str(seed), "--dry-run", "--result-dir", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    [line] = res.stdout.splitlines()
+    assert line.startswith("[1 GPU, 1440 s] ")
+    assert ("serve-bench --backends fa3,flashinfer,fa4,attnbench-fa4 --input 1000,8000 --output 1000,1 "
+            f"--num-prompts 256 --repeats 3 --result-dir {tmp_path / 'r/serve/rep0'}") in line

@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import re
+import shlex
+
 import pytest
 
 from attnbench.errors import UserError
@@ -16,14 +19,29 @@ def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
     return path
 
 
-def test_seed_serve_expands_to_one_run_per_backend():
+def test_serve_runs_one_per_backend_or_together(tmp_path):
+    study = spec.load(write(tmp_path, 'backends = ["fa2", "fa3"]\n[serve]\ninput = [1000, 8000]\noutput = [1000, 1]\n'
+                                      'num_prompts = 256\nrepeats = 2\n'))
+    assert [r.id for r in study.runs] == ["serve-fa2", "serve-fa3"]
+    assert study.runs[1].argv("/r") == ["serve-bench", "--backends", "fa3", "--input", "1000,8000", "--output", "1000,1",
+                                        "--num-prompts", "256", "--repeats", "2", "--result-dir", "/r"]
+    assert study.runs[1].gpus == 1 and study.repeats == 1  # [serve] repeats are serve-bench's passes
+    together = spec.load(write(tmp_path, 'backends = ["fa2", "fa3"]\n[serve]\ntogether = true\n', "t.toml"))
+    assert [(r.id, r.args[:3], r.gpus) for r in together.runs] == [("serve", ("serve-bench", "--backends", "fa2,fa3"), 1)]
+
+
+def test_seed_serve_is_the_device_serving_study():
+    """scenarios/seed-serve.toml runs the command scripts/device/serve-study.sh runs, with its limit."""
+    script = (SCENARIOS.parent / "scripts/device/serve-study.sh").read_text()
+    words = shlex.split(re.search(r'cmd="python3 -m attnbench (serve-bench [^"]*)"', script).group(1))
+    limit = float(re.search(r"STUDY_LIMIT_S:-(\d+)", script).group(1))
     study = spec.load(SCENARIOS / "seed-serve.toml")
-    assert study.name == "seed-serve"
-    assert [r.id for r in study.runs] == ["serve-fa2", "serve-fa3", "serve-fa4", "serve-flashinfer", "serve-attnbench-fa4"]
-    run = study.runs[1]
-    assert run.argv("/r") == ["serve-bench", "--backends", "fa3", "--input", "1000,8000", "--output", "1000,1",
-                              "--num-prompts", "256", "--result-dir", "/r"]
-    assert run.gpus == 1
+    [run] = study.expand()
+    assert run.id == "serve" and run.gpus == 1 and run.timeout_s == limit
+
+    def flags(ws):  # subcommand and {flag: value}, order aside
+        return ws[0], dict(zip(ws[1::2], ws[2::2]))
+    assert flags(list(run.argv("/tmp/res/serve"))) == flags(words)
 
 
 def test_shipped_scenarios_load():
@@ -90,7 +108,10 @@ def test_microbench_references_a_grid_beside_the_scenario(tmp_path):
     ('[microbench]\ngrid = "decode-grid.toml"\nbatch = [1]\n', "and also batch; set those in the grid file"),
     ('[serve]\nendpoints = { "a/b" = "http://x" }\n', "endpoints name 'a/b' must be letters"),
     ('[serve]\nendpoints = { a = "ftp://x" }\n', "endpoints.a must be an http(s) URL"),
-    ('[serve]\nendpoints = { a = "http://x" }\nserve_args = ["--x"]\n', "drop them with endpoints"),
+    ('[serve]\nendpoints = { a = "http://x" }\nserve_args = ["--x"]\n', "serve_args applies to servers attnbench starts; drop it"),
+    ('[serve]\nendpoints = { a = "http://x" }\ntogether = true\n', "together applies to servers attnbench starts; drop it"),
+    ('[serve]\nbackends = ["fa3"]\nrepeats = 0\n', "[serve].repeats must be >= 1 (got 0)"),
+    ('[serve]\nbackends = ["fa3"]\ntogether = 1\n', "[serve].together must be true/false (got 1)"),
     ('[parity]\nreference = "fa9"\nbackends = ["fa3"]\n', "[parity].reference: unknown backend 'fa9'"),
     ('backends = ["fa3", "fa3"]\n[serve]\n', "two runs share an id (serve-fa3)"),
     ('[serve]\nbackends = ["fa3"]\nnum_prompts = 0\n', "[serve].num_prompts must be >= 1 (got 0)"),
