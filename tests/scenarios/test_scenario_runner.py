@@ -141,7 +141,7 @@ def test_a_run_past_its_timeout_is_stopped_with_its_group_and_keeps_its_partial_
     run_dir = tmp_path / "out" / o.result_dir
     assert (run_dir / "terminated").read_text() == "SIGTERM\n"  # asked to stop first, so it could save
     assert record.load(run_dir)[0].backend == "fa3"  # what it had written is kept
-    pgid, child = map(int, (run_dir / "pids").read_text().split())
+    pgid, _ = map(int, (run_dir / "pids").read_text().split())
     assert not procs.group_alive(pgid)  # the child it started went with it
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
     assert manifest["runs"][0]["error"] == "timed out after 5 s" and manifest["counts"]["failed"] == 1
