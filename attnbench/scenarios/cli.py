@@ -11,6 +11,8 @@ import typer
 
 from attnbench.errors import UserError
 
+INCOMPLETE = 3  # exit code: the budget was spent before every run ran (1: every run ran, some failed)
+
 
 def run(
     scenario: Path = typer.Argument(..., help="Scenario file, e.g. scenarios/seed-serve.toml."),
@@ -21,10 +23,15 @@ def run(
     ray: bool = typer.Option(False, "--ray", help="Run in parallel as Ray tasks, one per run, each asking for its GPUs "
                                                    "(a local Ray instance, or $RAY_ADDRESS, or --ray-address)."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to run on (implies --ray), e.g. ray://head:10001."),
-    resume: bool = typer.Option(False, "--resume", help="Skip runs that --result-dir's manifest.json lists as ok (same command)."),
-    run_timeout: Optional[float] = typer.Option(None, help="Seconds before one run is stopped and counted as failed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the study in --result-dir: keep the runs its manifest.json "
+                                                         "lists as ok with the same command line, run the others."),
+    run_timeout: Optional[float] = typer.Option(None, help="Seconds before one run is stopped and counted as failed "
+                                                           "(replaces the scenario's timeout_s)."),
+    budget_s: Optional[float] = typer.Option(None, "--budget-s", help="Seconds for the whole study (replaces the scenario's "
+                                                                       "budget_s): then the run in flight is stopped and the rest skipped."),
 ) -> None:
-    """Run a scenario: every run one after another here, or spread over GPUs with --ray; writes manifest.json."""
+    """Run a scenario: every run one after another here, or spread over GPUs with --ray; writes manifest.json.
+    Exit code 0: every run ok; 1: some failed; 3: the budget was spent before every run ran."""
     from attnbench import provenance
     from attnbench.backends import registry
     from attnbench.scenarios import runner, spec
@@ -32,17 +39,23 @@ def run(
     names = [b.name for b in registry.parse_names(backends)] if backends else None
     study = spec.load(scenario, names)
     runs = study.expand(repeats)
-    if run_timeout is not None and run_timeout <= 0:
-        raise UserError(f"--run-timeout must be > 0 (got {run_timeout})")
+    for flag, value in (("--run-timeout", run_timeout), ("--budget-s", budget_s)):
+        if value is not None and value <= 0:
+            raise UserError(f"{flag} must be > 0 seconds (got {value:g})")
     out = result_dir or Path("results") / f"{provenance.utc_now().replace(':', '')}-{study.name}"
     if dry_run:
-        r = runner.Runner(study, runs, out)
+        r = runner.Runner(study, runs, out, timeout_s=run_timeout, budget_s=budget_s)
         for run_ in runs:
-            print(f"[{run_.gpus} GPU] {shlex.join(r.command(run_))}")
-        print(f"{len(runs)} runs; results would go to {out}", file=sys.stderr)
+            limit = r.run_timeout(run_)
+            print(f"[{run_.gpus} GPU{f', {limit:g} s' if limit else ''}] {shlex.join(r.command(run_))}")
+        budget = f" within a budget of {r.budget_s:g} s" if r.budget_s else ""
+        print(f"{len(runs)} run{'s' * (len(runs) != 1)}{budget}; results would go to {out}", file=sys.stderr)
         return
 
     def done(o: runner.Outcome) -> None:
+        if o.status == "skipped":
+            print(f"{o.result_dir}: skipped: {o.error}", file=sys.stderr, flush=True)
+            return
         word = "ok" if o.status == "ok" else f"FAILED ({o.error})"
         print(f"{o.result_dir}: {word} in {o.duration_s:.1f} s", file=sys.stderr, flush=True)
 
@@ -51,9 +64,17 @@ def run(
 
     if resume and result_dir is None:
         raise UserError("--resume continues an earlier run: pass its --result-dir")
-    r = runner.Runner(study, runs, out, timeout_s=run_timeout, on_done=done, on_start=start, resume=resume)
-    if r.done:
-        print(f"resuming: {len(r.done)} of {len(runs)} runs already ok", file=sys.stderr)
+    if not resume and (out / "manifest.json").exists():
+        raise UserError(f"{out} holds a study already (manifest.json): pass --resume to continue it, "
+                        "or choose another --result-dir")
+    r = runner.Runner(study, runs, out, timeout_s=run_timeout, on_done=done, on_start=start, resume=resume,
+                      budget_s=budget_s)
+    if resume:
+        print(f"resuming: {len(r.done)} of {len(runs)} runs ok in an earlier run, kept (\"reused\" in the manifest)",
+              file=sys.stderr)
+    for i, what in r.changed.items():
+        print(f"{r.outcomes[i].result_dir}: command changed since its earlier ok run ({what}); running it again",
+              file=sys.stderr)
     print(f"{study.name}: {len(runs)} runs -> {out}", file=sys.stderr, flush=True)
     if not (ray or ray_address):
         outcomes = r.run_local()
@@ -63,7 +84,11 @@ def run(
         except ImportError:
             raise UserError("--ray needs Ray: pip install 'attnbench[scale]' (or pip install 'ray>=2.9')") from None
         outcomes = r.run_ray(ray_address)
-    failed = [o for o in outcomes if o.status != "ok"]
-    print(f"{len(outcomes) - len(failed)}/{len(outcomes)} runs ok; manifest: {out / 'manifest.json'}", file=sys.stderr)
-    if failed:
+    ok = sum(o.status == "ok" for o in outcomes)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    note = f"; INCOMPLETE: {skipped} skipped, the budget ({r.budget_s:g} s) was spent" if not r.complete else ""
+    print(f"{ok}/{len(outcomes)} runs ok{note}; manifest: {out / 'manifest.json'}", file=sys.stderr)
+    if not r.complete:
+        raise typer.Exit(INCOMPLETE)
+    if ok < len(outcomes):
         raise typer.Exit(1)

@@ -10,8 +10,11 @@ the run's arguments, ending in `--result-dir DIR`, follow it.
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from attnbench import atomic, procs, provenance
+from attnbench.errors import UserError
 from attnbench.scenarios.spec import Run, Scenario
 
 PREFIX_ENV = "ATTNBENCH_RUN_PREFIX"
@@ -41,37 +45,57 @@ class Outcome:
     command: str
     gpus: int
     result_dir: str  # relative to the result tree
-    status: str = "pending"  # pending, ok, failed
+    status: str = "pending"  # pending, ok, failed, skipped (the study's budget was spent before it started)
     exit_code: int | None = None
     duration_s: float | None = None
     started: str | None = None
     host: str | None = None
     gpu_ids: list = field(default_factory=list)
     error: str | None = None
+    reused: bool = False  # --resume kept it: an earlier invocation ran this command ok
 
 
-def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None, cwd: str | None = None) -> tuple[int, str | None]:
-    """Run one command with its output in run_dir/run.log; (exit code, error or None)."""
+def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None, cwd: str | None = None,
+             grace_s: float = STOP_GRACE_S) -> tuple[int, str | None]:
+    """Run one command with its output in run_dir/run.log; (exit code, error or None). The command
+    leads its own process group, so stopping it (timeout, Ctrl-C) reaches whatever it started there:
+    SIGTERM to the group (attnbench turns it into cleanup that stops vLLM and saves what it has),
+    SIGKILL after `grace_s`."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / LOG_NAME, "wb") as log:
         log.write(f"$ {shlex.join(cmd)}\n".encode())
         log.flush()
         try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
+                                    start_new_session=True)
         except OSError as e:
             return 127, f"cannot start {cmd[0]!r}: {e.strerror}"
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            procs.stop(proc, STOP_GRACE_S)  # SIGTERM: attnbench turns it into cleanup that stops vLLM
+            procs.stop_group(proc, grace_s)
             return 124, f"timed out after {timeout_s:g} s"
         except BaseException:  # interrupted: let the command stop its servers before we go
-            procs.stop(proc, STOP_GRACE_S)
+            procs.stop_group(proc, grace_s)
             raise
     if code != 0:
         cause = root_cause((run_dir / LOG_NAME).read_text(errors="replace"), run_dir)
         return code, f"exit code {code}" + (f": {cause[:300]}" if cause else "")
     return 0, None
+
+
+def command_changes(old: str, new: str) -> str:
+    """How two command lines differ, word by word: "256 -> 512; (nothing) -> --seed 3"."""
+    def words(line: str) -> list[str]:
+        try:
+            return shlex.split(line)
+        except ValueError:
+            return line.split()
+
+    a, b = words(old), words(new)
+    return "; ".join(f"{shlex.join(a[i1:i2]) or '(nothing)'} -> {shlex.join(b[j1:j2]) or '(nothing)'}"
+                     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+                     if tag != "equal")
 
 
 def root_cause(log: str, run_dir: Path | None = None) -> str | None:
@@ -98,7 +122,6 @@ def root_cause(log: str, run_dir: Path | None = None) -> str | None:
 
 def _failed_records(run_dir: Path) -> str | None:
     """A command can exit 0 and still record a failure (a backend that would not start)."""
-    from attnbench.errors import UserError
     from attnbench.results import record
 
     try:
@@ -112,50 +135,97 @@ def _failed_records(run_dir: Path) -> str | None:
 
 class Runner:
     """Runs `runs` into `result_dir`; `on_start` / `on_done(outcome)` are called as each run starts
-    (local mode) and finishes. With `resume`, runs that manifest.json already lists as ok with the
-    same command are kept, not run again."""
+    (local mode) and finishes or is skipped. With `resume`, runs that manifest.json already lists as
+    ok with the same command are kept, not run again (`done`); `changed` says, per run index, how the
+    command of an earlier ok run differs from its command now (those run again).
+
+    Time limits: a run is stopped after its own `timeout_s` (`timeout_s` here replaces every run's);
+    the study stops at `budget_s` (default the scenario's): the run in flight is stopped then, and
+    the runs not yet started are skipped."""
 
     def __init__(self, scenario: Scenario, runs: list[Run], result_dir: Path, prefix: list[str] | None = None,
                  timeout_s: float | None = None, on_done: Callable[[Outcome], None] | None = None,
-                 on_start: Callable[[Outcome], None] | None = None, resume: bool = False):
+                 on_start: Callable[[Outcome], None] | None = None, resume: bool = False,
+                 budget_s: float | None = None, grace_s: float = STOP_GRACE_S):
         self.scenario, self.runs, self.result_dir = scenario, runs, Path(result_dir)
         self.explicit_prefix = prefix or (shlex.split(os.environ[PREFIX_ENV]) if os.environ.get(PREFIX_ENV) else None)
         self.prefix = self.explicit_prefix or default_prefix()
         self.timeout_s = timeout_s
+        self.budget_s = scenario.budget_s if budget_s is None else budget_s
+        self.grace_s = grace_s
+        self.deadline: float | None = None  # time.monotonic() when the budget is spent, set as running starts
         self.on_done = on_done or (lambda o: None)
         self.on_start = on_start or (lambda o: None)
         self.outcomes = [Outcome(r.id, r.repeat, shlex.join(self.command(r)), r.gpus, r.result_subdir) for r in runs]
         self.started = provenance.utc_now()
         self.provenance = provenance.collect()
         self.mode = "local"
-        self.done = set()  # indices of runs already ok in an earlier manifest (resume)
+        self.done: set[int] = set()  # indices of runs already ok in an earlier manifest (resume)
+        self.changed: dict[int, str] = {}
         if resume:
             self._resume()
 
     def _resume(self) -> None:
-        """Keep the runs an earlier invocation finished ok with the same command line."""
-        import json
-
-        try:
-            earlier = json.loads((self.result_dir / "manifest.json").read_text())["runs"]
-        except (OSError, ValueError, KeyError, TypeError):
+        """Keep the runs an earlier invocation finished ok with the same command line, where their
+        directory is still there; nothing to keep when there is no manifest yet."""
+        path = self.result_dir / "manifest.json"
+        if not path.exists():
             return
-        ok = {(r.get("result_dir"), r.get("command")): r for r in earlier if isinstance(r, dict) and r.get("status") == "ok"}
+        try:
+            ok = {r["result_dir"]: r for r in json.loads(path.read_text())["runs"] if r.get("status") == "ok"}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise UserError(f"{path} is unreadable ({type(e).__name__}: {e}); --resume needs the manifest an "
+                            "earlier `attnbench run` wrote there (remove it to run everything again)") from None
         for i, o in enumerate(self.outcomes):
-            prev = ok.get((o.result_dir, o.command))
-            if prev:
-                self.outcomes[i] = Outcome(**{k: prev[k] for k in asdict(o) if k in prev})
-                self.done.add(i)
+            prev = ok.get(o.result_dir)
+            if prev is None or not (self.result_dir / o.result_dir).is_dir():
+                continue
+            if prev.get("command") != o.command:
+                self.changed[i] = command_changes(str(prev.get("command")), o.command)
+                continue
+            self.outcomes[i] = Outcome(**{**{k: prev[k] for k in asdict(o) if k in prev}, "reused": True})
+            self.done.add(i)
+
+    def _set_aside(self, run: Run) -> None:
+        """A run about to run again starts in an empty directory, so its records are not mixed with
+        an earlier attempt's; the earlier attempt's log stays beside it as rep<k>.earlier.log."""
+        run_dir = self.result_dir / run.result_subdir
+        if not run_dir.exists():
+            return
+        if (run_dir / LOG_NAME).is_file():
+            os.replace(run_dir / LOG_NAME, run_dir.with_name(run_dir.name + ".earlier.log"))
+        shutil.rmtree(run_dir)
 
     def command(self, run: Run, result_dir: Path | None = None) -> list[str]:
         return [*self.prefix, *run.argv(result_dir or self.result_dir / run.result_subdir)]
 
+    # ---- time limits --------------------------------------------------------------------------
+    def run_timeout(self, run: Run) -> float | None:
+        return self.timeout_s if self.timeout_s is not None else run.timeout_s
+
+    def _start_clock(self) -> None:
+        self.deadline = None if self.budget_s is None else time.monotonic() + self.budget_s
+
+    def _budget_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def _skip(self, i: int, more: str = "") -> None:
+        o = self.outcomes[i]
+        o.status, o.error = "skipped", f"budget spent ({self.budget_s:g} s){more}"
+        self.write_manifest()
+        self.on_done(o)
+
+    @property
+    def complete(self) -> bool:
+        """Every run ran (ok or not); false when the budget cut the study short."""
+        return all(o.status in ("ok", "failed") for o in self.outcomes)
+
     # ---- manifest -----------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
-        counts = {s: sum(o.status == s for o in self.outcomes) for s in ("ok", "failed", "pending")}
+        counts = {s: sum(o.status == s for o in self.outcomes) for s in ("ok", "failed", "skipped", "pending")}
         return {"scenario": self.scenario.name, "scenario_file": str(self.scenario.path),
                 "description": self.scenario.description, "mode": self.mode, "started": self.started,
-                "updated": provenance.utc_now(), "counts": counts,
+                "updated": provenance.utc_now(), "budget_s": self.budget_s, "counts": counts,
                 "provenance": self.provenance, "runs": [asdict(o) for o in self.outcomes]}
 
     def write_manifest(self) -> Path:
@@ -174,14 +244,24 @@ class Runner:
     # ---- local: one after another -------------------------------------------------------------
     def run_local(self) -> list[Outcome]:
         self.mode = "local"
+        self._start_clock()
         self.write_manifest()
         for i, run in enumerate(self.runs):
             if i in self.done:
                 continue
+            left, timeout = self._budget_left(), self.run_timeout(run)
+            if left is not None and left <= 0:
+                self._skip(i)
+                continue
+            by_budget = left is not None and (timeout is None or left < timeout)
+            self._set_aside(run)
             self.on_start(self.outcomes[i])
             started, t0 = provenance.utc_now(), time.time()
             run_dir = self.result_dir / run.result_subdir
-            code, error = _execute(self.command(run, run_dir), run_dir, self.timeout_s)
+            code, error = _execute(self.command(run, run_dir), run_dir, left if by_budget else timeout,
+                                   grace_s=self.grace_s)
+            if code == 124 and by_budget:
+                error = f"stopped after {time.time() - t0:.0f} s: the study's budget ({self.budget_s:g} s) was spent"
             self._finish(i, code, error, t0, started, socket.gethostname(), [])
         return self.outcomes
 
@@ -195,28 +275,47 @@ class Runner:
         remote = ray.remote(_ray_task)
         pending = {}
         have = ray.cluster_resources().get("GPU", 0)
+        self._start_clock()
         for i, run in enumerate(self.runs):
             if i in self.done:
                 continue
             if run.gpus > have:  # Ray would wait for it forever
                 self._finish(i, 1, f"needs {run.gpus} GPUs; the Ray cluster has {have:g}", time.time(), provenance.utc_now(), "", [])
                 continue
+            self._set_aside(run)
             ref = remote.options(num_gpus=run.gpus, num_cpus=1, max_retries=0).remote(
-                self.explicit_prefix, list(run.args), run.result_subdir, self.timeout_s, os.getcwd())
+                self.explicit_prefix, list(run.args), run.result_subdir, self.run_timeout(run), os.getcwd(),
+                self.grace_s)
             pending[ref] = (i, time.time())
         self.write_manifest()
         try:
             while pending:
-                self._gather(ray, pending)
+                left = self._budget_left()
+                if left is not None and left <= 0:
+                    self._cancel(ray, pending)
+                    break
+                self._gather(ray, pending, left)
         except KeyboardInterrupt:  # the tasks stop their commands (SIGTERM, then SIGKILL)
             for ref in pending:
                 ray.cancel(ref)
             raise
         return self.outcomes
 
-    def _gather(self, ray, pending: dict) -> None:
-        """Wait for one task, write its files into the tree and record how it ended."""
-        done, _ = ray.wait(list(pending), num_returns=1)
+    def _cancel(self, ray, pending: dict) -> None:
+        """The budget is spent: cancel the tasks still queued or running (a running one stops its
+        command as a timeout would) and give them the time to do so before the driver goes."""
+        for ref in pending:
+            ray.cancel(ref)
+        ray.wait(list(pending), num_returns=len(pending), timeout=self.grace_s + 30)
+        for i, _ in pending.values():
+            self._skip(i, ": cancelled on Ray, its files not kept")
+        pending.clear()
+
+    def _gather(self, ray, pending: dict, timeout_s: float | None = None) -> None:
+        """Wait for one task (at most `timeout_s`), write its files into the tree and record how it ended."""
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=timeout_s)
+        if not done:
+            return
         i, t0 = pending.pop(done[0])
         try:
             res = ray.get(done[0])
@@ -229,7 +328,8 @@ class Runner:
                      res["host"] or "", res["gpu_ids"])
 
 
-def _ray_task(prefix: list[str] | None, args: list[str], subdir: str, timeout_s: float | None, cwd: str) -> dict:
+def _ray_task(prefix: list[str] | None, args: list[str], subdir: str, timeout_s: float | None, cwd: str,
+              grace_s: float = STOP_GRACE_S) -> dict:
     """Runs on a Ray worker: the command (the worker's own `python -m attnbench` unless a prefix
     was given) writes into a local temporary directory whose files come back to the driver
     (nodes need not share a filesystem)."""
@@ -240,7 +340,7 @@ def _ray_task(prefix: list[str] | None, args: list[str], subdir: str, timeout_s:
     with tempfile.TemporaryDirectory(prefix="attnbench-run-") as tmp:
         run_dir = Path(tmp) / subdir
         code, error = _execute([*prefix, *args, "--result-dir", str(run_dir)], run_dir, timeout_s,
-                               cwd if os.path.isdir(cwd) else None)  # the driver's, for relative paths in args
+                               cwd if os.path.isdir(cwd) else None, grace_s)  # the driver's cwd, for relative paths in args
         files = {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
     return {"code": code, "error": error, "files": files, "started": started, "host": socket.gethostname(),
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "duration_s": time.time() - t0}

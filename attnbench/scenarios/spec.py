@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +22,8 @@ from attnbench.microbench.grid import Grid
 from attnbench.microbench.grid import load as load_grid
 
 INT, FLOAT, STR, BOOL = int, float, str, bool
-TOP_KEYS = {"name": STR, "description": STR, "backends": [STR], "repeats": INT}
+TOP_KEYS = {"name": STR, "description": STR, "backends": [STR], "repeats": INT, "budget_s": FLOAT,
+            "timeout_s": FLOAT}
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Run:
     args: tuple[str, ...]  # attnbench arguments: ("serve-bench", "--backends", "fa3", ...)
     gpus: int = 1  # 0: a client only (serve-bench against a running endpoint)
     repeat: int = 0
+    timeout_s: float | None = None  # stopped after this long (its section's timeout_s); not part of the command
 
     @property
     def result_subdir(self) -> str:
@@ -48,13 +50,14 @@ class Scenario:
     description: str = ""
     repeats: int = 1
     runs: list[Run] = field(default_factory=list)  # one repeat; expand() multiplies
+    budget_s: float | None = None  # the whole study's wall clock: later runs are skipped once it is spent
 
     def expand(self, repeats: int | None = None) -> list[Run]:
         """Every run x every repeat, repeat-major so a cut-short study has whole repeats."""
         n = self.repeats if repeats is None else repeats
         if n < 1:
             raise UserError(f"--repeats must be >= 1 (got {n})")
-        return [Run(r.id, r.args, r.gpus, k) for k in range(n) for r in self.runs]
+        return [replace(r, repeat=k) for k in range(n) for r in self.runs]
 
 
 # ---- type checking with one-line errors -------------------------------------------------------
@@ -80,11 +83,13 @@ def _is(value: Any, t: Any) -> bool:
 
 
 def _check(table: dict, allowed: dict[str, Any], where: str, source: Path) -> None:
+    """`where` is the table ("[serve]"), or "" for the top level."""
     for key, value in table.items():
         if key not in allowed:
             raise UserError(f"{source}: unknown key {key!r} in {where}; allowed: {', '.join(sorted(allowed))}")
         if not _is(value, allowed[key]):
-            raise UserError(f"{source}: {where}.{key} must be {_type_name(allowed[key])} (got {value!r})")
+            name = f"{where}.{key}" if where else key
+            raise UserError(f"{source}: {name} must be {_type_name(allowed[key])} (got {value!r})")
 
 
 def _check_bounds(table: dict, bounds: dict[str, tuple[str, float]], where: str, source: Path) -> None:
@@ -144,18 +149,21 @@ class Section:
     bounds: dict[str, tuple[str, float]] = field(default_factory=dict)  # key -> (">" or ">=", bound)
 
 
-COMMON = {"backends": [STR], "gpus": INT, "args": [STR]}  # args: extra flags passed verbatim
+COMMON = {"backends": [STR], "gpus": INT, "args": [STR], "timeout_s": FLOAT}  # args: extra flags passed verbatim
+COMMON_BOUNDS = {"gpus": (">=", 1), "timeout_s": (">", 0)}
 
 
 def _serve_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
-    """One run per backend (one server each), so Ray can put backends on different GPUs; or, with
+    """One run per backend (one server each), so Ray can put backends on different GPUs; with
+    `together = true` one run over every backend (serve-bench then puts their servers side by side
+    and interleaves their passes where the GPU has room); or, with
     `endpoints = {name = "http://host:port"}`, one run per already running server."""
     inputs, outputs = _listed(t.get("input", 1000)), _listed(t.get("output", 1000))
     if len(inputs) != len(outputs):
         raise UserError(f"{source}: [serve] input and output must have the same length "
                         f"(pairs (input, output)); got {len(inputs)} and {len(outputs)}")
     common = ["--input", _csv(inputs), "--output", _csv(outputs)]
-    common += _flags(t, {"num_prompts": "--num-prompts", "request_rate": "--request-rate",
+    common += _flags(t, {"num_prompts": "--num-prompts", "repeats": "--repeats", "request_rate": "--request-rate",
                          "burstiness": "--burstiness", "max_concurrency": "--max-concurrency", "seed": "--seed",
                          "warmup": "--warmup", "model": "--model", "percentiles": "--percentiles"})
     common += _repeated("--goodput", t.get("goodput", [])) + _repeated("--serve-arg", t.get("serve_args", []))
@@ -167,18 +175,22 @@ def _serve_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise UserError(f"{source}: [serve].endpoints.{name} must be an http(s) URL string (got {url!r})")
     if endpoints:
-        if "serve_args" in t:
-            raise UserError(f"{source}: [serve] serve_args configure servers attnbench starts; drop them with endpoints")
+        for key in ("serve_args", "together"):
+            if key in t:
+                raise UserError(f"{source}: [serve] {key} applies to servers attnbench starts; drop it with endpoints")
         return [Run(f"serve-{name}", ("serve-bench", "--endpoint", url, "--name", name, *common), 0)
                 for name, url in endpoints.items()]
+    if t.get("together"):
+        return [Run("serve", ("serve-bench", "--backends", _csv(backends), *common), _gpus(t))]
     return [Run(f"serve-{b}", ("serve-bench", "--backends", b, *common), _gpus(t)) for b in backends]
 
 
 SERVE = Section("serve", {**COMMON, "input": (INT, [INT]), "output": (INT, [INT]), "num_prompts": INT,
                           "request_rate": FLOAT, "burstiness": FLOAT, "max_concurrency": INT, "seed": INT,
                           "warmup": INT, "model": STR, "percentiles": [FLOAT], "goodput": [STR],
-                          "serve_args": [STR], "vocab_size": INT, "endpoints": dict}, _serve_runs,
-                {"input": (">=", 1), "output": (">=", 1), "num_prompts": (">=", 1), "request_rate": (">", 0),
+                          "serve_args": [STR], "vocab_size": INT, "endpoints": dict, "repeats": INT,
+                          "together": BOOL}, _serve_runs,
+                {"input": (">=", 1), "output": (">=", 1), "num_prompts": (">=", 1), "repeats": (">=", 1), "request_rate": (">", 0),
                  "burstiness": (">", 0), "max_concurrency": (">=", 1), "warmup": (">=", 0), "vocab_size": (">=", 2),
                  "percentiles": (">", 0)})
 
@@ -193,8 +205,9 @@ def _grid_file(t: dict, source: Path) -> Grid:
     if "grid" not in t:
         extra = sorted(set(t) - set(GRID_KEYS))
         if extra:  # the file itself is handed to `microbench --grid`, which reads only grid keys
+            hint = " (timeout_s may also go at the top level)" if "timeout_s" in extra else ""
             raise UserError(f"{source}: [microbench] {', '.join(extra)} need the grid in its own file: "
-                            "move the grid keys there and write grid = \"FILE\"")
+                            f"move the grid keys there and write grid = \"FILE\"{hint}")
         return load_grid(source.resolve())
     stray = sorted(set(t) & set(GRID_KEYS) - {"backends"})
     if stray:
@@ -285,12 +298,15 @@ def load(path: str | Path, backends: list[str] | None = None) -> Scenario:
             raise UserError(f"{path}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
         if key in SECTIONS and not isinstance(value, dict):
             raise UserError(f"{path}: {key} must be a table ([{key}])")
-    _check({k: v for k, v in data.items() if k in TOP_KEYS}, TOP_KEYS, "the top level", path)
+    _check({k: v for k, v in data.items() if k in TOP_KEYS}, TOP_KEYS, "", path)
     if not any(name in data for name in SECTIONS):
         raise UserError(f"{path}: a scenario needs at least one of [{'], ['.join(SECTIONS)}]")
     repeats = data.get("repeats", 1)
     if repeats < 1:
         raise UserError(f"{path}: repeats must be >= 1 (got {repeats})")
+    for key in ("budget_s", "timeout_s"):
+        if data.get(key, 1) <= 0:
+            raise UserError(f"{path}: {key} must be > 0 seconds (got {data[key]})")
     for b in data.get("backends", []):
         _known(b, path, "backends")
     for b in backends or []:
@@ -302,17 +318,16 @@ def load(path: str | Path, backends: list[str] | None = None) -> Scenario:
             continue
         table = data[name]
         _check(table, section.keys, f"[{name}]", path)
-        _check_bounds(table, section.bounds, f"[{name}]", path)
+        _check_bounds(table, {**COMMON_BOUNDS, **section.bounds}, f"[{name}]", path)
         for b in table.get("backends", []):
             _known(b, path, f"[{name}].backends")
-        if table.get("gpus", 1) < 1:
-            raise UserError(f"{path}: [{name}].gpus must be >= 1 (got {table['gpus']})")
         chosen = backends or table.get("backends") or data.get("backends") or []
         if not chosen and name != "microbench" and not table.get("endpoints"):
             raise UserError(f"{path}: no backends for [{name}]; set backends = [...] at the top or in [{name}], or pass --backends")
-        runs += section.runs(table, list(chosen), path)
+        timeout = table.get("timeout_s", data.get("timeout_s"))
+        runs += [replace(r, timeout_s=timeout) for r in section.runs(table, list(chosen), path)]
     ids = [r.id for r in runs]
     if len(set(ids)) != len(ids):
         raise UserError(f"{path}: two runs share an id ({', '.join(sorted({i for i in ids if ids.count(i) > 1}))}); a backend is listed twice")
     return Scenario(name=data.get("name", path.stem), path=path, description=data.get("description", ""),
-                    repeats=repeats, runs=runs)
+                    repeats=repeats, runs=runs, budget_s=data.get("budget_s"))

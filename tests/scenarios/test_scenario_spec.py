@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import re
+import shlex
+
 import pytest
 
 from attnbench.errors import UserError
@@ -16,14 +19,29 @@ def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
     return path
 
 
-def test_seed_serve_expands_to_one_run_per_backend():
+def test_serve_runs_one_per_backend_or_together(tmp_path):
+    study = spec.load(write(tmp_path, 'backends = ["fa2", "fa3"]\n[serve]\ninput = [1000, 8000]\noutput = [1000, 1]\n'
+                                      'num_prompts = 256\nrepeats = 2\n'))
+    assert [r.id for r in study.runs] == ["serve-fa2", "serve-fa3"]
+    assert study.runs[1].argv("/r") == ["serve-bench", "--backends", "fa3", "--input", "1000,8000", "--output", "1000,1",
+                                        "--num-prompts", "256", "--repeats", "2", "--result-dir", "/r"]
+    assert study.runs[1].gpus == 1 and study.repeats == 1  # [serve] repeats are serve-bench's passes
+    together = spec.load(write(tmp_path, 'backends = ["fa2", "fa3"]\n[serve]\ntogether = true\n', "t.toml"))
+    assert [(r.id, r.args[:3], r.gpus) for r in together.runs] == [("serve", ("serve-bench", "--backends", "fa2,fa3"), 1)]
+
+
+def test_seed_serve_is_the_device_serving_study():
+    """scenarios/seed-serve.toml runs the command scripts/device/serve-study.sh runs, with its limit."""
+    script = (SCENARIOS.parent / "scripts/device/serve-study.sh").read_text()
+    words = shlex.split(re.search(r'cmd="python3 -m attnbench (serve-bench [^"]*)"', script).group(1))
+    limit = float(re.search(r"STUDY_LIMIT_S:-(\d+)", script).group(1))
     study = spec.load(SCENARIOS / "seed-serve.toml")
-    assert study.name == "seed-serve"
-    assert [r.id for r in study.runs] == ["serve-fa2", "serve-fa3", "serve-fa4", "serve-flashinfer", "serve-attnbench-fa4"]
-    run = study.runs[1]
-    assert run.argv("/r") == ["serve-bench", "--backends", "fa3", "--input", "1000,8000", "--output", "1000,1",
-                              "--num-prompts", "256", "--result-dir", "/r"]
-    assert run.gpus == 1
+    [run] = study.expand()
+    assert run.id == "serve" and run.gpus == 1 and run.timeout_s == limit
+
+    def flags(ws):  # subcommand and {flag: value}, order aside
+        return ws[0], dict(zip(ws[1::2], ws[2::2]))
+    assert flags(list(run.argv("/tmp/res/serve"))) == flags(words)
 
 
 def test_shipped_scenarios_load():
@@ -74,7 +92,7 @@ def test_microbench_references_a_grid_beside_the_scenario(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ('[serve]\nbackends = ["fa3"]\nnum_promts = 3\n', "unknown key 'num_promts' in [serve]; allowed: args, backends, burstiness"),
-    ('nmae = "x"\n[serve]\n', "unknown key 'nmae'; allowed: backends, description, gpqa, microbench, name, parity, repeats, serve"),
+    ('nmae = "x"\n[serve]\n', "unknown key 'nmae'; allowed: backends, budget_s, description, gpqa, microbench, name, parity, repeats, serve, timeout_s"),
     ('backends = ["fa9"]\n[serve]\n', "backends: unknown backend 'fa9'; known backends: fa2"),
     ('[serve]\nbackends = "fa3"\n', "[serve].backends must be a list of strings (got 'fa3')"),
     ('[serve]\nbackends = ["fa3"]\nnum_prompts = "many"\n', "[serve].num_prompts must be an integer (got 'many')"),
@@ -90,7 +108,10 @@ def test_microbench_references_a_grid_beside_the_scenario(tmp_path):
     ('[microbench]\ngrid = "decode-grid.toml"\nbatch = [1]\n', "and also batch; set those in the grid file"),
     ('[serve]\nendpoints = { "a/b" = "http://x" }\n', "endpoints name 'a/b' must be letters"),
     ('[serve]\nendpoints = { a = "ftp://x" }\n', "endpoints.a must be an http(s) URL"),
-    ('[serve]\nendpoints = { a = "http://x" }\nserve_args = ["--x"]\n', "drop them with endpoints"),
+    ('[serve]\nendpoints = { a = "http://x" }\nserve_args = ["--x"]\n', "serve_args applies to servers attnbench starts; drop it"),
+    ('[serve]\nendpoints = { a = "http://x" }\ntogether = true\n', "together applies to servers attnbench starts; drop it"),
+    ('[serve]\nbackends = ["fa3"]\nrepeats = 0\n', "[serve].repeats must be >= 1 (got 0)"),
+    ('[serve]\nbackends = ["fa3"]\ntogether = 1\n', "[serve].together must be true/false (got 1)"),
     ('[parity]\nreference = "fa9"\nbackends = ["fa3"]\n', "[parity].reference: unknown backend 'fa9'"),
     ('backends = ["fa3", "fa3"]\n[serve]\n', "two runs share an id (serve-fa3)"),
     ('[serve]\nbackends = ["fa3"]\nnum_prompts = 0\n', "[serve].num_prompts must be >= 1 (got 0)"),
@@ -98,6 +119,14 @@ def test_microbench_references_a_grid_beside_the_scenario(tmp_path):
     ('[serve]\nbackends = ["fa3"]\nrequest_rate = 0\n', "[serve].request_rate must be > 0 (got 0)"),
     ('[gpqa]\nbackends = ["fa3"]\nconcurrency = 0\n', "[gpqa].concurrency must be >= 1 (got 0)"),
     ('[parity]\nbackends = ["fa3"]\ntop_k = -1\n', "[parity].top_k must be >= 1 (got -1)"),
+    ('[serve]\nbackends = ["fa3"]\ngpus = 0\n', "[serve].gpus must be >= 1 (got 0)"),
+    ('[serve]\nbackends = ["fa3"]\ntimeout_s = 0\n', "[serve].timeout_s must be > 0 (got 0)"),
+    ('[gpqa]\nbackends = ["fa3"]\ntimeout_s = "1h"\n', "[gpqa].timeout_s must be a number (got '1h')"),
+    ('[serve]\nbackends = ["fa3"]\ntimeout_s = true\n', "[serve].timeout_s must be a number (got True)"),
+    ('budget_s = -5\n[serve]\nbackends = ["fa3"]\n', "budget_s must be > 0 seconds (got -5)"),
+    ('budget_s = "2h"\n[serve]\nbackends = ["fa3"]\n', ": budget_s must be a number (got '2h')"),
+    ('timeout_s = 0.0\n[serve]\nbackends = ["fa3"]\n', "timeout_s must be > 0 seconds (got 0.0)"),
+    ('[microbench]\nop = "decode"\nbackends = ["fa3"]\ntimeout_s = 60\n', "timeout_s may also go at the top level"),
 ])
 def test_bad_scenarios_give_one_line_errors(tmp_path, text, message):
     with pytest.raises(UserError) as e:
@@ -136,3 +165,19 @@ def test_microbench_accepts_its_reference_backend(tmp_path):
     assert [r.id for r in study.runs] == ["microbench-decode-reference"]
     with pytest.raises(UserError, match="unknown backend 'reference'"):
         spec.load(write(tmp_path, '[serve]\nbackends = ["reference"]\n', "serve.toml"))
+
+
+def test_time_limits_a_section_sets_or_takes_from_the_top_level(tmp_path):
+    path = write(tmp_path, 'backends = ["fa3"]\nbudget_s = 7200\ntimeout_s = 600\nrepeats = 2\n'
+                           '[serve]\ntimeout_s = 1440.5\n[parity]\n')
+    study = spec.load(path)
+    assert study.budget_s == 7200
+    assert [(r.id, r.repeat, r.timeout_s) for r in study.expand()] == [
+        ("serve-fa3", 0, 1440.5), ("parity", 0, 600), ("serve-fa3", 1, 1440.5), ("parity", 1, 600)]
+    assert "--timeout-s" not in " ".join(study.runs[0].args)  # a limit, not part of what is measured
+    plain = spec.load(write(tmp_path, 'backends = ["fa3"]\n[serve]\n', "plain.toml"))
+    assert plain.budget_s is None and plain.runs[0].timeout_s is None
+    # an inline grid takes its limit from the top level (microbench --grid reads only grid keys)
+    grid = spec.load(write(tmp_path, 'timeout_s = 60\n[microbench]\nop = "decode"\nbackends = ["fa3"]\n'
+                                     'heads = ["4/2/16"]\nbatch = [1]\ncontext = [64]\n', "grid.toml"))
+    assert grid.runs[0].timeout_s == 60
