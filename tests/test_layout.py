@@ -74,7 +74,7 @@ def _modules():
 
 def test_kernels_import_no_harness_code():
     """attnbench/kernels/ (the kernels and their vLLM plugin) sits below the harness: anything
-    above it (microbench, serving, results, ...) may import it, never the reverse."""
+    above it (microbench, serving, records, ...) may import it, never the reverse."""
     bad = {}
     for path in (PACKAGE / "kernels").rglob("*.py"):
         above = {m for m in _imports(path, top_level_only=False)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from attnbench.compare import direction, judge, render
 from attnbench.report import sections
-from attnbench.results import kinds
-from attnbench.results.record import KINDS, Record
+from attnbench.records import kinds
+from attnbench.records.record import KINDS, Record
 from attnbench.serving import summary
 
 

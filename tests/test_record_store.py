@@ -6,7 +6,7 @@ import json
 import pytest
 
 from attnbench.errors import UserError
-from attnbench.results.record import Record, load, scan
+from attnbench.records.record import Record, load, scan
 
 
 def rec(backend="fa3", **scenario):

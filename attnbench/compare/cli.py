@@ -43,7 +43,7 @@ def compare(
 
     from attnbench import atomic
     from attnbench.compare import judge, render
-    from attnbench.results import record
+    from attnbench.records import record
 
     try:
         if threshold < 0:

@@ -1,15 +1,15 @@
 """Which way is better for each metric: +1 higher is better, -1 lower is better, 0 unknown
-(reported, never judged). What a record kind declares (results.kinds) first; for metrics no kind
+(reported, never judged). What a record kind declares (records.kinds) first; for metrics no kind
 declares, exact names, then name patterns, first match wins."""
 
 from __future__ import annotations
 
 import re
 
-from attnbench.results import kinds
-from attnbench.results.kinds import HIGHER, LOWER, UNKNOWN
+from attnbench.records import kinds
+from attnbench.records.kinds import HIGHER, LOWER, UNKNOWN
 
-EXACT = {  # names no kind declares (results.kinds holds the rest)
+EXACT = {  # names no kind declares (records.kinds holds the rest)
     # counts and settings echoed as metrics: what was done, not how well
     "completed": UNKNOWN, "total_input_tokens": UNKNOWN, "total_output_tokens": UNKNOWN,
     "max_concurrent_requests": UNKNOWN, "n_prompts": UNKNOWN,

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attnbench.compare import direction, match, noise
-from attnbench.results import kinds
-from attnbench.results.record import Record
+from attnbench.records import kinds
+from attnbench.records.record import Record
 from attnbench.serving import observe
 
 # verdicts

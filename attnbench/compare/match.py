@@ -1,5 +1,5 @@
 """Records lined up by what they measured, so a baseline and a current result tree can be compared.
-The identity is declared with the record kinds (results.kinds.key: kind, backend and the scenario
+The identity is declared with the record kinds (records.kinds.key: kind, backend and the scenario
 settings, without the ones that differ between runs of one study); here it is grouped and named."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from attnbench.results import kinds
-from attnbench.results.record import Record
+from attnbench.records import kinds
+from attnbench.records.record import Record
 
 # The identity is declared with the record kinds; compare lines records up by it.
 RUN_SPECIFIC, Key, key, settings = kinds.RUN_SPECIFIC, kinds.Key, kinds.key, kinds.settings

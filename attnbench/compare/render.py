@@ -7,7 +7,7 @@ import math
 
 from attnbench.compare.judge import (BAD, FAILED, IMPROVEMENT, MISSING, NA, NEW, NOISE, OK, REGRESSION, UNJUDGED,
                                      Comparison, Row)
-from attnbench.results import kinds
+from attnbench.records import kinds
 
 MARK = {OK: "ok", REGRESSION: "REGRESSION", IMPROVEMENT: "improvement", NOISE: "within noise",
         UNJUDGED: "unjudged", FAILED: "FAILED", MISSING: "missing", NEW: "new", NA: "n/a"}

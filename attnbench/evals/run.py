@@ -21,7 +21,7 @@ from attnbench.evals import gpqa
 from attnbench.evals.cache import KEY_FIELDS, Cache, key, server_key
 from attnbench.evals.sampler import MAX_TOKENS
 from attnbench.evals.types import Eval, Sampler, SamplerResponse, SingleEvalResult, prompt_sha, user
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 
 DEFAULT_MODEL = "openai/gpt-oss-20b"
 # chat completions on vLLM refuse prompt + max_tokens beyond the model length (the responses API

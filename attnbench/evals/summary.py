@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from attnbench import atomic, stats
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 
 PLOT = "gpqa_scores.png"
 # settings that must agree for two records to be compared
@@ -138,7 +138,7 @@ def plot(cfg, records: list[Record]) -> Path | None:
 def with_earlier_runs(cfg, records: list[Record]) -> list[Record]:
     """This run's records plus those earlier runs left in the same result dir with the same
     settings (e.g. two --endpoint runs, --name fa3 and --name fa4), earlier ones first."""
-    from attnbench.results.record import load
+    from attnbench.records.record import load
 
     mine = {r.backend for r in records}
     key = {k: records[0].scenario.get(k) for k in COMPARABLE} if records else {}

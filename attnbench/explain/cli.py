@@ -35,7 +35,7 @@ def explain(
     """Attribute the TPOT gap between backends to attention kernel time, from serve-bench's in-flight samples."""
     from attnbench.console import StatusLine
     from attnbench.explain import render, runner
-    from attnbench.results import record
+    from attnbench.records import record
 
     if device not in ("cuda", "cpu"):
         raise UserError(f"--device {device!r}: use cuda or cpu")

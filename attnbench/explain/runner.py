@@ -14,7 +14,7 @@ from pathlib import Path
 from attnbench import stats
 from attnbench.errors import UserError
 from attnbench.explain import compose, estimate
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 from attnbench.serving import aggregate
 from attnbench.serving.shape import Shape
 from attnbench.serving.summary import one_line

@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from attnbench import atomic
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 
 RATE = {"decode": ("gbps", "GB/s"), "prefill": ("tflops", "TFLOP/s")}
 
@@ -41,7 +41,7 @@ class ResultWriter:
     write the summary while the run adds records."""
 
     def __init__(self, result_dir: str | Path, op: str = "decode"):
-        from attnbench.results.record import load
+        from attnbench.records.record import load
 
         self.dir, self.op = Path(result_dir), op
         self.lock = threading.RLock()

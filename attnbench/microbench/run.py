@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 from attnbench.errors import UserError
 from attnbench.microbench import check, work
 from attnbench.microbench.base import DecodeShape, Kernel, Shape
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 
 REFERENCE = "reference"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from attnbench import atomic
 from attnbench.parity.metrics import Comparison
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 
 COLUMNS = (  # header, metric key, format
     ("max |Δlp|", "max_abs_dlogprob", "{:.4f}"),

@@ -17,7 +17,7 @@ from attnbench.parity import reference as hf
 from attnbench.parity.collect import Collection, Settings
 from attnbench.parity.metrics import Comparison, compare, degenerate, flat_fraction
 from attnbench.parity.thresholds import Thresholds
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 
 AUTO, OFF = "auto", "off"
 

@@ -1,4 +1,4 @@
-"""What the report shows per record kind, from its declaration in results.kinds; serve and microbench
+"""What the report shows per record kind, from its declaration in records.kinds; serve and microbench
 have their own section builders, every other kind (gpqa, parity, explain, future ones) gets the
 generic one: a table of the newest run per (backend, scenario) and its metrics with their CIs."""
 
@@ -13,8 +13,8 @@ from typing import Callable
 from attnbench.report import charts
 from attnbench.report.page import Cell, Html, Section, esc, img, link, relative, table
 from attnbench.report.sources import Entry, Raw
-from attnbench.results import kinds
-from attnbench.results.record import Record
+from attnbench.records import kinds
+from attnbench.records.record import Record
 from attnbench.serving import summary
 
 

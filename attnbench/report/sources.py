@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnbench.results.record import Found, Problem, scan
+from attnbench.records.record import Found, Problem, scan
 
 Entry = Found  # a record and the file it came from
 Raw = Problem  # a JSON object the report shows as-is, and why it is not a record

@@ -122,7 +122,7 @@ def root_cause(log: str, run_dir: Path | None = None) -> str | None:
 
 def _failed_records(run_dir: Path) -> str | None:
     """A command can exit 0 and still record a failure (a backend that would not start)."""
-    from attnbench.results import record
+    from attnbench.records import record
 
     try:
         failed = [r for r in record.load(run_dir) if r.status != "ok"]

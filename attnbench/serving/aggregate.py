@@ -1,6 +1,6 @@
 """Repeated measured passes of one (backend, load) -> their spread and one aggregate record.
 
-Passes are grouped by what they measured (the record identity of results.kinds: kind, backend, every
+Passes are grouped by what they measured (the record identity of records.kinds: kind, backend, every
 scenario setting except run-specific ones like the seed and repeat index). A pass flagged as
 contaminated (observe.flags) stays out of the statistics unless keep_flagged."""
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attnbench import stats
-from attnbench.results import kinds
-from attnbench.results.record import Record
+from attnbench.records import kinds
+from attnbench.records.record import Record
 from attnbench.serving import observe
 
 # The metrics a spread is kept for: the table's columns and what explain and compare read.

@@ -18,7 +18,7 @@ from attnbench import provenance
 from attnbench.backends.registry import Backend
 from attnbench.console import Progress, StatusLine
 from attnbench.errors import UserError
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 from attnbench.serving import client, fleet, metrics, observe, workload
 from attnbench.serving.server import ServerSpec
 from attnbench.serving.workload import Workload
@@ -455,7 +455,7 @@ def settle(passes: list[tuple[Record, Path]], keep_flagged: bool) -> None:
 
 def summarize(result_dir: Path, baseline: str | None = None, keep_flagged: bool = False) -> list[Record]:
     """The comparison of a finished (or cut short) run again, from its records alone."""
-    from attnbench.results import record as store
+    from attnbench.records import record as store
 
     found = [f for f in store.scan([result_dir])[0] if f.record.kind == "serve"]
     records = [f.record for f in found]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 from attnbench.serving import aggregate
 from attnbench.serving.shape import Shape
 

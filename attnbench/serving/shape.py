@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 
 
 @dataclass(frozen=True, order=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnbench import atomic, stats
-from attnbench.results import kinds
-from attnbench.results.record import Record
+from attnbench.records import kinds
+from attnbench.records.record import Record
 from attnbench.serving import aggregate, observe, plots
 from attnbench.serving.shape import Shape
 
@@ -26,7 +26,7 @@ class Column:
     higher_is_better: bool
 
 
-# Throughputs in tok/s, latencies in ms; the serve kind declares them (results.kinds).
+# Throughputs in tok/s, latencies in ms; the serve kind declares them (records.kinds).
 COLUMNS = tuple(Column(m.name, m.short, m.direction == kinds.HIGHER)
                 for m in map(kinds.KINDS["serve"].metric, kinds.SERVE_COLUMNS))
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from attnbench.cli import app
 from attnbench.compare import direction, judge, match, noise, render
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 
 
 def serve(backend="fa3", tps=1000.0, ttft_ms=100.0, input_len=1000, ttfts=None, seed=0, status="ok", **extra):

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from attnbench.evals import gpqa
-from attnbench.results.record import load
+from attnbench.records.record import load
 from mcq_server import MCQServer, fixture_script
 
 QS = gpqa.load("mini")

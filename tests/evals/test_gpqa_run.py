@@ -10,7 +10,7 @@ import time
 import pytest
 
 from attnbench.evals import gpqa, run, summary
-from attnbench.results.record import load
+from attnbench.records.record import load
 from mcq_server import MCQServer, fixture_script
 
 QS = gpqa.load("mini")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from attnbench import cli as root
 from attnbench.explain import cli
-from attnbench.results import record
+from attnbench.records import record
 
 
 def attnbench(*args, timeout=120):

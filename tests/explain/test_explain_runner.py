@@ -5,7 +5,7 @@ from explain_runs import TINY, serve, two_backends
 
 from attnbench.errors import UserError
 from attnbench.explain import render, runner
-from attnbench.results import record
+from attnbench.records import record
 
 
 def per_token(kernel_us: dict):

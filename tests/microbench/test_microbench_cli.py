@@ -10,7 +10,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from attnbench.cli import app  # noqa: E402
 from attnbench.microbench import output  # noqa: E402
-from attnbench.results.record import Record, load  # noqa: E402
+from attnbench.records.record import Record, load  # noqa: E402
 
 runner = CliRunner()
 TINY = ["--device", "cpu", "--backends", "reference", "--heads", "4/2", "--head-dim", "16", "--repeats", "2"]

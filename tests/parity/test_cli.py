@@ -13,7 +13,7 @@ from attnbench.parity import run
 from attnbench.parity.cli import parse_endpoint, parse_endpoints
 from attnbench.parity.collect import Collection, Settings
 from attnbench.parity.prompts import PromptSet
-from attnbench.results import record
+from attnbench.records import record
 
 from .logprob_server import VOCAB, LogprobServer, Script
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from attnbench.results import record
+from attnbench.records import record
 
 pytestmark = pytest.mark.gpu
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 
 GPU = "NVIDIA H100 80GB HBM3"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from attnbench.report import charts, sections
 from attnbench.report.build import write_report
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 
 sys.path.insert(0, str(Path(__file__).parent))  # helpers beside this file, whatever pytest's import mode
 

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from attnbench.report.build import write_report
-from attnbench.results import record
+from attnbench.records import record
 from attnbench.serving import bench
 from attnbench.serving.scripted_server import Script, ScriptedServer
 from attnbench.serving.workload import Workload

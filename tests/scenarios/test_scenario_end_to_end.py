@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnbench.cli import app
-from attnbench.results import record
+from attnbench.records import record
 from attnbench.scenarios import runner, spec
 from attnbench.serving.scripted_server import Script, ScriptedServer
 

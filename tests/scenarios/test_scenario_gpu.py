@@ -5,7 +5,7 @@ import json
 import pytest
 
 from attnbench.backends import registry
-from attnbench.results import record
+from attnbench.records import record
 from attnbench.scenarios import runner, spec
 
 pytestmark = pytest.mark.gpu

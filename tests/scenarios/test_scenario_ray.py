@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from attnbench.results import record
+from attnbench.records import record
 from attnbench.scenarios import runner, spec
 
 ray = pytest.importorskip("ray")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from attnbench import procs
 from attnbench.cli import app
 from attnbench.errors import UserError
-from attnbench.results import record
+from attnbench.records import record
 from attnbench.scenarios import runner, spec
 from attnbench.scenarios.cli import INCOMPLETE
 

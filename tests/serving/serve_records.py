@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attnbench.results.record import Record
+from attnbench.records.record import Record
 
 GPU = "NVIDIA H100 80GB HBM3"
 

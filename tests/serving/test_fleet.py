@@ -14,7 +14,7 @@ import pytest
 
 from attnbench.backends import registry
 from attnbench.models import embedded
-from attnbench.results import record
+from attnbench.records import record
 from attnbench.serving import fleet
 from attnbench.serving.bench import model_shape
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.results import record
+from attnbench.records import record
 from attnbench.serving.scripted_server import Script, ScriptedServer
 
 FAKE = Path(__file__).with_name("fake_vllm.py")

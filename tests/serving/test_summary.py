@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from attnbench.results import record
+from attnbench.records import record
 from attnbench.serving import summary
 
 sys.path.insert(0, str(Path(__file__).parent))  # helpers beside this file, whatever pytest's import mode

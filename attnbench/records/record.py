@@ -19,7 +19,7 @@ from typing import Any
 
 from attnbench import atomic
 from attnbench.errors import UserError
-from attnbench.results import kinds
+from attnbench.records import kinds
 
 SCHEMA_VERSION = 1
 KINDS = kinds.NAMES
