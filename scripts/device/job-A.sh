@@ -1,4 +1,4 @@
-# Device machine A: the main job (issue 2's table, issue 4's end-to-end target) in one
+# Device machine A (H100, 2026-11-24): the serving table and the end-to-end check in one
 # serve-bench invocation, after quick checks of our kernel and its vLLM plugin.
 source scripts/device/env.sh
 mkdir -p /tmp/res
