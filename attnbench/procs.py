@@ -86,22 +86,24 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return any(_state(pid) not in ("Z", None) for pid in _group_pids(pgid))
+    return any(state != "Z" for _, state in group_members(pgid).values())
 
 
-def _group_pids(pgid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                if os.getpgid(int(entry)) == pgid:
-                    pids.append(int(entry))
-    return pids
-
-
-def _state(pid: int) -> str | None:
+def group_members(pgid: int, proc: str = "/proc") -> dict[int, tuple[str, str]]:
+    """pid -> (name, state) of every process in one process group, from /proc/PID/stat (whose
+    name field may hold spaces and parentheses: the fields after the last ')' are state, ppid, pgrp)."""
+    out: dict[int, tuple[str, str]] = {}
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
+        entries = [e for e in os.listdir(proc) if e.isdigit()]
+    except OSError:
+        return out
+    for e in entries:
+        try:
+            with open(f"{proc}/{e}/stat") as f:
+                data = f.read()
+            state, _, pgrp = data[data.rindex(")") + 2:].split()[:3]
+            if int(pgrp) == pgid:
+                out[int(e)] = (data[data.index("(") + 1: data.rindex(")")], state)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out

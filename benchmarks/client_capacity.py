@@ -10,7 +10,6 @@ scripted ITL (a client that falls behind shows larger, bunched-up gaps)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys

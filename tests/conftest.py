@@ -1,7 +1,5 @@
 """Shared test setup: GPU tests are skipped without CUDA; results never go to the repo's results/."""
 
-import os
-
 import pytest
 
 

@@ -240,21 +240,8 @@ def group_pids(pgid: int, proc: str = "/proc") -> dict[str, int]:
     """The processes of one process group (a server started in its own session), by name:
     vLLM names its processes (VLLM::APIServer, VLLM::EngineCore), so these tell them apart."""
     out: dict[str, int] = {}
-    try:
-        entries = [e for e in os.listdir(proc) if e.isdigit()]
-    except OSError:
-        return out
-    for e in entries:
-        try:
-            with open(f"{proc}/{e}/stat") as f:
-                data = f.read()
-            name = data[data.index("(") + 1: data.rindex(")")]
-            if int(data[data.rindex(")") + 2:].split()[2]) != pgid:
-                continue
-        except (OSError, ValueError, IndexError):
-            continue
-        key = name if name not in out else f"{name}:{e}"
-        out[key] = int(e)
+    for pid, (name, _) in sorted(procs.group_members(pgid, proc).items()):
+        out[name if name not in out else f"{name}:{pid}"] = pid
     return out
 
 
