@@ -28,4 +28,12 @@ echo "$cmd" > /tmp/res/serve/command.txt
 t0=$(date +%s)
 timeout -k 20 -s INT "${STUDY_LIMIT_S:-1440}" $cmd 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | grep -vE '^\[' | tail -200
 echo "exit ${PIPESTATUS[0]}; wall $(( $(date +%s) - t0 )) s" | tee /tmp/res/serve/wall.txt
+
+# How much of each backend's TPOT its attention kernel explains, from the records just written
+# (the engine's own TPOT over the repeats); EXPLAIN_S=0 skips it.
+if [ "${EXPLAIN_S:-300}" -gt 0 ]; then
+  step explain
+  timeout -k 10 -s INT "${EXPLAIN_S:-300}" python3 -m attnbench explain /tmp/res/serve --shape 1000x1000 \
+    --result-dir /tmp/res/explain 2>&1 | tr '\r' '\n' | grep -vE '^explain ' | tail -40
+fi
 step done
