@@ -194,9 +194,9 @@ def _scenario_type(hint: Any) -> Any:
         return kinds[0] if len(kinds) == 1 else kinds
     if typing.get_origin(hint) is list:
         return [_scenario_type(typing.get_args(hint)[0])]
-    if hint in (int, float, str, bool):
+    if hint in (int, float, str):  # not bool: an on/off flag takes no value (pass it in `args`)
         return hint
-    raise TypeError(f"{hint!r} is no scenario value type; give the field's metadata a \"type\"")
+    raise TypeError(f"{hint!r} is no scenario value type of a flag; give the field's metadata a \"type\"")
 
 
 def _serve_runs(flags: list[Option], t: dict, backends: list[str], source: Path) -> list[Run]:

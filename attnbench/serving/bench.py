@@ -26,12 +26,12 @@ from attnbench.serving.workload import Workload
 
 @dataclass
 class ServeBench:
-    """What serve-bench runs. A field (or Workload field) whose metadata names a "flag" is also a
-    [serve] scenario key of that name (attnbench/scenarios/spec.py reads them, so a flag declared
-    here needs no second edit there). Metadata: "flag"; "bound" (">=" or ">", n), checked when the
-    scenario loads; "type", the value's type where it differs from the field's; "key", the TOML
-    name where it differs from the field's; "each": True, one `--flag=v` per list item; "options",
-    several keys from one field. Keys are passed in field order."""
+    """What serve-bench runs. A field here or in Workload whose metadata has a "flag" (one taking a
+    value) is also the [serve] scenario key of the field's name, checked when the scenario loads and
+    passed as that flag: scenarios/spec.py reads this metadata, so a new flag needs no edit there.
+    Besides "flag": "bound", (">=" or ">", n); "type", the scenario value's type where the field's
+    differs; "key", the scenario name where the field's differs; "each": True for a repeatable
+    flag, one `--flag=v` per item; "options", a list of such dicts where one field takes several."""
     # (input, output) pairs, run in order against each server
     shapes: list[tuple[int, int]] = field(metadata={"options": (
         {"key": "input", "flag": "--input", "type": int | list[int], "bound": (">=", 1)},
