@@ -4,15 +4,19 @@ runner can execute runs one after another or spread them over GPUs (Ray) without
 they measure.
 
 A study section ([serve], [microbench], [gpqa], [parity]) is one `Section` declaration below:
-its allowed keys with their types, and how one (backend, setting) becomes a command line.
+its allowed keys with their types, and how one (backend, setting) becomes a command line. The
+[serve] keys that are serve-bench flags are read from serve-bench's config dataclass (`options`).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +24,7 @@ from attnbench.backends import registry
 from attnbench.errors import UserError
 from attnbench.microbench.grid import Grid
 from attnbench.microbench.grid import load as load_grid
+from attnbench.serving.bench import ServeBench
 
 INT, FLOAT, STR, BOOL = int, float, str, bool
 TOP_KEYS = {"name": STR, "description": STR, "backends": [STR], "repeats": INT, "budget_s": FLOAT,
@@ -153,7 +158,48 @@ COMMON = {"backends": [STR], "gpus": INT, "args": [STR], "timeout_s": FLOAT}  # 
 COMMON_BOUNDS = {"gpus": (">=", 1), "timeout_s": (">", 0)}
 
 
-def _serve_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
+@dataclass(frozen=True)
+class Option:
+    """A scenario key that is one flag of the command, declared on the command's config dataclass."""
+    key: str
+    flag: str
+    type: Any  # this module's notation: int, [str], (int, [int])
+    bound: tuple[str, float] | None = None
+    each: bool = False  # one `--flag=v` per list item, for a repeatable flag
+
+    def argv(self, value: Any) -> list[str]:
+        if self.each:
+            return _repeated(self.flag, value)
+        return [self.flag, _csv(value) if isinstance(value, list) else str(value)]
+
+
+def options(config: type) -> list[Option]:
+    """The flags a config dataclass declares in its fields' metadata (see ServeBench), in field
+    order; a field that is itself a config dataclass (ServeBench.load) adds its own."""
+    hints = typing.get_type_hints(config)
+    out: list[Option] = []
+    for f in fields(config):
+        if is_dataclass(hints[f.name]):
+            out += options(hints[f.name])
+        for m in f.metadata.get("options", [f.metadata] if "flag" in f.metadata else []):
+            out.append(Option(m.get("key", f.name), m["flag"], _scenario_type(m.get("type", hints[f.name])),
+                              m.get("bound"), m.get("each", False)))
+    return out
+
+
+def _scenario_type(hint: Any) -> Any:
+    """An annotation in this module's notation: int | None -> int, list[str] -> [str]."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        kinds = tuple(_scenario_type(a) for a in typing.get_args(hint) if a is not type(None))
+        return kinds[0] if len(kinds) == 1 else kinds
+    if typing.get_origin(hint) is list:
+        return [_scenario_type(typing.get_args(hint)[0])]
+    if hint in (int, float, str):  # not bool: an on/off flag takes no value (pass it in `args`)
+        return hint
+    raise TypeError(f"{hint!r} is no scenario value type of a flag; give the field's metadata a \"type\"")
+
+
+def _serve_runs(flags: list[Option], t: dict, backends: list[str], source: Path) -> list[Run]:
     """One run per backend (one server each), so Ray can put backends on different GPUs; with
     `together = true` one run over every backend (serve-bench then puts their servers side by side
     and interleaves their passes where the GPU has room); or, with
@@ -162,12 +208,8 @@ def _serve_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
     if len(inputs) != len(outputs):
         raise UserError(f"{source}: [serve] input and output must have the same length "
                         f"(pairs (input, output)); got {len(inputs)} and {len(outputs)}")
-    common = ["--input", _csv(inputs), "--output", _csv(outputs)]
-    common += _flags(t, {"num_prompts": "--num-prompts", "repeats": "--repeats", "request_rate": "--request-rate",
-                         "burstiness": "--burstiness", "max_concurrency": "--max-concurrency", "seed": "--seed",
-                         "warmup": "--warmup", "model": "--model", "percentiles": "--percentiles"})
-    common += _repeated("--goodput", t.get("goodput", [])) + _repeated("--serve-arg", t.get("serve_args", []))
-    common += _flags(t, {"vocab_size": "--vocab-size"}) + t.get("args", [])
+    values = {**t, "input": inputs, "output": outputs}
+    common = [a for o in flags if o.key in values for a in o.argv(values[o.key])] + t.get("args", [])
     endpoints = t.get("endpoints", {})
     for name, url in endpoints.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
@@ -185,14 +227,20 @@ def _serve_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
     return [Run(f"serve-{b}", ("serve-bench", "--backends", b, *common), _gpus(t)) for b in backends]
 
 
-SERVE = Section("serve", {**COMMON, "input": (INT, [INT]), "output": (INT, [INT]), "num_prompts": INT,
-                          "request_rate": FLOAT, "burstiness": FLOAT, "max_concurrency": INT, "seed": INT,
-                          "warmup": INT, "model": STR, "percentiles": [FLOAT], "goodput": [STR],
-                          "serve_args": [STR], "vocab_size": INT, "endpoints": dict, "repeats": INT,
-                          "together": BOOL}, _serve_runs,
-                {"input": (">=", 1), "output": (">=", 1), "num_prompts": (">=", 1), "repeats": (">=", 1), "request_rate": (">", 0),
-                 "burstiness": (">", 0), "max_concurrency": (">=", 1), "warmup": (">=", 0), "vocab_size": (">=", 2),
-                 "percentiles": (">", 0)})
+SERVE_ONLY = {"endpoints": dict, "together": BOOL}  # [serve] keys that are no serve-bench flag of their own
+
+
+def serve_section(config: type = ServeBench) -> Section:
+    """[serve]: the flags serve-bench's config declares, plus the keys only a scenario has."""
+    flags = options(config)
+    clash = {o.key for o in flags} & {*COMMON, *SERVE_ONLY}
+    if clash:
+        raise TypeError(f"{config.__name__} declares {', '.join(sorted(clash))}, which [serve] already uses")
+    return Section("serve", {**COMMON, **SERVE_ONLY, **{o.key: o.type for o in flags}},
+                   functools.partial(_serve_runs, flags), {o.key: o.bound for o in flags if o.bound})
+
+
+SERVE = serve_section()
 
 GRID_KEYS = {"op": STR, "backends": [STR], "dtype": STR, "page_size": INT, "heads": [STR], "batch": [INT],
              "context": [INT], "seqlen": [INT], "max_kv_gib": FLOAT, "q_len": INT, "causal": BOOL, "ragged": STR}

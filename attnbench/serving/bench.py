@@ -26,21 +26,32 @@ from attnbench.serving.workload import Workload
 
 @dataclass
 class ServeBench:
-    shapes: list[tuple[int, int]]  # (input, output) pairs, run in order against each server
+    """What serve-bench runs. A field here or in Workload whose metadata has a "flag" (one taking a
+    value) is also the [serve] scenario key of the field's name, checked when the scenario loads and
+    passed as that flag: scenarios/spec.py reads this metadata, so a new flag needs no edit there.
+    Besides "flag": "bound", (">=" or ">", n); "type", the scenario value's type where the field's
+    differs; "key", the scenario name where the field's differs; "each": True for a repeatable
+    flag, one `--flag=v` per item; "options", a list of such dicts where one field takes several."""
+    # (input, output) pairs, run in order against each server
+    shapes: list[tuple[int, int]] = field(metadata={"options": (
+        {"key": "input", "flag": "--input", "type": int | list[int], "bound": (">=", 1)},
+        {"key": "output", "flag": "--output", "type": int | list[int], "bound": (">=", 1)})})
     load: Workload  # everything but the lengths (those come from `shapes`)
-    model: str | None = "qwen3-0.6b"  # None with --endpoint: whatever the server serves
+    model: str | None = field(default="qwen3-0.6b", metadata={"flag": "--model"})  # None with --endpoint: whatever the server serves
     backends: list[Backend] = field(default_factory=list)
     endpoint: str | None = None  # benchmark this server instead of starting vLLM
     endpoint_name: str = "endpoint"
-    serve_args: list[str] = field(default_factory=list)
-    percentiles: list[float] = field(default_factory=lambda: [50, 90, 99])
-    slos_ms: dict[str, float] | None = None
+    percentiles: list[float] = field(default_factory=lambda: [50, 90, 99],
+                                     metadata={"flag": "--percentiles", "bound": (">", 0)})
+    slos_ms: dict[str, float] | None = field(default=None, metadata={"key": "goodput", "flag": "--goodput",
+                                                                     "type": list[str], "each": True})
+    serve_args: list[str] = field(default_factory=list, metadata={"flag": "--serve-arg", "each": True})
     result_dir: Path = Path("results")
     ready_timeout_s: float = 900.0
     request_timeout_s: float = 3600.0
     workers: int = 0
     baseline: str | None = None
-    repeats: int = 3  # measured passes per (backend, shape)
+    repeats: int = field(default=3, metadata={"flag": "--repeats", "bound": (">=", 1)})  # measured passes per (backend, shape)
     parallel_start: bool | None = None  # None: side by side when the GPU has room
     interleave: bool | None = None  # None: whenever servers run side by side
     warmup_tolerance: float = 0.03  # steady: two unmeasured passes in a row this close in output tok/s

@@ -4,7 +4,7 @@ server tokenizes), and when; and the vocabulary the random ids come from."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,14 @@ from attnbench.errors import UserError
 class Workload:
     input_len: int
     output_len: int
-    num_prompts: int = 256
-    request_rate: float = math.inf  # requests/s; inf sends all at once
-    burstiness: float = 1.0  # gamma shape: 1 is Poisson, <1 burstier, >1 more regular
-    max_concurrency: int | None = None
-    seed: int = 0
-    warmup: int = 0  # requests sent (and awaited) before the timed run, not counted
-    vocab_size: int = 10_000
+    # flags (and [serve] scenario keys), as ServeBench says; the bounds are those __post_init__ checks
+    num_prompts: int = field(default=256, metadata={"flag": "--num-prompts", "bound": (">=", 1)})
+    request_rate: float = field(default=math.inf, metadata={"flag": "--request-rate", "bound": (">", 0)})  # requests/s; inf sends all at once
+    burstiness: float = field(default=1.0, metadata={"flag": "--burstiness", "bound": (">", 0)})  # gamma shape: 1 is Poisson, <1 burstier, >1 more regular
+    max_concurrency: int | None = field(default=None, metadata={"flag": "--max-concurrency", "bound": (">=", 1)})
+    seed: int = field(default=0, metadata={"flag": "--seed"})
+    warmup: int = field(default=0, metadata={"flag": "--warmup", "bound": (">=", 0)})  # requests sent (and awaited) before the timed run, not counted
+    vocab_size: int = field(default=10_000, metadata={"flag": "--vocab-size", "bound": (">=", 2)})
 
     def __post_init__(self) -> None:
         checks = [

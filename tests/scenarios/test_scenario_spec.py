@@ -1,14 +1,16 @@
 """Scenario files: validation with one-line errors, and expansion into runs x repeats."""
 
-from pathlib import Path
-
+import json
 import re
 import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from attnbench.errors import UserError
 from attnbench.scenarios import spec
+from attnbench.serving import bench
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -181,3 +183,85 @@ def test_time_limits_a_section_sets_or_takes_from_the_top_level(tmp_path):
     grid = spec.load(write(tmp_path, 'timeout_s = 60\n[microbench]\nop = "decode"\nbackends = ["fa3"]\n'
                                      'heads = ["4/2/16"]\nbatch = [1]\ncontext = [64]\n', "grid.toml"))
     assert grid.runs[0].timeout_s == 60
+
+
+# ---- [serve] keys are serve-bench's flags, declared once on its config -------------------------
+
+def sample(t, i: int):
+    """The i-th key's value of a scenario type, within every declared bound and unlike the other
+    keys' values: int -> 7 + i, [str] -> ["ai", "--b"]."""
+    if isinstance(t, tuple):
+        return sample(next(x for x in t if isinstance(x, list)), i)
+    if isinstance(t, list):
+        return [sample(t[0], i), {int: 1, float: 0.5, str: "--b"}[t[0]]]
+    return {int: 7 + i, float: 2.5 + i, str: f"a{i}"}[t]
+
+
+def serve_bench_parse(config, tmp_path, monkeypatch):
+    """Load a scenario that sets every flag key `config` declares ([serve] read from `config`), and
+    parse its one run's command line with serve-bench's own CLI parser (nothing runs):
+    [(option, value parsed, value expected)]."""
+    import typer
+
+    from attnbench.cli import app
+
+    monkeypatch.setitem(spec.SECTIONS, "serve", spec.serve_section(config))
+    command = typer.main.get_command(app).commands["serve-bench"]
+    opts = spec.options(config)
+    values = {o.key: sample(o.type, i) for i, o in enumerate(opts)}
+    text = "backends = [\"fa3\"]\n[serve]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+    [run] = spec.load(write(tmp_path, text, "every-key.toml")).runs
+    subcommand, *args = run.argv(tmp_path / "res")
+    assert subcommand == "serve-bench"
+    parsed = command.make_context(subcommand, args).params
+    by_flag = {flag: p.name for p in command.params for flag in p.opts}
+    out = []
+    for o in opts:
+        v = values[o.key]
+        expected = [str(x) for x in v] if o.each else ",".join(map(str, v)) if isinstance(v, list) else v
+        out.append((o, parsed[by_flag[o.flag]], expected))
+    return out
+
+
+def test_every_serve_key_is_a_flag_serve_bench_parses(tmp_path, monkeypatch):
+    """Each [serve] key the config declares turns into a flag serve-bench accepts, with the value
+    the scenario gave; and the keys a scenario alone has are no flags of serve-bench's."""
+    checked = serve_bench_parse(bench.ServeBench, tmp_path, monkeypatch)
+    assert {o.key for o, _, _ in checked} >= {"input", "output", "num_prompts", "repeats", "goodput", "serve_args"}
+    for o, got, expected in checked:
+        assert got == expected, o
+    assert len({o.flag for o, _, _ in checked}) == len(checked)  # no two keys share a flag
+    assert set(spec.SERVE.keys) == {o.key for o, _, _ in checked} | set(spec.COMMON) | set(spec.SERVE_ONLY)
+
+
+@dataclass
+class WiderServeBench(bench.ServeBench):
+    warmup_tolerance: float = field(default=0.03, metadata={"flag": "--warmup-tolerance", "bound": (">", 0)})
+
+
+def test_a_flag_declared_on_the_config_becomes_a_serve_key(tmp_path, monkeypatch):
+    text = 'backends = ["fa3"]\n[serve]\nwarmup_tolerance = {}\n'
+    with pytest.raises(UserError, match="unknown key 'warmup_tolerance' in \\[serve\\]"):
+        spec.load(write(tmp_path, text.format(0.05)))
+    monkeypatch.setitem(spec.SECTIONS, "serve", spec.serve_section(WiderServeBench))
+    assert spec.load(write(tmp_path, text.format(0.05))).runs[0].args[-2:] == ("--warmup-tolerance", "0.05")
+    with pytest.raises(UserError, match=r"\[serve\].warmup_tolerance must be a number \(got '3%'\)"):
+        spec.load(write(tmp_path, text.format('"3%"')))
+    with pytest.raises(UserError, match=r"\[serve\].warmup_tolerance must be > 0 \(got 0\)"):
+        spec.load(write(tmp_path, text.format(0)))
+    assert all(got == expected for _, got, expected in serve_bench_parse(WiderServeBench, tmp_path, monkeypatch))
+
+
+def test_a_declared_flag_serve_bench_lacks_or_misreads_is_caught(tmp_path, monkeypatch):
+    @dataclass
+    class Misspelt(bench.ServeBench):
+        warmup_tolerance: float = field(default=0.03, metadata={"flag": "--warmup-tol"})
+
+    @dataclass
+    class Mistyped(bench.ServeBench):
+        tokenizer: str | None = field(default=None, metadata={"flag": "--client-workers"})  # an int flag
+
+    with pytest.raises(Exception, match="No such option: --warmup-tol"):
+        serve_bench_parse(Misspelt, tmp_path, monkeypatch)
+    with pytest.raises(Exception, match="valid integer"):
+        serve_bench_parse(Mistyped, tmp_path, monkeypatch)
