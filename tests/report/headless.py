@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from attnbench import procs
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # resolves once every image has loaded and decoded, or failed: on a loaded machine that can take
 # much longer than the load event
@@ -94,10 +96,12 @@ async def _visit(ws_url: str, url: str, timeout_s: float) -> Page:
 def open_page(url: str, timeout_s: float = 60.0) -> Page:
     exe = browser()
     assert exe, "no chromium"
-    with tempfile.TemporaryDirectory() as profile:
+    # chromium's renderer and utility children outlive a terminated main process for a moment and
+    # still write the profile's cache: stop the whole group before the profile is removed
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen([exe, "--headless", "--disable-gpu", "--no-sandbox", "--remote-debugging-port=0",
                                  f"--user-data-dir={profile}", "--no-first-run", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             port = None
             for line in proc.stderr:
@@ -116,10 +120,5 @@ def open_page(url: str, timeout_s: float = 60.0) -> Page:
 
             return asyncio.run(main())
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            procs.stop_group(proc, grace_s=10)
             proc.stderr.close()
