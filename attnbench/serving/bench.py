@@ -47,19 +47,19 @@ class ServeBench:
                                                                      "type": list[str], "each": True})
     serve_args: list[str] = field(default_factory=list, metadata={"flag": "--serve-arg", "each": True})
     result_dir: Path = Path("results")
-    ready_timeout_s: float = 900.0
-    request_timeout_s: float = 3600.0
+    ready_timeout_s: float = field(default=900.0, metadata={"flag": "--ready-timeout", "bound": (">", 0)})
+    request_timeout_s: float = field(default=3600.0, metadata={"flag": "--request-timeout", "bound": (">", 0)})
     workers: int = 0
     baseline: str | None = None
     repeats: int = field(default=3, metadata={"flag": "--repeats", "bound": (">=", 1)})  # measured passes per (backend, shape)
     parallel_start: bool | None = None  # None: side by side when the GPU has room
     interleave: bool | None = None  # None: whenever servers run side by side
-    warmup_tolerance: float = 0.03  # steady: two unmeasured passes in a row this close in output tok/s
-    max_warmup_passes: int = 5  # then measure anyway, and flag it
+    warmup_tolerance: float = field(default=0.03, metadata={"flag": "--warmup-tolerance", "bound": (">", 0)})  # steady: two unmeasured passes in a row this close in output tok/s
+    max_warmup_passes: int = field(default=5, metadata={"flag": "--max-warmup-passes", "bound": (">=", 1)})  # then measure anyway, and flag it
     keep_flagged: bool = False  # contaminated passes count in means, CIs and ratios
     gpu_memory_gib: float | None = None  # None: nvidia-smi's
-    prompt_format: str = "token-ids"  # or "text": random ids decoded with the tokenizer, as vLLM's random dataset
-    tokenizer: str | None = None  # the tokenizer text prompts are made with (default: the model's folder)
+    prompt_format: str = field(default="token-ids", metadata={"flag": "--prompt-format"})  # or "text": random ids decoded with the tokenizer, as vLLM's random dataset
+    tokenizer: str | None = field(default=None, metadata={"flag": "--tokenizer"})  # the tokenizer text prompts are made with (default: the model's folder)
     client_cpus: tuple[int, ...] | None = None  # the load generator's cores (set by run when it starts servers)
 
 

@@ -236,19 +236,19 @@ def test_every_serve_key_is_a_flag_serve_bench_parses(tmp_path, monkeypatch):
 
 @dataclass
 class WiderServeBench(bench.ServeBench):
-    warmup_tolerance: float = field(default=0.03, metadata={"flag": "--warmup-tolerance", "bound": (">", 0)})
+    workers: int = field(default=0, metadata={"flag": "--client-workers", "bound": (">=", 0)})
 
 
 def test_a_flag_declared_on_the_config_becomes_a_serve_key(tmp_path, monkeypatch):
-    text = 'backends = ["fa3"]\n[serve]\nwarmup_tolerance = {}\n'
-    with pytest.raises(UserError, match="unknown key 'warmup_tolerance' in \\[serve\\]"):
-        spec.load(write(tmp_path, text.format(0.05)))
+    text = 'backends = ["fa3"]\n[serve]\nworkers = {}\n'
+    with pytest.raises(UserError, match="unknown key 'workers' in \\[serve\\]"):
+        spec.load(write(tmp_path, text.format(2)))
     monkeypatch.setitem(spec.SECTIONS, "serve", spec.serve_section(WiderServeBench))
-    assert spec.load(write(tmp_path, text.format(0.05))).runs[0].args[-2:] == ("--warmup-tolerance", "0.05")
-    with pytest.raises(UserError, match=r"\[serve\].warmup_tolerance must be a number \(got '3%'\)"):
+    assert spec.load(write(tmp_path, text.format(2))).runs[0].args[-2:] == ("--client-workers", "2")
+    with pytest.raises(UserError, match=r"\[serve\].workers must be an integer \(got '3%'\)"):
         spec.load(write(tmp_path, text.format('"3%"')))
-    with pytest.raises(UserError, match=r"\[serve\].warmup_tolerance must be > 0 \(got 0\)"):
-        spec.load(write(tmp_path, text.format(0)))
+    with pytest.raises(UserError, match=r"\[serve\].workers must be >= 0 \(got -1\)"):
+        spec.load(write(tmp_path, text.format(-1)))
     assert all(got == expected for _, got, expected in serve_bench_parse(WiderServeBench, tmp_path, monkeypatch))
 
 
