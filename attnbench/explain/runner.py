@@ -29,9 +29,9 @@ class Job:
     kernel: str
     mix: compose.Mix
     model: estimate.ModelShape
-    tpot: stats.Spread | None = None  # mean TPOT over the passes used
-    tpot_median_ms: float | None = None
-    tpot_source: str = "client"
+    tpot: stats.Spread  # mean TPOT over the passes used (measured_tpot)
+    tpot_median_ms: float | None
+    tpot_source: str  # "engine" or "client"
 
 
 def measured_tpot(group: aggregate.Group) -> tuple[stats.Spread, float | None, str]:
@@ -163,9 +163,9 @@ def to_record(est: estimate.Estimate, job: Job, device: str, coverage: float, ga
                "num_hidden_layers": layers, "mean_decode_batch": mix.mean_batch, "mean_context": mix.mean_context,
                "coverage": mix.coverage, "inflight_samples": mix.samples, "decode_samples": mix.decode_samples,
                "mixed_share": mix.mixed_share, "prefill_attn_tflop": flops / 1e12,
-               "tpot_passes": job.tpot.n if job.tpot else 1,
-               "mean_tpot_ci_low_ms": job.tpot.ci_low if job.tpot and job.tpot.n > 1 else None,
-               "mean_tpot_ci_high_ms": job.tpot.ci_high if job.tpot and job.tpot.n > 1 else None}
+               "tpot_passes": job.tpot.n,
+               "mean_tpot_ci_low_ms": job.tpot.ci_low if job.tpot.n > 1 else None,
+               "mean_tpot_ci_high_ms": job.tpot.ci_high if job.tpot.n > 1 else None}
     scenario["tpot_source"] = job.tpot_source
     comps = [{**c.to_json(), "layer_us": t, "step_ms": t * layers / 1000}
              for c, t in zip(mix.compositions, est.layer_us)]
@@ -219,12 +219,10 @@ def explain(records: list[Record], where: str, timer: estimate.Timer, result_dir
                     status(f"explain {s.label}: {name} ({kernel}) {i + 1}/{n} {ds.label()}")
 
             try:
-                measured = {"mean_tpot_ms": job.tpot.mean, "median_tpot_ms": job.tpot_median_ms} if job.tpot else \
-                    job.record.metrics
+                measured = {"mean_tpot_ms": job.tpot.mean, "median_tpot_ms": job.tpot_median_ms}
                 est = estimate.estimate(name, job.kernel, measured, job.mix, job.model, timer, report)
-                if job.tpot:
-                    est.tpot_source, est.tpot_passes = job.tpot_source, job.tpot.n
-                    est.tpot_half_pct = job.tpot.half_width_pct if job.tpot.n > 1 else None
+                est.tpot_source, est.tpot_passes = job.tpot_source, job.tpot.n
+                est.tpot_half_pct = job.tpot.half_width_pct if job.tpot.n > 1 else None
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as e:  # one backend's kernel failing must not lose the others
