@@ -69,11 +69,8 @@ def model_shape(cfg: dict | None, serve_args: list[str]) -> dict | None:
         return None
     cfg = cfg.get("text_config", cfg)
     heads = cfg.get("num_attention_heads")
-    block = 16
-    if "--block-size" in serve_args:
-        i = serve_args.index("--block-size")
-        if i + 1 < len(serve_args) and serve_args[i + 1].isdigit():
-            block = int(serve_args[i + 1])
+    given = fleet.flag_value(serve_args, "--block-size")
+    block = int(given) if given and given.isdigit() else 16
     return {
         "num_hidden_layers": cfg.get("num_hidden_layers"),
         "num_attention_heads": heads,

@@ -24,7 +24,8 @@ from attnbench.serving.server import ServerFailed, ServerSpec, VllmServer, wait_
 GIB = 2**30
 OVERHEAD_GIB = 4.0  # activations of the profile run, CUDA graphs, CUDA context (measured: 2-4 GiB)
 USABLE = 0.90  # of the GPU's memory, shared by the servers (vLLM's default for one server)
-CLIENT_CORES = 4  # cores kept for the load generator when the machine has 8 or more
+CLIENT_CORES = 4  # cores kept for the load generator when the machine has SPLIT_CORES or more
+SPLIT_CORES = 8  # below this, servers and client share every core, and vLLM's frontend is not split
 # vLLM API-server processes per server. With one, that process (every stream's detokenizing and
 # SSE) sets the pace at 256 streams: on the H200, fa3 with Qwen3-0.6B at 1000:1000 x 256 gave
 # 11.8k out tok/s with one (the process at 87-99% of a core, engine TPOT 12.9 ms, client TPOT 20.8)
@@ -91,7 +92,7 @@ def plan(backends: list[Backend], need_gib: float | None, total_gib: float | Non
         return Plan(one, None, "one backend")
     if parallel is False:
         return Plan(one, None, "one server at a time (--no-parallel-start)")
-    if "--gpu-memory-utilization" in serve_args:
+    if flag_value(list(serve_args), "--gpu-memory-utilization") is not None:
         return Plan(one, None, "one server at a time: --serve-arg sets --gpu-memory-utilization itself")
     if need_gib is None or total_gib is None:
         what = "the model's KV cache size" if need_gib is None else "the GPU's memory"
@@ -120,14 +121,14 @@ def need_gib(cfg: dict | None, shape: dict | None, tokens_in_flight: int) -> flo
 
 def cpu_split(n_cpus: int | None = None) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
     """(server cores, client cores): the last CLIENT_CORES of the cores this process may use go to
-    the load generator, the rest to the servers; no split below 8 cores."""
+    the load generator, the rest to the servers; no split below SPLIT_CORES."""
     try:
         cpus = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return None, None
     if n_cpus is not None:
         cpus = cpus[:n_cpus]
-    if len(cpus) < 8:
+    if len(cpus) < SPLIT_CORES:
         return None, None
     return tuple(cpus[:-CLIENT_CORES]), tuple(cpus[-CLIENT_CORES:])
 
@@ -137,26 +138,36 @@ def server_args(model: str, embedded_names) -> list[str]:
     return ["--load-format", "dummy"] if model in embedded_names else []
 
 
+def flag_value(args: list[str], flag: str) -> str | None:
+    """The value a vLLM argument list gives `flag`, as `--flag V` or `--flag=V` (the last wins, as
+    in argparse); None when absent."""
+    value = None
+    for i, a in enumerate(args):
+        if a.startswith(flag + "="):
+            value = a.partition("=")[2]
+        elif a == flag and i + 1 < len(args):
+            value = args[i + 1]
+    return value
+
+
 def api_server_count(serve_args: list[str], n_cpus: int | None = None) -> int:
     """vLLM API-server processes a server started with these arguments runs: the user's
-    --api-server-count, else API_SERVERS on a machine of 8 or more cores (cpu_split's threshold),
-    else vLLM's default of one."""
-    for i, a in enumerate(serve_args):
-        value = a.partition("=")[2] if a.startswith("--api-server-count=") else \
-            serve_args[i + 1] if a == "--api-server-count" and i + 1 < len(serve_args) else None
-        if value is not None:
-            return int(value) if value.isdigit() else 1
+    --api-server-count, else API_SERVERS on a machine of SPLIT_CORES or more cores, else vLLM's
+    default of one."""
+    given = flag_value(serve_args, "--api-server-count")
+    if given is not None:
+        return int(given) if given.isdigit() else 1
     if n_cpus is None:
         try:
             n_cpus = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             n_cpus = os.cpu_count() or 1
-    return API_SERVERS if n_cpus >= 8 else 1
+    return API_SERVERS if n_cpus >= SPLIT_CORES else 1
 
 
 def frontend_args(serve_args: list[str], n_cpus: int | None = None) -> list[str]:
     """What a load benchmark adds to the user's arguments so that vLLM's frontend is not the bottleneck."""
-    if any(a == "--api-server-count" or a.startswith("--api-server-count=") for a in serve_args):
+    if flag_value(serve_args, "--api-server-count") is not None:
         return []
     n = api_server_count(serve_args, n_cpus)
     return ["--api-server-count", str(n)] if n > 1 else []

@@ -56,6 +56,7 @@ def test_one_at_a_time_when_none_fits_beside_another_or_when_asked():
     assert not fleet.plan(B, need, 139.8, parallel=False).side_by_side
     assert "unknown" in fleet.plan(B, need, None).reason
     assert not fleet.plan(B, need, 139.8, serve_args=["--gpu-memory-utilization", "0.3"]).side_by_side
+    assert not fleet.plan(B, need, 139.8, serve_args=["--gpu-memory-utilization=0.3"]).side_by_side  # either form
     assert len(fleet.plan(B, 10.0, 139.8).waves) == 1  # all four fit: one wave of four
 
 
@@ -80,6 +81,14 @@ def test_the_api_server_count_a_record_states_is_the_one_the_server_ran():
     assert fleet.api_server_count([], n_cpus=2) == 1
     assert fleet.api_server_count(["--api-server-count=2"], n_cpus=2) == 2
     assert fleet.api_server_count(["--api-server-count", "8"], n_cpus=16) == 8
+    assert fleet.api_server_count(["--api-server-count=2", "--api-server-count", "3"], n_cpus=16) == 3  # as argparse
+
+
+def test_a_flag_is_read_in_both_of_vllms_forms():
+    assert fleet.flag_value(["--block-size", "128"], "--block-size") == "128"
+    assert fleet.flag_value(["--block-size=128"], "--block-size") == "128"
+    assert fleet.flag_value(["--block-sizes", "1"], "--block-size") is None
+    assert fleet.flag_value(["--block-size"], "--block-size") is None
 
 
 def test_each_server_starts_once_the_one_before_has_taken_its_memory(tmp_path, monkeypatch):
@@ -204,3 +213,10 @@ def test_an_interrupt_cuts_the_stop_grace_and_is_heard_first(tmp_path, monkeypat
     assert time.monotonic() - t0 < 60  # far below the 120 s grace the servers were given
     assert len(heard) == 1 and isinstance(heard[0], KeyboardInterrupt)
     assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
+
+
+def test_the_page_size_explain_uses_is_the_servers_block_size_in_either_form():
+    cfg, shape = qwen3()
+    assert shape["block_size"] == 16  # vLLM's default
+    assert model_shape(cfg, ["--block-size", "128"])["block_size"] == 128
+    assert model_shape(cfg, ["--block-size=128"])["block_size"] == 128
