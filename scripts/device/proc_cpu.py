@@ -48,27 +48,29 @@ def main(path: str, interval_s: float = 1.0) -> None:
             time.sleep(interval_s)
 
 
-def load(path: str) -> tuple[dict[str, list[tuple[float, int]]], dict[str, str]]:
+def load(path: str) -> tuple[dict[str, list[tuple[float, int]]], dict[str, str], int]:
+    """(pid -> [(unix, ticks)], pid -> name, the sampling machine's clock ticks per second)."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt") as f:
-        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+        lines = f.read().splitlines()
+    tck = next((int(line.rsplit(":", 1)[1]) for line in lines if line.startswith("# clock ticks")), 100)
     ticks, names = defaultdict(list), {}
-    for r in rows:
+    for r in csv.DictReader(line for line in lines if not line.startswith("#")):
         ticks[r["pid"]].append((float(r["unix"]), int(r["ticks"])))
         names[r["pid"]] = r["name"]
-    return ticks, names
+    return ticks, names, tck
 
 
-def cpu_pct(samples: list[tuple[float, int]], t0: float, t1: float) -> float | None:
-    """Ticks per second between the first and last sample inside [t0, t1] (100 ticks/s = one core)."""
+def cpu_pct(samples: list[tuple[float, int]], t0: float, t1: float, tck: int) -> float | None:
+    """CPU between the first and last sample inside [t0, t1], in % of one core (tck ticks/s = one core)."""
     inside = [s for s in samples if t0 <= s[0] <= t1]
     if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
         return None
-    return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) * 100 / os.sysconf("SC_CLK_TCK")
+    return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) * 100 / tck
 
 
 def report(csv_path: str, comparison: str, floor_pct: float = 5.0) -> None:
-    ticks, names = load(csv_path)
+    ticks, names, tck = load(csv_path)
     root = Path(comparison).parent
     runs = json.loads(Path(comparison).read_text())["runs"]
     for client, rounds in runs.items():
@@ -82,7 +84,7 @@ def report(csv_path: str, comparison: str, floor_pct: float = 5.0) -> None:
                         r["end_unix"] - r["start_unix"])
             t1 = r["end_unix"] - 1
             busy = {f"{names[p]}:{p}": round(c) for p, s in ticks.items()
-                    if (c := cpu_pct(s, t1 - duration + 1, t1)) is not None and c >= floor_pct}
+                    if (c := cpu_pct(s, t1 - duration + 1, t1, tck)) is not None and c >= floor_pct}
             print(f"{client} round {i} ({duration:.1f} s): " + ", ".join(f"{k} {v}%" for k, v in sorted(busy.items())))
 
 
