@@ -44,7 +44,7 @@ _DECODERS: dict[tuple, object] = {}
 
 
 def decoder_for(*, q_heads: int, kv_heads: int, head_dim: int, page_size: int, dtype: torch.dtype,
-                max_batch: int, device: torch.device):
+                max_batch: int, max_context: int, device: torch.device):
     """The shared, compiled FA4Decode for this geometry. Created on the first eager decode call,
     which vLLM's warm-up runs before it captures any CUDA graph, so capture never compiles or
     allocates; its kernels were compiled earlier still, by the CuTe DSL warm-up (see
@@ -56,16 +56,11 @@ def decoder_for(*, q_heads: int, kv_heads: int, head_dim: int, page_size: int, d
 
         decoder = FA4Decode(q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim,
                             page_size=page_size, dtype=str(dtype).removeprefix("torch."),
-                            max_batch=max_batch, device=device).compile(max_context=server_limits().max_model_len)
+                            max_batch=max_batch, device=device).compile(max_context=max_context)
         _DECODERS[key] = decoder
         logger.info("attnbench-fa4: decode kernel ready for %d q heads / %d kv heads, head_dim %d, "
                     "page %d, %s, max batch %d", q_heads, kv_heads, head_dim, page_size, dtype, max_batch)
     return decoder
-
-
-def _max_batch() -> int:
-    """The most sequences one decode step can hold: max_num_seqs, or the largest captured graph."""
-    return server_limits().max_batch
 
 
 def server_limits(config=None) -> warmup.ServerLimits:
@@ -115,7 +110,14 @@ class AttnbenchFA4Impl(FlashAttentionImpl):
                              "with --backends fa2")
         self.vllm_flash_attn_version = 4
         self.decode_unsupported = self._why_not_ours()
-        self.max_batch = _max_batch()
+        # Read now: vLLM sets its current config while it builds the layers, but not when it runs
+        # the CuTe DSL warm-up (there the current config is None, and nothing would be compiled).
+        from vllm.config import get_current_vllm_config_or_none
+
+        self.vllm_config = get_current_vllm_config_or_none()
+        limits = server_limits(self.vllm_config)
+        self.max_batch = limits.max_batch  # max_num_seqs, or the largest captured graph
+        self.max_context = limits.max_model_len
         self._register_warmup()
         if self.decode_unsupported:
             logger.warning_once("attnbench-fa4: FA4 handles decode too for a layer with %s",
@@ -164,12 +166,11 @@ class AttnbenchFA4Impl(FlashAttentionImpl):
 
     def get_cutedsl_warmup_compile_units(self):
         """vLLM calls this once per worker before serving (enable_cutedsl_warmup, on by default)."""
-        from vllm.config import get_current_vllm_config_or_none
         from vllm.model_executor.warmup.cutedsl_warmup import CuTeDSLCompileUnit
 
         from attnbench.kernels.fa4_decode import launcher
 
-        config = get_current_vllm_config_or_none()
+        config = self.vllm_config
         if config is None:
             return ()
         dtype = config.model_config.dtype
@@ -233,7 +234,8 @@ class AttnbenchFA4Impl(FlashAttentionImpl):
         value_cache = canonicalize_singleton_dim_strides(value_cache)
         decoder = decoder_for(q_heads=self.num_heads, kv_heads=self.num_kv_heads,
                               head_dim=self.head_size, page_size=key_cache.shape[1],
-                              dtype=query.dtype, max_batch=self.max_batch, device=query.device)
+                              dtype=query.dtype, max_batch=self.max_batch, max_context=self.max_context,
+                              device=query.device)
         decoder(query[:n], key_cache, value_cache, attn_metadata.block_table,
                 attn_metadata.seq_lens, self.scale, output[:n], max_context=attn_metadata.max_seq_len)
         return output

@@ -32,7 +32,7 @@ CANDIDATES = (Tuning(256, 4, 2), Tuning(256, 2, 3), Tuning(128, 4, 4), Tuning(12
 
 
 def candidates(group: int) -> list[Tuning]:
-    """The fallback of this group first (what an unmeasured class runs), then CANDIDATES; a
+    """The fallback of this group first (what a geometry with no measured class runs), then CANDIDATES; a
     candidate the geometry cannot run is reported as an error row and never wins."""
     return list(dict.fromkeys([tuning.fallback(group), *CANDIDATES]))
 

@@ -48,8 +48,11 @@ has() { [[ " $parts " == *" $1 "* ]]; }
 
 if has sanitize; then
   PT=(python3 -m pytest -q -p no:cacheprovider tests/kernels/test_fa4_acceptance.py)
+  # --report-api-errors no: the CUDA Python binding's cuGetProcAddress probes at import are host
+  # API errors (34 of them on the H200), not kernel faults, and would set the exit code alone
   for tool in memcheck racecheck synccheck; do
-    run 240 "$R/sanitizer/$tool.log" compute-sanitizer --tool "$tool" --error-exitcode 9 "${PT[@]}" -k sanitizer
+    run 240 "$R/sanitizer/$tool.log" compute-sanitizer --tool "$tool" --report-api-errors no --error-exitcode 9 \
+      "${PT[@]}" -k sanitizer
   done
   run 300 "$R/sanitizer/acceptance.log" "${PT[@]}" --junitxml "$R/sanitizer/acceptance.xml"
 fi

@@ -26,7 +26,8 @@ step serve-bench
 cmd="python3 -m attnbench serve-bench --input 1000,8000 --output 1000,1 --num-prompts 256 --repeats 3 --backends fa3,flashinfer,fa4,attnbench-fa4 --result-dir /tmp/res/serve"
 echo "$cmd" > /tmp/res/serve/command.txt
 t0=$(date +%s)
-timeout -k 20 -s INT "${STUDY_LIMIT_S:-1440}" $cmd 2>&1 | tr '\r' '\n' | grep -v '^\s*$' | grep -vE '^\[' | tail -200
+timeout -k 20 -s INT "${STUDY_LIMIT_S:-1440}" $cmd 2>&1 | stdbuf -oL tr '\r' '\n' \
+  | grep --line-buffered -vE '^\s*$|^\['   # whole lines as they come, so wait.sh shows progress
 echo "exit ${PIPESTATUS[0]}; wall $(( $(date +%s) - t0 )) s" | tee /tmp/res/serve/wall.txt
 
 # How much of each backend's TPOT its attention kernel explains, from the records just written

@@ -82,28 +82,41 @@ def test_fallback_fits_two_or_more_ctas_per_sm_and_narrows_with_the_group():
     assert [tuning.fallback(g).tokens_per_thread for g in (1, 2, 4, 8)] == [4, 4, 2, 1]
 
 
-def test_a_call_takes_the_nearest_class_and_unmeasured_classes_fall_back():
+def test_a_call_takes_the_nearest_class_and_unmeasured_classes_borrow_the_nearest_measured_winner():
     t = _table(*_grid_rows({(256, 1024): V3}))
     choose = lambda b, c: t.choose(group=2, head_dim=128, page_size=16, batch=b, context=c)  # noqa: E731
     assert choose(256, 1024) == V3
     assert choose(200, 1500) == V3  # log2-nearest: batch 256, context 1024 (1500 is nearer 1024 than 8192)
     assert choose(512, 100) == V3  # beyond the grid: its edge
-    assert choose(32, 1024) == tuning.fallback(2)  # an unmeasured class
-    assert t.choose(group=4, head_dim=128, page_size=16, batch=256, context=1024) == tuning.fallback(4)
+    assert choose(32, 1024) == V3  # an unmeasured class: the only measured row of its geometry
+    assert t.choose(group=4, head_dim=128, page_size=16, batch=256, context=1024) == tuning.fallback(4)  # none measured
     assert t.row(group=2, head_dim=128, page_size=128, batch=1, context=1) is None
+
+
+def test_the_nearest_measured_row_is_nearest_in_batch_first_then_in_context():
+    wide, narrow = Tuning(256, 2, 3), Tuning(64, 1, 4)
+    t = _table(*_grid_rows({(1, 1024): wide, (256, 1024): V3, (256, 32768): narrow}))
+    choose = lambda b, c: t.choose(group=2, head_dim=128, page_size=16, batch=b, context=c)  # noqa: E731
+    assert choose(1, 32768) == wide  # batch 1 is measured (at 1024): batch wins over context
+    assert choose(32, 1024) == V3  # 32 is nearer 256 than 1 in log2 (3 against 5 doublings)
+    assert choose(32, 32768) == narrow and choose(256, 8192) == narrow  # then the nearest context
+    row = t.row(group=2, head_dim=128, page_size=16, batch=32, context=8192)
+    assert row.tuning is None and t.nearest_measured(row).context == 32768
 
 
 def test_reachable_lists_exactly_the_tunings_calls_within_the_limits_can_choose():
     wide = Tuning(256, 2, 3)
     t = _table(*_grid_rows({(256, 32768): V3, (1, 1024): wide}))
     reach = lambda b, c: t.reachable(group=2, head_dim=128, page_size=16, max_batch=b, max_context=c)  # noqa: E731
-    assert reach(256, 32768) == [wide, tuning.fallback(2), V3]
-    assert reach(8, 32768) == [wide, tuning.fallback(2)]  # batch 8 never reaches the 256 row
-    assert reach(200, 20000) == [wide, tuning.fallback(2), V3]  # 200 -> 256, 20000 -> 32768
-    assert reach(256, 4000) == [wide, tuning.fallback(2)]
+    assert reach(256, 32768) == [wide, V3]
+    assert reach(1, 32768) == [wide]  # batch 1 never leaves its measured row
+    assert reach(8, 32768) == [wide, V3]  # 8 reaches the 32 row, which borrows from 256 (nearer than 1)
+    assert reach(200, 20000) == [wide, V3]  # 200 -> 256, 20000 -> 32768
     only = _table(*[r for r in _grid_rows({(b, c): V3 for b in (1, 32, 256) for c in (1024, 8192, 32768)})])
     assert only.reachable(group=2, head_dim=128, page_size=16, max_batch=64, max_context=9000) == [V3]
     assert t.reachable(group=8, head_dim=64, page_size=16, max_batch=1, max_context=1) == [tuning.fallback(8)]
+    unmeasured = _table(*_grid_rows())
+    assert unmeasured.reachable(group=2, head_dim=128, page_size=16, max_batch=256, max_context=32768) == [tuning.fallback(2)]
 
 
 def test_table_saves_one_row_per_line_and_loads_back(tmp_path):

@@ -136,7 +136,7 @@ def plain_impl(**attrs):
     fields = dict(attn_type=AttentionType.DECODER, sliding_window=(-1, -1), sinks=None,
                   logits_soft_cap=0, kv_cache_dtype="auto", head_size=128, num_heads=16,
                   num_kv_heads=8, num_queries_per_kv=2, scale=128 ** -0.5, max_batch=8,
-                  decode_unsupported=None)
+                  max_context=600, decode_unsupported=None, vllm_config=None)
     for k, v in (fields | attrs).items():
         setattr(impl, k, v)
     return impl
@@ -316,13 +316,14 @@ def test_start_up_warmup_asks_vllm_to_compile_our_decode_and_fa4_prefill(vllm_re
 
     monkeypatch.delenv(tuning.ENV, raising=False)
     config = _serving_config()
-    monkeypatch.setattr(vllm.config, "get_current_vllm_config_or_none", lambda: config)
+    # vLLM runs the warm-up with no current config: the layer must use the one it was built under
+    monkeypatch.setattr(vllm.config, "get_current_vllm_config_or_none", lambda: None)
     asked = []
     monkeypatch.setattr(launcher, "compile_decode", lambda cfg, arch: asked.append(("decode", cfg)))
     monkeypatch.setattr(launcher, "compile_combine", lambda cfg, arch: asked.append(("decode", cfg)))
     monkeypatch.setattr(vllm_backend.AttnbenchFA4Impl, "_compile_fa4",
                         lambda self, probe, layer, dtype: asked.append(("prefill", probe)))
-    impl = plain_impl(num_heads=16, num_kv_heads=8, head_size=128)
+    impl = plain_impl(num_heads=16, num_kv_heads=8, head_size=128, vllm_config=config)
     monkeypatch.setattr(cutedsl_warmup, "_CUTEDSL_WARMUP_PROVIDERS", __import__("weakref").WeakSet())
     impl._register_warmup()
     units = cutedsl_warmup._collect_unique_compile_units(cutedsl_warmup._iter_cutedsl_warmup_compile_units())
@@ -338,7 +339,7 @@ def test_start_up_warmup_asks_vllm_to_compile_our_decode_and_fa4_prefill(vllm_re
     assert {u.name for u in units} == {"attnbench_fa4_decode", "attnbench_fa4_fa4_prefill"}
 
     # a second layer of the same geometry adds nothing: vLLM dedups by key
-    other = plain_impl(num_heads=16, num_kv_heads=8, head_size=128)
+    other = plain_impl(num_heads=16, num_kv_heads=8, head_size=128, vllm_config=config)
     other._register_warmup()
     again = cutedsl_warmup._collect_unique_compile_units(cutedsl_warmup._iter_cutedsl_warmup_compile_units())
     assert len(again) == len(units)
@@ -350,9 +351,9 @@ def test_a_layer_fa4_decodes_warms_up_fa4_only(vllm_registry, monkeypatch):
     from attnbench.kernels.fa4_decode import tuning
 
     monkeypatch.delenv(tuning.ENV, raising=False)
-    monkeypatch.setattr(vllm.config, "get_current_vllm_config_or_none", lambda: _serving_config())
+    monkeypatch.setattr(vllm.config, "get_current_vllm_config_or_none", lambda: None)
     impl = plain_impl(num_heads=16, num_kv_heads=8, head_size=128, sliding_window=(127, 0),
-                      decode_unsupported="a sliding window")
+                      decode_unsupported="a sliding window", vllm_config=_serving_config())
     units = impl.get_cutedsl_warmup_compile_units()
     assert units and {u.name for u in units} == {"attnbench_fa4_fa4_prefill"}
     assert all(u.key[2].fa4_variant[0] == (127, 0) for u in units)

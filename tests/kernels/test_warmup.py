@@ -30,22 +30,20 @@ def _pair(t):
 def test_decode_warmup_compiles_every_configuration_the_captured_batches_and_contexts_choose(monkeypatch):
     monkeypatch.delenv(tuning.ENV, raising=False)
     combine = CombineConfig("bfloat16", 128, 64)
-    # 1000:1000 seed: max_model_len 2048 reaches the measured B256 x 2048 class
+    # 1000:1000 seed: max_model_len 2048. Both measured classes (B256 x 2048, B1 x 32768) chose
+    # the v3 ring, and every unmeasured class of this geometry borrows the nearest of them
     limits = warmup.ServerLimits(CAPTURE, max_batch=512, max_model_len=2048, max_num_batched_tokens=8192)
     _, asked = _record(QWEN, limits)
-    assert [cfg for kind, cfg in asked if kind == "decode"] == _pair(tuning.fallback(2)) + _pair(V3) + [combine]
-    # any context up to max_model_len: an eager batch of 256 at 2048 tokens is still possible at 9000
-    limits = warmup.ServerLimits(CAPTURE, max_batch=512, max_model_len=9000, max_num_batched_tokens=8192)
-    _, asked = _record(QWEN, limits)
-    assert [cfg for kind, cfg in asked if kind == "decode"] == _pair(tuning.fallback(2)) + _pair(V3) + [combine]
-    # 64 sequences at most, 9000 tokens: neither measured class (B256 x 2048, B1 x 32768) is reached
+    assert [cfg for kind, cfg in asked if kind == "decode"] == _pair(V3) + [combine]
+    # 64 sequences at most, 9000 tokens: no measured class is reached, their winner still is
     limits = warmup.ServerLimits(CAPTURE[:10], max_batch=64, max_model_len=9000, max_num_batched_tokens=8192)
     _, asked = _record(QWEN, limits)
-    assert [cfg for kind, cfg in asked if kind == "decode"] == _pair(tuning.fallback(2)) + [combine]
-    # the override replaces the table, as it does in the launcher
-    monkeypatch.setenv(tuning.ENV, V3.spec())
-    _, asked = _record(QWEN, limits)
     assert [cfg for kind, cfg in asked if kind == "decode"] == _pair(V3) + [combine]
+    # the override replaces the table, as it does in the launcher
+    wide = tuning.Tuning(256, 2, 3)
+    monkeypatch.setenv(tuning.ENV, wide.spec())
+    _, asked = _record(QWEN, limits)
+    assert [cfg for kind, cfg in asked if kind == "decode"] == _pair(wide) + [combine]
     assert all(isinstance(cfg, (DecodeConfig, CombineConfig)) for _, cfg in asked if _ == "decode")
 
 

@@ -4,8 +4,12 @@ tuning.json beside this file is the table: one row per shape class of the decode
 group x head_dim x page size x batch x context) with the configuration the sweep ranked first
 there, or none where nothing was measured. A call takes the row of its geometry whose batch,
 then context, is nearest to its own (in log2: 200 sequences go to the 256 row, 1500 tokens to
-2048); a row without a winner, or a geometry without rows, gets `fallback(group)`, the choice
-made from register counts before anything was timed. $ATTNBENCH_FA4_TUNING overrides both.
+2048). A row without a winner takes the winner of the nearest measured row of its geometry
+(nearest batch, then context, to the row's own): at both classes measured so far the tuned ring
+beat the fallback (4271 against 3250 GB/s at B256 x 2048), and served decode replays CUDA graphs
+captured at the longest context, so an unmeasured long-context row is what every step would use.
+A geometry with no measured row gets `fallback(group)`, the choice made from register counts
+before anything was timed. $ATTNBENCH_FA4_TUNING overrides both.
 
 The table is loaded once per process. The sweep that measures it writes it through `Table.save`
 (python -m attnbench.microbench.fa4_sweep); nothing here imports torch or the CuTe DSL.
@@ -139,10 +143,24 @@ class Table:
         return by_context[_nearest(list(by_context), context)]
 
     def choose(self, *, group: int, head_dim: int, page_size: int, batch: int, context: int) -> Tuning:
-        """The class's measured winner, else fallback(group) ($ATTNBENCH_FA4_TUNING is the
-        launcher's business: it replaces the table, see launcher.FA4Decode)."""
+        """The class's measured winner, else the nearest measured class's, else fallback(group)
+        ($ATTNBENCH_FA4_TUNING is the launcher's business: it replaces the table, see
+        launcher.FA4Decode). A function of the class alone, so `reachable` can enumerate it."""
         r = self.row(group=group, head_dim=head_dim, page_size=page_size, batch=batch, context=context)
+        if r is not None and r.tuning is None:
+            r = self.nearest_measured(r)
         return r.tuning if r is not None and r.tuning is not None else fallback(group)
+
+    def nearest_measured(self, r: Row) -> Row | None:
+        """The measured row of r's geometry nearest to r: nearest batch (log2) among the batches
+        with a measured row, then nearest context among that batch's measured rows."""
+        by_batch = {b: {c: x for c, x in by_c.items() if x.tuning is not None}
+                    for b, by_c in self._index.get(r.geometry, {}).items()}
+        by_batch = {b: by_c for b, by_c in by_batch.items() if by_c}
+        if not by_batch:
+            return None
+        by_context = by_batch[_nearest(list(by_batch), r.batch)]
+        return by_context[_nearest(list(by_context), r.context)]
 
     def reachable(self, *, group: int, head_dim: int, page_size: int, max_batch: int,
                   max_context: int) -> list[Tuning]:
