@@ -108,7 +108,8 @@ def metric(kind: str | None, name: str) -> Metric | None:
 RUN_SPECIFIC = frozenset({"result_dir", "seed", "endpoint", "served_model", "repeat", "log_path", "port",
                           "command", "utc_time", "cache_dir", "concurrency",
                           # how serve-bench laid the run out: repeats of one load, whatever the order
-                          "repeats", "interleaved", "side_by_side", "layout", "client_cpus"})
+                          "repeats", "target_ci", "max_repeats", "interleaved", "side_by_side", "layout",
+                          "client_cpus"})
 
 Key = tuple[str, str, str]  # (kind, backend, canonical JSON of the scenario settings)
 

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from attnbench import provenance
+from attnbench import provenance, stats
 from attnbench.backends.registry import Backend
 from attnbench.console import Progress, StatusLine
 from attnbench.errors import UserError
@@ -52,6 +52,10 @@ class ServeBench:
     workers: int = 0
     baseline: str | None = None
     repeats: int = field(default=3, metadata={"flag": "--repeats", "bound": (">=", 1)})  # measured passes per (backend, shape)
+    # More passes, in rounds over the backends still short of it, until the 95% CI half-width of
+    # output tok/s is at most this fraction of the mean (None: exactly `repeats`), up to max_repeats.
+    target_ci: float | None = field(default=None, metadata={"flag": "--target-ci", "bound": (">", 0)})
+    max_repeats: int | None = field(default=None, metadata={"flag": "--max-repeats", "bound": (">=", 1)})  # None: 2 x repeats
     parallel_start: bool | None = None  # None: side by side when the GPU has room
     interleave: bool | None = None  # None: whenever servers run side by side
     warmup_tolerance: float = field(default=0.03, metadata={"flag": "--warmup-tolerance", "bound": (">", 0)})  # steady: two unmeasured passes in a row this close in output tok/s
@@ -61,6 +65,14 @@ class ServeBench:
     prompt_format: str = field(default="token-ids", metadata={"flag": "--prompt-format"})  # or "text": random ids decoded with the tokenizer, as vLLM's random dataset
     tokenizer: str | None = field(default=None, metadata={"flag": "--tokenizer"})  # the tokenizer text prompts are made with (default: the model's folder)
     client_cpus: tuple[int, ...] | None = None  # the load generator's cores (set by run when it starts servers)
+
+    @property
+    def repeat_cap(self) -> int:
+        """The most measured passes per (backend, shape): max_repeats, else 2 x repeats when a CI
+        target asks for more, else repeats."""
+        if self.target_ci is None:
+            return self.repeats
+        return max(self.repeats, self.max_repeats or 2 * self.repeats)
 
 
 def model_shape(cfg: dict | None, serve_args: list[str]) -> dict | None:
@@ -272,6 +284,8 @@ def _pass_record(bench: ServeBench, target: Target, load: Workload, shape: dict 
                  repeat: int, seed: int, warm: Warmup, how: dict) -> Record:
     scenario = {**_scenario(bench, load, target, shape), "seed": seed, "repeat": repeat,
                 "repeats": bench.repeats, **how}
+    if bench.target_ci is not None:
+        scenario.update(target_ci=bench.target_ci, max_repeats=bench.repeat_cap)
     rec = Record(kind="serve", backend=target.name, scenario=scenario, provenance=target.provenance,
                  metrics=p.metrics, samples=samples(p.results))
     rec.samples["observation"] = p.observation
@@ -313,20 +327,55 @@ def measure_shape(targets: list[Target], load: Workload, bench: ServeBench, shap
             live.append(t)
     order = ([(r, t) for r in range(bench.repeats) for t in live] if interleave
              else [(r, t) for t in live for r in range(bench.repeats)])
+    mine: dict[str, list[Record]] = {t.name: [] for t in live}
     for r, t in order:
-        seed = pass_seed(load.seed, load, "measured", r)
-        label = f"[{t.name}] {load.input_len}:{load.output_len} run {r + 1}/{bench.repeats}"
-        p = run_pass(t, load, bench, seed, label, observer)
-        rec = _pass_record(bench, t, load, shape, p, r, seed, warm[t.name], how)
-        rec.save(record_path(bench.result_dir, t.name, load.input_len, load.output_len, r))
-        records.append(rec)
-        if p.interrupted:
-            raise KeyboardInterrupt
-        print(metrics.format_block(rec.metrics, load.max_concurrency, bench.percentiles,
-                                   title=f" {t.name} {load.input_len}:{load.output_len} run {r + 1} "), flush=True)
-        if rec.error:
-            first = next(e for e in rec.samples["errors"] if e)
-            print(f"attnbench: {t.name}: {rec.error}; first: {first}", file=sys.stderr)
+        mine[t.name].append(_measured_pass(t, r, load, bench, shape, warm[t.name], how, observer, records))
+    if bench.target_ci is None:
+        return
+    for r in range(bench.repeats, bench.repeat_cap):  # rounds over the backends still too noisy
+        short = [t for t in live if not precise_enough(mine[t.name], bench.target_ci, bench.keep_flagged)]
+        if not short:
+            break
+        for t in short:
+            mine[t.name].append(_measured_pass(t, r, load, bench, shape, warm[t.name], how, observer, records))
+    for t in live:
+        s = stats.spread(_throughputs(mine[t.name], bench.keep_flagged))
+        met = precise_enough(mine[t.name], bench.target_ci, bench.keep_flagged)
+        print(f"attnbench: [{t.name}] {load.input_len}:{load.output_len}: {len(mine[t.name])} measured passes, "
+              f"output tok/s ±{s.half_width_pct:.1f}% (95% CI); target ±{100 * bench.target_ci:g}% "
+              + ("met" if met else f"NOT met (the cap, --max-repeats {bench.repeat_cap})"), file=sys.stderr, flush=True)
+
+
+def _throughputs(passes: list[Record], keep_flagged: bool) -> list[float]:
+    return [float(r.metrics["output_throughput"]) for r in passes
+            if r.status == "ok" and r.metrics.get("output_throughput") and (keep_flagged or not observe.flags(r))]
+
+
+def precise_enough(passes: list[Record], target: float, keep_flagged: bool = False) -> bool:
+    """Whether the 95% CI half-width of output tok/s over the passes that count (the unflagged
+    ones, unless keep_flagged) is at most `target` of their mean; two passes are the least."""
+    s = stats.spread(_throughputs(passes, keep_flagged))
+    return s.n >= 2 and s.half_width_pct <= 100 * target
+
+
+def _measured_pass(t: Target, r: int, load: Workload, bench: ServeBench, shape: dict | None, warm: Warmup,
+                   how: dict, observer, records: list[Record]) -> Record:
+    """Measured pass r of one target: run, save, print vLLM's block (Ctrl-C: saved, then raised)."""
+    seed = pass_seed(load.seed, load, "measured", r)
+    of = bench.repeats if bench.target_ci is None else f"{bench.repeats}-{bench.repeat_cap}"
+    label = f"[{t.name}] {load.input_len}:{load.output_len} run {r + 1}/{of}"
+    p = run_pass(t, load, bench, seed, label, observer)
+    rec = _pass_record(bench, t, load, shape, p, r, seed, warm, how)
+    rec.save(record_path(bench.result_dir, t.name, load.input_len, load.output_len, r))
+    records.append(rec)
+    if p.interrupted:
+        raise KeyboardInterrupt
+    print(metrics.format_block(rec.metrics, load.max_concurrency, bench.percentiles,
+                               title=f" {t.name} {load.input_len}:{load.output_len} run {r + 1} "), flush=True)
+    if rec.error:
+        first = next(e for e in rec.samples["errors"] if e)
+        print(f"attnbench: {t.name}: {rec.error}; first: {first}", file=sys.stderr)
+    return rec
 
 
 def measure(targets: list[Target], bench: ServeBench, shape: dict | None, interleave: bool, how: dict,

@@ -58,6 +58,8 @@ def serve_bench(
     warmup_tolerance: float = typer.Option(0.03, help="Warm up until two passes in a row agree this closely on output tok/s."),
     max_warmup_passes: int = typer.Option(5, help="At most this many warm-up passes per backend and shape (then measure, flagged as not steady)."),
     repeats: int = typer.Option(3, help="Measured passes per backend and shape (fresh prompts each); means, 95% CIs and ratio CIs over them."),
+    target_ci: Optional[float] = typer.Option(None, help="Then more passes, in rounds over the backends still short of it, until the 95% CI half-width of output tok/s is within this fraction of the mean (e.g. 0.03)."),
+    max_repeats: Optional[int] = typer.Option(None, help="With --target-ci: at most this many measured passes per backend and shape (default 2 x --repeats)."),
     parallel_start: Optional[bool] = typer.Option(None, "--parallel-start/--no-parallel-start", help="Run the backends' servers side by side when the GPU has room for each one's KV cache (default: when it has)."),
     interleave: Optional[bool] = typer.Option(None, "--interleave/--no-interleave", help="Measured passes in rounds across the side-by-side backends (A B, A B, ...) so drift hits all alike (default: when side by side)."),
     keep_flagged: bool = typer.Option(False, "--keep-flagged", help="Count passes flagged as contaminated (JIT, preemption, clock dip, saturated client) in means, CIs and ratios."),
@@ -99,6 +101,12 @@ def serve_bench(
         raise UserError(f"--percentiles takes numbers like 50,90,99 (got {percentiles!r})") from None
     if any(not 0 < p < 100 for p in pcts):
         raise UserError(f"--percentiles must lie strictly between 0 and 100 (got {percentiles!r})")
+    if target_ci is not None and not 0 < target_ci < 1:
+        raise UserError(f"--target-ci is a fraction between 0 and 1, e.g. 0.03 for ±3% (got {target_ci})")
+    if max_repeats is not None and max_repeats < repeats:
+        raise UserError(f"--max-repeats {max_repeats} is below --repeats {repeats}; raise it or drop it (default 2 x --repeats)")
+    if max_repeats is not None and target_ci is None:
+        raise UserError("--max-repeats caps the passes --target-ci adds; give --target-ci too (e.g. --target-ci 0.03)")
     if endpoint and backends:
         raise UserError("--endpoint benchmarks one running server; drop --backends (or drop --endpoint to start vLLM per backend)")
     if endpoint and serve_arg:
@@ -149,6 +157,7 @@ def serve_bench(
         serve_args=list(serve_arg), percentiles=pcts, slos_ms=slos,
         result_dir=result_dir or default_result_dir("serve"), ready_timeout_s=ready_timeout,
         request_timeout_s=request_timeout, workers=client_workers, baseline=baseline, repeats=repeats,
+        target_ci=target_ci, max_repeats=max_repeats,
         parallel_start=parallel_start, interleave=interleave, warmup_tolerance=warmup_tolerance,
         max_warmup_passes=max_warmup_passes, keep_flagged=keep_flagged, prompt_format=prompt_format or "token-ids",
         tokenizer=tokenizer)

@@ -300,6 +300,23 @@ def warmup_lines(records: list[Record]) -> list[str]:
     return ["## Warm-up", "", *out, ""] if out else []
 
 
+def precision_lines(records: list[Record], keep_flagged: bool = False) -> list[str]:
+    """With --target-ci: per (backend, shape), how many passes it took and whether the 95% CI of
+    output tok/s came within the target."""
+    out = []
+    for g in aggregate.groups(records, keep_flagged):
+        target = next((r.scenario.get("target_ci") for r in g.passes if r.scenario.get("target_ci")), None)
+        if target is None:
+            continue
+        s = g.spread("output_throughput")
+        cap = g.passes[-1].scenario.get("max_repeats")
+        met = s.n >= 2 and s.half_width_pct <= 100 * float(target)
+        verdict = "met" if met else f"**not met** (cap {cap} passes)"
+        out.append(f"- {g.backend} {Shape.of(g.passes[0]).label}: {len(g.passes)} measured passes, output tok/s "
+                   f"±{s.half_width_pct:.1f}% (95% CI over {s.n}); target ±{100 * float(target):g}%: {verdict}")
+    return ["## Repeats", "", *out, ""] if out else []
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -343,6 +360,7 @@ def write_summary(result_dir: str | os.PathLike, records: list[Record], baseline
         lines += [f"Layout: {'; '.join(layouts)}", ""]
     lines.append(comparison_markdown(serve, baseline, keep_flagged))
     lines += warmup_lines(serve)
+    lines += precision_lines(serve, keep_flagged)
     failed = [r for r in serve if r.status != "ok" or r.error]  # failed, or lost some requests
     if failed:
         lines += ["## Failed runs", ""]

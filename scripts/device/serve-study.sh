@@ -23,7 +23,7 @@ step machine
 ) &
 
 step serve-bench
-cmd="python3 -m attnbench serve-bench --input 1000,8000 --output 1000,1 --num-prompts 256 --repeats 3 --backends fa3,flashinfer,fa4,attnbench-fa4 --result-dir /tmp/res/serve"
+cmd="python3 -m attnbench serve-bench --input 1000,8000 --output 1000,1 --num-prompts 256 --repeats 3 --target-ci 0.03 --max-repeats 5 --backends fa3,flashinfer,fa4,attnbench-fa4 --result-dir /tmp/res/serve"
 echo "$cmd" > /tmp/res/serve/command.txt
 t0=$(date +%s)
 timeout -k 20 -s INT "${STUDY_LIMIT_S:-1440}" $cmd 2>&1 | stdbuf -oL tr '\r' '\n' \

@@ -305,4 +305,4 @@ def test_cli_dry_run_of_the_seed_study_prints_the_device_command(tmp_path):
     [line] = res.stdout.splitlines()
     assert line.startswith("[1 GPU, 1440 s] ")
     assert ("serve-bench --backends fa3,flashinfer,fa4,attnbench-fa4 --input 1000,8000 --output 1000,1 "
-            f"--num-prompts 256 --repeats 3 --result-dir {tmp_path / 'r/serve/rep0'}") in line
+            f"--num-prompts 256 --repeats 3 --target-ci 0.03 --max-repeats 5 --result-dir {tmp_path / 'r/serve/rep0'}") in line

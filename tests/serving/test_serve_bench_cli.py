@@ -109,6 +109,9 @@ def test_started_servers_one_per_backend_and_a_crash_is_recorded(tmp_path):
     (["--endpoint", "http://127.0.0.1:9", "--serve-arg", "--max-num-seqs"], "with --endpoint the server is already running"),
     (["--request-rate", "0"], "--request-rate must be > 0"),
     (["--goodput", "ttft=5"], "--goodput"),
+    (["--target-ci", "3"], "--target-ci is a fraction between 0 and 1"),
+    (["--target-ci", "0.03", "--max-repeats", "2"], "--max-repeats 2 is below --repeats 3"),
+    (["--max-repeats", "6"], "give --target-ci too"),
 ])
 def test_bad_input_gets_one_clear_line(args, message, tmp_path):
     p = attnbench("serve-bench", *args, "--result-dir", tmp_path)
@@ -161,3 +164,28 @@ def test_lost_requests_fail_the_run_and_say_what_they_were(server, tmp_path):
     assert p.returncode == 1, p.stderr
     assert "1 of 4 requests failed (HTTP 500 x1); figures cover the 3 that finished" in rec.error
     assert "1 of 4 requests failed" in p.stderr
+
+
+def test_a_ci_target_adds_rounds_until_it_is_met_or_the_cap_is_reached(server, tmp_path):
+    url = f"http://127.0.0.1:{server.port}"
+    common = ["--input", "16", "--output", "4", "--num-prompts", "8", "--vocab-size", "500",
+              "--max-warmup-passes", "1", "--keep-flagged"]
+    # a target no run meets: passes up to the cap, and the summary says it was not met
+    out = tmp_path / "capped"
+    p = attnbench("serve-bench", "--endpoint", url, *common, "--repeats", "2", "--target-ci", "1e-9",
+                  "--max-repeats", "4", "--result-dir", out)
+    assert p.returncode == 0, p.stderr
+    recs = [r for r in record.load(out) if r.kind == "serve"]
+    assert sorted(r.scenario["repeat"] for r in recs) == [0, 1, 2, 3]
+    assert {(r.scenario["target_ci"], r.scenario["max_repeats"]) for r in recs} == {(1e-9, 4)}
+    assert "NOT met (the cap, --max-repeats 4)" in p.stderr
+    assert "**not met** (cap 4 passes)" in (out / "summary.md").read_text()
+    agg = json.loads((out / "endpoint" / "serve-16x4.json").read_text())
+    assert sorted(agg["repeats_used"]) == [0, 1, 2, 3]  # the added passes are repeats like the others
+    # a target any three passes meet (t(2) x sd / sqrt(3) under 99% of the mean): no pass is added
+    out = tmp_path / "met"
+    p = attnbench("serve-bench", "--endpoint", url, *common, "--repeats", "3", "--target-ci", "0.99",
+                  "--result-dir", out)
+    assert p.returncode == 0, p.stderr
+    assert sorted(r.scenario["repeat"] for r in record.load(out) if r.kind == "serve") == [0, 1, 2]
+    assert "target ±99% met" in p.stderr and "target ±99%: met" in (out / "summary.md").read_text()
