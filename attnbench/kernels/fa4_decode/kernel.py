@@ -93,11 +93,16 @@ class SplitDecodeKernel:
 
         seq_len = mSeqLens[b]
         num_pages = (seq_len + (P - 1)) // P
-        p_begin = split * pages_per_split
         _, num_splits, _ = cute.arch.grid_dim()
-        # the last split runs to the end of the sequence: a plan made for a shorter max_context
-        # (a CUDA graph replayed after lengths grew) is then slower, never wrong
-        p_end = cutlass.min(p_begin + pages_per_split, num_pages) if split < num_splits - 1 else num_pages
+        # pages_per_split 0: this sequence's own pages cut into num_splits even ranges, read from
+        # seq_lens on the device, so a CUDA graph captured at the longest context still spreads a
+        # short sequence over every split instead of leaving all but its first few empty
+        even = cutlass.max((num_pages + (num_splits - 1)) // num_splits, 1)
+        pps = pages_per_split if pages_per_split > 0 else even
+        p_begin = split * pps
+        # the last split runs to the end of the sequence: a fixed plan made for a shorter
+        # max_context (a graph replayed after lengths grew) is then slower, never wrong
+        p_end = cutlass.min(p_begin + pps, num_pages) if split < num_splits - 1 else num_pages
         t_begin = p_begin * P
         t_end = cutlass.min(p_end * P, seq_len)
 

@@ -237,11 +237,13 @@ class FA4Decode:
         if max_context is None:
             max_context = block_table.shape[1] * self.page_size
         plan = self.plan(batch, max_context)
-        if num_splits is not None:  # forced split count (benchmarks, tests)
+        pages_per_split = 0  # each sequence's own pages spread over the splits (on the device)
+        if num_splits is not None:  # forced split count with fixed page ranges (benchmarks, tests)
             pages = max(1, math.ceil(max_context / self.page_size))
             n = max(1, min(num_splits, self.max_splits, pages))
             pps = math.ceil(pages / n)
             plan = planner.SplitPlan(math.ceil(pages / pps), pps, self.max_splits)
+            pages_per_split = plan.pages_per_split
         scale_log2 = float(scale) * LOG2_E
         cfg_final, cfg_split = self.configs(self.tuning_for(batch, max_context))
         if plan.num_splits == 1:
@@ -251,7 +253,7 @@ class FA4Decode:
         else:
             compile_decode(cfg_split, self.arch)(
                 q, k_cache, v_cache, block_table, seq_lens, self.out_partial, self.lse_partial, out,
-                scale_log2, plan.num_splits, plan.pages_per_split)
+                scale_log2, plan.num_splits, pages_per_split)
             compile_combine(self.cfg_combine, self.arch)(self.out_partial, self.lse_partial, out, plan.num_splits)
         return out
 

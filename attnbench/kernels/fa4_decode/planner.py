@@ -42,7 +42,10 @@ def plan(
     max_splits: int = 64,
     ctas_per_sm: int = 2,
 ) -> SplitPlan:
-    """Choose the split count for the longest sequence of a batch (shorter ones leave splits empty).
+    """Choose the split count for the longest sequence of a batch. The launcher passes the
+    kernel pages_per_split 0, so each sequence's own pages are cut into num_splits even ranges on
+    the device; pages_per_split here is the longest sequence's range (and the range a forced
+    split count uses).
 
     target = num_sms * ctas_per_sm CTAs; splits = ceil(target / (batch * kv_heads)), clamped to
     [1, min(max_splits, pages)]. pages_per_split = ceil(pages / splits), and splits is then
