@@ -3,6 +3,7 @@ commands' config dataclasses: each becomes a flag the command's own CLI parser r
 the scenario's value, and a key or value the command would refuse is refused when the file loads."""
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,3 +164,12 @@ def test_a_key_declared_twice_or_taken_by_the_scenario_is_a_programming_error():
         spec.gpqa_section(TwoSeeds)
     with pytest.raises(TypeError, match=r"OwnGpus declares gpus, which \[parity\] already uses"):
         spec.parity_section(OwnGpus)
+
+
+def test_the_schema_lists_every_key_of_every_section():
+    """docs/schema.md's bullet for each section names each key it accepts."""
+    text = (Path(__file__).resolve().parents[2] / "docs/schema.md").read_text()
+    for name, section in spec.SECTIONS.items():
+        bullet = text.split(f"- `[{name}]`:", 1)[1].split("\n- ", 1)[0].split("\n\n", 1)[0]
+        missing = [k for k in section.keys if k not in spec.COMMON and not re.search(f"`{k}[` ]", bullet)]
+        assert not missing, f"docs/schema.md [{name}] lacks {missing}"
