@@ -47,7 +47,8 @@ class GPQARun:
     temperature: float = field(default=1.0, metadata={"flag": "--temperature", "bound": (">=", 0)})
     limit: int | None = field(default=None, metadata={"flag": "--limit", "bound": (">=", 1)})
     seed: int = field(default=0, metadata={"flag": "--seed"})
-    model: str | None = field(default=None, metadata={"flag": "--model"})  # with an endpoint: None takes the server's model
+    # with an endpoint: None takes the server's model
+    model: str | None = field(default=None, metadata={"flag": "--model"})
     endpoint: str | None = None
     name: str = "endpoint"  # the backend name an endpoint's record carries
     backends: list[Any] = field(default_factory=list)  # registry.Backend

@@ -37,7 +37,8 @@ FLOOR = -9999.0  # vLLM clamps -inf to this in completion logprobs; we do the sa
 class Settings:
     prompts: PromptSet = field(default_factory=PromptSet)
     # flags as run.Parity says; the bounds are those __post_init__ checks
-    top_k: int = field(default=10, metadata={"flag": "--top-k", "bound": (">=", 1)})  # vLLM refuses more than its --max-logprobs (default 20)
+    # vLLM refuses more than its --max-logprobs (default 20)
+    top_k: int = field(default=10, metadata={"flag": "--top-k", "bound": (">=", 1)})
     max_tokens: int = field(default=32, metadata={"flag": "--max-tokens", "bound": (">=", 1)})
     request_timeout_s: float = field(default=600.0, metadata={"flag": "--request-timeout", "bound": (">", 0)})
     concurrency: int = field(default=64, metadata={"flag": "--concurrency", "bound": (">=", 1)})  # requests in flight

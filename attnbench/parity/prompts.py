@@ -21,7 +21,8 @@ SOURCES = ("random", "text")
 @dataclass(frozen=True)
 class PromptSet:
     # flags as parity.run.Parity says; the bounds are those __post_init__ checks (long_len: at least short_len's)
-    num_prompts: int = field(default=64, metadata={"flag": "--num-prompts", "bound": (">=", 1)})  # half short, half long (a single prompt is long): 64 in flight at once
+    # half short, half long (a single prompt is long): 64 in flight at once
+    num_prompts: int = field(default=64, metadata={"flag": "--num-prompts", "bound": (">=", 1)})
     short_len: int = field(default=64, metadata={"flag": "--short-len", "bound": (">=", 2)})
     long_len: int = field(default=4096, metadata={"flag": "--long-len", "bound": (">=", 2)})
     seed: int = field(default=0, metadata={"flag": "--seed"})

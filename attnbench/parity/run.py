@@ -34,7 +34,8 @@ class Parity:
     endpoints: dict[str, str] = field(default_factory=dict)  # name -> base URL
     backends: list[Backend] = field(default_factory=list)
     serve_args: list[str] = field(default_factory=list, metadata={"flag": "--serve-arg", "each": True})
-    reference: str | None = field(default=None, metadata={"flag": "--reference"})  # None: fa3 when present, else the first source
+    # None: fa3 when present, else the first source
+    reference: str | None = field(default=None, metadata={"flag": "--reference"})
     # a model folder, "auto" (the model's folder when it has weights) or "off"
     hf_reference: str = field(default=AUTO, metadata={"flag": "--hf-reference"})
     thresholds: Thresholds = field(default_factory=Thresholds)

@@ -55,8 +55,10 @@ class Thresholds:
     # top-k overlap is judged only against a null (or when set): with near-flat distributions
     # (random weights) rounding reorders the near-tied tail of every top-k list
     min_topk_overlap: float | None = field(default=None, metadata=_flag("min-topk-overlap"))
-    null_factor: float = field(default=3.0, metadata=_flag("null-factor"))  # with a null pass: fail above this many times the null's value
-    null_floor: float = field(default=0.25, metadata=_flag("null-floor"))  # ... but the limit is never below this share of the bf16 estimate
+    # with a null pass: fail above this many times the null's value, but the limit is never below
+    # null_floor's share of the bf16 estimate
+    null_factor: float = field(default=3.0, metadata=_flag("null-factor"))
+    null_floor: float = field(default=0.25, metadata=_flag("null-floor"))
 
     def fixed(self, fp32: bool = False) -> dict[str, tuple[str, float]]:
         """metric -> ('max' | 'min', limit): the bf16 estimates (times fp32_factor against fp32)."""

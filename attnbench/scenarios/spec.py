@@ -110,7 +110,8 @@ def _check_bounds(table: dict, bounds: dict[str, tuple[str, Any]], where: str, s
             continue
         for v in _listed(table[key]):
             if op == "in" and v not in bound:
-                raise UserError(f"{source}: {where}.{key} must be one of {', '.join(map(str, bound))} (got {table[key]!r})")
+                allowed = ", ".join(map(str, bound))
+                raise UserError(f"{source}: {where}.{key} must be one of {allowed} (got {table[key]!r})")
             if op != "in" and not (v > bound if op == ">" else v >= bound):
                 raise UserError(f"{source}: {where}.{key} must be {op} {bound:g} (got {table[key]!r})")
 
