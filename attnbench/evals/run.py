@@ -19,7 +19,8 @@ from typing import Any
 from attnbench import atomic, stats
 from attnbench.evals import gpqa
 from attnbench.evals.cache import KEY_FIELDS, Cache, key, server_key
-from attnbench.evals.sampler import MAX_TOKENS
+from attnbench.evals.grader import GRADERS
+from attnbench.evals.sampler import APIS, EFFORTS, MAX_TOKENS
 from attnbench.evals.types import Eval, Sampler, SamplerResponse, SingleEvalResult, prompt_sha, user
 from attnbench.records.record import Record
 
@@ -32,27 +33,34 @@ CHAT_PROMPT_ALLOWANCE = 4096
 
 @dataclass
 class GPQARun:
+    """What `attnbench gpqa` runs. A field whose metadata has a "flag" is also the [gpqa] scenario
+    key of its name, checked when the scenario loads (metadata as serving.bench.ServeBench says)."""
     result_dir: Path
-    dataset: str = "diamond"
-    effort: str = "low"
-    api: str = "responses"
-    repeats: int = 8
-    concurrency: int = 64
-    max_tokens: int = MAX_TOKENS  # the reference's; capped by the server's max model length
-    temperature: float = 1.0
-    limit: int | None = None
-    seed: int = 0
-    model: str | None = None  # with an endpoint: None takes the server's model
+    dataset: str = field(default="diamond", metadata={"flag": "--dataset"})
+    # a scenario's list of efforts is one run per effort
+    effort: str = field(default="low", metadata={"flag": "--effort", "type": str | list[str], "choices": EFFORTS})
+    api: str = field(default="responses", metadata={"flag": "--api", "choices": APIS})
+    repeats: int = field(default=8, metadata={"flag": "--repeats", "bound": (">=", 1)})
+    concurrency: int = field(default=64, metadata={"flag": "--concurrency", "bound": (">=", 1)})
+    # the reference's; capped by the server's max model length
+    max_tokens: int = field(default=MAX_TOKENS, metadata={"flag": "--max-tokens", "bound": (">=", 1)})
+    temperature: float = field(default=1.0, metadata={"flag": "--temperature", "bound": (">=", 0)})
+    limit: int | None = field(default=None, metadata={"flag": "--limit", "bound": (">=", 1)})
+    seed: int = field(default=0, metadata={"flag": "--seed"})
+    # with an endpoint: None takes the server's model
+    model: str | None = field(default=None, metadata={"flag": "--model"})
     endpoint: str | None = None
     name: str = "endpoint"  # the backend name an endpoint's record carries
     backends: list[Any] = field(default_factory=list)  # registry.Backend
-    serve_args: list[str] = field(default_factory=list)
-    request_timeout_s: float = 3600.0
-    retry_time_s: float = 7200.0  # total time one sample may spend on retries before it counts as failed
+    serve_args: list[str] = field(default_factory=list, metadata={"flag": "--serve-arg", "each": True})
+    request_timeout_s: float = field(default=3600.0, metadata={"flag": "--request-timeout", "bound": (">", 0)})
+    # total time one sample may spend on retries before it counts as failed
+    retry_time_s: float = field(default=7200.0, metadata={"flag": "--retry-time", "bound": (">=", 0)})
     backoff_s: float = 1.0
-    empty_resamples: int = 4  # chat: times an empty final content is asked again
-    grader: str = "reference"
-    ready_timeout_s: float = 900.0
+    # chat: times an empty final content is asked again
+    empty_resamples: int = field(default=4, metadata={"flag": "--empty-resamples", "bound": (">=", 0)})
+    grader: str = field(default="reference", metadata={"flag": "--grader", "choices": GRADERS})
+    ready_timeout_s: float = field(default=900.0, metadata={"flag": "--ready-timeout", "bound": (">", 0)})
 
 
 @dataclass
@@ -80,7 +88,6 @@ def _say(text: str) -> None:
 
 def run(cfg: GPQARun, notice: Callable[[str], None] = _say) -> list[Record]:
     from attnbench.errors import UserError
-    from attnbench.evals.grader import GRADERS
 
     if cfg.grader not in GRADERS:
         raise UserError(f"--grader {cfg.grader!r}: use reference (as gpt-oss scores) or lenient")

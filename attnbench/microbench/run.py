@@ -13,7 +13,7 @@ import importlib
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
 from attnbench.errors import UserError
@@ -26,11 +26,15 @@ REFERENCE = "reference"
 
 @dataclass(frozen=True)
 class Options:
-    device: str = "cuda"
-    repeats: int = 20
+    """How each shape is measured (the grid says which shapes). A field whose metadata has a
+    "flag" is also a [microbench] scenario key beside `grid = FILE` (metadata as
+    serving.bench.ServeBench says; the bounds are those the CLI checks)."""
+    device: str = field(default="cuda", metadata={"flag": "--device"})
+    repeats: int = field(default=20, metadata={"flag": "--repeats", "bound": (">=", 1)})
     warmup: int = 3
     cold_l2: bool = False
-    fa4_splits: int | None = None  # None or 0: FA4's own heuristic; N: num_splits=N ("fa4-splitsN")
+    # None or 0: FA4's own heuristic; N: num_splits=N ("fa4-splitsN")
+    fa4_splits: int | None = field(default=None, metadata={"flag": "--fa4-splits", "bound": (">=", 0)})
     seed: int = 0
     precompile: bool = False  # first call of every backend x shape before any shape is timed
 

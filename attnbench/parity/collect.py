@@ -36,10 +36,12 @@ FLOOR = -9999.0  # vLLM clamps -inf to this in completion logprobs; we do the sa
 @dataclass(frozen=True)
 class Settings:
     prompts: PromptSet = field(default_factory=PromptSet)
-    top_k: int = 10  # vLLM refuses more than its --max-logprobs (default 20)
-    max_tokens: int = 32
-    request_timeout_s: float = 600.0
-    concurrency: int = 64  # requests in flight
+    # flags as run.Parity says; the bounds are those __post_init__ checks
+    # vLLM refuses more than its --max-logprobs (default 20)
+    top_k: int = field(default=10, metadata={"flag": "--top-k", "bound": (">=", 1)})
+    max_tokens: int = field(default=32, metadata={"flag": "--max-tokens", "bound": (">=", 1)})
+    request_timeout_s: float = field(default=600.0, metadata={"flag": "--request-timeout", "bound": (">", 0)})
+    concurrency: int = field(default=64, metadata={"flag": "--concurrency", "bound": (">=", 1)})  # requests in flight
 
     def __post_init__(self) -> None:
         if self.top_k < 1:

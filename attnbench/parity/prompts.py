@@ -8,7 +8,7 @@ confident distributions of real use, where a small attention error moves the top
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -20,13 +20,17 @@ SOURCES = ("random", "text")
 
 @dataclass(frozen=True)
 class PromptSet:
-    num_prompts: int = 64  # half short, half long (a single prompt is long): 64 in flight at once
-    short_len: int = 64
-    long_len: int = 4096
-    seed: int = 0
-    vocab_size: int = 10_000
-    source: str = "random"  # "random" token ids, or "text" from the shipped corpus
-    tokenizer: str | None = None  # with "text": a folder holding tokenizer.json (the model's)
+    # flags as parity.run.Parity says; the bounds are those __post_init__ checks (long_len: at least short_len's)
+    # half short, half long (a single prompt is long): 64 in flight at once
+    num_prompts: int = field(default=64, metadata={"flag": "--num-prompts", "bound": (">=", 1)})
+    short_len: int = field(default=64, metadata={"flag": "--short-len", "bound": (">=", 2)})
+    long_len: int = field(default=4096, metadata={"flag": "--long-len", "bound": (">=", 2)})
+    seed: int = field(default=0, metadata={"flag": "--seed"})
+    vocab_size: int = field(default=10_000, metadata={"flag": "--vocab-size", "bound": (">=", 2)})
+    # "random" token ids, or "text" from the shipped corpus
+    source: str = field(default="random", metadata={"key": "prompts", "flag": "--prompts", "choices": SOURCES})
+    # with "text": a folder holding tokenizer.json (the model's)
+    tokenizer: str | None = field(default=None, metadata={"flag": "--tokenizer"})
 
     def __post_init__(self) -> None:
         for ok, message in (

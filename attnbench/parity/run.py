@@ -24,16 +24,22 @@ AUTO, OFF = "auto", "off"
 
 @dataclass
 class Parity:
+    """What `attnbench parity` runs. A field here, in Settings, PromptSet or Thresholds whose
+    metadata has a "flag" is also the [parity] scenario key of its name, checked when the scenario
+    loads (metadata as serving.bench.ServeBench says)."""
     settings: Settings
     result_dir: Path
-    model: str | None = None  # embedded name, folder or HF id; with endpoints, the served model name (or its folder)
+    # embedded name, folder or HF id; with endpoints, the served model name (or its folder)
+    model: str | None = field(default=None, metadata={"flag": "--model"})
     endpoints: dict[str, str] = field(default_factory=dict)  # name -> base URL
     backends: list[Backend] = field(default_factory=list)
-    serve_args: list[str] = field(default_factory=list)
-    reference: str | None = None  # None: fa3 when present, else the first source
-    hf_reference: str = AUTO  # a model folder, "auto" (the model's folder when it has weights) or "off"
+    serve_args: list[str] = field(default_factory=list, metadata={"flag": "--serve-arg", "each": True})
+    # None: fa3 when present, else the first source
+    reference: str | None = field(default=None, metadata={"flag": "--reference"})
+    # a model folder, "auto" (the model's folder when it has weights) or "off"
+    hf_reference: str = field(default=AUTO, metadata={"flag": "--hf-reference"})
     thresholds: Thresholds = field(default_factory=Thresholds)
-    ready_timeout_s: float = 900.0
+    ready_timeout_s: float = field(default=900.0, metadata={"flag": "--ready-timeout", "bound": (">", 0)})
     random_weights: bool = False  # embedded model: real random weights instead of vLLM's dummy ones
     null_pass: bool = True  # collect the reference again (null) and rescore every continuation with it
 

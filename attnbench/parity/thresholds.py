@@ -29,28 +29,36 @@ derived from it would be loose. Top-1 and top-k are limited through their disagr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from attnbench.parity.metrics import TIE_MARGIN
 
 TOPK_OVERLAP_SCALE = 0.9  # the overlap whose disagreement (0.1) the null floor takes its share of
 
 
+def _flag(name: str) -> dict:
+    """A limit's flag, and its [parity] scenario key: the flag's name (as parity.run.Parity says)."""
+    return {"key": name.replace("-", "_"), "flag": f"--{name}"}
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    max_abs_dlogprob: float = 0.25
-    mean_abs_dlogprob: float = 0.02
-    mean_kl: float = 0.005
-    min_top1_agreement: float = 0.98  # applies to top1_agreement_tie_aware
-    min_greedy_prefix_mean: float | None = None  # off by default: one near-tie ends a greedy prefix
+    max_abs_dlogprob: float = field(default=0.25, metadata=_flag("max-dlogprob"))
+    mean_abs_dlogprob: float = field(default=0.02, metadata=_flag("mean-dlogprob"))
+    mean_kl: float = field(default=0.005, metadata=_flag("max-mean-kl"))
+    min_top1_agreement: float = field(default=0.98, metadata=_flag("min-top1"))  # applies to top1_agreement_tie_aware
+    # off by default: one near-tie ends a greedy prefix
+    min_greedy_prefix_mean: float | None = field(default=None, metadata=_flag("min-greedy-prefix"))
     tie_margin: float = TIE_MARGIN
-    fp32_factor: float = 2.0
+    fp32_factor: float = field(default=2.0, metadata=_flag("fp32-factor"))
     max_flat_fraction: float = 0.5  # share of positions with all top-k logprobs equal (metrics.degenerate)
     # top-k overlap is judged only against a null (or when set): with near-flat distributions
     # (random weights) rounding reorders the near-tied tail of every top-k list
-    min_topk_overlap: float | None = None
-    null_factor: float = 3.0  # with a null pass: fail above this many times the null's value
-    null_floor: float = 0.25  # ... but the limit is never below this share of the bf16 estimate
+    min_topk_overlap: float | None = field(default=None, metadata=_flag("min-topk-overlap"))
+    # with a null pass: fail above this many times the null's value, but the limit is never below
+    # null_floor's share of the bf16 estimate
+    null_factor: float = field(default=3.0, metadata=_flag("null-factor"))
+    null_floor: float = field(default=0.25, metadata=_flag("null-floor"))
 
     def fixed(self, fp32: bool = False) -> dict[str, tuple[str, float]]:
         """metric -> ('max' | 'min', limit): the bf16 estimates (times fp32_factor against fp32)."""

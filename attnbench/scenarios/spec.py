@@ -5,7 +5,9 @@ they measure.
 
 A study section ([serve], [microbench], [gpqa], [parity]) is one `Section` declaration below:
 its allowed keys with their types, and how one (backend, setting) becomes a command line. The
-[serve] keys that are serve-bench flags are read from serve-bench's config dataclass (`options`).
+keys that are flags of the section's command (with their types, bounds and choices) are read from
+the command's config dataclass (`options`): serve-bench's ServeBench, gpqa's GPQARun, parity's
+Parity and microbench's Options, so a new flag is one metadata entry there.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from typing import Any, Callable
 
 from attnbench.backends import registry
 from attnbench.errors import UserError
+from attnbench.evals.run import GPQARun
 from attnbench.microbench.grid import Grid
 from attnbench.microbench.grid import load as load_grid
+from attnbench.microbench.run import Options as MicrobenchOptions
+from attnbench.parity.run import Parity
 from attnbench.serving.bench import ServeBench
 
 INT, FLOAT, STR, BOOL = int, float, str, bool
@@ -97,13 +102,17 @@ def _check(table: dict, allowed: dict[str, Any], where: str, source: Path) -> No
             raise UserError(f"{source}: {name} must be {_type_name(allowed[key])} (got {value!r})")
 
 
-def _check_bounds(table: dict, bounds: dict[str, tuple[str, float]], where: str, source: Path) -> None:
-    """Values in range at load, not inside a subprocess later: num_prompts = 0, input = [-5]."""
+def _check_bounds(table: dict, bounds: dict[str, tuple[str, Any]], where: str, source: Path) -> None:
+    """Values in range at load, not inside a subprocess later: num_prompts = 0, input = [-5],
+    effort = "hgih" (op "in": one of the bound's values)."""
     for key, (op, bound) in bounds.items():
         if key not in table:
             continue
         for v in _listed(table[key]):
-            if not (v > bound if op == ">" else v >= bound):
+            if op == "in" and v not in bound:
+                allowed = ", ".join(map(str, bound))
+                raise UserError(f"{source}: {where}.{key} must be one of {allowed} (got {table[key]!r})")
+            if op != "in" and not (v > bound if op == ">" else v >= bound):
                 raise UserError(f"{source}: {where}.{key} must be {op} {bound:g} (got {table[key]!r})")
 
 
@@ -113,16 +122,6 @@ def _listed(value: Any) -> list:
 
 def _csv(values: list) -> str:
     return ",".join(str(v) for v in values)
-
-
-def _flags(table: dict, names: dict[str, str]) -> list[str]:
-    """TOML keys -> CLI flags for the keys present: {"num_prompts": "--num-prompts"}."""
-    out: list[str] = []
-    for key, flag in names.items():
-        if key in table:
-            value = table[key]
-            out += [flag, _csv(value) if isinstance(value, list) else str(value)]
-    return out
 
 
 def _repeated(flag: str, values: list[str]) -> list[str]:
@@ -151,7 +150,7 @@ class Section:
     name: str
     keys: dict[str, Any]
     runs: Callable[[dict, list[str], Path], list[Run]]  # (table, backends, scenario file) -> runs
-    bounds: dict[str, tuple[str, float]] = field(default_factory=dict)  # key -> (">" or ">=", bound)
+    bounds: dict[str, tuple[str, Any]] = field(default_factory=dict)  # key -> (">" or ">=", n) or ("in", values)
 
 
 COMMON = {"backends": [STR], "gpus": INT, "args": [STR], "timeout_s": FLOAT}  # args: extra flags passed verbatim
@@ -166,6 +165,7 @@ class Option:
     type: Any  # this module's notation: int, [str], (int, [int])
     bound: tuple[str, float] | None = None
     each: bool = False  # one `--flag=v` per list item, for a repeatable flag
+    choices: tuple[str, ...] | None = None  # the values the command accepts
 
     def argv(self, value: Any) -> list[str]:
         if self.each:
@@ -175,7 +175,7 @@ class Option:
 
 def options(config: type) -> list[Option]:
     """The flags a config dataclass declares in its fields' metadata (see ServeBench), in field
-    order; a field that is itself a config dataclass (ServeBench.load) adds its own."""
+    order; a field that is itself a config dataclass (ServeBench.load, Parity.settings) adds its own."""
     hints = typing.get_type_hints(config)
     out: list[Option] = []
     for f in fields(config):
@@ -183,8 +183,26 @@ def options(config: type) -> list[Option]:
             out += options(hints[f.name])
         for m in f.metadata.get("options", [f.metadata] if "flag" in f.metadata else []):
             out.append(Option(m.get("key", f.name), m["flag"], _scenario_type(m.get("type", hints[f.name])),
-                              m.get("bound"), m.get("each", False)))
+                              m.get("bound"), m.get("each", False), m.get("choices")))
     return out
+
+
+def _argv(flags: list[Option], values: dict) -> list[str]:
+    """The flags of the keys `values` sets, in declaration order."""
+    return [a for o in flags if o.key in values for a in o.argv(values[o.key])]
+
+
+def command_section(name: str, config: type, runs: Callable[..., list[Run]], only: dict[str, Any]) -> Section:
+    """A section whose keys are the flags `config` declares (`options`), plus `only`, the keys a
+    scenario alone has; `runs(flags, table, backends, source)` makes its command lines."""
+    flags = options(config)
+    keys = [o.key for o in flags]
+    twice = {k for k in keys if keys.count(k) > 1} | (set(keys) & {*COMMON, *only})
+    if twice:
+        raise TypeError(f"{config.__name__} declares {', '.join(sorted(twice))}, which [{name}] already uses")
+    bounds = {o.key: o.bound for o in flags if o.bound}
+    bounds |= {o.key: ("in", o.choices) for o in flags if o.choices}
+    return Section(name, {**COMMON, **only, **{o.key: o.type for o in flags}}, functools.partial(runs, flags), bounds)
 
 
 def _scenario_type(hint: Any) -> Any:
@@ -208,8 +226,7 @@ def _serve_runs(flags: list[Option], t: dict, backends: list[str], source: Path)
     if len(inputs) != len(outputs):
         raise UserError(f"{source}: [serve] input and output must have the same length "
                         f"(pairs (input, output)); got {len(inputs)} and {len(outputs)}")
-    values = {**t, "input": inputs, "output": outputs}
-    common = [a for o in flags if o.key in values for a in o.argv(values[o.key])] + t.get("args", [])
+    common = _argv(flags, {**t, "input": inputs, "output": outputs}) + t.get("args", [])
     endpoints = t.get("endpoints", {})
     for name, url in endpoints.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
@@ -232,12 +249,7 @@ SERVE_ONLY = {"endpoints": dict, "together": BOOL}  # [serve] keys that are no s
 
 def serve_section(config: type = ServeBench) -> Section:
     """[serve]: the flags serve-bench's config declares, plus the keys only a scenario has."""
-    flags = options(config)
-    clash = {o.key for o in flags} & {*COMMON, *SERVE_ONLY}
-    if clash:
-        raise TypeError(f"{config.__name__} declares {', '.join(sorted(clash))}, which [serve] already uses")
-    return Section("serve", {**COMMON, **SERVE_ONLY, **{o.key: o.type for o in flags}},
-                   functools.partial(_serve_runs, flags), {o.key: o.bound for o in flags if o.bound})
+    return command_section("serve", config, _serve_runs, SERVE_ONLY)
 
 
 SERVE = serve_section()
@@ -267,8 +279,9 @@ def _grid_file(t: dict, source: Path) -> Grid:
     return load_grid(path)
 
 
-def _microbench_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
-    """One run per backend over the whole grid: `microbench <op> --grid FILE --backends b`."""
+def _microbench_runs(flags: list[Option], t: dict, backends: list[str], source: Path) -> list[Run]:
+    """One run per backend over the whole grid: `microbench <op> --grid FILE --backends b`, with
+    the measurement flags (repeats, ...) beside `grid = FILE`."""
     grid = _grid_file(t, source)
     path = Path(grid.source)
     if not backends:
@@ -276,46 +289,53 @@ def _microbench_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
         for b in backends:
             _known(b, path, "[microbench] grid backends")
     name = path.stem if path != source.resolve() else grid.op
-    return [Run(f"microbench-{name}-{b}", ("microbench", grid.op, "--grid", str(path), "--backends", b,
-                                           *t.get("args", [])), _gpus(t)) for b in backends]
+    common = _argv(flags, t) + t.get("args", [])
+    return [Run(f"microbench-{name}-{b}", ("microbench", grid.op, "--grid", str(path), "--backends", b, *common),
+                _gpus(t)) for b in backends]
 
 
-MICROBENCH = Section("microbench", {**COMMON, **GRID_KEYS, "grid": STR}, _microbench_runs)
+def microbench_section(config: type = MicrobenchOptions) -> Section:
+    """[microbench]: the grid keys (what `microbench --grid` reads), `grid`, and the flags of how
+    each shape is measured, which microbench's Options declares."""
+    return command_section("microbench", config, _microbench_runs, {**GRID_KEYS, "grid": STR})
 
 
-def _gpqa_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
+MICROBENCH = microbench_section()
+
+
+def _gpqa_runs(flags: list[Option], t: dict, backends: list[str], source: Path) -> list[Run]:
     """One run per (backend, effort)."""
-    common = _flags(t, {"model": "--model", "dataset": "--dataset", "repeats": "--repeats",
-                        "concurrency": "--concurrency", "api": "--api", "max_tokens": "--max-tokens",
-                        "temperature": "--temperature", "limit": "--limit", "seed": "--seed",
-                        "max_model_len": "--max-model-len"})
-    common += _repeated("--serve-arg", t.get("serve_args", [])) + t.get("args", [])
-    return [Run(f"gpqa-{b}-{e}", ("gpqa", "--backends", b, "--effort", e, *common), _gpus(t))
+    [effort] = [o for o in flags if o.key == "effort"]
+    common = _argv([o for o in flags if o is not effort], t) + t.get("args", [])
+    return [Run(f"gpqa-{b}-{e}", ("gpqa", "--backends", b, *effort.argv(e), *common), _gpus(t))
             for b, e in itertools.product(backends, _listed(t.get("effort", "low")))]
 
 
-GPQA = Section("gpqa", {**COMMON, "effort": (STR, [STR]), "model": STR, "dataset": STR, "repeats": INT,
-                        "concurrency": INT, "api": STR, "max_tokens": INT, "temperature": FLOAT, "limit": INT,
-                        "seed": INT, "max_model_len": INT, "serve_args": [STR]}, _gpqa_runs,
-              {"repeats": (">=", 1), "concurrency": (">=", 1), "max_tokens": (">=", 1), "temperature": (">=", 0),
-               "limit": (">=", 1), "max_model_len": (">=", 1)})
+def gpqa_section(config: type = GPQARun) -> Section:
+    """[gpqa]: the flags gpqa's config declares (`effort` may be a list: one run per effort)."""
+    return command_section("gpqa", config, _gpqa_runs, {})
 
 
-def _parity_runs(t: dict, backends: list[str], source: Path) -> list[Run]:
-    """One run: parity compares every backend with the reference, so they belong together."""
+GPQA = gpqa_section()
+
+
+def _parity_runs(flags: list[Option], t: dict, backends: list[str], source: Path) -> list[Run]:
+    """One run: parity compares every backend with the reference, so they belong together; the
+    reference (fa3 unless set) comes first and is always passed."""
     reference = t.get("reference", "fa3")
     _known(reference, source, "[parity].reference")
     names = [reference] + [b for b in backends if b != reference]
     args = ["parity", "--backends", _csv(names), "--reference", reference]
-    args += _flags(t, {"model": "--model", "num_prompts": "--num-prompts", "top_k": "--top-k",
-                       "max_tokens": "--max-tokens", "seed": "--seed", "hf_reference": "--hf-reference"})
-    args += _repeated("--serve-arg", t.get("serve_args", [])) + t.get("args", [])
+    args += _argv([o for o in flags if o.key != "reference"], t) + t.get("args", [])
     return [Run("parity", tuple(args), _gpus(t))]
 
 
-PARITY = Section("parity", {**COMMON, "reference": STR, "model": STR, "num_prompts": INT, "top_k": INT,
-                            "max_tokens": INT, "seed": INT, "hf_reference": STR, "serve_args": [STR]}, _parity_runs,
-                {"num_prompts": (">=", 1), "top_k": (">=", 1), "max_tokens": (">=", 1)})
+def parity_section(config: type = Parity) -> Section:
+    """[parity]: the flags parity's config declares (its settings, prompts and thresholds too)."""
+    return command_section("parity", config, _parity_runs, {})
+
+
+PARITY = parity_section()
 
 SECTIONS: dict[str, Section] = {s.name: s for s in (SERVE, MICROBENCH, GPQA, PARITY)}
 

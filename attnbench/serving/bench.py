@@ -31,7 +31,8 @@ class ServeBench:
     passed as that flag: scenarios/spec.py reads this metadata, so a new flag needs no edit there.
     Besides "flag": "bound", (">=" or ">", n); "type", the scenario value's type where the field's
     differs; "key", the scenario name where the field's differs; "each": True for a repeatable
-    flag, one `--flag=v` per item; "options", a list of such dicts where one field takes several."""
+    flag, one `--flag=v` per item; "choices", the values the flag accepts; "options", a list of
+    such dicts where one field takes several."""
     # (input, output) pairs, run in order against each server
     shapes: list[tuple[int, int]] = field(metadata={"options": (
         {"key": "input", "flag": "--input", "type": int | list[int], "bound": (">=", 1)},
