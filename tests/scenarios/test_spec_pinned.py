@@ -28,7 +28,8 @@ def expected(name: str) -> list[tuple[str, int, float | None, list[str]]]:
                                      "--result-dir", "R"])]
     if name == "seed-serve":
         return [("serve", 1, 1440, ["serve-bench", "--backends", "fa3,flashinfer,fa4,attnbench-fa4", "--input", "1000,8000",
-                                    "--output", "1000,1", "--num-prompts", "256", "--repeats", "3", "--result-dir", "R"])]
+                                    "--output", "1000,1", "--num-prompts", "256", "--repeats", "3", "--target-ci", "0.03",
+                                    "--max-repeats", "5", "--result-dir", "R"])]
     raise AssertionError(f"scenarios/{name}.toml is not pinned here: add its expected command lines")
 
 
