@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -12,6 +14,21 @@ import typer
 from attnbench.errors import UserError
 
 INCOMPLETE = 3  # exit code: the budget was spent before every run ran (1: every run ran, some failed)
+
+
+@contextlib.contextmanager
+def _first_signal_only():
+    """The first Ctrl-C or SIGTERM stops the study; later ones are ignored, so they cannot cut the
+    servers' stop short. The handlers from before are back afterwards."""
+    from attnbench import procs
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    procs.sigterm_raises_interrupt(once=True)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def run(
@@ -42,9 +59,14 @@ def run(
     for flag, value in (("--run-timeout", run_timeout), ("--budget-s", budget_s)):
         if value is not None and value <= 0:
             raise UserError(f"{flag} must be > 0 seconds (got {value:g})")
+    if study.servers is not None and (ray or ray_address):
+        raise UserError(f"{scenario}: a scenario with [servers] runs here, one run after another "
+                        "(its servers listen on this machine's loopback); drop --ray")
     out = result_dir or Path("results") / f"{provenance.utc_now().replace(':', '')}-{study.name}"
     if dry_run:
         r = runner.Runner(study, runs, out, timeout_s=run_timeout, budget_s=budget_s)
+        for server in study.servers.servers if study.servers else []:
+            print(f"[server {study.servers.describe(server)}]")
         for run_ in runs:
             limit = r.run_timeout(run_)
             print(f"[{run_.gpus} GPU{f', {limit:g} s' if limit else ''}] {shlex.join(r.command(run_))}")
@@ -68,7 +90,7 @@ def run(
         raise UserError(f"{out} holds a study already (manifest.json): pass --resume to continue it, "
                         "or choose another --result-dir")
     r = runner.Runner(study, runs, out, timeout_s=run_timeout, on_done=done, on_start=start, resume=resume,
-                      budget_s=budget_s)
+                      budget_s=budget_s, say=lambda line: print(f"servers: {line}", file=sys.stderr, flush=True))
     if resume:
         print(f"resuming: {len(r.done)} of {len(runs)} runs ok in an earlier run, kept (\"reused\" in the manifest)",
               file=sys.stderr)
@@ -77,7 +99,8 @@ def run(
               file=sys.stderr)
     print(f"{study.name}: {len(runs)} runs -> {out}", file=sys.stderr, flush=True)
     if not (ray or ray_address):
-        outcomes = r.run_local()
+        with _first_signal_only() if study.servers else contextlib.nullcontext():
+            outcomes = r.run_local()
     else:
         try:
             import ray as _ray  # noqa: F401

@@ -5,7 +5,13 @@ inherits it) and ship their result files back to the driver's tree.
 
 The command prefix is the hook tests use to stand in for attnbench: by default
 `python -m attnbench`, or the words of $ATTNBENCH_RUN_PREFIX (e.g. "python fake_attnbench.py");
-the run's arguments, ending in `--result-dir DIR`, follow it.
+the run's arguments, ending in `--result-dir DIR`, follow it. A [[step]] command of another
+program runs as it is written.
+
+A scenario with [servers] runs locally: its servers start before the first run, stay up while the
+runs execute (each `{endpoint:LABEL}` is filled as its run starts; the manifest keeps the
+placeholder, so --resume compares commands, not ports) and are stopped when the runs end, the
+budget is spent, or we are interrupted.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any, Callable
 
 from attnbench import atomic, procs, provenance
 from attnbench.errors import UserError
+from attnbench.scenarios import servers
 from attnbench.scenarios.spec import Run, Scenario
 
 PREFIX_ENV = "ATTNBENCH_RUN_PREFIX"
@@ -146,7 +153,8 @@ class Runner:
     def __init__(self, scenario: Scenario, runs: list[Run], result_dir: Path, prefix: list[str] | None = None,
                  timeout_s: float | None = None, on_done: Callable[[Outcome], None] | None = None,
                  on_start: Callable[[Outcome], None] | None = None, resume: bool = False,
-                 budget_s: float | None = None, grace_s: float = STOP_GRACE_S):
+                 budget_s: float | None = None, grace_s: float = STOP_GRACE_S,
+                 say: Callable[[str], None] | None = None):
         self.scenario, self.runs, self.result_dir = scenario, runs, Path(result_dir)
         self.explicit_prefix = prefix or (shlex.split(os.environ[PREFIX_ENV]) if os.environ.get(PREFIX_ENV) else None)
         self.prefix = self.explicit_prefix or default_prefix()
@@ -156,6 +164,8 @@ class Runner:
         self.deadline: float | None = None  # time.monotonic() when the budget is spent, set as running starts
         self.on_done = on_done or (lambda o: None)
         self.on_start = on_start or (lambda o: None)
+        self.say = say or (lambda line: None)  # what the servers are doing, a line at a time
+        self.servers: list[dict] = []  # [servers] as started: label, backend, url, status, log
         self.outcomes = [Outcome(r.id, r.repeat, shlex.join(self.command(r)), r.gpus, r.result_subdir) for r in runs]
         self.started = provenance.utc_now()
         self.provenance = provenance.collect()
@@ -197,7 +207,8 @@ class Runner:
         shutil.rmtree(run_dir)
 
     def command(self, run: Run, result_dir: Path | None = None) -> list[str]:
-        return [*self.prefix, *run.argv(result_dir or self.result_dir / run.result_subdir)]
+        argv = run.argv(result_dir or self.result_dir / run.result_subdir)
+        return argv if run.external else [*self.prefix, *argv]
 
     # ---- time limits --------------------------------------------------------------------------
     def run_timeout(self, run: Run) -> float | None:
@@ -226,12 +237,12 @@ class Runner:
         return {"scenario": self.scenario.name, "scenario_file": str(self.scenario.path),
                 "description": self.scenario.description, "mode": self.mode, "started": self.started,
                 "updated": provenance.utc_now(), "budget_s": self.budget_s, "counts": counts,
-                "provenance": self.provenance, "runs": [asdict(o) for o in self.outcomes]}
+                "provenance": self.provenance, "servers": self.servers, "runs": [asdict(o) for o in self.outcomes]}
 
     def write_manifest(self) -> Path:
         return atomic.write_json(self.result_dir / "manifest.json", self.manifest())
 
-    def _finish(self, i: int, code: int, error: str | None, t0: float, started: str, host: str, gpu_ids: list) -> None:
+    def _finish(self, i: int, code: int | None, error: str | None, t0: float, started: str, host: str, gpu_ids: list) -> None:
         o = self.outcomes[i]
         if code == 0:
             error = _failed_records(self.result_dir / o.result_dir)
@@ -246,6 +257,16 @@ class Runner:
         self.mode = "local"
         self._start_clock()
         self.write_manifest()
+        plan = self.scenario.servers
+        if plan is None or len(self.done) == len(self.runs):
+            return self._run_each(None)
+        with servers.up(plan, self.result_dir / "servers", self._budget_left(), self.say) as fleet:
+            self.servers = fleet.state
+            self.write_manifest()
+            return self._run_each(fleet)
+
+    def _run_each(self, fleet: servers.Up | None) -> list[Outcome]:
+        """Every run not done yet, one after another, with `fleet`'s servers filled in."""
         for i, run in enumerate(self.runs):
             if i in self.done:
                 continue
@@ -258,8 +279,13 @@ class Runner:
             self.on_start(self.outcomes[i])
             started, t0 = provenance.utc_now(), time.time()
             run_dir = self.result_dir / run.result_subdir
-            code, error = _execute(self.command(run, run_dir), run_dir, left if by_budget else timeout,
-                                   grace_s=self.grace_s)
+            cmd, why = fleet.fill(self.command(run, run_dir)) if fleet else (self.command(run, run_dir), None)
+            if cmd is None:  # a server it names did not come up
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / LOG_NAME).write_text(f"$ {self.outcomes[i].command}\nnot run: {why}\n")
+                self._finish(i, None, why, t0, started, socket.gethostname(), [])
+                continue
+            code, error = _execute(cmd, run_dir, left if by_budget else timeout, grace_s=self.grace_s)
             if code == 124 and by_budget:
                 error = f"stopped after {time.time() - t0:.0f} s: the study's budget ({self.budget_s:g} s) was spent"
             self._finish(i, code, error, t0, started, socket.gethostname(), [])
@@ -267,6 +293,9 @@ class Runner:
 
     # ---- Ray: in parallel, each task asking for its GPUs ------------------------------------------
     def run_ray(self, address: str | None = None, init_kwargs: dict | None = None) -> list[Outcome]:
+        if self.scenario.servers is not None:
+            raise UserError(f"{self.scenario.path}: a scenario with [servers] runs here, one run after another "
+                            "(its servers listen on this machine's loopback); drop --ray")
         import ray
 
         self.mode = "ray"
@@ -284,8 +313,7 @@ class Runner:
                 continue
             self._set_aside(run)
             ref = remote.options(num_gpus=run.gpus, num_cpus=1, max_retries=0).remote(
-                self.explicit_prefix, list(run.args), run.result_subdir, self.run_timeout(run), os.getcwd(),
-                self.grace_s)
+                self.explicit_prefix, run, self.run_timeout(run), os.getcwd(), self.grace_s)
             pending[ref] = (i, time.time())
         self.write_manifest()
         try:
@@ -328,7 +356,7 @@ class Runner:
                      res["host"] or "", res["gpu_ids"])
 
 
-def _ray_task(prefix: list[str] | None, args: list[str], subdir: str, timeout_s: float | None, cwd: str,
+def _ray_task(prefix: list[str] | None, run: Run, timeout_s: float | None, cwd: str,
               grace_s: float = STOP_GRACE_S) -> dict:
     """Runs on a Ray worker: the command (the worker's own `python -m attnbench` unless a prefix
     was given) writes into a local temporary directory whose files come back to the driver
@@ -338,8 +366,9 @@ def _ray_task(prefix: list[str] | None, args: list[str], subdir: str, timeout_s:
     prefix = prefix or [sys.executable, "-m", "attnbench"]
     started, t0 = provenance.utc_now(), time.time()
     with tempfile.TemporaryDirectory(prefix="attnbench-run-") as tmp:
-        run_dir = Path(tmp) / subdir
-        code, error = _execute([*prefix, *args, "--result-dir", str(run_dir)], run_dir, timeout_s,
+        run_dir = Path(tmp) / run.result_subdir
+        argv = run.argv(run_dir)
+        code, error = _execute(argv if run.external else [*prefix, *argv], run_dir, timeout_s,
                                cwd if os.path.isdir(cwd) else None, grace_s)  # the driver's cwd, for relative paths in args
         files = {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
     return {"code": code, "error": error, "files": files, "started": started, "host": socket.gethostname(),

@@ -8,6 +8,10 @@ its allowed keys with their types, and how one (backend, setting) becomes a comm
 keys that are flags of the section's command (with their types, bounds and choices) are read from
 the command's config dataclass (`options`): serve-bench's ServeBench, gpqa's GPQARun, parity's
 Parity and microbench's Options, so a new flag is one metadata entry there.
+
+Beside the sections: [servers], vLLM servers the runner keeps up for the whole study (servers.py),
+which runs name with `{endpoint:LABEL}`; and [[step]], one command each, in file order after the
+sections' runs: `args` for attnbench, `command` for any other program.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from attnbench.microbench.grid import Grid
 from attnbench.microbench.grid import load as load_grid
 from attnbench.microbench.run import Options as MicrobenchOptions
 from attnbench.parity.run import Parity
+from attnbench.scenarios import servers
 from attnbench.serving.bench import ServeBench
 
 INT, FLOAT, STR, BOOL = int, float, str, bool
@@ -44,13 +49,19 @@ class Run:
     gpus: int = 1  # 0: a client only (serve-bench against a running endpoint)
     repeat: int = 0
     timeout_s: float | None = None  # stopped after this long (its section's timeout_s); not part of the command
+    external: bool = False  # args are another program's whole command line ([[step]] command): no --result-dir
 
     @property
     def result_subdir(self) -> str:
         return f"{self.id}/rep{self.repeat}"
 
     def argv(self, result_dir: Path | str) -> list[str]:
-        return [*self.args, "--result-dir", str(result_dir)]
+        """The arguments with `{result_dir}` filled; attnbench's end in --result-dir."""
+        words = [a.replace(RESULT_DIR, str(result_dir)) for a in self.args]
+        return words if self.external else [*words, "--result-dir", str(result_dir)]
+
+
+RESULT_DIR = "{result_dir}"  # a run's own directory, e.g. for another program's --out
 
 
 @dataclass
@@ -61,6 +72,7 @@ class Scenario:
     repeats: int = 1
     runs: list[Run] = field(default_factory=list)  # one repeat; expand() multiplies
     budget_s: float | None = None  # the whole study's wall clock: later runs are skipped once it is spent
+    servers: servers.Servers | None = None  # [servers]: up while the runs execute
 
     def expand(self, repeats: int | None = None) -> list[Run]:
         """Every run x every repeat, repeat-major so a cut-short study has whole repeats."""
@@ -231,8 +243,9 @@ def _serve_runs(flags: list[Option], t: dict, backends: list[str], source: Path)
     for name, url in endpoints.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
             raise UserError(f"{source}: [serve].endpoints name {name!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise UserError(f"{source}: [serve].endpoints.{name} must be an http(s) URL string (got {url!r})")
+        if not isinstance(url, str) or not (url.startswith(("http://", "https://")) or servers.ENDPOINT.fullmatch(url)):
+            raise UserError(f"{source}: [serve].endpoints.{name} must be an http(s) URL string or "
+                            f"\"{{endpoint:LABEL}}\" of [servers] (got {url!r})")
     if endpoints:
         for key in ("serve_args", "together"):
             if key in t:
@@ -349,6 +362,83 @@ def _known(backend: str, source: Path, where: str) -> None:
         raise UserError(f"{source}: {where}: {e}") from None
 
 
+# ---- [servers] and [[step]] ----------------------------------------------------------------------
+
+SERVERS_KEYS = {"model": STR, "memory_share": FLOAT, "serve_args": [STR], "ready_timeout_s": FLOAT}  # the rest: labels
+SERVER_KEYS = {"backend": STR, "serve_args": [STR]}  # one server's table: fa3-api4 = { backend = "fa3", ... }
+
+
+def _servers(t: dict, source: Path) -> servers.Servers:
+    """[servers]: its own keys, and every other key a label whose table says what that server runs."""
+    _check({k: v for k, v in t.items() if k in SERVERS_KEYS}, SERVERS_KEYS, "[servers]", source)
+    _check_bounds(t, {"ready_timeout_s": (">", 0), "memory_share": (">", 0)}, "[servers]", source)
+    found = []
+    for label, table in t.items():
+        if label in SERVERS_KEYS:
+            continue
+        if not isinstance(table, dict):
+            raise UserError(f"{source}: [servers].{label} must be a table, e.g. {label} = {{ backend = \"fa3\" }} "
+                            f"(the keys of [servers] itself: {', '.join(sorted(SERVERS_KEYS))})")
+        if not servers.LABEL.fullmatch(label):
+            raise UserError(f"{source}: [servers] label {label!r} must be letters, digits, '.', '_' or '-' (it names a log file)")
+        _check(table, SERVER_KEYS, f"[servers].{label}", source)
+        backend = table.get("backend", label)
+        _known(backend, source, f"[servers].{label}.backend")
+        found.append(servers.Server(label, backend, tuple(table.get("serve_args", []))))
+    if not found:
+        raise UserError(f"{source}: [servers] declares no server; add one, e.g. fa3 = {{ backend = \"fa3\" }}")
+    plan = servers.Servers(found, t.get("model", servers.Servers.model), t.get("memory_share"),
+                           tuple(t.get("serve_args", [])), t.get("ready_timeout_s", servers.Servers.ready_timeout_s))
+    share = plan.share()
+    if share is not None and share * len(found) > 1:
+        raise UserError(f"{source}: [servers] memory_share = {share:g} for {len(found)} servers side by side is "
+                        f"{share * len(found):.2f} of the GPU's memory; give each at most {1 / len(found):.3f}")
+    return plan
+
+
+STEP_KEYS = {"id": STR, "args": [STR], "command": [STR], "timeout_s": FLOAT, "gpus": INT}
+
+
+def _step_runs(steps: list, timeout_s: float | None, source: Path) -> list[Run]:
+    """[[step]] tables, one run each: `args` of attnbench (its --result-dir appended) or a `command`
+    of any program (`{result_dir}` is the run's directory). GPUs: `gpus`, else none for a step that
+    reads a server, else one."""
+    runs = []
+    for n, t in enumerate(steps, 1):
+        where = f"[[step]] {n}"
+        if not isinstance(t, dict):
+            raise UserError(f"{source}: step must be an array of tables ([[step]] with args = [...] or command = [...])")
+        _check(t, STEP_KEYS, where, source)
+        _check_bounds(t, {"gpus": (">=", 0), "timeout_s": (">", 0)}, where, source)
+        if ("args" in t) == ("command" in t) or not (t.get("args") or t.get("command")):
+            raise UserError(f"{source}: {where} needs args = [...] (an attnbench command) or command = [...] "
+                            "(another program), one of them, not empty")
+        run_id = t.get("id", f"step-{n}")
+        if not servers.LABEL.fullmatch(run_id):
+            raise UserError(f"{source}: {where} id {run_id!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
+        words = tuple(t.get("args") or t["command"])
+        gpus = t.get("gpus", 0 if servers.reads_a_server(words) else 1)
+        runs.append(Run(run_id, words, gpus, timeout_s=t.get("timeout_s", timeout_s), external="command" in t))
+    return runs
+
+
+def _check_server_use(runs: list[Run], plan: servers.Servers | None, source: Path) -> None:
+    """Placeholders name declared servers; nothing starts a vLLM server beside them."""
+    labels = plan.labels if plan else []
+    for r in runs:
+        for label in servers.named(r.args):
+            if label not in labels:
+                have = f"[servers] declares {', '.join(labels)}" if labels else "the scenario has no [servers]"
+                raise UserError(f"{source}: {r.id} names {{endpoint:{label}}}, but {have}")
+        if plan is None and any(servers.MODEL_PATH in a for a in r.args):
+            raise UserError(f"{source}: {r.id} uses {servers.MODEL_PATH}, the model of [servers], but the scenario has none")
+        if plan is not None and servers.starts_own_servers(r.args, r.external):
+            raise UserError(f"{source}: {r.id} ({r.args[0]}) would start its own vLLM server beside the {len(labels)} "
+                            "of [servers], which hold the GPU's memory; give it --endpoint {endpoint:LABEL} "
+                            "(in [serve]: endpoints = { NAME = \"{endpoint:LABEL}\" }) or move it to a scenario "
+                            "without [servers]")
+
+
 # ---- loading -----------------------------------------------------------------------------------
 
 def load(path: str | Path, backends: list[str] | None = None) -> Scenario:
@@ -360,15 +450,17 @@ def load(path: str | Path, backends: list[str] | None = None) -> Scenario:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: not valid TOML ({e})") from None
-    allowed = {**TOP_KEYS, **{name: dict for name in SECTIONS}}
+    allowed = {**TOP_KEYS, **{name: dict for name in SECTIONS}, "servers": dict, "step": list}
     for key, value in data.items():
         if key not in allowed:
             raise UserError(f"{path}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
-        if key in SECTIONS and not isinstance(value, dict):
+        if (key in SECTIONS or key == "servers") and not isinstance(value, dict):
             raise UserError(f"{path}: {key} must be a table ([{key}])")
+        if key == "step" and not isinstance(value, list):
+            raise UserError(f"{path}: step must be an array of tables ([[step]], one per command)")
     _check({k: v for k, v in data.items() if k in TOP_KEYS}, TOP_KEYS, "", path)
-    if not any(name in data for name in SECTIONS):
-        raise UserError(f"{path}: a scenario needs at least one of [{'], ['.join(SECTIONS)}]")
+    if not any(name in data for name in SECTIONS) and not data.get("step"):
+        raise UserError(f"{path}: a scenario needs at least one of [{'], ['.join(SECTIONS)}] or a [[step]]")
     repeats = data.get("repeats", 1)
     if repeats < 1:
         raise UserError(f"{path}: repeats must be >= 1 (got {repeats})")
@@ -394,8 +486,12 @@ def load(path: str | Path, backends: list[str] | None = None) -> Scenario:
             raise UserError(f"{path}: no backends for [{name}]; set backends = [...] at the top or in [{name}], or pass --backends")
         timeout = table.get("timeout_s", data.get("timeout_s"))
         runs += [replace(r, timeout_s=timeout) for r in section.runs(table, list(chosen), path)]
+    runs += _step_runs(data.get("step", []), data.get("timeout_s"), path)
+    plan = _servers(data["servers"], path) if "servers" in data else None
+    _check_server_use(runs, plan, path)
     ids = [r.id for r in runs]
     if len(set(ids)) != len(ids):
-        raise UserError(f"{path}: two runs share an id ({', '.join(sorted({i for i in ids if ids.count(i) > 1}))}); a backend is listed twice")
+        raise UserError(f"{path}: two runs share an id ({', '.join(sorted({i for i in ids if ids.count(i) > 1}))}); "
+                        "a backend is listed twice, or a [[step]] id is taken")
     return Scenario(name=data.get("name", path.stem), path=path, description=data.get("description", ""),
-                    repeats=repeats, runs=runs, budget_s=data.get("budget_s"))
+                    repeats=repeats, runs=runs, budget_s=data.get("budget_s"), servers=plan)

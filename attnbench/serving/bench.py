@@ -419,6 +419,20 @@ def tokens_in_flight(bench: ServeBench) -> int:
     return max(resident(i, o) for i, o in bench.shapes)
 
 
+def server_spec(model: str, backend: Backend, serve_args: list[str], log_path: Path, memory_share: float | None,
+                ready_timeout_s: float, cpus: tuple[int, ...] | None, label: str | None = None) -> ServerSpec:
+    """The server serve-bench starts for one backend (also the one a scenario's [servers] starts):
+    its share of the GPU's memory, dummy weights for an embedded model, vLLM's frontend spread over
+    API-server processes unless `serve_args` say how many, then `serve_args`."""
+    from attnbench.models import embedded
+
+    served_path, _ = embedded.resolve(model)
+    share = ["--gpu-memory-utilization", str(memory_share)] if memory_share else []
+    extra = [*share, *fleet.server_args(model, embedded.EMBEDDED), *fleet.frontend_args(serve_args), *serve_args]
+    return ServerSpec(model=served_path, backend=backend, served_model_name=model, log_path=log_path,
+                      extra_args=extra, ready_timeout_s=ready_timeout_s, cpus=cpus, label=label)
+
+
 def run(bench: ServeBench) -> list[Record]:
     """Everything `attnbench serve-bench` does after parsing flags; returns the records written."""
     from attnbench.models import embedded
@@ -439,9 +453,8 @@ def run(bench: ServeBench) -> list[Record]:
             measure([Target(bench.endpoint_name, base_url, served, prov)], bench,
                     model_shape(cfg, bench.serve_args), False, how, observer, records)
             return records
-        served_path, cfg = embedded.resolve(bench.model)
+        _, cfg = embedded.resolve(bench.model)
         frontend = fleet.frontend_args(bench.serve_args)
-        extra = [*fleet.server_args(bench.model, embedded.EMBEDDED), *frontend, *bench.serve_args]
         shape = model_shape(cfg, bench.serve_args)
         total = bench.gpu_memory_gib if bench.gpu_memory_gib is not None else fleet.gpu_memory_gib()
         layout = fleet.plan(bench.backends, fleet.need_gib(cfg, shape, tokens_in_flight(bench)), total,
@@ -460,11 +473,9 @@ def run(bench: ServeBench) -> list[Record]:
         print(f"attnbench: {reason}; measured passes {'interleaved' if interleave else 'one server at a time'}",
               file=sys.stderr, flush=True)
         bench.client_cpus = client_cpus
-        share = ["--gpu-memory-utilization", str(layout.memory_share)] if layout.memory_share else []
         for wave in layout.waves:
-            specs = [ServerSpec(model=served_path, backend=b, served_model_name=bench.model,
-                                log_path=bench.result_dir / b.name / "server.log", extra_args=[*share, *extra],
-                                ready_timeout_s=bench.ready_timeout_s, cpus=server_cpus) for b in wave]
+            specs = [server_spec(bench.model, b, bench.serve_args, bench.result_dir / b.name / "server.log",
+                                 layout.memory_share, bench.ready_timeout_s, server_cpus) for b in wave]
             status = StatusLine(every_s=30.0)
             t_start = time.monotonic()
             with fleet.running(specs, status) as servers:

@@ -1,5 +1,7 @@
 """Start one vLLM server per backend side by side on the one GPU (small models, a slice of the
-memory each), run commands against all of them, stop them all.
+memory each), run commands against all of them, stop them all. (A scenario's [servers] and
+[[step]]s do the same inside `attnbench run`, with a manifest, budget and --resume: see
+scenarios/h200-frontend.toml. This script stays for the jobs that use `{endpoints}`.)
 
     python3 scripts/device/with_servers.py --model /tmp/models/smollm2 --backends fa3,fa4,flashinfer \
         --mem 0.12 --serve-arg=--enforce-eager --log-dir /tmp/res/logs -- \
@@ -23,7 +25,6 @@ H100, and the next job's servers could not start.)"""
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import subprocess
 import sys
@@ -32,11 +33,11 @@ from pathlib import Path
 from attnbench import procs
 from attnbench.backends import registry
 from attnbench.models import embedded
+from attnbench.scenarios.servers import ENDPOINT as PLACEHOLDER
 from attnbench.serving import fleet
 from attnbench.serving.server import ServerFailed, ServerSpec, VllmServer
 
 TERM_GRACE_S = 5.0  # grace for the servers when we were signalled (timeout -k gives us ~10 s in all)
-PLACEHOLDER = re.compile(r"\{endpoint:([^}]*)\}")
 
 
 def say(*lines: str) -> None:

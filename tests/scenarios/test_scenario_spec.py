@@ -94,7 +94,7 @@ def test_microbench_references_a_grid_beside_the_scenario(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ('[serve]\nbackends = ["fa3"]\nnum_promts = 3\n', "unknown key 'num_promts' in [serve]; allowed: args, backends, burstiness"),
-    ('nmae = "x"\n[serve]\n', "unknown key 'nmae'; allowed: backends, budget_s, description, gpqa, microbench, name, parity, repeats, serve, timeout_s"),
+    ('nmae = "x"\n[serve]\n', "unknown key 'nmae'; allowed: backends, budget_s, description, gpqa, microbench, name, parity, repeats, serve, servers, step, timeout_s"),
     ('backends = ["fa9"]\n[serve]\n', "backends: unknown backend 'fa9'; known backends: fa2"),
     ('[serve]\nbackends = "fa3"\n', "[serve].backends must be a list of strings (got 'fa3')"),
     ('[serve]\nbackends = ["fa3"]\nnum_prompts = "many"\n', "[serve].num_prompts must be an integer (got 'many')"),
