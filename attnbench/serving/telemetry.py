@@ -62,7 +62,50 @@ def parse_gpu_line(line: str, now: float | None = None) -> GpuSample | None:
     return GpuSample(t, int(gpu), sm, mem, power, temp, util)
 
 
-class GpuSampler:
+class _Sampler:
+    """What both samplers share: samples appended by a background thread under a lock, a stop
+    event, and start/stop as a context manager. A subclass's start() launches `_thread`."""
+
+    def __init__(self):
+        self.samples: list = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _add(self, s) -> None:
+        if s is not None:
+            with self._lock:
+                self.samples.append(s)
+
+    def _spawn(self, target, name: str) -> None:
+        self._thread = threading.Thread(target=target, daemon=True, name=name)
+        self._thread.start()
+
+    def start(self):
+        raise NotImplementedError
+
+    def _halt(self) -> None:
+        """Stop what feeds the thread (a subprocess), before the thread is joined."""
+
+    def stop(self) -> list:
+        self._stop.set()
+        self._halt()
+        if self._thread is not None:
+            self._thread.join(timeout=3)
+        return self.snapshot()
+
+    def snapshot(self) -> list:
+        with self._lock:
+            return list(self.samples)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class GpuSampler(_Sampler):
     """nvidia-smi in loop mode on a pipe (or NVML polled on a thread when there is no nvidia-smi).
     `command` replaces the nvidia-smi command line; anything printing QUERY's CSV lines will do.
     `source` picks "nvidia-smi" or "nvml" instead of the first one present."""
@@ -74,12 +117,9 @@ class GpuSampler:
         self.command = command
         self.want = source
         self.error: str | None = None
-        self.samples: list[GpuSample] = []
         self.source = "none"
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._proc: subprocess.Popen | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     def _nvidia_smi(self) -> list[str] | None:
         if self.command is not None:
@@ -109,14 +149,8 @@ class GpuSampler:
         except Exception as e:  # noqa: BLE001 - no GPU telemetry is a fact to record, not an error
             self.source, self.error = "none", f"{type(e).__name__}: {e}"
             return self
-        self._thread = threading.Thread(target=target, daemon=True, name="gpu-sampler")
-        self._thread.start()
+        self._spawn(target, "gpu-sampler")
         return self
-
-    def _add(self, s: GpuSample | None) -> None:
-        if s is not None:
-            with self._lock:
-                self.samples.append(s)
 
     def _read_pipe(self) -> None:
         try:
@@ -149,23 +183,9 @@ class GpuSampler:
             except Exception:  # noqa: BLE001
                 pass
 
-    def stop(self) -> list[GpuSample]:
-        self._stop.set()
+    def _halt(self) -> None:
         if self._proc is not None:
             procs.stop(self._proc, grace_s=3)
-        if self._thread is not None:
-            self._thread.join(timeout=3)
-        return self.snapshot()
-
-    def snapshot(self) -> list[GpuSample]:
-        with self._lock:
-            return list(self.samples)
-
-    def __enter__(self) -> "GpuSampler":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def window(samples: list, t0: float | None = None, t1: float | None = None) -> list:
@@ -245,17 +265,14 @@ def group_pids(pgid: int, proc: str = "/proc") -> dict[str, int]:
     return out
 
 
-class CpuSampler:
+class CpuSampler(_Sampler):
     """Host CPU busy % and per-process CPU % every `interval_s`, from /proc."""
 
     def __init__(self, pids: dict[str, int] | None = None, interval_s: float = 0.5, proc: str = "/proc"):
+        super().__init__()
         self.pids = dict(pids or {})
         self.interval_s = interval_s
         self.proc = proc
-        self.samples: list[CpuSample] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._tck = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
     def watch(self, name: str, pid: int) -> None:
@@ -272,33 +289,13 @@ class CpuSampler:
         prev = self._read()
         while not self._stop.wait(self.interval_s):
             cur = self._read()
-            s = sample_between(prev, cur, self._tck)
-            with self._lock:
-                self.samples.append(s)
+            self._add(sample_between(prev, cur, self._tck))
             prev = cur
 
     def start(self) -> "CpuSampler":
-        if read_host(self.proc) is None:
-            return self  # no /proc: nothing to sample
-        self._thread = threading.Thread(target=self._run, daemon=True, name="cpu-sampler")
-        self._thread.start()
+        if read_host(self.proc) is not None:  # no /proc: nothing to sample
+            self._spawn(self._run, "cpu-sampler")
         return self
-
-    def stop(self) -> list[CpuSample]:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=3)
-        return self.snapshot()
-
-    def snapshot(self) -> list[CpuSample]:
-        with self._lock:
-            return list(self.samples)
-
-    def __enter__(self) -> "CpuSampler":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def sample_between(prev, cur, clk_tck: int = 100) -> CpuSample:
