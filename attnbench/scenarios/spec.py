@@ -56,12 +56,15 @@ class Run:
         return f"{self.id}/rep{self.repeat}"
 
     def argv(self, result_dir: Path | str) -> list[str]:
-        """The arguments with `{result_dir}` filled; attnbench's end in --result-dir."""
-        words = [a.replace(RESULT_DIR, str(result_dir)) for a in self.args]
+        """The arguments with `{result_dir}` and `{run_dir:ID}` filled; attnbench's end in --result-dir."""
+        root = Path(result_dir).parent.parent  # result_dir is ROOT/ID/repK (result_subdir)
+        words = [RUN_DIR.sub(lambda m: str(root / m.group(1) / f"rep{self.repeat}"), a.replace(RESULT_DIR, str(result_dir)))
+                 for a in self.args]
         return words if self.external else [*words, "--result-dir", str(result_dir)]
 
 
 RESULT_DIR = "{result_dir}"  # a run's own directory, e.g. for another program's --out
+RUN_DIR = re.compile(r"\{run_dir:([^}]*)\}")  # an earlier run's directory, same repeat: what a step reads
 
 
 @dataclass
@@ -490,6 +493,11 @@ def load(path: str | Path, backends: list[str] | None = None) -> Scenario:
     plan = _servers(data["servers"], path) if "servers" in data else None
     _check_server_use(runs, plan, path)
     ids = [r.id for r in runs]
+    for i, r in enumerate(runs):
+        for ref in (m.group(1) for a in r.args for m in RUN_DIR.finditer(a)):
+            if ref not in ids[:i]:
+                raise UserError(f"{path}: {r.id} reads {{run_dir:{ref}}}, but no run before it has that id "
+                                f"(earlier: {', '.join(ids[:i]) or 'none'})")
     if len(set(ids)) != len(ids):
         raise UserError(f"{path}: two runs share an id ({', '.join(sorted({i for i in ids if ids.count(i) > 1}))}); "
                         "a backend is listed twice, or a [[step]] id is taken")

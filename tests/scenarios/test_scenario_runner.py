@@ -302,7 +302,8 @@ def test_cli_dry_run_of_the_seed_study_prints_the_device_command(tmp_path):
     seed = Path(__file__).resolve().parents[2] / "scenarios/seed-serve.toml"
     res = CliRunner().invoke(app, ["run", str(seed), "--dry-run", "--result-dir", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
-    [line] = res.stdout.splitlines()
+    line, explain = res.stdout.splitlines()
     assert line.startswith("[1 GPU, 1440 s] ")
+    assert explain.startswith("[1 GPU, 300 s] ") and f"explain {tmp_path / 'r/serve/rep0'} --shape 1000x1000" in explain
     assert ("serve-bench --backends fa3,flashinfer,fa4,attnbench-fa4 --input 1000,8000 --output 1000,1 "
             f"--num-prompts 256 --repeats 3 --target-ci 0.03 --max-repeats 5 --result-dir {tmp_path / 'r/serve/rep0'}") in line

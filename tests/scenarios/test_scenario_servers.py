@@ -248,3 +248,23 @@ def test_terminating_attnbench_run_stops_the_step_and_every_server(tmp_path, sig
     assert proc.returncode != 0, output
     assert ("SIGTERM" if sig == signal.SIGTERM else "interrupted") + ": stopping the servers" in output, output
     assert gone([step, *servers]), output
+
+
+def test_a_step_reads_an_earlier_runs_directory_of_the_same_repeat(tmp_path):
+    """{run_dir:ID}: how explain reads the serve run before it (scenarios/seed-serve.toml)."""
+    write = ["python3", "-c", "import sys; open(sys.argv[1] + '/out.txt', 'w').write('made')", "{result_dir}"]
+    read = ["python3", "-c", "import sys; open(sys.argv[2] + '/seen.txt', 'w').write(open(sys.argv[1] + '/out.txt').read())",
+            "{run_dir:make}", "{result_dir}"]
+    study = tmp_path / "s.toml"
+    study.write_text(f"repeats = 2\n[[step]]\nid = 'make'\ncommand = {json.dumps(write)}\n"
+                     f"[[step]]\nid = 'use'\ncommand = {json.dumps(read)}\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", str(study), "--result-dir", str(out)])
+    assert res.exit_code == 0, res.output
+    assert [(out / "use" / f"rep{k}" / "seen.txt").read_text() for k in (0, 1)] == ["made", "made"]
+    for body, message in ((f"[[step]]\nid = 'use'\ncommand = {json.dumps(read)}\n", "no run before it has that id"),
+                          (f"[[step]]\nid = 'use'\ncommand = {json.dumps(read)}\n[[step]]\nid = 'make'\n"
+                           f"command = {json.dumps(write)}\n", "earlier: none")):
+        study.write_text(body)
+        with pytest.raises(UserError, match=message):
+            spec.load(study)

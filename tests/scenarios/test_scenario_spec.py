@@ -38,12 +38,16 @@ def test_seed_serve_is_the_device_serving_study():
     words = shlex.split(re.search(r'cmd="python3 -m attnbench (serve-bench [^"]*)"', script).group(1))
     limit = float(re.search(r"STUDY_LIMIT_S:-(\d+)", script).group(1))
     study = spec.load(SCENARIOS / "seed-serve.toml")
-    [run] = study.expand()
+    run, explain = study.expand()
     assert run.id == "serve" and run.gpus == 1 and run.timeout_s == limit
 
     def flags(ws):  # subcommand and {flag: value}, order aside
         return ws[0], dict(zip(ws[1::2], ws[2::2]))
     assert flags(list(run.argv("/tmp/res/serve"))) == flags(words)
+    # then explain over the serve run's folder, with the job's explain limit and shape
+    job = shlex.split(re.search(r'python3 -m attnbench (explain .*?)\s*\\?\n', script).group(1))
+    assert explain.id == "explain" and explain.timeout_s == float(re.search(r"EXPLAIN_S:-(\d+)", script).group(1))
+    assert explain.args[0] == job[0] and explain.args[2:] == ("--shape", job[job.index("--shape") + 1])
 
 
 def test_shipped_scenarios_load():

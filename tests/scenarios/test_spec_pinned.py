@@ -29,7 +29,8 @@ def expected(name: str) -> list[tuple[str, int, float | None, list[str]]]:
     if name == "seed-serve":
         return [("serve", 1, 1440, ["serve-bench", "--backends", "fa3,flashinfer,fa4,attnbench-fa4", "--input", "1000,8000",
                                     "--output", "1000,1", "--num-prompts", "256", "--repeats", "3", "--target-ci", "0.03",
-                                    "--max-repeats", "5", "--result-dir", "R"])]
+                                    "--max-repeats", "5", "--result-dir", "R"]),
+                ("explain", 1, 300, ["explain", "serve/rep0", "--shape", "1000x1000", "--result-dir", "R"])]
     if name == "h200-frontend":  # steps against its [servers]; the placeholders stay until the run
         warm = ["--model", "qwen3-0.6b", "--input", "1000", "--output", "1000", "--num-prompts", "256",
                 "--warmup", "256", "--max-warmup-passes", "1", "--repeats", "1", "--result-dir", "R"]
