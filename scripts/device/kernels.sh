@@ -7,9 +7,10 @@
 #   KERNELS_PARTS="sweep" bash scripts/device/kernels.sh
 #
 # Parts (KERNELS_PARTS, default "sanitize sweep grid"; each fits one device session alone):
-#   sanitize  memcheck, racecheck and synccheck over tests/kernels/test_fa4_acceptance.py -k
-#             sanitizer (tiny shapes, both the fallback and the v3 ring, split and unsplit), then
-#             the acceptance grid itself (correctness of every variant): ~6 min
+#   sanitize  the acceptance grid (tests/kernels/test_fa4_acceptance.py: correctness of every
+#             variant), the launcher's and the vLLM plugin's tests, then memcheck, racecheck and
+#             synccheck over the acceptance grid's -k sanitizer cases (tiny shapes, both the
+#             fallback and the v3 ring, split and unsplit): ~4-6 min
 #   sweep     python -m attnbench.microbench.fa4_sweep over scenarios/decode-grid.toml, one step
 #             per head layout x page size (16/8/128 first: it carries the targets), --skip-measured
 #             so a step cut short resumes where it stopped; each shape's winner goes into
@@ -48,13 +49,17 @@ has() { [[ " $parts " == *" $1 "* ]]; }
 
 if has sanitize; then
   PT=(python3 -m pytest -q -p no:cacheprovider tests/kernels/test_fa4_acceptance.py)
+  # correctness first (a short budget still checks a kernel change): the acceptance grid, then the
+  # launcher's GPU tests (split plans, graph replay) and the vLLM plugin's (what its warm-up asks)
+  run 300 "$R/sanitizer/acceptance.log" "${PT[@]}" --junitxml "$R/sanitizer/acceptance.xml"
+  run 180 "$R/sanitizer/launcher-plugin.log" python3 -m pytest -q -p no:cacheprovider \
+    tests/kernels/test_launcher.py tests/kernels/test_vllm_plugin.py
   # --report-api-errors no: the CUDA Python binding's cuGetProcAddress probes at import are host
   # API errors (34 of them on the H200), not kernel faults, and would set the exit code alone
   for tool in memcheck racecheck synccheck; do
     run 240 "$R/sanitizer/$tool.log" compute-sanitizer --tool "$tool" --report-api-errors no --error-exitcode 9 \
       "${PT[@]}" -k sanitizer
   done
-  run 300 "$R/sanitizer/acceptance.log" "${PT[@]}" --junitxml "$R/sanitizer/acceptance.xml"
 fi
 
 if has sweep; then

@@ -160,6 +160,33 @@ def test_a_plan_for_shorter_contexts_is_still_exact(splits):
 
 
 @pytest.mark.gpu
+def test_a_plan_for_the_longest_context_spreads_a_short_sequence_over_every_split():
+    """As vLLM captures decode graphs (max_seq_len = max_model_len): the split count is sized for
+    32768 tokens, and the kernel cuts each sequence's own pages into that many even ranges on the
+    device, exactly as reference.split_decode(pages_per_split=None) does, instead of leaving a
+    1500-token sequence to the first 3 of 64 splits."""
+    import torch
+
+    from attnbench.kernels.fa4_decode import reference
+    from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+    inp = _inputs(2, (1500, 40), 16, 8, 128, 16, "bfloat16")
+    dec = FA4Decode(q_heads=16, kv_heads=8, head_dim=128, page_size=16, dtype="bfloat16", max_batch=2)
+    n = dec.plan(2, 32768).num_splits
+    assert n > 40  # more splits than the 3 pages of the short sequence: some of its splits stay empty
+    dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out, max_context=32768)
+    torch.cuda.synchronize()
+    _, want = reference.split_decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens,
+                                     inp.scale, n, None)
+    got = dec.lse_partial[:n, :2].float()
+    assert torch.equal(torch.isfinite(got), torch.isfinite(want))  # the same splits hold work
+    assert torch.isfinite(got[:, 0]).all(dim=-1).sum() == -(-94 // -(-94 // n))  # 94 pages, even ranges
+    assert torch.allclose(got[torch.isfinite(got)], want[torch.isfinite(want)], atol=2e-2)
+    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
+    assert _rel_err(inp.out, ref) <= TOLERANCE["bfloat16"]
+
+
+@pytest.mark.gpu
 def test_zero_length_padding_rows_write_zeros():
     import torch
 
