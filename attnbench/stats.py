@@ -209,6 +209,10 @@ class Spread:
     def half_width_pct(self) -> float:
         return 100.0 * (self.ci_high - self.ci_low) / 2 / abs(self.mean) if self.mean else math.nan
 
+    def within(self, fraction: float) -> bool:
+        """Whether the 95% CI half-width is at most `fraction` of the mean (two runs at least)."""
+        return self.n >= 2 and self.half_width_pct <= 100 * fraction
+
 
 def spread(values: Iterable[float]) -> Spread:
     v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)

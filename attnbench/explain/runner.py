@@ -36,8 +36,9 @@ class Job:
 
 def measured_tpot(group: aggregate.Group) -> tuple[stats.Spread, float | None, str]:
     """The decode step the engine lived through: vLLM's own mean TPOT (/metrics, engine
-    timestamps) when every pass used has it, else the client's; the median is the client's. The client's includes delivery: with a
-    saturated API server it was 61% above the engine's on an H200 (docs/serving-noise.md)."""
+    timestamps) when every pass used has it, else the client's; the median is the client's. The
+    client's includes delivery: with a saturated API server it was 61% above the engine's on an
+    H200 (docs/serving-noise.md)."""
     used = group.used
     engine = group.values("server_mean_tpot_ms")
     # The median is always the client's per-request one: the engine's comes from histogram

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from attnbench import provenance, stats
+from attnbench import provenance
 from attnbench.backends.registry import Backend
 from attnbench.console import Progress, StatusLine
 from attnbench.errors import UserError
@@ -22,6 +22,7 @@ from attnbench.records.record import Record
 from attnbench.serving import client, fleet, metrics, observe, workload
 from attnbench.serving.server import ServerSpec
 from attnbench.serving.workload import Workload
+from attnbench.stats import Spread
 
 
 @dataclass
@@ -340,23 +341,26 @@ def measure_shape(targets: list[Target], load: Workload, bench: ServeBench, shap
         for t in short:
             mine[t.name].append(_measured_pass(t, r, load, bench, shape, warm[t.name], how, observer, records))
     for t in live:
-        s = stats.spread(_throughputs(mine[t.name], bench.keep_flagged))
-        met = precise_enough(mine[t.name], bench.target_ci, bench.keep_flagged)
+        s = throughput_spread(mine[t.name], bench.keep_flagged)
         print(f"attnbench: [{t.name}] {load.input_len}:{load.output_len}: {len(mine[t.name])} measured passes, "
               f"output tok/s ±{s.half_width_pct:.1f}% (95% CI); target ±{100 * bench.target_ci:g}% "
-              + ("met" if met else f"NOT met (the cap, --max-repeats {bench.repeat_cap})"), file=sys.stderr, flush=True)
+              + ("met" if s.within(bench.target_ci) else f"NOT met (the cap, --max-repeats {bench.repeat_cap})"),
+              file=sys.stderr, flush=True)
 
 
-def _throughputs(passes: list[Record], keep_flagged: bool) -> list[float]:
-    return [float(r.metrics["output_throughput"]) for r in passes
-            if r.status == "ok" and r.metrics.get("output_throughput") and (keep_flagged or not observe.flags(r))]
+def throughput_spread(passes: list[Record], keep_flagged: bool = False) -> Spread:
+    """Output tok/s over the passes of one backend and shape that count, as their aggregate
+    counts them (ok, and unflagged unless keep_flagged)."""
+    from attnbench.records import kinds
+    from attnbench.serving import aggregate
+
+    return aggregate.Group(kinds.key(passes[0]), passes, keep_flagged).spread("output_throughput")
 
 
 def precise_enough(passes: list[Record], target: float, keep_flagged: bool = False) -> bool:
-    """Whether the 95% CI half-width of output tok/s over the passes that count (the unflagged
-    ones, unless keep_flagged) is at most `target` of their mean; two passes are the least."""
-    s = stats.spread(_throughputs(passes, keep_flagged))
-    return s.n >= 2 and s.half_width_pct <= 100 * target
+    """Whether the 95% CI half-width of output tok/s over the passes that count is at most
+    `target` of their mean; two passes are the least."""
+    return bool(passes) and throughput_spread(passes, keep_flagged).within(target)
 
 
 def _measured_pass(t: Target, r: int, load: Workload, bench: ServeBench, shape: dict | None, warm: Warmup,
