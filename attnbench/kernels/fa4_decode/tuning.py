@@ -133,6 +133,12 @@ class Table:
                 raise ValueError(f"tuning table has two rows for group/head_dim/page/batch/context {key}")
             by_context[r.context] = r
         object.__setattr__(self, "_index", index)
+        # each class's winner, its own or borrowed, found once: choose() runs on every eager decode call
+        borrowed = {}
+        for r in self.rows:
+            m = r if r.tuning is not None else self.nearest_measured(r)
+            borrowed[(*r.geometry, r.batch, r.context)] = m.tuning if m is not None else None
+        object.__setattr__(self, "_winner", borrowed)
 
     def row(self, *, group: int, head_dim: int, page_size: int, batch: int, context: int) -> Row | None:
         """The shape class a call falls in, or None when the table has no row of this geometry."""
@@ -147,9 +153,8 @@ class Table:
         ($ATTNBENCH_FA4_TUNING is the launcher's business: it replaces the table, see
         launcher.FA4Decode). A function of the class alone, so `reachable` can enumerate it."""
         r = self.row(group=group, head_dim=head_dim, page_size=page_size, batch=batch, context=context)
-        if r is not None and r.tuning is None:
-            r = self.nearest_measured(r)
-        return r.tuning if r is not None and r.tuning is not None else fallback(group)
+        won = self._winner[(*r.geometry, r.batch, r.context)] if r is not None else None
+        return won if won is not None else fallback(group)
 
     def nearest_measured(self, r: Row) -> Row | None:
         """The measured row of r's geometry nearest to r: nearest batch (log2) among the batches
