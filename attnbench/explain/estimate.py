@@ -8,6 +8,8 @@ launch, python overhead, prefill interference, and everything else a step does b
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Callable
@@ -114,6 +116,12 @@ class Gap:
     tpot_gap_ms: float  # TPOT(slower) - TPOT(faster), >= 0
     attn_gap_ms: float  # est attention(slower) - est attention(faster); negative: slower has faster attention
     kernel_gap_ms: float | None = None  # both kernels on the faster run's batches (None: not measured)
+    noise_ms: float | None = None  # 95% CI half-width of the TPOT gap (None: a single pass on either side)
+
+    @property
+    def within_noise(self) -> bool:
+        """The TPOT gap is inside its CI: no share of it can be attributed."""
+        return self.noise_ms is not None and self.tpot_gap_ms <= self.noise_ms
 
     @property
     def rest_ms(self) -> float:
@@ -122,8 +130,8 @@ class Gap:
 
     @property
     def explained(self) -> float | None:
-        """Share of the TPOT gap attention explains; None when the TPOTs are equal."""
-        return self.attn_gap_ms / self.tpot_gap_ms if self.tpot_gap_ms else None
+        """Share of the TPOT gap attention explains; None when the TPOTs are equal within the noise."""
+        return None if self.within_noise or not self.tpot_gap_ms else self.attn_gap_ms / self.tpot_gap_ms
 
     @property
     def load_gap_ms(self) -> float | None:
@@ -134,7 +142,7 @@ class Gap:
     def to_json(self) -> dict:
         return {"slower": self.slower, "faster": self.faster, "tpot_gap_ms": self.tpot_gap_ms,
                 "attn_gap_ms": self.attn_gap_ms, "rest_ms": self.rest_ms, "explained": self.explained,
-                "kernel_gap_ms": self.kernel_gap_ms, "load_gap_ms": self.load_gap_ms}
+                "noise_ms": self.noise_ms, "within_noise": self.within_noise, "kernel_gap_ms": self.kernel_gap_ms, "load_gap_ms": self.load_gap_ms}
 
 
 def on_batches(kernel: str, of: Estimate, timer: Timer) -> float:
@@ -147,7 +155,15 @@ def gap(a: Estimate, b: Estimate, timer: Timer | None = None) -> Gap:
     """With `timer`, also the kernel-only part: the slower kernel timed on the faster run's batches."""
     slow, fast = (a, b) if a.tpot_mean_ms >= b.tpot_mean_ms else (b, a)
     kernel = None if timer is None else on_batches(slow.kernel, fast, timer) - fast.attn_ms
-    return Gap(slow.backend, fast.backend, slow.tpot_mean_ms - fast.tpot_mean_ms, slow.attn_ms - fast.attn_ms, kernel)
+    return Gap(slow.backend, fast.backend, slow.tpot_mean_ms - fast.tpot_mean_ms, slow.attn_ms - fast.attn_ms, kernel,
+               _gap_noise_ms(slow, fast))
+
+
+def _gap_noise_ms(a: Estimate, b: Estimate) -> float | None:
+    """Half-width of the difference of two independent means: the root sum of squares of theirs."""
+    if a.tpot_half_pct is None or b.tpot_half_pct is None:
+        return None
+    return math.hypot(a.tpot_mean_ms * a.tpot_half_pct / 100, b.tpot_mean_ms * b.tpot_half_pct / 100)
 
 
 def gaps(estimates: list[Estimate], timer: Timer | None = None) -> list[Gap]:

@@ -21,6 +21,10 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
+def _explained(g) -> str:
+    return "within noise" if g.within_noise else _pct(g.explained)
+
+
 def _tpot(e) -> str:
     """The measured TPOT, its CI over repeats, and whose it is (e: engine-side, from /metrics)."""
     cell = _ms(e.tpot_mean_ms) + (f" ±{e.tpot_half_pct:.1f}%" if e.tpot_half_pct is not None else "")
@@ -35,7 +39,7 @@ def rows(res: ShapeResult) -> list[list[str]]:
 
 def gap_line(g: Gap) -> str:
     line = (f"{g.slower} vs {g.faster}: TPOT +{g.tpot_gap_ms:.2f} ms; attention {g.attn_gap_ms:+.2f} ms "
-            f"({_pct(g.explained)} of the gap); rest {g.rest_ms:+.2f} ms")
+            f"({_explained(g)}{'' if g.within_noise else ' of the gap'}); rest {g.rest_ms:+.2f} ms")
     if g.kernel_gap_ms is not None:
         line += f" | attention = kernel {g.kernel_gap_ms:+.2f} ms (same batches) + load {g.load_gap_ms:+.2f} ms"
     return line
@@ -85,7 +89,7 @@ def markdown(results: list[ShapeResult], plots: dict | None = None) -> str:
             head += ["of which kernel (same batches)", "of which load"] if split else []
             out += [_md_row(head), _md_row(["---"] + ["---:"] * (len(head) - 1))]
             for g in res.gaps:
-                cells = [f"{g.slower} vs {g.faster}", _ms(g.tpot_gap_ms), f"{g.attn_gap_ms:+.2f}", _pct(g.explained),
+                cells = [f"{g.slower} vs {g.faster}", _ms(g.tpot_gap_ms), f"{g.attn_gap_ms:+.2f}", _explained(g),
                          f"{g.rest_ms:+.2f}"]
                 if split:
                     cells += ["-" if g.kernel_gap_ms is None else f"{g.kernel_gap_ms:+.2f}",

@@ -310,7 +310,12 @@ def precision_lines(records: list[Record], keep_flagged: bool = False) -> list[s
             continue
         s = g.spread("output_throughput")
         cap = g.passes[-1].scenario.get("max_repeats")
-        verdict = "met" if s.within(float(target)) else f"**not met** (cap {cap} passes)"
+        if s.within(float(target)):
+            verdict = "met"
+        elif cap and len(g.passes) < int(cap):  # stopped early (a time limit, Ctrl-C), not by the cap
+            verdict = f"**not met** (stopped after {len(g.passes)} of at most {cap} passes)"
+        else:
+            verdict = f"**not met** (cap {cap} passes)"
         out.append(f"- {g.backend} {Shape.of(g.passes[0]).label}: {len(g.passes)} measured passes, output tok/s "
                    f"±{s.half_width_pct:.1f}% (95% CI over {s.n}); target ±{100 * float(target):g}%: {verdict}")
     return ["## Repeats", "", *out, ""] if out else []

@@ -3,7 +3,7 @@
 import pytest
 
 from attnbench.errors import UserError
-from attnbench.explain import compose, estimate
+from attnbench.explain import compose, estimate, render
 from attnbench.microbench.base import DecodeShape
 
 MODEL = estimate.ModelShape(layers=28, q_heads=16, kv_heads=8, head_dim=128, page_size=16, dtype="bfloat16")
@@ -88,6 +88,21 @@ def test_gap_can_be_negative_attention_and_equal_tpot_has_no_share():
     assert (ab.slower, ab.attn_gap_ms, ab.rest_ms) == ("b", -1.0, 3.0)  # b's attention is faster, the rest is not
     assert ac.explained is None
     assert (bc.slower, bc.tpot_gap_ms, bc.attn_gap_ms) == ("b", 2.0, -2.0)
+
+
+def test_a_gap_inside_the_repeats_noise_has_no_share():
+    # 12.95 +-1.6% against 12.84 +-1.6%: the 0.11 ms gap is inside its CI (hypot(0.207, 0.205) = 0.29 ms)
+    mix = mix_of([[1000]])
+    fa3 = estimate.Estimate("fa3", "fa3", 12.95, None, 10.89, [1.0], mix, MODEL, tpot_half_pct=1.6)
+    ours = estimate.Estimate("ours", "ours", 12.84, None, 10.64, [1.0], mix, MODEL, tpot_half_pct=1.6)
+    fa4 = estimate.Estimate("fa4", "fa4", 17.09, None, 14.99, [1.0], mix, MODEL, tpot_half_pct=2.1)
+    near, far, _ = estimate.gaps([fa3, ours, fa4])
+    assert near.noise_ms == pytest.approx(0.2908, abs=1e-3) and near.within_noise and near.explained is None
+    assert not far.within_noise and far.explained == pytest.approx((14.99 - 10.89) / (17.09 - 12.95))
+    assert "within noise" in render.gap_line(near) and "of the gap" in render.gap_line(far)
+    one_pass = estimate.Estimate("one", "one", 12.5, None, 10.0, [1.0], mix, MODEL)
+    (g,) = estimate.gaps([fa3, one_pass])
+    assert g.noise_ms is None and not g.within_noise  # a single pass carries no interval to judge by
 
 
 def test_cached_timer_measures_each_shape_once():

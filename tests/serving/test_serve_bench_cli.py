@@ -182,6 +182,11 @@ def test_a_ci_target_adds_rounds_until_it_is_met_or_the_cap_is_reached(server, t
     assert "**not met** (cap 4 passes)" in (out / "summary.md").read_text()
     agg = json.loads((out / "endpoint" / "serve-16x4.json").read_text())
     assert sorted(agg["repeats_used"]) == [0, 1, 2, 3]  # the added passes are repeats like the others
+    # a run stopped before the cap (a time limit) says so, rather than blaming the cap
+    (out / "endpoint" / "serve-16x4-r3.json").unlink()
+    p = attnbench("serve-bench", "--from-results", out)
+    assert p.returncode == 0, p.stderr
+    assert "**not met** (stopped after 3 of at most 4 passes)" in (out / "summary.md").read_text()
     # a target any three passes meet (t(2) x sd / sqrt(3) under 99% of the mean): no pass is added
     out = tmp_path / "met"
     p = attnbench("serve-bench", "--endpoint", url, *common, "--repeats", "3", "--target-ci", "0.99",
