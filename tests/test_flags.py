@@ -1,0 +1,91 @@
+"""Each option a scenario can set is declared once, on the command's config dataclass: the
+command line's default, help, bounds and choices are the field's. A default or help re-declared
+in a signature, or a bound the parser does not apply, fails here."""
+
+import pytest
+import typer
+
+from attnbench.cli import app
+from attnbench.errors import UserError
+from attnbench.evals.run import GPQARun
+from attnbench.flags import cli_default
+from attnbench.scenarios import spec
+
+# command -> (its config, the flags whose command-line default is None: the command decides)
+COMMANDS = {
+    ("gpqa",): (GPQARun, set()),
+}
+
+
+def command(path: tuple[str, ...]):
+    c = typer.main.get_command(app)
+    for name in path:
+        c = c.commands[name]
+    return c
+
+
+def params(path):
+    return {flag: p for p in command(path).params for flag in p.opts}
+
+
+def parse(path, *args):
+    c = command(path)
+    return c.make_context(c.name, list(args)).params
+
+
+CASES = [(path, o) for path, (config, _) in COMMANDS.items() for o in spec.options(config)]
+
+
+def case_id(case):
+    path, o = case
+    return f"{' '.join(path)} {o.flag}"
+
+
+@pytest.mark.parametrize("path, o", CASES, ids=map(case_id, CASES))
+def test_the_command_line_default_and_help_are_the_fields(path, o):
+    p = params(path)[o.flag]
+    unset = COMMANDS[path][1]
+    assert p.default == (None if o.flag in unset else cli_default(o))
+    assert o.help and p.help == o.help
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_only_the_listed_flags_leave_their_default_to_the_command(path):
+    config, unset = COMMANDS[path]
+    declared = {o.flag: o for o in spec.options(config)}
+    assert unset <= set(declared)
+    for flag, o in declared.items():
+        if flag in unset:
+            assert params(path)[flag].default is None and o.default is not None, flag
+
+
+BOUNDED = [(path, o) for path, o in CASES if o.bound and o.type in (int, float)]
+
+
+@pytest.mark.parametrize("path, o", BOUNDED, ids=map(case_id, BOUNDED))
+def test_a_value_outside_the_fields_bound_is_refused_in_one_line(path, o):
+    op, bound = o.bound
+    edge = o.type(bound)
+    if op == ">=":
+        assert parse(path, o.flag, str(edge))[params(path)[o.flag].name] == edge
+        edge -= 1
+    with pytest.raises(UserError) as e:
+        parse(path, o.flag, str(edge))
+    assert str(e.value) == f"{o.flag} must be {op} {bound:g} (got {edge})"
+
+
+CHOOSING = [(path, o) for path, o in CASES if o.choices]
+
+
+@pytest.mark.parametrize("path, o", CHOOSING, ids=map(case_id, CHOOSING))
+def test_a_value_outside_the_fields_choices_is_refused_in_one_line(path, o):
+    name = params(path)[o.flag].name
+    assert [parse(path, o.flag, c)[name] for c in o.choices] == list(o.choices)
+    with pytest.raises(UserError) as e:
+        parse(path, o.flag, "nope")
+    assert str(e.value) == f"{o.flag} must be one of {', '.join(o.choices)} (got 'nope')"
+
+
+def test_every_command_option_with_a_field_is_covered():
+    """A config flag the table above misses would escape these checks."""
+    assert {path[0] for path in COMMANDS} >= {"gpqa"}
