@@ -9,11 +9,14 @@ from attnbench.cli import app
 from attnbench.errors import UserError
 from attnbench.evals.run import GPQARun
 from attnbench.flags import cli_default
+from attnbench.microbench.run import Options
 from attnbench.scenarios import spec
 
 # command -> (its config, the flags whose command-line default is None: the command decides)
 COMMANDS = {
     ("gpqa",): (GPQARun, set()),
+    ("microbench", "decode"): (Options, set()),
+    ("microbench", "prefill"): (Options, set()),
 }
 
 
