@@ -10,11 +10,13 @@ from attnbench.errors import UserError
 from attnbench.evals.run import GPQARun
 from attnbench.flags import cli_default
 from attnbench.microbench.run import Options
+from attnbench.parity.run import Parity
 from attnbench.scenarios import spec
 
 # command -> (its config, the flags whose command-line default is None: the command decides)
 COMMANDS = {
     ("gpqa",): (GPQARun, set()),
+    ("parity",): (Parity, {"--vocab-size"}),
     ("microbench", "decode"): (Options, set()),
     ("microbench", "prefill"): (Options, set()),
 }
