@@ -12,9 +12,11 @@ from attnbench.flags import cli_default
 from attnbench.microbench.run import Options
 from attnbench.parity.run import Parity
 from attnbench.scenarios import spec
+from attnbench.serving.bench import ServeBench
 
 # command -> (its config, the flags whose command-line default is None: the command decides)
 COMMANDS = {
+    ("serve-bench",): (ServeBench, {"--model", "--warmup", "--vocab-size", "--prompt-format"}),
     ("gpqa",): (GPQARun, set()),
     ("parity",): (Parity, {"--vocab-size"}),
     ("microbench", "decode"): (Options, set()),
@@ -91,6 +93,13 @@ def test_a_value_outside_the_fields_choices_is_refused_in_one_line(path, o):
     assert str(e.value) == f"{o.flag} must be one of {', '.join(o.choices)} (got 'nope')"
 
 
-def test_every_command_option_with_a_field_is_covered():
-    """A config flag the table above misses would escape these checks."""
-    assert {path[0] for path in COMMANDS} >= {"gpqa"}
+def test_every_command_a_scenario_runs_is_covered():
+    """A section's config the table above misses would escape these checks."""
+    configs = {"serve": ServeBench, "gpqa": GPQARun, "parity": Parity, "microbench": Options}
+    assert set(configs) == set(spec.SECTIONS)
+    assert {config for config, _ in COMMANDS.values()} == set(configs.values())
+
+
+def test_a_list_valued_flag_defaults_to_its_command_line_text():
+    flags = params(("serve-bench",))
+    assert (flags["--input"].default, flags["--percentiles"].default, flags["--goodput"].default) == ("1000", "50,90,99", [])
