@@ -19,33 +19,29 @@ from attnbench.scenarios.spec import Option, options
 
 
 def typer_option(config: type, key: str, *, unset: bool = False) -> Any:
-    """The typer option of `config`'s flag for scenario key `key`. `unset`: the command line's
-    default is None and the command decides (the help says what), e.g. --warmup: --num-prompts."""
-    o = option(config, key)
+    """The typer option of the flag `config` declares for scenario key `key`. `unset`: the
+    command line's default is None and the command decides (the help says what), as --warmup's
+    is --num-prompts."""
+    o = _declared(config).get(key)
+    if o is None:
+        raise TypeError(f"{config.__name__} declares no flag with key {key!r}")
     checks = o.bound is not None or o.choices is not None
     return typer.Option(None if unset else cli_default(o), o.flag, help=o.help,
                         callback=(lambda value: check(o, value)) if checks else None)
 
 
 @functools.cache
-def _by_key(config: type) -> dict[str, Option]:
+def _declared(config: type) -> dict[str, Option]:
     return {o.key: o for o in options(config)}
-
-
-def option(config: type, key: str) -> Option:
-    try:
-        return _by_key(config)[key]
-    except KeyError:
-        raise TypeError(f"{config.__name__} declares no flag with key {key!r}") from None
 
 
 def cli_default(o: Option) -> Any:
     """The field's default as the command line spells it: a list for a repeatable flag, the
-    comma-separated text a list-valued flag takes (as Option.argv passes it), else the value."""
+    text Option.argv passes for a flag whose value may be a list (--percentiles 50,90,99)."""
     if o.each:
         return list(o.default or [])
     if isinstance(o.type, (list, tuple)) and o.default is not None:
-        return ",".join(str(v) for v in (o.default if isinstance(o.default, list) else [o.default]))
+        return o.argv(o.default)[1]
     return o.default
 
 

@@ -8,7 +8,7 @@ import typer
 from attnbench.cli import app
 from attnbench.errors import UserError
 from attnbench.evals.run import GPQARun
-from attnbench.flags import cli_default
+from attnbench.flags import cli_default, typer_option
 from attnbench.microbench.run import Options
 from attnbench.parity.run import Parity
 from attnbench.scenarios import spec
@@ -57,7 +57,7 @@ def test_the_command_line_default_and_help_are_the_fields(path, o):
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
-def test_only_the_listed_flags_leave_their_default_to_the_command(path):
+def test_each_unset_flag_has_a_field_default_the_command_line_leaves_to_the_command(path):
     config, unset = COMMANDS[path]
     declared = {o.flag: o for o in spec.options(config)}
     assert unset <= set(declared)
@@ -103,3 +103,8 @@ def test_every_command_a_scenario_runs_is_covered():
 def test_a_list_valued_flag_defaults_to_its_command_line_text():
     flags = params(("serve-bench",))
     assert (flags["--input"].default, flags["--percentiles"].default, flags["--goodput"].default) == ("1000", "50,90,99", [])
+
+
+def test_a_key_the_config_does_not_declare_is_a_programming_error():
+    with pytest.raises(TypeError, match="GPQARun declares no flag with key 'result_dir'"):
+        typer_option(GPQARun, "result_dir")
