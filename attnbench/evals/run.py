@@ -34,33 +34,66 @@ CHAT_PROMPT_ALLOWANCE = 4096
 @dataclass
 class GPQARun:
     """What `attnbench gpqa` runs. A field whose metadata has a "flag" is also the [gpqa] scenario
-    key of its name, checked when the scenario loads (metadata as serving.bench.ServeBench says)."""
+    key of its name, checked when the scenario loads, and the option of `attnbench gpqa`
+    (metadata as serving.bench.ServeBench says)."""
     result_dir: Path
-    dataset: str = field(default="diamond", metadata={"flag": "--dataset"})
+    dataset: str = field(default="diamond", metadata={"flag": "--dataset", "help": (
+        "diamond|main|extended (OpenAI's public simple-evals CSV, as the reference reads it), "
+        "hub:diamond|main|extended|experts (the Hugging Face copy, gated: needs HF_TOKEN), mini (20 made-up "
+        "questions), or a local .csv/.jsonl with GPQA's columns.")})
     # a scenario's list of efforts is one run per effort
-    effort: str = field(default="low", metadata={"flag": "--effort", "type": str | list[str], "choices": EFFORTS})
-    api: str = field(default="responses", metadata={"flag": "--api", "choices": APIS})
-    repeats: int = field(default=8, metadata={"flag": "--repeats", "bound": (">=", 1)})
-    concurrency: int = field(default=64, metadata={"flag": "--concurrency", "bound": (">=", 1)})
-    # the reference's; capped by the server's max model length
-    max_tokens: int = field(default=MAX_TOKENS, metadata={"flag": "--max-tokens", "bound": (">=", 1)})
-    temperature: float = field(default=1.0, metadata={"flag": "--temperature", "bound": (">=", 0)})
-    limit: int | None = field(default=None, metadata={"flag": "--limit", "bound": (">=", 1)})
-    seed: int = field(default=0, metadata={"flag": "--seed"})
+    effort: str = field(default="low", metadata={
+        "flag": "--effort", "type": str | list[str], "choices": EFFORTS,
+        "help": "Reasoning effort: low, medium, high, or none (send no effort: for servers without reasoning). "
+                "Never dropped: a request the server refuses (HTTP 400) scores 0, as in the reference, and is counted."})
+    api: str = field(default="responses", metadata={
+        "flag": "--api", "choices": APIS,
+        "help": "responses (/v1/responses, as the reference) or chat (/v1/chat/completions)."})
+    repeats: int = field(default=8, metadata={
+        "flag": "--repeats", "bound": (">=", 1),
+        "help": "Times each question is asked (with a fresh option order each time)."})
+    concurrency: int = field(default=64, metadata={"flag": "--concurrency", "bound": (">=", 1),
+                                                   "help": "Requests in flight at most."})
+    max_tokens: int = field(default=MAX_TOKENS, metadata={
+        "flag": "--max-tokens", "bound": (">=", 1),
+        "help": "Output token limit per answer (the reference's), capped by the server's max model length "
+                "(with a notice)."})
+    temperature: float = field(default=1.0, metadata={"flag": "--temperature", "bound": (">=", 0),
+                                                      "help": "Sampling temperature (the reference's default)."})
+    limit: int | None = field(default=None, metadata={
+        "flag": "--limit", "bound": (">=", 1),
+        "help": "Ask only this many questions (drawn with the seed, as the reference does)."})
+    seed: int = field(default=0, metadata={
+        "flag": "--seed", "help": "Seed of the question subset and the option shuffling (the reference uses 0)."})
     # with an endpoint: None takes the server's model
-    model: str | None = field(default=None, metadata={"flag": "--model"})
+    model: str | None = field(default=None, metadata={
+        "flag": "--model", "help": "Model: with --endpoint the served name (default: the server's); with --backends "
+                                   "what vLLM loads (default openai/gpt-oss-20b)."})
     endpoint: str | None = None
     name: str = "endpoint"  # the backend name an endpoint's record carries
     backends: list[Any] = field(default_factory=list)  # registry.Backend
-    serve_args: list[str] = field(default_factory=list, metadata={"flag": "--serve-arg", "each": True})
-    request_timeout_s: float = field(default=3600.0, metadata={"flag": "--request-timeout", "bound": (">", 0)})
+    serve_args: list[str] = field(default_factory=list, metadata={
+        "flag": "--serve-arg", "each": True,
+        "help": "Argument passed to `vllm serve`, repeatable: --serve-arg=--max-model-len --serve-arg=8192."})
+    request_timeout_s: float = field(default=3600.0, metadata={
+        "flag": "--request-timeout", "bound": (">", 0), "help": "Seconds before one request attempt counts as failed."})
     # total time one sample may spend on retries before it counts as failed
-    retry_time_s: float = field(default=7200.0, metadata={"flag": "--retry-time", "bound": (">=", 0)})
+    retry_time_s: float = field(default=7200.0, metadata={
+        "flag": "--retry-time", "bound": (">=", 0),
+        "help": "Seconds one sample may spend retrying 429/5xx/timeouts (exponential backoff) before it counts as "
+                "failed (and wrong)."})
     backoff_s: float = 1.0
     # chat: times an empty final content is asked again
-    empty_resamples: int = field(default=4, metadata={"flag": "--empty-resamples", "bound": (">=", 0)})
-    grader: str = field(default="reference", metadata={"flag": "--grader", "choices": GRADERS})
-    ready_timeout_s: float = field(default=900.0, metadata={"flag": "--ready-timeout", "bound": (">", 0)})
+    empty_resamples: int = field(default=4, metadata={
+        "flag": "--empty-resamples", "bound": (">=", 0),
+        "help": "--api chat: times an answer with empty content is asked again (the reference asks until it is "
+                "not empty)."})
+    grader: str = field(default="reference", metadata={
+        "flag": "--grader", "choices": GRADERS,
+        "help": "reference (awards exactly what gpt-oss's extract_abcd awards) or lenient (also bare lowercase "
+                "letters such as 'c'; recorded)."})
+    ready_timeout_s: float = field(default=900.0, metadata={
+        "flag": "--ready-timeout", "bound": (">", 0), "help": "Seconds to wait for a started server to become ready."})
 
 
 @dataclass

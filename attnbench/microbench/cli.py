@@ -1,4 +1,6 @@
-"""`attnbench microbench decode|prefill`: thin typer layer over grid.py, run.py and output.py."""
+"""`attnbench microbench decode|prefill`: thin typer layer over grid.py, run.py and output.py. The
+options a scenario sets beside its grid (--repeats, --fa4-splits, --device) are declared on
+run.Options' fields (default, help, bound); the others here."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Optional
 import typer
 
 from attnbench.errors import UserError
+from attnbench.flags import typer_option
+from attnbench.microbench.run import Options
 
 app = typer.Typer(help="Attention kernels across backends: checked against a float32 reference, timed with "
                   "CUDA graphs, placed on the roofline.", no_args_is_help=True)
@@ -109,10 +113,6 @@ def _main(op: str, *, backends, grid_file, fa4_splits, repeats, cold_l2, device,
     from attnbench.microbench import output, roofline, run
     from attnbench.microbench.guard import SignalGuard
 
-    if repeats < 1:
-        raise UserError("--repeats must be >= 1")
-    if fa4_splits is not None and fa4_splits < 0:
-        raise UserError("--fa4-splits must be >= 0 (0 = FA4's heuristic, 1 = no split-KV)")
     g = _grid(op, grid_file, **flags)
     try:
         shapes, skipped = g.shapes()
@@ -198,10 +198,10 @@ HeadDim = typer.Option(None, "--head-dim", help="head dimension (default 128)")
 PageSize = typer.Option(None, "--page-size", help="KV cache page size in tokens (default 16)")
 Dtype = typer.Option(None, "--dtype", help="bf16 or fp16 (default bf16)")
 GridOpt = typer.Option(None, "--grid", help="grid TOML file, e.g. scenarios/decode-grid.toml; flags override it")
-Splits = typer.Option(None, "--fa4-splits", help="FA4 num_splits: 0 = its heuristic; 1 = split-KV off (labelled fa4-splits1)")
-Repeats = typer.Option(20, "--repeats", help="timed repeats; the median is reported")
+Splits = typer_option(Options, "fa4_splits")
+Repeats = typer_option(Options, "repeats")
 Cold = typer.Option(False, "--cold-l2", help="rotate input copies so every call finds a cold L2 cache")
-Device = typer.Option("cuda", "--device", help="cuda or cpu (cpu: reference backend only)")
+Device = typer_option(Options, "device")
 ResultDir = typer.Option(None, "--result-dir", help="default results/<UTC>-microbench-<op>")
 MaxKv = typer.Option(None, "--max-kv-gib", help="skip shapes whose inputs need more GiB than this (default 40)")
 Precompile = typer.Option(False, "--precompile", help="first call (JIT/CuTe compile, planning) of every backend x shape before any shape is timed, each reported with its time")

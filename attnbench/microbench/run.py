@@ -28,13 +28,16 @@ REFERENCE = "reference"
 class Options:
     """How each shape is measured (the grid says which shapes). A field whose metadata has a
     "flag" is also a [microbench] scenario key beside `grid = FILE` (metadata as
-    serving.bench.ServeBench says; the bounds are those the CLI checks)."""
-    device: str = field(default="cuda", metadata={"flag": "--device"})
-    repeats: int = field(default=20, metadata={"flag": "--repeats", "bound": (">=", 1)})
+    serving.bench.ServeBench says), and an option of `attnbench microbench decode|prefill`."""
+    device: str = field(default="cuda", metadata={"flag": "--device", "help": "cuda or cpu (cpu: reference backend only)"})
+    repeats: int = field(default=20, metadata={"flag": "--repeats", "bound": (">=", 1),
+                                               "help": "timed repeats; the median is reported"})
     warmup: int = 3
     cold_l2: bool = False
     # None or 0: FA4's own heuristic; N: num_splits=N ("fa4-splitsN")
-    fa4_splits: int | None = field(default=None, metadata={"flag": "--fa4-splits", "bound": (">=", 0)})
+    fa4_splits: int | None = field(default=None, metadata={
+        "flag": "--fa4-splits", "bound": (">=", 0),
+        "help": "FA4 num_splits: 0 = its heuristic; 1 = split-KV off (labelled fa4-splits1)"})
     seed: int = 0
     precompile: bool = False  # first call of every backend x shape before any shape is timed
 

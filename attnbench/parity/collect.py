@@ -38,10 +38,17 @@ class Settings:
     prompts: PromptSet = field(default_factory=PromptSet)
     # flags as run.Parity says; the bounds are those __post_init__ checks
     # vLLM refuses more than its --max-logprobs (default 20)
-    top_k: int = field(default=10, metadata={"flag": "--top-k", "bound": (">=", 1)})
-    max_tokens: int = field(default=32, metadata={"flag": "--max-tokens", "bound": (">=", 1)})
-    request_timeout_s: float = field(default=600.0, metadata={"flag": "--request-timeout", "bound": (">", 0)})
-    concurrency: int = field(default=64, metadata={"flag": "--concurrency", "bound": (">=", 1)})  # requests in flight
+    top_k: int = field(default=10, metadata={
+        "flag": "--top-k", "bound": (">=", 1),
+        "help": "Top-k logprobs per position (vLLM allows up to its --max-logprobs, default 20)."})
+    max_tokens: int = field(default=32, metadata={"flag": "--max-tokens", "bound": (">=", 1),
+                                                  "help": "Greedy tokens generated per prompt."})
+    request_timeout_s: float = field(default=600.0, metadata={"flag": "--request-timeout", "bound": (">", 0),
+                                                              "help": "Seconds before one request counts as failed."})
+    concurrency: int = field(default=64, metadata={
+        "flag": "--concurrency", "bound": (">=", 1),
+        "help": "Requests in flight (>= 64 exercises CUDA graphs at batch > 1, split-KV and mixed batches as "
+                "serving does)."})
 
     def __post_init__(self) -> None:
         if self.top_k < 1:

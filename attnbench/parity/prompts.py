@@ -22,15 +22,26 @@ SOURCES = ("random", "text")
 class PromptSet:
     # flags as parity.run.Parity says; the bounds are those __post_init__ checks (long_len: at least short_len's)
     # half short, half long (a single prompt is long): 64 in flight at once
-    num_prompts: int = field(default=64, metadata={"flag": "--num-prompts", "bound": (">=", 1)})
-    short_len: int = field(default=64, metadata={"flag": "--short-len", "bound": (">=", 2)})
-    long_len: int = field(default=4096, metadata={"flag": "--long-len", "bound": (">=", 2)})
-    seed: int = field(default=0, metadata={"flag": "--seed"})
-    vocab_size: int = field(default=10_000, metadata={"flag": "--vocab-size", "bound": (">=", 2)})
+    num_prompts: int = field(default=64, metadata={
+        "flag": "--num-prompts", "bound": (">=", 1),
+        "help": "Prompts, alternating long and short, all in flight at once (--concurrency)."})
+    short_len: int = field(default=64, metadata={"flag": "--short-len", "bound": (">=", 2),
+                                                 "help": "Tokens of a short prompt (prefill path)."})
+    long_len: int = field(default=4096, metadata={"flag": "--long-len", "bound": (">=", 2),
+                                                  "help": "Tokens of a long prompt (split-KV decode)."})
+    seed: int = field(default=0, metadata={"flag": "--seed", "help": "Seed of the prompts."})
+    vocab_size: int = field(default=10_000, metadata={
+        "flag": "--vocab-size", "bound": (">=", 2),
+        "help": "Vocabulary prompt ids are drawn from (default: the model's config, else 10000)."})
     # "random" token ids, or "text" from the shipped corpus
-    source: str = field(default="random", metadata={"key": "prompts", "flag": "--prompts", "choices": SOURCES})
+    source: str = field(default="random", metadata={
+        "key": "prompts", "flag": "--prompts", "choices": SOURCES,
+        "help": "Prompt source: 'random' token ids, or 'text' (natural-text passages shipped with attnbench, "
+                "tokenized by the model's tokenizer)."})
     # with "text": a folder holding tokenizer.json (the model's)
-    tokenizer: str | None = field(default=None, metadata={"flag": "--tokenizer"})
+    tokenizer: str | None = field(default=None, metadata={
+        "flag": "--tokenizer",
+        "help": "With --prompts text: the folder holding tokenizer.json (default: the model's folder)."})
 
     def __post_init__(self) -> None:
         for ok, message in (

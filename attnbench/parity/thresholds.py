@@ -36,29 +36,37 @@ from attnbench.parity.metrics import TIE_MARGIN
 TOPK_OVERLAP_SCALE = 0.9  # the overlap whose disagreement (0.1) the null floor takes its share of
 
 
-def _flag(name: str) -> dict:
+def _flag(name: str, help: str) -> dict:
     """A limit's flag, and its [parity] scenario key: the flag's name (as parity.run.Parity says)."""
-    return {"key": name.replace("-", "_"), "flag": f"--{name}"}
+    return {"key": name.replace("-", "_"), "flag": f"--{name}", "help": help}
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    max_abs_dlogprob: float = field(default=0.25, metadata=_flag("max-dlogprob"))
-    mean_abs_dlogprob: float = field(default=0.02, metadata=_flag("mean-dlogprob"))
-    mean_kl: float = field(default=0.005, metadata=_flag("max-mean-kl"))
-    min_top1_agreement: float = field(default=0.98, metadata=_flag("min-top1"))  # applies to top1_agreement_tie_aware
+    max_abs_dlogprob: float = field(default=0.25, metadata=_flag("max-dlogprob", "Fail above this max |Δ logprob| (nats)."))
+    mean_abs_dlogprob: float = field(default=0.02, metadata=_flag("mean-dlogprob", "Fail above this mean |Δ logprob| (nats)."))
+    mean_kl: float = field(default=0.005, metadata=_flag("max-mean-kl", "Fail above this mean top-k KL divergence (nats)."))
+    # applies to top1_agreement_tie_aware
+    min_top1_agreement: float = field(default=0.98, metadata=_flag(
+        "min-top1", "Fail below this top-1 agreement (near-ties count as agreement)."))
     # off by default: one near-tie ends a greedy prefix
-    min_greedy_prefix_mean: float | None = field(default=None, metadata=_flag("min-greedy-prefix"))
+    min_greedy_prefix_mean: float | None = field(default=None, metadata=_flag(
+        "min-greedy-prefix", "Fail below this mean identical greedy prefix (tokens); off by default."))
     tie_margin: float = TIE_MARGIN
-    fp32_factor: float = field(default=2.0, metadata=_flag("fp32-factor"))
+    fp32_factor: float = field(default=2.0, metadata=_flag(
+        "fp32-factor", "Tolerances against the fp32 reference are this many times looser."))
     max_flat_fraction: float = 0.5  # share of positions with all top-k logprobs equal (metrics.degenerate)
     # top-k overlap is judged only against a null (or when set): with near-flat distributions
     # (random weights) rounding reorders the near-tied tail of every top-k list
-    min_topk_overlap: float | None = field(default=None, metadata=_flag("min-topk-overlap"))
+    min_topk_overlap: float | None = field(default=None, metadata=_flag(
+        "min-topk-overlap", "Fail below this mean top-k overlap without a null pass (off by default: near-flat "
+                            "distributions reorder their tails)."))
     # with a null pass: fail above this many times the null's value, but the limit is never below
     # null_floor's share of the bf16 estimate
-    null_factor: float = field(default=3.0, metadata=_flag("null-factor"))
-    null_floor: float = field(default=0.25, metadata=_flag("null-floor"))
+    null_factor: float = field(default=3.0, metadata=_flag(
+        "null-factor", "With the null pass: fail above this many times the reference's spread against itself."))
+    null_floor: float = field(default=0.25, metadata=_flag(
+        "null-floor", "With the null pass: a limit is never below this share of the fixed bf16 limit."))
 
     def fixed(self, fp32: bool = False) -> dict[str, tuple[str, float]]:
         """metric -> ('max' | 'min', limit): the bf16 estimates (times fp32_factor against fp32)."""

@@ -22,7 +22,7 @@ import re
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -181,6 +181,8 @@ class Option:
     bound: tuple[str, float] | None = None
     each: bool = False  # one `--flag=v` per list item, for a repeatable flag
     choices: tuple[str, ...] | None = None  # the values the command accepts
+    default: Any = None  # the field's (metadata "default" where one field has several flags)
+    help: str = ""  # the command's --help line (metadata "help")
 
     def argv(self, value: Any) -> list[str]:
         if self.each:
@@ -198,8 +200,15 @@ def options(config: type) -> list[Option]:
             out += options(hints[f.name])
         for m in f.metadata.get("options", [f.metadata] if "flag" in f.metadata else []):
             out.append(Option(m.get("key", f.name), m["flag"], _scenario_type(m.get("type", hints[f.name])),
-                              m.get("bound"), m.get("each", False), m.get("choices")))
+                              m.get("bound"), m.get("each", False), m.get("choices"),
+                              m.get("default", _default(f)), m.get("help", "")))
     return out
+
+
+def _default(f: Field) -> Any:
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return None if f.default is MISSING else f.default
 
 
 def _argv(flags: list[Option], values: dict) -> list[str]:

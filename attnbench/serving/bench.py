@@ -32,40 +32,68 @@ class ServeBench:
     passed as that flag: scenarios/spec.py reads this metadata, so a new flag needs no edit there.
     Besides "flag": "bound", (">=" or ">", n); "type", the scenario value's type where the field's
     differs; "key", the scenario name where the field's differs; "each": True for a repeatable
-    flag, one `--flag=v` per item; "choices", the values the flag accepts; "options", a list of
-    such dicts where one field takes several."""
+    flag, one `--flag=v` per item; "choices", the values the flag accepts; "help", the flag's
+    --help text; "options", a list of such dicts where one field takes several (each with its
+    "default"). The command's signature takes default, help, bound and choices from here
+    (attnbench.flags.typer_option)."""
     # (input, output) pairs, run in order against each server
     shapes: list[tuple[int, int]] = field(metadata={"options": (
-        {"key": "input", "flag": "--input", "type": int | list[int], "bound": (">=", 1)},
-        {"key": "output", "flag": "--output", "type": int | list[int], "bound": (">=", 1)})})
+        {"key": "input", "flag": "--input", "type": int | list[int], "bound": (">=", 1), "default": 1000,
+         "help": "Prompt tokens; a list runs each (input, output) pair: 1000,8000."},
+        {"key": "output", "flag": "--output", "type": int | list[int], "bound": (">=", 1), "default": 1000,
+         "help": "Output tokens per request (exact: ignore_eos + min_tokens): 1000,1."})})
     load: Workload  # everything but the lengths (those come from `shapes`)
-    model: str | None = field(default="qwen3-0.6b", metadata={"flag": "--model"})  # None with --endpoint: whatever the server serves
+    # None with --endpoint: whatever the server serves
+    model: str | None = field(default="qwen3-0.6b", metadata={"flag": "--model", "help": (
+        "Embedded model name (default qwen3-0.6b, dummy weights), HF id or local path; with --endpoint, the served "
+        "model name.")})
     backends: list[Backend] = field(default_factory=list)
     endpoint: str | None = None  # benchmark this server instead of starting vLLM
     endpoint_name: str = "endpoint"
-    percentiles: list[float] = field(default_factory=lambda: [50, 90, 99],
-                                     metadata={"flag": "--percentiles", "bound": (">", 0)})
-    slos_ms: dict[str, float] | None = field(default=None, metadata={"key": "goodput", "flag": "--goodput",
-                                                                     "type": list[str], "each": True})
-    serve_args: list[str] = field(default_factory=list, metadata={"flag": "--serve-arg", "each": True})
+    percentiles: list[float] = field(default_factory=lambda: [50, 90, 99], metadata={
+        "flag": "--percentiles", "bound": (">", 0), "help": "Latency percentiles to report."})
+    slos_ms: dict[str, float] | None = field(default=None, metadata={
+        "key": "goodput", "flag": "--goodput", "type": list[str], "each": True,
+        "help": "SLO for goodput, repeatable: ttft:MS, tpot:MS, e2el:MS."})
+    serve_args: list[str] = field(default_factory=list, metadata={
+        "flag": "--serve-arg", "each": True,
+        "help": "Argument passed to `vllm serve`, repeatable: --serve-arg=--max-num-seqs --serve-arg=512."})
     result_dir: Path = Path("results")
-    ready_timeout_s: float = field(default=900.0, metadata={"flag": "--ready-timeout", "bound": (">", 0)})
-    request_timeout_s: float = field(default=3600.0, metadata={"flag": "--request-timeout", "bound": (">", 0)})
+    ready_timeout_s: float = field(default=900.0, metadata={"flag": "--ready-timeout", "bound": (">", 0),
+                                                            "help": "Seconds to wait for a server to become ready."})
+    request_timeout_s: float = field(default=3600.0, metadata={"flag": "--request-timeout", "bound": (">", 0),
+                                                               "help": "Seconds before one request counts as failed."})
     workers: int = 0
     baseline: str | None = None
-    repeats: int = field(default=3, metadata={"flag": "--repeats", "bound": (">=", 1)})  # measured passes per (backend, shape)
+    # measured passes per (backend, shape)
+    repeats: int = field(default=3, metadata={"flag": "--repeats", "bound": (">=", 1), "help": (
+        "Measured passes per backend and shape (fresh prompts each); means, 95% CIs and ratio CIs over them.")})
     # More passes, in rounds over the backends still short of it, until the 95% CI half-width of
     # output tok/s is at most this fraction of the mean (None: exactly `repeats`), up to max_repeats.
-    target_ci: float | None = field(default=None, metadata={"flag": "--target-ci", "bound": (">", 0)})
-    max_repeats: int | None = field(default=None, metadata={"flag": "--max-repeats", "bound": (">=", 1)})  # None: 2 x repeats
+    target_ci: float | None = field(default=None, metadata={"flag": "--target-ci", "bound": (">", 0), "help": (
+        "Then more passes, in rounds over the backends still short of it, until the 95% CI half-width of output "
+        "tok/s is within this fraction of the mean (e.g. 0.03).")})
+    # None: 2 x repeats
+    max_repeats: int | None = field(default=None, metadata={"flag": "--max-repeats", "bound": (">=", 1), "help": (
+        "With --target-ci: at most this many measured passes per backend and shape (default 2 x --repeats).")})
     parallel_start: bool | None = None  # None: side by side when the GPU has room
     interleave: bool | None = None  # None: whenever servers run side by side
-    warmup_tolerance: float = field(default=0.03, metadata={"flag": "--warmup-tolerance", "bound": (">", 0)})  # steady: two unmeasured passes in a row this close in output tok/s
-    max_warmup_passes: int = field(default=5, metadata={"flag": "--max-warmup-passes", "bound": (">=", 1)})  # then measure anyway, and flag it
+    # steady: two unmeasured passes in a row this close in output tok/s
+    warmup_tolerance: float = field(default=0.03, metadata={"flag": "--warmup-tolerance", "bound": (">", 0), "help": (
+        "Warm up until two passes in a row agree this closely on output tok/s.")})
+    # then measure anyway, and flag it
+    max_warmup_passes: int = field(default=5, metadata={"flag": "--max-warmup-passes", "bound": (">=", 1), "help": (
+        "At most this many warm-up passes per backend and shape (then measure, flagged as not steady).")})
     keep_flagged: bool = False  # contaminated passes count in means, CIs and ratios
     gpu_memory_gib: float | None = None  # None: nvidia-smi's
-    prompt_format: str = field(default="token-ids", metadata={"flag": "--prompt-format"})  # or "text": random ids decoded with the tokenizer, as vLLM's random dataset
-    tokenizer: str | None = field(default=None, metadata={"flag": "--tokenizer"})  # the tokenizer text prompts are made with (default: the model's folder)
+    # or "text": random ids decoded with the tokenizer, as vLLM's random dataset
+    prompt_format: str = field(default="token-ids", metadata={
+        "flag": "--prompt-format", "help": (
+            "token-ids (default when attnbench starts vLLM) or text: random ids decoded with the model's tokenizer, "
+            "as vLLM's random dataset. With --endpoint the default is token-ids if the server takes them, else text.")})
+    # the tokenizer text prompts are made with (default: the model's folder)
+    tokenizer: str | None = field(default=None, metadata={"flag": "--tokenizer", "help": (
+        "Tokenizer folder (tokenizer.json) for --prompt-format text (default: the model's folder).")})
     client_cpus: tuple[int, ...] | None = None  # the load generator's cores (set by run when it starts servers)
 
     @property

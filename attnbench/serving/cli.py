@@ -1,9 +1,9 @@
-"""`attnbench serve-bench`: flags -> ServeBench -> bench.run."""
+"""`attnbench serve-bench`: flags -> ServeBench -> bench.run. The options a scenario sets are
+declared on the fields of ServeBench and Workload (default, help, bound, choices); the others here."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import sys
 from dataclasses import replace
@@ -13,6 +13,8 @@ from typing import List, Optional
 import typer
 
 from attnbench.errors import UserError
+from attnbench.flags import typer_option
+from attnbench.serving.bench import ServeBench
 
 
 def default_result_dir(kind: str) -> Path:
@@ -47,36 +49,36 @@ def parse_slos(items: list[str]) -> dict[str, float] | None:
 
 def serve_bench(
     backends: Optional[str] = typer.Option(None, help="Comma-separated backends (see `attnbench backends`); default: every available one."),
-    input: str = typer.Option("1000", "--input", help="Prompt tokens; a list runs each (input, output) pair: 1000,8000."),
-    output: str = typer.Option("1000", "--output", help="Output tokens per request (exact: ignore_eos + min_tokens): 1000,1."),
-    num_prompts: int = typer.Option(256, help="Requests per load shape."),
-    request_rate: float = typer.Option(math.inf, help="Requests/s (Poisson/gamma arrivals); inf sends all at once."),
-    burstiness: float = typer.Option(1.0, help="Gamma shape of the arrival gaps: 1 Poisson, <1 burstier."),
-    max_concurrency: Optional[int] = typer.Option(None, help="At most this many requests in flight."),
-    seed: int = typer.Option(0, help="Seed of the prompts and arrival times."),
-    warmup: Optional[int] = typer.Option(None, help="Requests per unmeasured warm-up pass (default --num-prompts; 0: no warm-up)."),
-    warmup_tolerance: float = typer.Option(0.03, help="Warm up until two passes in a row agree this closely on output tok/s."),
-    max_warmup_passes: int = typer.Option(5, help="At most this many warm-up passes per backend and shape (then measure, flagged as not steady)."),
-    repeats: int = typer.Option(3, help="Measured passes per backend and shape (fresh prompts each); means, 95% CIs and ratio CIs over them."),
-    target_ci: Optional[float] = typer.Option(None, help="Then more passes, in rounds over the backends still short of it, until the 95% CI half-width of output tok/s is within this fraction of the mean (e.g. 0.03)."),
-    max_repeats: Optional[int] = typer.Option(None, help="With --target-ci: at most this many measured passes per backend and shape (default 2 x --repeats)."),
+    input: str = typer_option(ServeBench, "input"),
+    output: str = typer_option(ServeBench, "output"),
+    num_prompts: int = typer_option(ServeBench, "num_prompts"),
+    request_rate: float = typer_option(ServeBench, "request_rate"),
+    burstiness: float = typer_option(ServeBench, "burstiness"),
+    max_concurrency: Optional[int] = typer_option(ServeBench, "max_concurrency"),
+    seed: int = typer_option(ServeBench, "seed"),
+    warmup: Optional[int] = typer_option(ServeBench, "warmup", unset=True),
+    warmup_tolerance: float = typer_option(ServeBench, "warmup_tolerance"),
+    max_warmup_passes: int = typer_option(ServeBench, "max_warmup_passes"),
+    repeats: int = typer_option(ServeBench, "repeats"),
+    target_ci: Optional[float] = typer_option(ServeBench, "target_ci"),
+    max_repeats: Optional[int] = typer_option(ServeBench, "max_repeats"),
     parallel_start: Optional[bool] = typer.Option(None, "--parallel-start/--no-parallel-start", help="Run the backends' servers side by side when the GPU has room for each one's KV cache (default: when it has)."),
     interleave: Optional[bool] = typer.Option(None, "--interleave/--no-interleave", help="Measured passes in rounds across the side-by-side backends (A B, A B, ...) so drift hits all alike (default: when side by side)."),
     keep_flagged: bool = typer.Option(False, "--keep-flagged", help="Count passes flagged as contaminated (JIT, preemption, clock dip, saturated client) in means, CIs and ratios."),
-    percentiles: str = typer.Option("50,90,99", help="Latency percentiles to report."),
-    goodput: List[str] = typer.Option([], help="SLO for goodput, repeatable: ttft:MS, tpot:MS, e2el:MS."),
-    model: Optional[str] = typer.Option(None, help="Embedded model name (default qwen3-0.6b, dummy weights), HF id or local path; with --endpoint, the served model name."),
+    percentiles: str = typer_option(ServeBench, "percentiles"),
+    goodput: List[str] = typer_option(ServeBench, "goodput"),
+    model: Optional[str] = typer_option(ServeBench, "model", unset=True),
     endpoint: Optional[str] = typer.Option(None, help="Benchmark this running OpenAI-compatible server (base URL, with or without /v1; NAME=URL names it) instead of starting vLLM."),
     name: str = typer.Option("endpoint", help="With --endpoint: the backend name its records carry."),
-    vocab_size: Optional[int] = typer.Option(None, help="Vocabulary for random token ids (default: from the model's config, else 10000)."),
-    serve_arg: List[str] = typer.Option([], help="Argument passed to `vllm serve`, repeatable: --serve-arg=--max-num-seqs --serve-arg=512."),
+    vocab_size: Optional[int] = typer_option(ServeBench, "vocab_size", unset=True),
+    serve_arg: List[str] = typer_option(ServeBench, "serve_args"),
     result_dir: Optional[Path] = typer.Option(None, help="Where records, logs, summary.md and plots go (default results/<UTC time>-serve)."),
     baseline: Optional[str] = typer.Option(None, help="Backend the comparison table divides by (default: the best per metric)."),
-    ready_timeout: float = typer.Option(900.0, help="Seconds to wait for a server to become ready."),
-    request_timeout: float = typer.Option(3600.0, help="Seconds before one request counts as failed."),
+    ready_timeout: float = typer_option(ServeBench, "ready_timeout_s"),
+    request_timeout: float = typer_option(ServeBench, "request_timeout_s"),
     client_workers: int = typer.Option(0, help="Client processes (0: automatic)."),
-    prompt_format: Optional[str] = typer.Option(None, help="token-ids (default when attnbench starts vLLM) or text: random ids decoded with the model's tokenizer, as vLLM's random dataset. With --endpoint the default is token-ids if the server takes them, else text."),
-    tokenizer: Optional[str] = typer.Option(None, help="Tokenizer folder (tokenizer.json) for --prompt-format text (default: the model's folder)."),
+    prompt_format: Optional[str] = typer_option(ServeBench, "prompt_format", unset=True),
+    tokenizer: Optional[str] = typer_option(ServeBench, "tokenizer"),
     from_results: Optional[Path] = typer.Option(None, help="Run nothing: print the comparison and rewrite summary.md and the plots from the records under this folder (flags that follow from the records, such as clock dips, are evaluated again)."),
 ) -> None:
     """Start a vLLM server per backend, drive it with a streaming load, compare the backends."""
@@ -142,17 +144,13 @@ def serve_bench(
                       "sending text prompts (--prompt-format text)", file=sys.stderr)
     load = replace(load, vocab_size=bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr),
                                                      base_url=normalize(endpoint) if endpoint else None))
-    if repeats < 1:
-        raise UserError(f"--repeats must be >= 1 (got {repeats})")
     if not 0 < warmup_tolerance < 1:
         raise UserError(f"--warmup-tolerance is a fraction between 0 and 1, e.g. 0.03 (got {warmup_tolerance})")
-    if max_warmup_passes < 1:
-        raise UserError(f"--max-warmup-passes must be >= 1 (got {max_warmup_passes}); --warmup 0 turns warm-up off")
     if client_workers < 0:
         raise UserError(f"--client-workers must be >= 0 (got {client_workers})")
     if baseline and not endpoint and baseline not in [b.name for b in chosen]:
         raise UserError(f"--baseline {baseline!r} is not among --backends ({', '.join(b.name for b in chosen)})")
-    config = bench.ServeBench(
+    config = ServeBench(
         shapes=shapes, load=load, model=model, backends=chosen, endpoint=endpoint, endpoint_name=name,
         serve_args=list(serve_arg), percentiles=pcts, slos_ms=slos,
         result_dir=result_dir or default_result_dir("serve"), ready_timeout_s=ready_timeout,

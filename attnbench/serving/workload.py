@@ -17,13 +17,25 @@ class Workload:
     input_len: int
     output_len: int
     # flags (and [serve] scenario keys), as ServeBench says; the bounds are those __post_init__ checks
-    num_prompts: int = field(default=256, metadata={"flag": "--num-prompts", "bound": (">=", 1)})
-    request_rate: float = field(default=math.inf, metadata={"flag": "--request-rate", "bound": (">", 0)})  # requests/s; inf sends all at once
-    burstiness: float = field(default=1.0, metadata={"flag": "--burstiness", "bound": (">", 0)})  # gamma shape: 1 is Poisson, <1 burstier, >1 more regular
-    max_concurrency: int | None = field(default=None, metadata={"flag": "--max-concurrency", "bound": (">=", 1)})
-    seed: int = field(default=0, metadata={"flag": "--seed"})
-    warmup: int = field(default=0, metadata={"flag": "--warmup", "bound": (">=", 0)})  # requests sent (and awaited) before the timed run, not counted
-    vocab_size: int = field(default=10_000, metadata={"flag": "--vocab-size", "bound": (">=", 2)})
+    num_prompts: int = field(default=256, metadata={"flag": "--num-prompts", "bound": (">=", 1),
+                                                    "help": "Requests per load shape."})
+    # requests/s; inf sends all at once
+    request_rate: float = field(default=math.inf, metadata={
+        "flag": "--request-rate", "bound": (">", 0),
+        "help": "Requests/s (Poisson/gamma arrivals); inf sends all at once."})
+    # gamma shape: 1 is Poisson, <1 burstier, >1 more regular
+    burstiness: float = field(default=1.0, metadata={
+        "flag": "--burstiness", "bound": (">", 0), "help": "Gamma shape of the arrival gaps: 1 Poisson, <1 burstier."})
+    max_concurrency: int | None = field(default=None, metadata={
+        "flag": "--max-concurrency", "bound": (">=", 1), "help": "At most this many requests in flight."})
+    seed: int = field(default=0, metadata={"flag": "--seed", "help": "Seed of the prompts and arrival times."})
+    # requests sent (and awaited) before the timed run, not counted
+    warmup: int = field(default=0, metadata={
+        "flag": "--warmup", "bound": (">=", 0),
+        "help": "Requests per unmeasured warm-up pass (default --num-prompts; 0: no warm-up)."})
+    vocab_size: int = field(default=10_000, metadata={
+        "flag": "--vocab-size", "bound": (">=", 2),
+        "help": "Vocabulary for random token ids (default: from the model's config, else 10000)."})
 
     def __post_init__(self) -> None:
         checks = [

@@ -58,10 +58,12 @@ def test_user_errors_are_one_line(tmp_path, monkeypatch, capsys):
         (("--endpoint", "http://127.0.0.1:9", "--dataset", str(tmp_path / "none.csv")), "no such file"),
         (("--endpoint", "x:1", "--backends", "fa3"), "drop --backends"),
         (("--dataset", "mini"), "--endpoint URL"),
-        (("--endpoint", "x:1", "--effort", "max"), "--effort 'max'"),
-        (("--endpoint", "x:1", "--api", "completions"), "--api 'completions'"),
+        (("--endpoint", "x:1", "--effort", "max"), "--effort must be one of low, medium, high, none (got 'max')"),
+        (("--endpoint", "x:1", "--api", "completions"), "--api must be one of responses, chat (got 'completions')"),
+        (("--endpoint", "x:1", "--grader", "strict"), "--grader must be one of reference, lenient (got 'strict')"),
         (("--backends", "fa9"), "unknown backend 'fa9'"),
-        (("--endpoint", "x:1", "--repeats", "0"), "--repeats must be >= 1"),
+        (("--endpoint", "x:1", "--repeats", "0"), "--repeats must be >= 1 (got 0)"),
+        (("--endpoint", "x:1", "--retry-time", "-1"), "--retry-time must be >= 0 (got -1.0)"),
     ]
     with MCQServer(fixture_script(QS)) as srv:
         cases.append((("--endpoint", srv.base_url, "--model", "gpt-oss", "--dataset", "mini"), "does not serve 'gpt-oss'"))

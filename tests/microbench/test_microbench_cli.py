@@ -69,7 +69,8 @@ def test_grid_file_with_flag_overrides(tmp_path):
     (["--dtype", "fp8"], "bf16 or fp16"),
     (["--q-len", "0"], "q-len"),
     (["--device", "tpu"], "--device"),
-    (["--repeats", "0"], "--repeats"),
+    (["--repeats", "0"], "--repeats must be >= 1 (got 0)"),
+    (["--fa4-splits", "-1"], "--fa4-splits must be >= 0 (got -1)"),
     (["--grid", "missing.toml"], "not found"),
     (["--context", "4", "--q-len", "8"], "bad shape"),
 ])

@@ -91,6 +91,8 @@ def test_identical_endpoints_pass_and_thresholds_are_flags(tmp_path):
     (["--endpoint", "a=http://127.0.0.1:{port}", "--hf-reference", "off"], "two or more"),
     (["--endpoint", "a=http://127.0.0.1:{port}"], "two or more sources, and there is one (no model folder"),
     (["--endpoint", "a=http://127.0.0.1:{port}", "--endpoint", "b=x", "--hf-reference", "/nonexistent"], "--hf-reference: /nonexistent is not a local model folder"),
+    (["--prompts", "prose"], "--prompts must be one of random, text (got 'prose')"),  # bounds: Parity's fields
+    (["--ready-timeout", "0"], "--ready-timeout must be > 0 (got 0.0)"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, message):
     with socket.socket() as s:

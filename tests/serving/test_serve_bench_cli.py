@@ -112,6 +112,8 @@ def test_started_servers_one_per_backend_and_a_crash_is_recorded(tmp_path):
     (["--target-ci", "3"], "--target-ci is a fraction between 0 and 1"),
     (["--target-ci", "0.03", "--max-repeats", "2"], "--max-repeats 2 is below --repeats 3"),
     (["--max-repeats", "6"], "give --target-ci too"),
+    (["--max-warmup-passes", "0"], "--max-warmup-passes must be >= 1 (got 0)"),  # bounds: ServeBench's fields
+    (["--ready-timeout", "0"], "--ready-timeout must be > 0 (got 0.0)"),
 ])
 def test_bad_input_gets_one_clear_line(args, message, tmp_path):
     p = attnbench("serve-bench", *args, "--result-dir", tmp_path)
