@@ -16,11 +16,13 @@ budget is spent, or we are interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -71,30 +73,50 @@ STOPPED = 124  # the exit code a run stopped by its time limit is given (as `tim
 def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None, cwd: str | None = None,
              grace_s: float = STOP_GRACE_S) -> tuple[int, str | None, bool]:
     """Run one command with its output in run_dir/run.log; (exit code, error or None, whether the
-    time limit stopped it). The command leads its own process group, so stopping it (timeout,
-    Ctrl-C) reaches whatever it started there: SIGTERM to the group (attnbench takes it as Ctrl-C:
-    it stops vLLM and saves what it has), SIGKILL after `grace_s`."""
+    time limit stopped it). The command leads its own process group, so stopping it (`stop`: a
+    timeout, or Ctrl-C of attnbench run) reaches whatever it started there."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / LOG_NAME, "wb") as log:
         log.write(f"$ {shlex.join(cmd)}\n".encode())
         log.flush()
         try:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=_default_stop_signals)
         except OSError as e:
             return 127, f"cannot start {cmd[0]!r}: {e.strerror}", False
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            procs.stop_group(proc, grace_s)
+            stop(proc, grace_s)
             return STOPPED, f"timed out after {timeout_s:g} s", True
         except BaseException:  # interrupted: let the command stop its servers before we go
-            procs.stop_group(proc, grace_s)
+            stop(proc, grace_s)
             raise
     if code != 0:
         cause = root_cause((run_dir / LOG_NAME).read_text(errors="replace"), run_dir)
         return code, f"exit code {code}" + (f": {cause[:300]}" if cause else ""), False
     return 0, None, False
+
+
+def _default_stop_signals() -> None:
+    """In the command, before it starts: SIGINT and SIGTERM do what they do by default, even where
+    attnbench run was started with them ignored (a background job of a shell script ignores SIGINT,
+    and a command inherits that)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def stop(proc: subprocess.Popen, grace_s: float, after_s: float = 5.0) -> None:
+    """Stop a command as Ctrl-C in a terminal would: SIGINT to its whole process group. attnbench
+    then saves what it has and stops its vLLM servers; its client workers leave the stop to it
+    (SIGTERM to the group would kill them first, and the pass in flight with them). What is left
+    after `grace_s` gets SIGTERM, and SIGKILL `after_s` later."""
+    procs.signal_group(proc.pid, signal.SIGINT)
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end and procs.group_alive(proc.pid):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.2)
+    procs.stop_group(proc, after_s)
 
 
 def command_changes(old: str, new: str) -> str:

@@ -139,7 +139,7 @@ def test_a_run_past_its_timeout_is_stopped_with_its_group_and_keeps_its_partial_
     assert o.status == "partial" and o.exit_code == 124 and o.error == "timed out after 5 s"
     assert o.duration_s < 55  # stopped, not slept out
     run_dir = tmp_path / "out" / o.result_dir
-    assert (run_dir / "terminated").read_text() == "SIGTERM\n"  # asked to stop first, so it could save
+    assert (run_dir / "terminated").read_text() == "SIGINT\n"  # asked to stop first, as Ctrl-C, so it could save
     assert record.load(run_dir)[0].backend == "fa3"  # what it had written is kept
     pgid, _ = map(int, (run_dir / "pids").read_text().split())
     assert not procs.group_alive(pgid)  # the child it started went with it
@@ -147,7 +147,7 @@ def test_a_run_past_its_timeout_is_stopped_with_its_group_and_keeps_its_partial_
     assert manifest["runs"][0]["error"] == "timed out after 5 s" and manifest["counts"]["partial"] == 1
 
 
-def test_a_run_that_ignores_sigterm_is_killed_after_the_grace(tmp_path, monkeypatch):
+def test_a_run_that_ignores_sigint_and_sigterm_is_killed_after_the_grace(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_SLOW", "fa3")
     monkeypatch.setenv("FAKE_IGNORE_TERM", "1")
     study = slow_study(tmp_path, "timeout_s = 5")
