@@ -25,6 +25,13 @@ def running(pid: int) -> bool:
         return False
 
 
+def _changed(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 class Follower:
     """Every run.log under one result tree, read from where the last look stopped."""
 
@@ -34,7 +41,7 @@ class Follower:
         self.pending: dict[Path, str] = {}  # the text after a log's last line end, until it ends
 
     def look(self, final: bool = False) -> None:
-        for log in sorted(self.root.glob("*/rep*/run.log")):
+        for log in sorted(self.root.glob("*/rep*/run.log"), key=_changed):  # a finished run's last lines first
             try:
                 with open(log, "rb") as f:
                     f.seek(0, 2)

@@ -38,10 +38,13 @@ run=$!
 # whole lines as they come, so wait.sh shows progress; progress bars and explain's own lines left out
 python3 scripts/device/follow_logs.py /tmp/res --while $run --drop '^\s*$|^\[|^explain '
 wait $run; rc=$?
-python3 - <<'PY' 2>&1 | tee /tmp/res/serve/wall.txt
+python3 - <<'PY' | tee /tmp/res/serve/wall.txt  # serve-bench's exit code and wall time, from the manifest
 import json
-serve = next(r for r in json.load(open("/tmp/res/manifest.json"))["runs"] if r["id"] == "serve")
-print(f"exit {serve['exit_code']}; wall {serve['duration_s'] or 0:.0f} s ({serve['status']})")
+try:
+    serve = next(r for r in json.load(open("/tmp/res/manifest.json"))["runs"] if r["id"] == "serve")
+    print(f"exit {serve['exit_code']}; wall {serve['duration_s'] or 0:.0f} s ({serve['status']})")
+except (OSError, ValueError, KeyError, StopIteration) as e:
+    print(f"no serve run in /tmp/res/manifest.json ({type(e).__name__}: {e})")
 PY
 echo "attnbench run: exit $rc"
 kill $fixtures 2>/dev/null
