@@ -13,7 +13,7 @@ import typer
 
 from attnbench.errors import UserError
 
-INCOMPLETE = 3  # exit code: the budget was spent before every run ran (1: every run ran, some failed)
+INCOMPLETE = 3  # exit code: a time limit stopped a run or the budget skipped one (1: every run ran to its end, some failed)
 
 
 @contextlib.contextmanager
@@ -48,7 +48,7 @@ def run(
                                                                        "budget_s): then the run in flight is stopped and the rest skipped."),
 ) -> None:
     """Run a scenario: every run one after another here, or spread over GPUs with --ray; writes manifest.json.
-    Exit code 0: every run ok; 1: some failed; 3: the budget was spent before every run ran."""
+    Exit code 0: every run ok; 1: some failed; 3: a time limit stopped a run (partial) or the budget skipped one."""
     from attnbench import provenance
     from attnbench.backends import registry
     from attnbench.scenarios import runner, spec
@@ -78,7 +78,7 @@ def run(
         if o.status == "skipped":
             print(f"{o.result_dir}: skipped: {o.error}", file=sys.stderr, flush=True)
             return
-        word = "ok" if o.status == "ok" else f"FAILED ({o.error})"
+        word = {"ok": "ok", "partial": f"PARTIAL ({o.error}; what it saved is kept)"}.get(o.status, f"FAILED ({o.error})")
         print(f"{o.result_dir}: {word} in {o.duration_s:.1f} s", file=sys.stderr, flush=True)
 
     def start(o: runner.Outcome) -> None:
@@ -108,8 +108,13 @@ def run(
             raise UserError("--ray needs Ray: pip install 'attnbench[scale]' (or pip install 'ray>=2.9')") from None
         outcomes = r.run_ray(ray_address)
     ok = sum(o.status == "ok" for o in outcomes)
-    skipped = sum(o.status == "skipped" for o in outcomes)
-    note = f"; INCOMPLETE: {skipped} skipped, the budget ({r.budget_s:g} s) was spent" if not r.complete else ""
+    partial, skipped = (sum(o.status == s for o in outcomes) for s in ("partial", "skipped"))
+    cut = []
+    if partial:
+        cut.append(f"{partial} stopped by a time limit (partial)")
+    if skipped:
+        cut.append(f"{skipped} skipped, the budget ({r.budget_s:g} s) was spent")
+    note = f"; INCOMPLETE: {', '.join(cut)}" if not r.complete else ""
     print(f"{ok}/{len(outcomes)} runs ok{note}; manifest: {out / 'manifest.json'}", file=sys.stderr)
     if not r.complete:
         raise typer.Exit(INCOMPLETE)

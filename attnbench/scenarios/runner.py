@@ -16,11 +16,13 @@ budget is spent, or we are interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +40,7 @@ from attnbench.scenarios.spec import Run, Scenario
 PREFIX_ENV = "ATTNBENCH_RUN_PREFIX"
 LOG_NAME = "run.log"
 STOP_GRACE_S = 60.0  # a stopped run gets this long to shut its vLLM server down
+STATUSES = ("ok", "failed", "partial", "skipped", "pending")  # of a run, as Outcome.status says
 
 
 def default_prefix() -> list[str]:
@@ -52,7 +55,9 @@ class Outcome:
     command: str
     gpus: int
     result_dir: str  # relative to the result tree
-    status: str = "pending"  # pending, ok, failed, skipped (the study's budget was spent before it started)
+    # pending; ok or failed: it ran to its end; partial: a time limit (its timeout_s, the study's
+    # budget) stopped it, and what it had saved is kept; skipped: the budget was spent before it started
+    status: str = "pending"
     exit_code: int | None = None
     duration_s: float | None = None
     started: str | None = None
@@ -62,33 +67,56 @@ class Outcome:
     reused: bool = False  # --resume kept it: an earlier invocation ran this command ok
 
 
+STOPPED = 124  # the exit code a run stopped by its time limit is given (as `timeout` reports one)
+
+
 def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None, cwd: str | None = None,
-             grace_s: float = STOP_GRACE_S) -> tuple[int, str | None]:
-    """Run one command with its output in run_dir/run.log; (exit code, error or None). The command
-    leads its own process group, so stopping it (timeout, Ctrl-C) reaches whatever it started there:
-    SIGTERM to the group (attnbench turns it into cleanup that stops vLLM and saves what it has),
-    SIGKILL after `grace_s`."""
+             grace_s: float = STOP_GRACE_S) -> tuple[int, str | None, bool]:
+    """Run one command with its output in run_dir/run.log; (exit code, error or None, whether the
+    time limit stopped it). The command leads its own process group, so stopping it (`stop`: a
+    timeout, or Ctrl-C of attnbench run) reaches whatever it started there."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / LOG_NAME, "wb") as log:
         log.write(f"$ {shlex.join(cmd)}\n".encode())
         log.flush()
         try:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=_default_stop_signals)
         except OSError as e:
-            return 127, f"cannot start {cmd[0]!r}: {e.strerror}"
+            return 127, f"cannot start {cmd[0]!r}: {e.strerror}", False
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            procs.stop_group(proc, grace_s)
-            return 124, f"timed out after {timeout_s:g} s"
+            stop(proc, grace_s)
+            return STOPPED, f"timed out after {timeout_s:g} s", True
         except BaseException:  # interrupted: let the command stop its servers before we go
-            procs.stop_group(proc, grace_s)
+            stop(proc, grace_s)
             raise
     if code != 0:
         cause = root_cause((run_dir / LOG_NAME).read_text(errors="replace"), run_dir)
-        return code, f"exit code {code}" + (f": {cause[:300]}" if cause else "")
-    return 0, None
+        return code, f"exit code {code}" + (f": {cause[:300]}" if cause else ""), False
+    return 0, None, False
+
+
+def _default_stop_signals() -> None:
+    """In the command, before it starts: SIGINT and SIGTERM do what they do by default, even where
+    attnbench run was started with them ignored (a background job of a shell script ignores SIGINT,
+    and a command inherits that)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def stop(proc: subprocess.Popen, grace_s: float, after_s: float = 5.0) -> None:
+    """Stop a command as Ctrl-C in a terminal would: SIGINT to its whole process group. attnbench
+    then saves what it has and stops its vLLM servers; its client workers leave the stop to it
+    (SIGTERM to the group would kill them first, and the pass in flight with them). What is left
+    after `grace_s` gets SIGTERM, and SIGKILL `after_s` later."""
+    procs.signal_group(proc.pid, signal.SIGINT)
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end and procs.group_alive(proc.pid):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.2)
+    procs.stop_group(proc, after_s)
 
 
 def command_changes(old: str, new: str) -> str:
@@ -148,7 +176,8 @@ class Runner:
 
     Time limits: a run is stopped after its own `timeout_s` (`timeout_s` here replaces every run's);
     the study stops at `budget_s` (default the scenario's): the run in flight is stopped then, and
-    the runs not yet started are skipped."""
+    the runs not yet started are skipped. A stopped run is `partial`: attnbench saves what it has
+    when it is stopped, and its directory keeps it."""
 
     def __init__(self, scenario: Scenario, runs: list[Run], result_dir: Path, prefix: list[str] | None = None,
                  timeout_s: float | None = None, on_done: Callable[[Outcome], None] | None = None,
@@ -228,12 +257,12 @@ class Runner:
 
     @property
     def complete(self) -> bool:
-        """Every run ran (ok or not); false when the budget cut the study short."""
+        """Every run ran to its end (ok or not); false when a time limit cut the study short."""
         return all(o.status in ("ok", "failed") for o in self.outcomes)
 
     # ---- manifest -----------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
-        counts = {s: sum(o.status == s for o in self.outcomes) for s in ("ok", "failed", "skipped", "pending")}
+        counts = {s: sum(o.status == s for o in self.outcomes) for s in STATUSES}
         return {"scenario": self.scenario.name, "scenario_file": str(self.scenario.path),
                 "description": self.scenario.description, "mode": self.mode, "started": self.started,
                 "updated": provenance.utc_now(), "budget_s": self.budget_s, "counts": counts,
@@ -242,12 +271,13 @@ class Runner:
     def write_manifest(self) -> Path:
         return atomic.write_json(self.result_dir / "manifest.json", self.manifest())
 
-    def _finish(self, i: int, code: int | None, error: str | None, t0: float, started: str, host: str, gpu_ids: list) -> None:
+    def _finish(self, i: int, code: int | None, error: str | None, t0: float, started: str, host: str, gpu_ids: list,
+                stopped: bool = False) -> None:
         o = self.outcomes[i]
         if code == 0:
             error = _failed_records(self.result_dir / o.result_dir)
         o.exit_code, o.error, o.duration_s = code, error, round(time.time() - t0, 3)
-        o.status = "ok" if error is None else "failed"
+        o.status = "partial" if stopped else "ok" if error is None else "failed"
         o.started, o.host, o.gpu_ids = started, host, gpu_ids
         self.write_manifest()
         self.on_done(o)
@@ -285,10 +315,10 @@ class Runner:
                 (run_dir / LOG_NAME).write_text(f"$ {self.outcomes[i].command}\nnot run: {why}\n")
                 self._finish(i, None, why, t0, started, socket.gethostname(), [])
                 continue
-            code, error = _execute(cmd, run_dir, left if by_budget else timeout, grace_s=self.grace_s)
-            if code == 124 and by_budget:
+            code, error, stopped = _execute(cmd, run_dir, left if by_budget else timeout, grace_s=self.grace_s)
+            if stopped and by_budget:
                 error = f"stopped after {time.time() - t0:.0f} s: the study's budget ({self.budget_s:g} s) was spent"
-            self._finish(i, code, error, t0, started, socket.gethostname(), [])
+            self._finish(i, code, error, t0, started, socket.gethostname(), [], stopped)
         return self.outcomes
 
     # ---- Ray: in parallel, each task asking for its GPUs ------------------------------------------
@@ -353,7 +383,7 @@ class Runner:
         for rel, data in res["files"].items():  # gather into one tree, whichever node ran it
             atomic.write_bytes(self.result_dir / self.runs[i].result_subdir / rel, data)
         self._finish(i, res["code"], res["error"], time.time() - res["duration_s"], res["started"] or "",
-                     res["host"] or "", res["gpu_ids"])
+                     res["host"] or "", res["gpu_ids"], res.get("stopped", False))
 
 
 def _ray_task(prefix: list[str] | None, run: Run, timeout_s: float | None, cwd: str,
@@ -368,8 +398,8 @@ def _ray_task(prefix: list[str] | None, run: Run, timeout_s: float | None, cwd: 
     with tempfile.TemporaryDirectory(prefix="attnbench-run-") as tmp:
         run_dir = Path(tmp) / run.result_subdir
         argv = run.argv(run_dir)
-        code, error = _execute(argv if run.external else [*prefix, *argv], run_dir, timeout_s,
-                               cwd if os.path.isdir(cwd) else None, grace_s)  # the driver's cwd, for relative paths in args
+        code, error, stopped = _execute(argv if run.external else [*prefix, *argv], run_dir, timeout_s,
+                                        cwd if os.path.isdir(cwd) else None, grace_s)  # the driver's cwd, for relative paths in args
         files = {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
-    return {"code": code, "error": error, "files": files, "started": started, "host": socket.gethostname(),
-            "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "duration_s": time.time() - t0}
+    return {"code": code, "error": error, "stopped": stopped, "files": files, "started": started,
+            "host": socket.gethostname(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "duration_s": time.time() - t0}

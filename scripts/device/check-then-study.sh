@@ -1,6 +1,7 @@
 # attnbench-fa4's correctness first (the acceptance grid, then the launcher's and the vLLM
 # plugin's GPU tests: ~3 min, so a kernel change is checked before it serves), then the serving
-# study and explain (serve-study.sh). One job, inside one 30-minute lease with staging:
+# study and explain (serve-study.sh: scenarios/seed-serve.toml, results in /tmp/res/serve/rep0/ and
+# /tmp/res/explain/rep0/). One job, inside one 30-minute lease with staging:
 #   STUDY_LIMIT_S=1260 EXPLAIN_S=120 bash scripts/device/launch.sh check-then-study.sh 560
 # KERNELS_BUDGET_S (default 200) bounds the first part; the sanitizers that follow the tests in
 # kernels.sh run only when it leaves them time (KERNELS_BUDGET_S=330 for all). The study runs

@@ -1,6 +1,11 @@
-# The serving study on a fresh H200: four backends, both seed shapes, steady-state warm-up and
-# three measured passes each (side by side and interleaved where the GPU has room), with the
-# GPU, CPU and /metrics observations that the noise table in docs/serving-noise.md is made of.
+# The serving study on a fresh H200, scenarios/seed-serve.toml through `attnbench run`: four
+# backends, both seed shapes, steady-state warm-up and 3 to 5 measured passes each (side by side
+# and interleaved where the GPU has room), with the GPU, CPU and /metrics observations that the
+# noise table in docs/serving-noise.md is made of; then explain over its records.
+# STUDY_LIMIT_S (default 1440) stops serve-bench, which saves what it has (its run is "partial" in
+# /tmp/res/manifest.json); EXPLAIN_S (default 300) is the time kept for explain after that.
+# Results: /tmp/res/serve/rep0/ and /tmp/res/explain/rep0/ (each run's run.log there too),
+# /tmp/res/manifest.json, /tmp/res/serve/wall.txt, /tmp/res/machine.txt, /tmp/res/metrics-*.txt.
 source scripts/device/env.sh
 mkdir -p /tmp/res/serve
 step() { echo "=== $(date -u +%T) $*"; }
@@ -11,7 +16,7 @@ step machine
 # One raw /metrics text per backend while its server is up: the parser's fixture.
 (
   for i in $(seq 1 400); do
-    for log in /tmp/res/serve/*/server.log; do
+    for log in /tmp/res/serve/rep0/*/server.log; do
       b=$(basename "$(dirname "$log")"); [ -s "/tmp/res/metrics-$b.txt" ] && continue
       port=$(grep -o -- '--port [0-9]*' "$log" 2>/dev/null | tail -1 | cut -d' ' -f2)
       [ -n "$port" ] && grep -q "GPU KV cache size" "$log" 2>/dev/null && sleep 60 && \
@@ -21,20 +26,26 @@ step machine
     sleep 5
   done
 ) &
+fixtures=$!
 
-step serve-bench
-cmd="python3 -m attnbench serve-bench --input 1000,8000 --output 1000,1 --num-prompts 256 --repeats 3 --target-ci 0.03 --max-repeats 5 --backends fa3,flashinfer,fa4,attnbench-fa4 --result-dir /tmp/res/serve"
-echo "$cmd" > /tmp/res/serve/command.txt
-t0=$(date +%s)
-timeout -k 20 -s INT "${STUDY_LIMIT_S:-1440}" $cmd 2>&1 | stdbuf -oL tr '\r' '\n' \
-  | grep --line-buffered -vE '^\s*$|^\['   # whole lines as they come, so wait.sh shows progress
-echo "exit ${PIPESTATUS[0]}; wall $(( $(date +%s) - t0 )) s" | tee /tmp/res/serve/wall.txt
-
-# How much of each backend's TPOT its attention kernel explains, from the records just written
-# (the engine's own TPOT over the repeats); EXPLAIN_S=0 skips it.
-if [ "${EXPLAIN_S:-300}" -gt 0 ]; then
-  step explain
-  timeout -k 10 -s INT "${EXPLAIN_S:-300}" python3 -m attnbench explain /tmp/res/serve --shape 1000x1000 \
-    --result-dir /tmp/res/explain 2>&1 | tr '\r' '\n' | grep -vE '^explain ' | tail -40
-fi
+limit=${STUDY_LIMIT_S:-1440}; explain=${EXPLAIN_S:-300}
+step "serve-bench within ${limit} s, then explain: attnbench run scenarios/seed-serve.toml"
+# --run-timeout replaces the scenario's limits (serve 1440 s, explain 300 s); the budget keeps
+# EXPLAIN_S for explain once serve-bench is stopped
+python3 -m attnbench run scenarios/seed-serve.toml --result-dir /tmp/res --run-timeout "$limit" \
+  --budget-s $(( limit + explain )) &
+run=$!
+# whole lines as they come, so wait.sh shows progress; progress bars and explain's own lines left out
+python3 scripts/device/follow_logs.py /tmp/res --while $run --drop '^\s*$|^\[|^explain '
+wait $run; rc=$?
+python3 - <<'PY' | tee /tmp/res/serve/wall.txt  # serve-bench's exit code and wall time, from the manifest
+import json
+try:
+    serve = next(r for r in json.load(open("/tmp/res/manifest.json"))["runs"] if r["id"] == "serve")
+    print(f"exit {serve['exit_code']}; wall {serve['duration_s'] or 0:.0f} s ({serve['status']})")
+except (OSError, ValueError, KeyError, StopIteration) as e:
+    print(f"no serve run in /tmp/res/manifest.json ({type(e).__name__}: {e})")
+PY
+echo "attnbench run: exit $rc"
+kill $fixtures 2>/dev/null
 step done

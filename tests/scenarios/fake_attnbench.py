@@ -3,9 +3,9 @@ ok serve record per backend into --result-dir, records the GPUs it saw, and fail
 backends in $FAKE_EXIT_FAIL exit 3, backends in $FAKE_RECORD_FAIL write a failed record and exit 0.
 
 Backends in $FAKE_SLOW write their record (the partial results), start a child in their process
-group, write "PID CHILD_PID" to RESULT_DIR/pids and sleep a minute; on SIGTERM they note it in
-RESULT_DIR/terminated and exit 143, as attnbench saves what it has and stops. With
-$FAKE_IGNORE_TERM set they ignore SIGTERM (only SIGKILL stops them)."""
+group, write "PID CHILD_PID" to RESULT_DIR/pids and sleep a minute; on SIGINT or SIGTERM they note
+which in RESULT_DIR/terminated and exit 130, as attnbench saves what it has and stops. With
+$FAKE_IGNORE_TERM set they ignore both (only SIGKILL stops them)."""
 
 import json
 import os
@@ -23,12 +23,13 @@ listed = lambda env, backend: backend in os.environ.get(env, "").split(",")  # n
 
 
 def terminated(signum, frame):
-    (result_dir / "terminated").write_text("SIGTERM\n")
-    sys.exit(143)
+    (result_dir / "terminated").write_text(f"{signal.Signals(signum).name}\n")
+    sys.exit(130)
 
 
 if any(listed("FAKE_SLOW", b) for b in backends):  # first thing, so a stop finds the handler in place
-    signal.signal(signal.SIGTERM, signal.SIG_IGN if os.environ.get("FAKE_IGNORE_TERM") else terminated)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN if os.environ.get("FAKE_IGNORE_TERM") else terminated)
 print("fake attnbench:", " ".join(args), flush=True)
 
 for backend in backends:

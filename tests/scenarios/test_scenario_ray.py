@@ -43,7 +43,7 @@ def test_ray_runs_gather_into_one_tree(local_ray, tmp_path):
     assert all(r.provenance["cuda_visible_devices"] in ("0", "1") for r in recs)
     assert (tmp_path / "out/serve-fa2/rep0/run.log").is_file()  # a failed run's log comes back too
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
-    assert manifest["mode"] == "ray" and manifest["counts"] == {"ok": 4, "failed": 2, "skipped": 0, "pending": 0}
+    assert manifest["mode"] == "ray" and manifest["counts"] == {"ok": 4, "failed": 2, "partial": 0, "skipped": 0, "pending": 0}
 
 
 def test_cli_ray_flag_joins_the_running_instance(local_ray, tmp_path, monkeypatch):

@@ -46,7 +46,7 @@ def test_runs_sequentially_and_isolates_failures(study, tmp_path, monkeypatch):
 
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
     assert manifest["scenario"] == "study" and manifest["mode"] == "local"
-    assert manifest["counts"] == {"ok": 2, "failed": 4, "skipped": 0, "pending": 0}
+    assert manifest["counts"] == {"ok": 2, "failed": 4, "partial": 0, "skipped": 0, "pending": 0}
     first = manifest["runs"][0]
     assert first["command"] == shlex.join([*PREFIX, "serve-bench", "--backends", "fa2", "--input", "10", "--output", "2",
                                            "--result-dir", str(tmp_path / "out/serve-fa2/rep0")])
@@ -64,7 +64,7 @@ def test_timeout_stops_a_run(study, tmp_path):
     slow = [sys.executable, "-c", "import time; time.sleep(30)"]
     r = runner.Runner(study, study.expand(1)[:1], tmp_path / "out", prefix=slow, timeout_s=0.5)
     [o] = r.run_local()
-    assert o.status == "failed" and o.exit_code == 124 and "timed out" in o.error
+    assert o.status == "partial" and o.exit_code == 124 and "timed out" in o.error and not r.complete
 
 
 def test_cli_run_exit_code_and_dry_run(study, tmp_path, monkeypatch):
@@ -81,7 +81,7 @@ def test_cli_run_exit_code_and_dry_run(study, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_EXIT_FAIL", "fa2")
     res = cli.invoke(app, ["run", str(study.path), "--repeats", "1", "--result-dir", str(tmp_path / "bad")])
     assert res.exit_code == 1
-    assert json.loads((tmp_path / "bad/manifest.json").read_text())["counts"] == {"ok": 2, "failed": 1, "skipped": 0, "pending": 0}
+    assert json.loads((tmp_path / "bad/manifest.json").read_text())["counts"] == {"ok": 2, "failed": 1, "partial": 0, "skipped": 0, "pending": 0}
 
 
 def test_resume_reruns_only_what_did_not_finish_ok(study, tmp_path, monkeypatch):
@@ -94,7 +94,7 @@ def test_resume_reruns_only_what_did_not_finish_ok(study, tmp_path, monkeypatch)
     assert len(r.done) == 2
     outcomes = r.run_local()
     assert started == ["serve-fa2"] and all(o.status == "ok" for o in outcomes)
-    assert json.loads((out / "manifest.json").read_text())["counts"] == {"ok": 3, "failed": 0, "skipped": 0, "pending": 0}
+    assert json.loads((out / "manifest.json").read_text())["counts"] == {"ok": 3, "failed": 0, "partial": 0, "skipped": 0, "pending": 0}
 
 
 def test_cli_resume_needs_the_result_dir(study):
@@ -136,18 +136,18 @@ def test_a_run_past_its_timeout_is_stopped_with_its_group_and_keeps_its_partial_
     study = slow_study(tmp_path, "timeout_s = 5")
     assert study.runs[0].timeout_s == 5
     [o] = runner.Runner(study, study.expand(), tmp_path / "out", prefix=PREFIX).run_local()
-    assert o.status == "failed" and o.exit_code == 124 and o.error == "timed out after 5 s"
+    assert o.status == "partial" and o.exit_code == 124 and o.error == "timed out after 5 s"
     assert o.duration_s < 55  # stopped, not slept out
     run_dir = tmp_path / "out" / o.result_dir
-    assert (run_dir / "terminated").read_text() == "SIGTERM\n"  # asked to stop first, so it could save
+    assert (run_dir / "terminated").read_text() == "SIGINT\n"  # asked to stop first, as Ctrl-C, so it could save
     assert record.load(run_dir)[0].backend == "fa3"  # what it had written is kept
     pgid, _ = map(int, (run_dir / "pids").read_text().split())
     assert not procs.group_alive(pgid)  # the child it started went with it
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
-    assert manifest["runs"][0]["error"] == "timed out after 5 s" and manifest["counts"]["failed"] == 1
+    assert manifest["runs"][0]["error"] == "timed out after 5 s" and manifest["counts"]["partial"] == 1
 
 
-def test_a_run_that_ignores_sigterm_is_killed_after_the_grace(tmp_path, monkeypatch):
+def test_a_run_that_ignores_sigint_and_sigterm_is_killed_after_the_grace(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_SLOW", "fa3")
     monkeypatch.setenv("FAKE_IGNORE_TERM", "1")
     study = slow_study(tmp_path, "timeout_s = 5")
@@ -173,13 +173,14 @@ def test_a_spent_budget_stops_the_run_in_flight_and_skips_the_rest(tmp_path, mon
     fa2, fa3, fa4 = r.run_local()
     assert done == ["serve-fa2", "serve-fa3", "serve-fa4"]
     assert fa2.status == "ok"
-    assert fa3.status == "failed" and fa3.exit_code == 124 and "the study's budget (10 s) was spent" in fa3.error
+    assert fa3.status == "partial" and fa3.exit_code == 124 and "the study's budget (10 s) was spent" in fa3.error
     assert fa3.duration_s < 55 and (tmp_path / "out" / fa3.result_dir / "terminated").is_file()
+    assert record.load(tmp_path / "out" / fa3.result_dir)[0].backend == "fa3"  # what it saved before the stop
     assert fa4.status == "skipped" and fa4.error == "budget spent (10 s)" and fa4.exit_code is None
     assert not (tmp_path / "out" / fa4.result_dir).exists() and not r.complete
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
-    assert manifest["counts"] == {"ok": 1, "failed": 1, "skipped": 1, "pending": 0} and manifest["budget_s"] == 10
-    assert manifest["runs"][2]["status"] == "skipped"
+    assert manifest["counts"] == {"ok": 1, "failed": 0, "partial": 1, "skipped": 1, "pending": 0}
+    assert manifest["budget_s"] == 10 and [x["status"] for x in manifest["runs"]] == ["ok", "partial", "skipped"]
 
 
 def test_a_budget_that_suffices_changes_nothing(tmp_path):
@@ -194,8 +195,10 @@ def test_cli_budget_exit_code_says_the_study_is_incomplete(tmp_path, monkeypatch
     study = slow_study(tmp_path, backends='["fa3", "fa4"]')
     res = CliRunner().invoke(app, ["run", str(study.path), "--budget-s", "2", "--result-dir", str(tmp_path / "out")])
     assert res.exit_code == INCOMPLETE == 3, res.output
+    assert "serve-fa3/rep0: PARTIAL (stopped after 2 s: the study's budget (2 s) was spent; what it saved is kept)" in res.output
     assert "serve-fa4/rep0: skipped: budget spent (2 s)" in res.output
-    assert "0/2 runs ok; INCOMPLETE: 1 skipped, the budget (2 s) was spent" in res.output
+    assert ("0/2 runs ok; INCOMPLETE: 1 stopped by a time limit (partial), 1 skipped, the budget (2 s) was spent"
+            in res.output)
 
 
 def test_cli_dry_run_shows_each_runs_time_limit(tmp_path):
@@ -268,7 +271,7 @@ def test_cli_resume_after_a_timeout_runs_only_that_run(tmp_path, monkeypatch):
     out = str(tmp_path / "out")
     cli = CliRunner()
     res = cli.invoke(app, ["run", str(path), "--run-timeout", "4", "--result-dir", out])
-    assert res.exit_code == 1 and "serve-fa3/rep0: FAILED (timed out after 4 s)" in res.output, res.output
+    assert res.exit_code == INCOMPLETE and "serve-fa3/rep0: PARTIAL (timed out after 4 s; what it saved" in res.output, res.output
     res = cli.invoke(app, ["run", str(path), "--result-dir", out])  # the same tree without --resume
     assert res.exit_code != 0 and "holds a study already (manifest.json): pass --resume" in str(res.exception)
     monkeypatch.delenv("FAKE_SLOW")

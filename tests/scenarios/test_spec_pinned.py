@@ -31,6 +31,21 @@ def expected(name: str) -> list[tuple[str, int, float | None, list[str]]]:
                                     "--output", "1000,1", "--num-prompts", "256", "--repeats", "3", "--target-ci", "0.03",
                                     "--max-repeats", "5", "--result-dir", "R"]),
                 ("explain", 1, 300, ["explain", "serve/rep0", "--shape", "1000x1000", "--result-dir", "R"])]
+    if name == "h200-accuracy":  # scripts/device/accuracy.sh's commands before it ran this scenario
+        every = "fa3,fa2,fa4,flashinfer,attnbench-fa4"
+        smol = "/tmp/models/smollm2"
+        return [("parity-smollm2", 1, 900, ["parity", "--backends", every, "--model", smol, "--hf-reference", smol,
+                                            "--result-dir", "R"]),
+                ("parity-smollm2-text", 1, 900, ["parity", "--backends", every, "--model", smol, "--prompts", "text",
+                                                 "--hf-reference", "off", "--result-dir", "R"]),
+                ("parity-qwen3-random", 1, 900, ["parity", "--backends", every, "--model", "qwen3-0.6b", "--random-weights",
+                                                 "--result-dir", "R"]),
+                ("parity-broken", 1, 900, ["env", f"ATTNBENCH_PARITY_MODEL={smol}", "python3", "-m", "pytest", "-q", "-s",
+                                           "-rs", "-p", "no:cacheprovider", "-m", "gpu", "tests/parity/test_gpu.py",
+                                           "-k", "broken", "--junitxml", "R/junit.xml"]),
+                ("gpqa-smollm2", 1, 900, ["gpqa", "--backends", "fa3,fa4,flashinfer,attnbench-fa4", "--model", smol,
+                                          "--api", "chat", "--effort", "none", "--dataset", "mini", "--repeats", "8",
+                                          "--max-tokens", "256", "--result-dir", "R"])]
     if name == "h200-frontend":  # steps against its [servers]; the placeholders stay until the run
         warm = ["--model", "qwen3-0.6b", "--input", "1000", "--output", "1000", "--num-prompts", "256",
                 "--warmup", "256", "--max-warmup-passes", "1", "--repeats", "1", "--result-dir", "R"]
@@ -98,3 +113,19 @@ def test_every_parity_key_a_scenario_could_set_keeps_its_flag(tmp_path):
         "--max-tokens": ["4"], "--seed": ["5"], "--hf-reference": ["off"], "--serve-arg": ["--max-logprobs", "20"],
         "--no-null-pass": [""]})
     assert run.args[-1] == "--no-null-pass"
+
+
+# scripts/device/serve-study.sh's command before the job ran scenarios/seed-serve.toml (commit 61ec77e)
+SERVE_STUDY = ("python3 -m attnbench serve-bench --input 1000,8000 --output 1000,1 --num-prompts 256 --repeats 3 "
+               "--target-ci 0.03 --max-repeats 5 --backends fa3,flashinfer,fa4,attnbench-fa4 --result-dir /tmp/res/serve")
+SERVE_EXPLAIN = "python3 -m attnbench explain /tmp/res/serve --shape 1000x1000 --result-dir /tmp/res/explain"
+
+
+def test_the_seed_study_runs_the_commands_the_device_job_ran():
+    """The same flags and values, order aside; the result folders are now the runner's, serve/rep0
+    and explain/rep0 under the job's --result-dir /tmp/res."""
+    serve, explain = spec.load(SCENARIOS / "seed-serve.toml").expand()
+    in_tree = {"/tmp/res/serve": "/tmp/res/serve/rep0", "/tmp/res/explain": "/tmp/res/explain/rep0"}
+    old_serve, old_explain = ([in_tree.get(w, w) for w in line.split()[3:]] for line in (SERVE_STUDY, SERVE_EXPLAIN))
+    assert flags(serve.argv("/tmp/res/serve/rep0")) == flags(old_serve)
+    assert explain.argv("/tmp/res/explain/rep0") == old_explain
