@@ -265,11 +265,11 @@ class MmaDecodeKernel:
         # merge the W warps' partial softmaxes: unnormalised O rows of the group, row max and sum
         s_o = cute.make_tensor(cute.recast_ptr(sK.iterator, dtype=Float32),
                                cute.make_layout((W, GQ, D), stride=(GQ * D, D, 1)))
-        o_rows = thr.partition_C(cute.make_identity_tensor((M, D)))
-        for e in cutlass.range_constexpr(cute.size(acc_o)):
-            h, d = o_rows[e]
+        for r in cutlass.range_constexpr(2):
+            h = lane // 4 + 8 * r
             if h < GQ:
-                s_o[wid, h, d] = acc_o[e]
+                for c in cutlass.range_constexpr(cute.size(o_rc, mode=[1])):
+                    s_o[wid, h, acc_col(lane, c)] = o_rc[r, c]
         if lane % 4 == 0:
             for r in cutlass.range_constexpr(2):
                 s_max[wid, lane // 4 + 8 * r] = row_max[r]
