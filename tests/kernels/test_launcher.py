@@ -116,6 +116,42 @@ def test_mma_fragment_views_match_cutes_partitions_for_every_lane():
     assert not wrong, wrong[:4]
 
 
+@pytest.mark.filterwarnings("ignore::cutlass.base_dsl.ast_helpers.DSLOptimizationWarning")  # the probe's long static loops run at trace time only
+@pytest.mark.parametrize("d", [64, 128])
+def test_mma_smem_tiles_are_a_bijection_of_16_byte_chunks_and_v_transposed_is_the_same_bytes(d):
+    """cp.async writes and ldmatrix reads 16-byte chunks of the swizzled (token, d, slot) ring:
+    every chunk must be 8 contiguous elements, no two elements may share an offset, and the
+    (d, token, slot) view P . V reads must address exactly the bytes of (token, d, slot)."""
+    pytest.importorskip("tvm_ffi")
+    import cutlass
+    from cutlass import cute
+
+    from attnbench.kernels.fa4_decode import kernel_mma as km
+
+    tn, slots = 2048 // d, 3
+    seen = {}
+
+    @cute.jit
+    def probe():
+        tiles = km.swizzled_tiles(tn, d, slots)
+        vt = cute.composition(tiles, cute.make_layout((d, tn, slots), stride=(tn, 1, tn * d)))
+        for s in cutlass.range_constexpr(slots):
+            for t in cutlass.range_constexpr(tn):
+                for x in cutlass.range_constexpr(d):
+                    seen[(t, x, s)] = (tiles((t, x, s)), vt((x, t, s)))
+
+    cute.compile(probe, options="--gpu-arch sm_90a")
+    offsets = [a for a, _ in seen.values()]
+    assert sorted(offsets) == list(range(tn * d * slots))  # a bijection onto the ring
+    assert all(a == b for a, b in seen.values())  # V^T is a view of the same bytes
+    for (t, x, s), (a, _) in seen.items():
+        if x % 8:
+            assert a == seen[(t, x - 1, s)][0] + 1  # chunks stay contiguous under the swizzle
+    # the 8 rows one ldmatrix reads at one 16-byte column land in 8 different 16-byte bank groups
+    for x in range(0, d, 8):
+        assert len({(seen[(t, x, 0)][0] // 8) % 8 for t in range(8)}) == 8
+
+
 # (group, head_dim, page_size, dtype, write_final): every group 4..8 and 16 with both head dims,
 # both page sizes (16 at D64 is the per-row page lookup of a 32-token tile), both dtypes and both
 # output kinds at least once each
