@@ -152,14 +152,14 @@ def test_mma_smem_tiles_are_a_bijection_of_16_byte_chunks_and_v_transposed_is_th
         assert len({(seen[(t, x, 0)][0] // 8) % 8 for t in range(8)}) == 8
 
 
-# (group, head_dim, page_size, dtype, write_final): every group 4..8 and 16 with both head dims,
+# (group, head_dim, page_size, dtype, write_final): every group 4..8, 16 and 1 with both head dims,
 # both page sizes (16 at D64 is the per-row page lookup of a 32-token tile), both dtypes and both
 # output kinds at least once each
 MMA_CLASSES = [(4, 128, 16, "bfloat16", False), (4, 64, 128, "float16", True), (5, 128, 128, "float16", False),
                (5, 64, 16, "bfloat16", True), (6, 128, 16, "float16", True), (6, 64, 128, "bfloat16", False),
                (7, 128, 128, "bfloat16", True), (7, 64, 16, "float16", False), (8, 128, 16, "bfloat16", False),
                (8, 64, 16, "float16", True), (8, 128, 128, "float16", True), (8, 64, 128, "bfloat16", False),
-               (16, 128, 16, "bfloat16", False), (4, 128, 8, "bfloat16", False)]
+               (16, 128, 16, "bfloat16", False), (4, 128, 8, "bfloat16", False), (1, 128, 16, "float16", True)]
 
 
 def _sass(tmp_path) -> str | None:

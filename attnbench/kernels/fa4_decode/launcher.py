@@ -63,8 +63,9 @@ def compile_decode(cfg: DecodeConfig, arch: str = DEFAULT_ARCH):
 
     from attnbench.kernels.fa4_decode.kernel import SplitDecodeKernel, cutlass_dtype
 
-    if cfg.mma:
-        from attnbench.kernels.fa4_decode.kernel_mma import MmaDecodeKernel as SplitDecodeKernel
+    kernel = SplitDecodeKernel
+    if cfg.mma:  # same arguments, tensor cores (kernel_mma.py)
+        from attnbench.kernels.fa4_decode.kernel_mma import MmaDecodeKernel as kernel
     dt = cutlass_dtype(cfg.dtype)
     sym = cute.sym_int
     # block table / seq_lens rows get their own symbols: vLLM passes buffers longer than the batch
@@ -83,7 +84,7 @@ def compile_decode(cfg: DecodeConfig, arch: str = DEFAULT_ARCH):
         cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True),
     )
     with _lock:
-        return cute.compile(SplitDecodeKernel(cfg), *args, options=_options(arch))
+        return cute.compile(kernel(cfg), *args, options=_options(arch))
 
 
 @cache
