@@ -314,7 +314,7 @@ class MmaDecodeKernel:
         RPP = 32 // CH  # rows per pass of the warp
         c = lane % CH
         tile_page = 0
-        if const_expr(P % TN == 0):  # tiles start page-aligned, so a tile lies in one page
+        if const_expr(P % TN == 0):  # splits start on a page and tiles every TN tokens: one page per tile
             tile_page = mBlockTable[b, base // P]
         for j in cutlass.range_constexpr(TN // RPP):
             r = j * RPP + lane // CH
