@@ -29,12 +29,20 @@ from attnbench.microbench.base import DecodeShape
 CANDIDATES = (Tuning(256, 4, 2), Tuning(256, 2, 3), Tuning(128, 4, 4), Tuning(128, 8, 3),
               Tuning(256, 2, 2, pipeline=True), Tuning(128, 2, 4, pipeline=True),
               Tuning(128, 2, 6, smem_stages=3), Tuning(128, 2, 5, smem_stages=4))
+# the tensor-core kernel (v4) for wide groups: warps x stages of 8 KB K+V tiles per CTA; CTAs per SM
+# by shared memory (228 KB per SM: 4 warps x 3 stages is ~101 KB, x 2 stages ~69 KB) and registers
+# (~165 at D128, ~130 at D64, 128 threads)
+MMA_CANDIDATES = (Tuning(128, 1, 2, smem_stages=3, mma=True), Tuning(128, 1, 3, smem_stages=2, mma=True),
+                  Tuning(64, 1, 3, smem_stages=4, mma=True), Tuning(256, 1, 1, smem_stages=3, mma=True))
+MMA_MIN_GROUP = 4  # below it the MMA tile is mostly padding and the CUDA-core kernels already stream
 
 
 def candidates(group: int) -> list[Tuning]:
-    """The fallback of this group first (what a geometry with no measured class runs), then CANDIDATES; a
-    candidate the geometry cannot run is reported as an error row and never wins."""
-    return list(dict.fromkeys([tuning.fallback(group), *CANDIDATES]))
+    """The fallback of this group first (what a geometry with no measured class runs), then CANDIDATES,
+    then for groups of 4 or more MMA_CANDIDATES; a candidate the geometry cannot run is reported as an
+    error row and never wins."""
+    wide = MMA_CANDIDATES if group >= MMA_MIN_GROUP else ()
+    return list(dict.fromkeys([tuning.fallback(group), *CANDIDATES, *wide]))
 
 
 def best(results: list[dict]) -> dict | None:
@@ -71,7 +79,8 @@ def measure(shape: DecodeShape, cands: list[Tuning], repeats: int = 10, say=prin
             dec = FA4Decode(q_heads=shape.q_heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim,
                             page_size=shape.page_size, dtype=shape.dtype, max_batch=shape.batch,
                             num_threads=t.num_threads, tokens_per_thread=t.tokens_per_thread,
-                            ctas_per_sm=t.ctas_per_sm, pipeline=t.pipeline, smem_stages=t.smem_stages).compile()
+                            ctas_per_sm=t.ctas_per_sm, pipeline=t.pipeline, smem_stages=t.smem_stages,
+                            mma=t.mma).compile()
             res["splits"] = dec.plan(shape.batch, max_context).num_splits
             call = lambda: dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale,  # noqa: E731
                                inp.out, max_context=max_context)
@@ -158,7 +167,8 @@ def run(args) -> int:
     table = tuning.load(args.table) if args.table.is_file() else tuning.Table()
     command = "python -m attnbench.microbench.fa4_sweep " + " ".join(sys.argv[1:])
     sources = {source: f"{gpu}, torch {torch.__version__}, bf16/fp16 as in each row; `{command}`"}
-    print(f"fa4 sweep: {len(todo)} shapes x {len(CANDIDATES) + 1} candidates on {gpu}", flush=True)
+    runs = sum(len(candidates(s.q_heads // s.kv_heads)) for s in todo)
+    print(f"fa4 sweep: {len(todo)} shapes, {runs} candidate runs on {gpu}", flush=True)
     for shape in todo:
         if args.skip_measured and _key(shape) in report["shapes"]:
             continue

@@ -33,6 +33,54 @@ def test_config_rejects_what_the_kernel_cannot_do(kw, problem):
         DecodeConfig(**args)
 
 
+MMA_KW = {"dtype": "bfloat16", "head_dim": 128, "group": 8, "page_size": 16, "write_final": False,
+          "num_threads": 128, "tokens_per_thread": 1, "smem_stages": 3, "mma": True}
+
+
+def test_mma_config_sizes_its_tiles_and_ring_from_head_dim_and_warps():
+    cfg = DecodeConfig(**MMA_KW)
+    assert (cfg.warps, cfg.mma_tile_tokens) == (4, 16)
+    assert DecodeConfig(**MMA_KW | {"head_dim": 64}).mma_tile_tokens == 32  # 4 KB of K per tile either way
+    # Q tile + 4 warps x 3 stages x (K + V) x 4 KB + row stats + alignment: two CTAs fit an SM's 228 KB
+    assert cfg.smem_bytes() == 16 * 128 * 2 + 4 * 3 * 8192 + 512 + 2048
+    assert 2 * cfg.smem_bytes() < 228 * 1024 < 3 * cfg.smem_bytes()
+    assert 3 * DecodeConfig(**MMA_KW | {"smem_stages": 2}).smem_bytes() < 228 * 1024
+    assert DecodeConfig(**MMA_KW | {"group": 16, "page_size": 1})  # any page size, the whole M tile
+
+
+@pytest.mark.parametrize("kw, problem", [
+    ({"head_dim": 256}, "head_dim 256 with mma=True"),
+    ({"group": 17}, "GQA group"),
+    ({"num_threads": 96 + 8}, "whole warps"),
+    ({"num_threads": 1024}, "whole warps"),
+    ({"tokens_per_thread": 2}, "tokens_per_thread=1"),
+    ({"pipeline": True}, "pipeline off"),
+    ({"smem_stages": 1}, "smem_stages >= 2"),
+    ({"num_threads": 512, "smem_stages": 4}, "shared memory"),
+])
+def test_mma_config_rejects_what_the_tensor_core_kernel_cannot_do(kw, problem):
+    with pytest.raises(ValueError, match=problem):
+        DecodeConfig(**MMA_KW | kw)
+
+
+def test_mma_limits_are_declared_beside_the_kernels():
+    assert limits.mma_unsupported(head_dim=64, group=8, page_size=16, dtype="float16") is None
+    assert "head_dim 256" in limits.mma_unsupported(head_dim=256, group=8, page_size=16, dtype="bfloat16")
+    assert "head_dim 96" in limits.mma_unsupported(head_dim=96, group=8, page_size=16, dtype="bfloat16")
+    assert limits.MMA_MAX_GROUP <= limits.MAX_GROUP and set(limits.MMA_HEAD_DIMS) <= set(limits.HEAD_DIMS)
+
+
+def test_mma_tunings_round_trip_and_reach_the_kernel_config():
+    from attnbench.kernels.fa4_decode.launcher import decode_configs
+
+    t = Tuning(128, 1, 2, smem_stages=3, mma=True)
+    assert t.spec() == "num_threads=128,tokens_per_thread=1,ctas_per_sm=2,smem_stages=3,mma=1"
+    assert Tuning.parse(t.spec()) == Tuning.parse(t.spec().replace("mma=1", "mma=true")) == t
+    final, split = decode_configs(t, dtype="float16", head_dim=64, group=8, page_size=16)
+    assert final.mma and split.mma and final.write_final and not split.write_final
+    assert not any(c.mma for c in decode_configs(V3, dtype="float16", head_dim=64, group=2, page_size=16))
+
+
 def test_limits_are_the_ones_every_caller_asks():
     assert limits.unsupported(head_dim=128, group=2, page_size=16, dtype="bfloat16") is None
     assert limits.unsupported(head_dim=64, group=16, page_size=128, dtype="float16") is None
@@ -49,10 +97,12 @@ def test_no_other_module_redeclares_the_limits():
 
     root = Path(limits.__file__).parents[2]
     for rel in ("kernels/fa4_decode/kernel.py", "kernels/fa4_decode/launcher.py", "kernels/vllm_backend.py",
-                "microbench/adapters/attnbench_fa4.py", "kernels/fa4_decode/config.py"):
+                "microbench/adapters/attnbench_fa4.py", "kernels/fa4_decode/config.py",
+                "kernels/fa4_decode/kernel_mma.py"):
         text = (root / rel).read_text()
         assert "(64, 128, 256)" not in text and "MAX_GROUP = 16" not in text, rel
-        assert "limits" in text or rel.endswith("kernel.py"), rel
+        assert "(64, 128)" not in text and "227 * 1024" not in text, rel
+        assert "limits" in text or rel.endswith(("kernel.py", "kernel_mma.py")), rel
 
 
 # --- the tuning table --------------------------------------------------------------------------

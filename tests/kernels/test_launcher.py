@@ -72,6 +72,138 @@ def test_final_variant_and_combine_compile_for_fp16_head_dim_64(tmp_path, monkey
     assert "shfl.sync.bfly" in ptx
 
 
+# --- the tensor-core kernel (kernel_mma.py): its fragment views, and a compile per shape class ------
+
+def test_mma_fragment_views_match_cutes_partitions_for_every_lane():
+    """kernel_mma reinterprets two MMA fragments itself: the accumulator as (row, col) for the
+    online softmax, and S's accumulator as P, the A operand of P . V. Both are checked here,
+    lane by lane, against the (m, n) / (m, k) coordinates CuTe's own partitions give each
+    register: a wrong view would pass every compile and give plausible wrong numbers on the GPU."""
+    pytest.importorskip("tvm_ffi")
+    import cutlass
+    from cutlass import Float32, cute
+
+    from attnbench.kernels.fa4_decode import kernel_mma as km
+
+    found = []
+
+    @cute.jit
+    def probe():
+        mma = km.tiled_mma(cutlass.BFloat16)
+        for lane in cutlass.range_constexpr(32):
+            thr = mma.get_slice(lane)
+            for n in (16, 32, 64, 128):  # S tiles (16 at D128, 32 at D64) and O accumulators (64, 128)
+                acc = cute.make_rmem_tensor(thr.partition_shape_C((km.M, n)), Float32)
+                coord = thr.partition_C(cute.make_identity_tensor((km.M, n)))
+                rc = km.acc_rows_cols(acc.shape)
+                for r in cutlass.range_constexpr(2):
+                    for c in cutlass.range_constexpr(cute.size(rc, mode=[1])):
+                        found.append(("row/col", lane, n, coord[rc((r, c))], (lane // 4 + 8 * r, km.acc_col(lane, c))))
+                if cutlass.const_expr(n <= 32):
+                    a_shape = thr.partition_shape_A((km.M, n))
+                    a_coord = thr.partition_A(cute.make_identity_tensor((km.M, n)))
+                    as_a = km.acc_as_a(a_shape)
+                    for j in cutlass.range_constexpr(cute.size(a_coord)):
+                        found.append(("P as A", lane, n, coord[as_a(j)], a_coord[j]))
+            # compact fragments: register j of a fragment is its logical element j
+            assert cute.make_rmem_tensor(thr.partition_shape_C((km.M, 16)), Float32).layout == \
+                cute.make_layout(thr.partition_shape_C((km.M, 16)))
+
+    cute.compile(probe, options="--gpu-arch sm_90a")
+    assert len(found) == 32 * (2 * (16 + 32 + 64 + 128) // 4 + (16 + 32) * 16 // 32)
+    assert all(isinstance(x, int) for *_, got, want in found for x in (*got, *want))  # static, compared as ints
+    wrong = [f for f in found if tuple(f[3]) != tuple(f[4])]
+    assert not wrong, wrong[:4]
+
+
+@pytest.mark.filterwarnings("ignore::cutlass.base_dsl.ast_helpers.DSLOptimizationWarning")  # the probe's long static loops run at trace time only
+@pytest.mark.parametrize("d", [64, 128])
+def test_mma_smem_tiles_are_a_bijection_of_16_byte_chunks_and_v_transposed_is_the_same_bytes(d):
+    """cp.async writes and ldmatrix reads 16-byte chunks of the swizzled (token, d, slot) ring:
+    every chunk must be 8 contiguous elements, no two elements may share an offset, and the
+    (d, token, slot) view P . V reads must address exactly the bytes of (token, d, slot)."""
+    pytest.importorskip("tvm_ffi")
+    import cutlass
+    from cutlass import cute
+
+    from attnbench.kernels.fa4_decode import kernel_mma as km
+
+    tn, slots = 2048 // d, 3
+    seen = {}
+
+    @cute.jit
+    def probe():
+        tiles = km.swizzled_tiles(tn, d, slots)
+        vt = cute.composition(tiles, cute.make_layout((d, tn, slots), stride=(tn, 1, tn * d)))
+        for s in cutlass.range_constexpr(slots):
+            for t in cutlass.range_constexpr(tn):
+                for x in cutlass.range_constexpr(d):
+                    seen[(t, x, s)] = (tiles((t, x, s)), vt((x, t, s)))
+
+    cute.compile(probe, options="--gpu-arch sm_90a")
+    offsets = [a for a, _ in seen.values()]
+    assert sorted(offsets) == list(range(tn * d * slots))  # a bijection onto the ring
+    assert all(a == b for a, b in seen.values())  # V^T is a view of the same bytes
+    for (t, x, s), (a, _) in seen.items():
+        if x % 8:
+            assert a == seen[(t, x - 1, s)][0] + 1  # chunks stay contiguous under the swizzle
+    # the 8 rows one ldmatrix reads at one 16-byte column land in 8 different 16-byte bank groups
+    for x in range(0, d, 8):
+        assert len({(seen[(t, x, 0)][0] // 8) % 8 for t in range(8)}) == 8
+
+
+# (group, head_dim, page_size, dtype, write_final): every group 4..8, 16 and 1 with both head dims,
+# both page sizes (16 at D64 is the per-row page lookup of a 32-token tile), both dtypes and both
+# output kinds at least once each
+MMA_CLASSES = [(4, 128, 16, "bfloat16", False), (4, 64, 128, "float16", True), (5, 128, 128, "float16", False),
+               (5, 64, 16, "bfloat16", True), (6, 128, 16, "float16", True), (6, 64, 128, "bfloat16", False),
+               (7, 128, 128, "bfloat16", True), (7, 64, 16, "float16", False), (8, 128, 16, "bfloat16", False),
+               (8, 64, 16, "float16", True), (8, 128, 128, "float16", True), (8, 64, 128, "bfloat16", False),
+               (16, 128, 16, "bfloat16", False), (4, 128, 8, "bfloat16", False), (1, 128, 16, "float16", True)]
+
+
+def _sass(tmp_path) -> str | None:
+    """The SASS of the cubins under tmp_path, if nvdisasm is around (it ships in the CUDA wheels)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = shutil.which("nvdisasm") or next(iter(Path(sys.prefix).glob("lib/python*/site-packages/nvidia/*/bin/nvdisasm")), None)
+    if tool is None:
+        return None
+    return "\n".join(subprocess.run([str(tool), "-c", str(c)], capture_output=True, text=True).stdout
+                     for c in tmp_path.rglob("*.cubin"))
+
+
+@pytest.mark.parametrize("group, d, page, dtype, final", MMA_CLASSES)
+def test_mma_kernel_compiles_to_tensor_core_streams_for_its_shape_classes(tmp_path, monkeypatch, group, d, page,
+                                                                         dtype, final):
+    launcher = _compiler()
+    cfg = DecodeConfig(dtype, d, group=group, page_size=page, write_final=final, num_threads=128,
+                       tokens_per_thread=1, smem_stages=3, mma=True)
+    monkeypatch.setenv("ATTNBENCH_FA4_COMPILE_OPTIONS", f"--keep-ptx --keep-cubin --dump-dir {tmp_path}")
+    launcher.compile_decode.__wrapped__(cfg, "sm_90a")
+    ptx = "\n".join(p.read_text() for p in tmp_path.rglob("*.ptx"))
+    tn = cfg.mma_tile_tokens
+    assert ".target sm_90a" in ptx
+    # per tile: (D/16 k steps x TN/8 atoms) for Q.K^T + (TN/16 x D/8) for P.V, every lane of the group at once
+    assert len(re.findall(r"mma\.sync\.aligned\.m16n8k16\.row\.col\.f32", ptx)) == 2 * d * tn // 128 == 32
+    # ldmatrix: Q once (D/16), K per k step (D/16 x TN/16); V transposed (TN/16 x D/16)
+    assert len(re.findall(r"ldmatrix\.sync\.aligned\.m8n8\.x4\.shared", ptx)) == d // 16 + d * tn // 256
+    assert len(re.findall(r"ldmatrix\.sync\.aligned\.m8n8\.x4\.trans\.shared", ptx)) == d * tn // 256
+    # K and V stream only through cp.async: S-1 prologue tiles + 1 refill, each 8 + 8 chunks per lane
+    assert len(re.findall(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 16", ptx)) == 3 * 2 * tn * d // 256
+    assert "cp.async.wait_group 2;" in ptx or "cp.async.wait_group \t2;" in ptx
+    if final:
+        assert "st.global.b16" in ptx or "st.global.u16" in ptx
+    else:
+        assert "st.global.b16" not in ptx and re.search(r"st\.global\.[bf]32", ptx)
+    sass = _sass(tmp_path)
+    if sass is not None:  # registers only: a spill to local memory would be a slow kernel, not a wrong one
+        assert "HMMA" in sass and not re.search(r"\b(STL|LDL)\b", sass)
+
+
 # --- on the GPU ------------------------------------------------------------------------------------
 
 GPU_SHAPES = [
@@ -217,3 +349,91 @@ def test_rejects_sliding_window_sinks_and_oversized_batch():
         dec(*args, sinks=inp.q.new_zeros(16))
     with pytest.raises(ValueError, match="max_batch"):
         dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out)
+
+
+# --- the tensor-core kernel on the GPU ---------------------------------------------------------------
+
+MMA = {"num_threads": 128, "tokens_per_thread": 1, "ctas_per_sm": 2, "smem_stages": 3, "mma": True}
+MMA_GPU_SHAPES = [
+    # batch, context lens, q_heads, kv_heads, head_dim, page, dtype, forced splits
+    (1, (1,), 32, 8, 128, 16, "bfloat16", None),  # one token: 15 of the tile's 16 columns masked
+    (4, (17, 1, 33, 1000), 32, 8, 128, 16, "bfloat16", None),  # group 4
+    (4, (17, 1, 33, 1000), 64, 8, 64, 16, "float16", 7),  # group 8, D64: 32-token tiles over 16-token pages
+    (3, (2048, 5, 700), 40, 8, 128, 128, "bfloat16", None),  # group 5
+    (2, (4096, 100), 48, 8, 64, 128, "float16", 64),  # group 6, more splits than a short sequence has tiles
+    (2, (999, 3000), 56, 8, 128, 8, "bfloat16", 3),  # group 7, pages smaller than a tile
+    (32, tuple(range(1, 64 * 32, 64)), 64, 8, 128, 16, "bfloat16", None),  # group 8, D128, ragged
+    (2, (300, 77), 32, 2, 128, 16, "float16", None),  # group 16: every row of the MMA tile is a head
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("stages, threads", [(3, 128), (2, 64)])
+@pytest.mark.parametrize("batch, lens, hq, hkv, d, page, dtype, splits", MMA_GPU_SHAPES)
+def test_mma_kernel_matches_float32_reference_and_writes_every_element(batch, lens, hq, hkv, d, page, dtype,
+                                                                       splits, stages, threads):
+    from attnbench.kernels.fa4_decode import reference
+    from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+    inp = _inputs(batch, lens, hq, hkv, d, page, dtype)
+    dec = FA4Decode(q_heads=hq, kv_heads=hkv, head_dim=d, page_size=page, dtype=dtype, max_batch=batch,
+                    **(MMA | {"smem_stages": stages, "num_threads": threads}))
+    dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,
+        max_context=max(lens), num_splits=splits)
+    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
+    assert not inp.out.isnan().any(), "poisoned (NaN) output elements were left unwritten"
+    assert _rel_err(inp.out, ref) <= TOLERANCE[dtype]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("hq, d, page", [(32, 128, 16), (64, 64, 16), (64, 128, 128)])
+def test_mma_split_partials_and_lses_are_the_ones_the_combine_reads(hq, d, page):
+    """The mma kernel writes the same workspace as kernel.py: per split, the normalised partial
+    output and its natural-log LSE, -inf for an empty split (compared with reference.split_decode)."""
+    import torch
+
+    from attnbench.kernels.fa4_decode import reference
+    from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+    inp = _inputs(3, (1500, 40, 1), hq, 8, d, page, "bfloat16")
+    dec = FA4Decode(q_heads=hq, kv_heads=8, head_dim=d, page_size=page, dtype="bfloat16", max_batch=3, **MMA)
+    n = dec.plan(3, 32768).num_splits
+    dec.lse_partial.fill_(float("nan"))
+    dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out, max_context=32768)
+    torch.cuda.synchronize()
+    want_o, want_lse = reference.split_decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens,
+                                              inp.scale, n, None)
+    got_lse = dec.lse_partial[:n, :3].float()
+    assert torch.equal(torch.isfinite(got_lse), torch.isfinite(want_lse))  # the same splits hold work
+    fin = torch.isfinite(want_lse)
+    assert torch.allclose(got_lse[fin], want_lse[fin], atol=2e-2)
+    got_o = dec.out_partial[:n, :3][fin]
+    assert float((got_o - want_o[fin]).norm() / want_o[fin].norm()) <= TOLERANCE["bfloat16"]
+    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
+    assert _rel_err(inp.out, ref) <= TOLERANCE["bfloat16"]
+
+
+@pytest.mark.gpu
+def test_mma_kernel_replays_in_a_cuda_graph_and_writes_zeros_for_padding_rows():
+    import torch
+
+    from attnbench.kernels.fa4_decode import reference
+    from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+    inp = _inputs(8, (300,) * 8, 64, 8, 64, 16, "bfloat16")
+    dec = FA4Decode(q_heads=64, kv_heads=8, head_dim=64, page_size=16, dtype="bfloat16", max_batch=8, **MMA).compile()
+    call = lambda: dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,  # noqa: E731
+                       max_context=300)
+    assert dec.plan(8, 300).num_splits > 1
+    call()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call()
+    inp.seq_lens.copy_(torch.tensor([1, 16, 0, 100, 255, 0, 299, 300], dtype=torch.int32))
+    inp.out.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
+    assert not inp.out.isnan().any() and (inp.out[2] == 0).all() and (inp.out[5] == 0).all()
+    assert _rel_err(inp.out, ref) <= TOLERANCE["bfloat16"]

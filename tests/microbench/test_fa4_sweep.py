@@ -33,6 +33,18 @@ def test_candidates_start_with_the_fallback_and_hold_the_v3_ring():
         assert cands[0] == tuning.fallback(group) and V3 in cands and len(set(cands)) == len(cands)
 
 
+def test_wide_groups_also_sweep_the_tensor_core_kernel_and_every_candidate_is_a_valid_config():
+    from attnbench.kernels.fa4_decode.launcher import decode_configs
+
+    assert not any(t.mma for t in fa4_sweep.candidates(2))
+    for group in (4, 8, 16):
+        mma = [t for t in fa4_sweep.candidates(group) if t.mma]
+        assert mma == list(fa4_sweep.MMA_CANDIDATES)
+    for t in fa4_sweep.MMA_CANDIDATES:  # none is an error row by construction (shared memory, threads)
+        for d in (64, 128):
+            decode_configs(t, dtype="bfloat16", head_dim=d, group=8, page_size=16)
+
+
 def _result(t, gbps, ok=True):
     return {"tuning": t.spec(), "gbps": gbps, "ok": ok, "us": 1.0, "splits": 1, "rel_err": 1e-3}
 

@@ -25,12 +25,16 @@ class DecodeConfig:
     tokens_per_thread: int = 4  # independent K+V row loads in flight per thread per step
     pipeline: bool = False  # two register buffers: load step i+1 while computing step i (v2)
     smem_stages: int = 0  # > 0: cp.async K/V into a ring of this many shared-memory steps (v3)
+    mma: bool = False  # tensor cores (kernel_mma.py, v4): each warp streams mma_tile_tokens-token tiles
 
     def __post_init__(self):
-        why = limits.unsupported(head_dim=self.head_dim, group=self.group, page_size=self.page_size,
-                                 dtype=self.dtype)
+        check = limits.mma_unsupported if self.mma else limits.unsupported
+        why = check(head_dim=self.head_dim, group=self.group, page_size=self.page_size, dtype=self.dtype)
         if why:
             raise ValueError(f"attnbench-fa4 decode cannot run {why}")
+        if self.mma:
+            self._check_mma()
+            return
         if self.num_threads % self.lanes_per_row or self.num_threads % 32 or not 32 <= self.num_threads <= 1024:
             raise ValueError("num_threads must be a multiple of 32 (and of head_dim/8), at most 1024")
         if self.smem_stages < 0 or (self.smem_stages and self.pipeline):
@@ -52,7 +56,38 @@ class DecodeConfig:
         """Tokens a CTA reads side by side (one per group of lanes_per_row threads)."""
         return self.num_threads // self.lanes_per_row
 
+    def _check_mma(self) -> None:
+        """The tensor-core kernel's own constraints (the geometry's are in limits.mma_unsupported)."""
+        if self.num_threads % 32 or not 32 <= self.num_threads <= 512:
+            raise ValueError(f"mma=True runs whole warps: num_threads must be 32..512 in steps of 32, "
+                             f"not {self.num_threads}")
+        if self.tokens_per_thread != 1 or self.pipeline:
+            raise ValueError("mma=True streams whole tiles per warp through the shared-memory ring: set "
+                             "tokens_per_thread=1 and pipeline off")
+        if self.smem_stages < 2:
+            raise ValueError(f"mma=True needs smem_stages >= 2 (one tile computed while the next lands), "
+                             f"not {self.smem_stages}")
+        if self.smem_bytes() > limits.MMA_MAX_SMEM:
+            raise ValueError(f"mma=True with {self.warps} warps x {self.smem_stages} stages needs "
+                             f"{self.smem_bytes()} B of shared memory (> {limits.MMA_MAX_SMEM}); use fewer "
+                             f"warps or stages")
+
+    @property
+    def warps(self) -> int:
+        return self.num_threads // 32
+
+    @property
+    def mma_tile_tokens(self) -> int:
+        """Tokens a warp streams per step in the mma kernel: 4 KB of K and 4 KB of V (16 at D128,
+        32 at D64), a multiple of the MMA's k = 16 so P . V needs no padding."""
+        return 2048 // self.head_dim
+
     def smem_bytes(self) -> int:
+        if self.mma:
+            # Q tile (16 rows) + the K/V ring of every warp; the end-of-CTA merge reuses the ring
+            ring = self.warps * self.smem_stages * 2 * self.mma_tile_tokens * self.head_dim * 2
+            stats = 2 * 4 * self.warps * 16
+            return 16 * self.head_dim * 2 + ring + stats + 2048  # + 1 KB swizzle alignment of each ring
         merge = 4 * self.rows * self.group * (self.head_dim + 2)
         ring = self.num_threads * self.smem_stages * self.tokens_per_thread * 2 * VEC_BYTES
         return merge + ring + 128  # + alignment slack

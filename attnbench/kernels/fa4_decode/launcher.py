@@ -63,6 +63,9 @@ def compile_decode(cfg: DecodeConfig, arch: str = DEFAULT_ARCH):
 
     from attnbench.kernels.fa4_decode.kernel import SplitDecodeKernel, cutlass_dtype
 
+    kernel = SplitDecodeKernel
+    if cfg.mma:  # same arguments, tensor cores (kernel_mma.py)
+        from attnbench.kernels.fa4_decode.kernel_mma import MmaDecodeKernel as kernel
     dt = cutlass_dtype(cfg.dtype)
     sym = cute.sym_int
     # block table / seq_lens rows get their own symbols: vLLM passes buffers longer than the batch
@@ -81,7 +84,7 @@ def compile_decode(cfg: DecodeConfig, arch: str = DEFAULT_ARCH):
         cute.runtime.make_fake_stream(use_tvm_ffi_env_stream=True),
     )
     with _lock:
-        return cute.compile(SplitDecodeKernel(cfg), *args, options=_options(arch))
+        return cute.compile(kernel(cfg), *args, options=_options(arch))
 
 
 @cache
@@ -110,7 +113,7 @@ def decode_configs(t: Tuning, *, dtype: str, head_dim: int, group: int, page_siz
     """(final-output kernel, split kernel) of one launch configuration."""
     common = {"dtype": dtype, "head_dim": head_dim, "group": group, "page_size": page_size,
               "num_threads": t.num_threads, "tokens_per_thread": t.tokens_per_thread, "pipeline": t.pipeline,
-              "smem_stages": t.smem_stages}
+              "smem_stages": t.smem_stages, "mma": t.mma}
     return DecodeConfig(write_final=True, **common), DecodeConfig(write_final=False, **common)
 
 
@@ -159,7 +162,7 @@ class FA4Decode:
                  max_batch: int, max_splits: int = 64, device=None, num_sms: int | None = None,
                  ctas_per_sm: int | None = None, num_threads: int | None = None,
                  tokens_per_thread: int | None = None, pipeline: bool | None = None,
-                 smem_stages: int | None = None, arch: str | None = None):
+                 smem_stages: int | None = None, mma: bool | None = None, arch: str | None = None):
         import torch
 
         if q_heads % kv_heads:
@@ -174,7 +177,7 @@ class FA4Decode:
         self.group = q_heads // kv_heads
         given = {k: v for k, v in (("num_threads", num_threads), ("tokens_per_thread", tokens_per_thread),
                                    ("ctas_per_sm", ctas_per_sm), ("pipeline", pipeline),
-                                   ("smem_stages", smem_stages)) if v is not None}
+                                   ("smem_stages", smem_stages), ("mma", mma)) if v is not None}
         # explicit fields (sweeps, tests) or $ATTNBENCH_FA4_TUNING fix the configuration of every
         # call; else the table chooses per shape class
         env = tuning.from_env()

@@ -35,7 +35,8 @@ class Tuning:
     tokens_per_thread: int
     ctas_per_sm: int  # what fits by registers and shared memory; the planner sizes splits to fill it
     pipeline: bool = False  # double-buffered K/V registers (kernel v2)
-    smem_stages: int = 0  # cp.async shared-memory ring of this many steps (kernel v3)
+    smem_stages: int = 0  # cp.async shared-memory ring of this many steps (kernel v3; v4 per warp)
+    mma: bool = False  # tensor cores, kernel_mma.py (v4): tokens_per_thread 1, smem_stages >= 2
 
     def spec(self) -> str:
         """'num_threads=128,tokens_per_thread=2,ctas_per_sm=6,smem_stages=3': the table's and
@@ -55,7 +56,7 @@ class Tuning:
             kw = {k.strip(): v.strip() for k, v in (item.split("=") for item in spec.split(",") if item.strip())}
             if set(kw) - names:
                 raise ValueError(f"unknown {sorted(set(kw) - names)}")
-            return cls(**{k: (v.lower() in ("1", "true") if k == "pipeline" else int(v)) for k, v in kw.items()})
+            return cls(**{k: (v.lower() in ("1", "true") if k in ("pipeline", "mma") else int(v)) for k, v in kw.items()})
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}={spec!r} is not 'field=int,...' over {sorted(names)} ({e})") from None
 
