@@ -1,5 +1,5 @@
 """A command's option declared once, on its config dataclass: the field's metadata (flag, help,
-bound, choices; see serving.bench.ServeBench) is the scenario key (scenarios.spec.options) and,
+bound, choices; see serving.run.ServeBench) is the scenario key (scenarios.spec.options) and,
 through `typer_option`, the typer option in the command's signature, where the parameter's name
 and type stay. Options no scenario sets (--result-dir, --endpoint) are plain typer options.
 

@@ -12,7 +12,7 @@ from attnbench.flags import cli_default, typer_option
 from attnbench.microbench.run import Options
 from attnbench.parity.run import Parity
 from attnbench.scenarios import spec
-from attnbench.serving.bench import ServeBench
+from attnbench.serving.run import ServeBench
 
 # command -> (its config, the flags whose command-line default is None: the command decides)
 COMMANDS = {

@@ -35,7 +35,7 @@ CHAT_PROMPT_ALLOWANCE = 4096
 class GPQARun:
     """What `attnbench gpqa` runs. A field whose metadata has a "flag" is also the [gpqa] scenario
     key of its name, checked when the scenario loads, and the option of `attnbench gpqa`
-    (metadata as serving.bench.ServeBench says)."""
+    (metadata as serving.run.ServeBench says)."""
     result_dir: Path
     dataset: str = field(default="diamond", metadata={"flag": "--dataset", "help": (
         "diamond|main|extended (OpenAI's public simple-evals CSV, as the reference reads it), "

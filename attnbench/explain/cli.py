@@ -1,4 +1,4 @@
-"""`attnbench explain RUN_DIR`: flags -> runner.explain -> table, records, summary.md, plot."""
+"""`attnbench explain RUN_DIR`: flags -> run.explain -> table, records, summary.md, plot."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def explain(
 ) -> None:
     """Attribute the TPOT gap between backends to attention kernel time, from serve-bench's in-flight samples."""
     from attnbench.console import StatusLine
-    from attnbench.explain import render, runner
+    from attnbench.explain import render, run
     from attnbench.records import record
 
     if device not in ("cuda", "cpu"):
@@ -44,14 +44,14 @@ def explain(
     if repeats < 1:
         raise UserError(f"--repeats {repeats}: time each shape at least once, e.g. --repeats 20")
     names = [n.strip() for n in (backends or "").split(",") if n.strip()] or None
-    kernels = runner.parse_kernels(kernel_backend)
+    kernels = run.parse_kernels(kernel_backend)
     out_dir = result_dir or (run_dir if run_dir.is_dir() else run_dir.parent) / "explain"
     records = [r for r in record.load(run_dir) if r.kind == "serve"]
     line = StatusLine(every_s=10.0, stream=sys.stderr)  # the stream of now, not of import time
     results: list = []
     try:
-        runner.explain(records, str(run_dir), microbench_timer(device, repeats), out_dir, device=device,
-                       backends=names, shape=runner.parse_shape(shape), kernels=kernels, coverage=coverage,
+        run.explain(records, str(run_dir), microbench_timer(device, repeats), out_dir, device=device,
+                       backends=names, shape=run.parse_shape(shape), kernels=kernels, coverage=coverage,
                        same_load=same_load, status=line, into=results)
     except KeyboardInterrupt:
         line.done()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from attnbench import atomic
 from attnbench.explain.estimate import Gap
-from attnbench.explain.runner import ShapeResult
+from attnbench.explain.run import ShapeResult
 
 REST = "scheduling, sampling, graph launch, python overhead, non-attention layers"
 HEADER = ("backend", "kernel", "TPOT mean", "TPOT med", "attn est", "attn share", "rest", "batch", "ctx", "coverage")

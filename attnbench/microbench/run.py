@@ -28,7 +28,7 @@ REFERENCE = "reference"
 class Options:
     """How each shape is measured (the grid says which shapes). A field whose metadata has a
     "flag" is also a [microbench] scenario key beside `grid = FILE` (metadata as
-    serving.bench.ServeBench says), and an option of `attnbench microbench decode|prefill`."""
+    serving.run.ServeBench says), and an option of `attnbench microbench decode|prefill`."""
     device: str = field(default="cuda", metadata={"flag": "--device", "help": "cuda or cpu (cpu: reference backend only)"})
     repeats: int = field(default=20, metadata={"flag": "--repeats", "bound": (">=", 1),
                                                "help": "timed repeats; the median is reported"})

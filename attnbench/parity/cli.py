@@ -75,7 +75,7 @@ def parity(
     from attnbench.parity.collect import Settings
     from attnbench.parity.prompts import PromptSet
     from attnbench.parity.thresholds import Thresholds
-    from attnbench.serving import bench
+    from attnbench.serving import run as serve_bench
     from attnbench.serving.cli import default_result_dir
 
     thresholds = Thresholds(max_abs_dlogprob=max_dlogprob, mean_abs_dlogprob=mean_dlogprob, mean_kl=max_mean_kl,
@@ -102,7 +102,7 @@ def parity(
 
         weights.refuse_dummy(model, list(serve_arg), random_weights)
         model = model or (embedded.DEFAULT_MODEL if random_weights else weights.default_model())
-    vocab = bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr))
+    vocab = serve_bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr))
     if prompts == "text" and tokenizer is None:
         tokenizer = text_tokenizer(model)
     settings = Settings(PromptSet(num_prompts=num_prompts, short_len=short_len, long_len=long_len, seed=seed,

@@ -26,7 +26,7 @@ AUTO, OFF = "auto", "off"
 class Parity:
     """What `attnbench parity` runs. A field here, in Settings, PromptSet or Thresholds whose
     metadata has a "flag" is also the [parity] scenario key of its name, checked when the scenario
-    loads, and an option of `attnbench parity` (metadata as serving.bench.ServeBench says)."""
+    loads, and an option of `attnbench parity` (metadata as serving.run.ServeBench says)."""
     settings: Settings
     result_dir: Path
     # embedded name, folder or HF id; with endpoints, the served model name (or its folder)

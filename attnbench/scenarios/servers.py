@@ -104,7 +104,7 @@ def up(plan: Servers, log_dir: Path, time_left_s: float | None = None,
     `time_left_s` (the study's budget) caps how long a start may take."""
     from attnbench.backends import registry
     from attnbench.serving import fleet
-    from attnbench.serving.bench import server_spec
+    from attnbench.serving.run import server_spec
     from attnbench.serving.server import ServerFailed
 
     ready = plan.ready_timeout_s if time_left_s is None else max(1.0, min(plan.ready_timeout_s, time_left_s))

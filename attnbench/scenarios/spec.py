@@ -34,7 +34,7 @@ from attnbench.microbench.grid import load as load_grid
 from attnbench.microbench.run import Options as MicrobenchOptions
 from attnbench.parity.run import Parity
 from attnbench.scenarios import servers
-from attnbench.serving.bench import ServeBench
+from attnbench.serving.run import ServeBench
 
 INT, FLOAT, STR, BOOL = int, float, str, bool
 TOP_KEYS = {"name": STR, "description": STR, "backends": [STR], "repeats": INT, "budget_s": FLOAT,

@@ -1,4 +1,4 @@
-"""`attnbench serve-bench`: flags -> ServeBench -> bench.run. The options a scenario sets are
+"""`attnbench serve-bench`: flags -> ServeBench -> run.run. The options a scenario sets are
 declared on the fields of ServeBench and Workload (default, help, bound, choices); the others here."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import typer
 
 from attnbench.errors import UserError
 from attnbench.flags import typer_option
-from attnbench.serving.bench import ServeBench
+from attnbench.serving.run import ServeBench
 
 
 def default_result_dir(kind: str) -> Path:
@@ -84,11 +84,11 @@ def serve_bench(
     """Start a vLLM server per backend, drive it with a streaming load, compare the backends."""
     from attnbench.backends import registry
     from attnbench.models import embedded
-    from attnbench.serving import bench
+    from attnbench.serving import run
     from attnbench.serving.workload import Workload
 
     if from_results is not None:
-        bench.summarize(from_results, baseline, keep_flagged)
+        run.summarize(from_results, baseline, keep_flagged)
         return
 
     from attnbench.serving.endpoint import normalize
@@ -96,7 +96,7 @@ def serve_bench(
     if endpoint is not None:
         name, endpoint = with_name(endpoint, name)
         normalize(endpoint)  # an empty or malformed URL is refused as such
-    shapes = bench.parse_shapes(input, output)
+    shapes = run.parse_shapes(input, output)
     try:
         pcts = [float(p) for p in percentiles.split(",") if p.strip()]
     except ValueError:
@@ -142,7 +142,7 @@ def serve_bench(
             if took is not True:
                 print(f"attnbench: notice: the server does not take token-id prompts ({took}); "
                       "sending text prompts (--prompt-format text)", file=sys.stderr)
-    load = replace(load, vocab_size=bench.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr),
+    load = replace(load, vocab_size=run.vocab_size(model, vocab_size, notice=lambda s: print(s, file=sys.stderr),
                                                      base_url=normalize(endpoint) if endpoint else None))
     if not 0 < warmup_tolerance < 1:
         raise UserError(f"--warmup-tolerance is a fraction between 0 and 1, e.g. 0.03 (got {warmup_tolerance})")
@@ -160,7 +160,7 @@ def serve_bench(
         max_warmup_passes=max_warmup_passes, keep_flagged=keep_flagged, prompt_format=prompt_format or "token-ids",
         tokenizer=tokenizer)
     try:
-        records = bench.run(config)
+        records = run.run(config)
     finally:  # also after Ctrl-C: say where the partial results are
         print(f"attnbench: results in {config.result_dir}", file=sys.stderr)
     lost = [r for r in records if r.status == "ok" and r.error]

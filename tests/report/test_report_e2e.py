@@ -7,7 +7,7 @@ import pytest
 
 from attnbench.report.build import write_report
 from attnbench.records import record
-from attnbench.serving import bench
+from attnbench.serving import run as serve_bench
 from attnbench.serving.scripted_server import Script, ScriptedServer
 from attnbench.serving.workload import Workload
 
@@ -18,7 +18,7 @@ def result_dir(tmp_path_factory):
     load = Workload(input_len=16, output_len=8, num_prompts=6, vocab_size=1000)
     for name, itl in (("quick", 0.002), ("sluggish", 0.008)):
         with ScriptedServer(Script(ttft_s=0.01, itl_s=itl, model="scripted")) as server:
-            bench.run(bench.ServeBench(shapes=[(16, 8), (32, 1)], load=load, model=None, endpoint=server.base_url,
+            serve_bench.run(serve_bench.ServeBench(shapes=[(16, 8), (32, 1)], load=load, model=None, endpoint=server.base_url,
                                        endpoint_name=name, result_dir=out, workers=1, repeats=1))
     return out
 

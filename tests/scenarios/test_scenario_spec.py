@@ -9,7 +9,7 @@ import pytest
 
 from attnbench.errors import UserError
 from attnbench.scenarios import spec
-from attnbench.serving import bench
+from attnbench.serving import run as serve_bench
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -222,7 +222,7 @@ def serve_bench_parse(config, tmp_path, monkeypatch):
 def test_every_serve_key_is_a_flag_serve_bench_parses(tmp_path, monkeypatch):
     """Each [serve] key the config declares turns into a flag serve-bench accepts, with the value
     the scenario gave; and the keys a scenario alone has are no flags of serve-bench's."""
-    checked = serve_bench_parse(bench.ServeBench, tmp_path, monkeypatch)
+    checked = serve_bench_parse(serve_bench.ServeBench, tmp_path, monkeypatch)
     assert {o.key for o, _, _ in checked} >= {"input", "output", "num_prompts", "repeats", "goodput", "serve_args"}
     for o, got, expected in checked:
         assert got == expected, o
@@ -231,7 +231,7 @@ def test_every_serve_key_is_a_flag_serve_bench_parses(tmp_path, monkeypatch):
 
 
 @dataclass
-class WiderServeBench(bench.ServeBench):
+class WiderServeBench(serve_bench.ServeBench):
     workers: int = field(default=0, metadata={"flag": "--client-workers", "bound": (">=", 0)})
 
 
@@ -250,11 +250,11 @@ def test_a_flag_declared_on_the_config_becomes_a_serve_key(tmp_path, monkeypatch
 
 def test_a_declared_flag_serve_bench_lacks_or_misreads_is_caught(tmp_path, monkeypatch):
     @dataclass
-    class Misspelt(bench.ServeBench):
+    class Misspelt(serve_bench.ServeBench):
         warmup_tolerance: float = field(default=0.03, metadata={"flag": "--warmup-tol"})
 
     @dataclass
-    class Mistyped(bench.ServeBench):
+    class Mistyped(serve_bench.ServeBench):
         tokenizer: str | None = field(default=None, metadata={"flag": "--client-workers"})  # an int flag
 
     with pytest.raises(Exception, match="No such option: --warmup-tol"):

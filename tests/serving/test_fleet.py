@@ -16,7 +16,7 @@ from attnbench.backends import registry
 from attnbench.models import embedded
 from attnbench.records import record
 from attnbench.serving import fleet
-from attnbench.serving.bench import model_shape
+from attnbench.serving.run import model_shape
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_server import FAKE, all_pids, alive  # noqa: E402
@@ -178,7 +178,7 @@ def test_ctrl_c_stops_every_side_by_side_server_and_keeps_what_was_measured(tmp_
 
 
 def test_a_one_token_shape_needs_only_its_prefill_budget_resident():
-    from attnbench.serving.bench import ServeBench, tokens_in_flight
+    from attnbench.serving.run import ServeBench, tokens_in_flight
     from attnbench.serving.workload import Workload
 
     load = Workload(input_len=1000, output_len=1000, num_prompts=256)

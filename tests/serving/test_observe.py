@@ -46,13 +46,13 @@ def test_server_side_tpot_is_a_metric_of_the_pass_but_not_of_one_token_requests(
 def test_redrawing_a_result_folder_re_evaluates_clock_flags_and_saves_them(tmp_path):
     import json
 
-    from attnbench.serving import bench
+    from attnbench.serving import run as serve_bench
 
     recs = passes("fi", (8000, 1), [1830, 1838, 1830])
     recs[0].samples["observation"]["flags"] = [{"kind": "gpu_clock", "evidence": "an older check", "contaminates": True}]
     for i, r in enumerate(recs):
         r.save(tmp_path / "fi" / f"serve-8000x1-r{i}.json")
-    bench.summarize(tmp_path)
+    serve_bench.summarize(tmp_path)
     saved = json.loads((tmp_path / "fi" / "serve-8000x1-r0.json").read_text())
     assert saved["observation"]["flags"] == [] and not saved["observation"]["contaminated"]
     agg = json.loads((tmp_path / "fi" / "serve-8000x1.json").read_text())  # the aggregate follows

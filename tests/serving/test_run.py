@@ -3,7 +3,7 @@
 import pytest
 
 from attnbench.records.record import Record
-from attnbench.serving.bench import precise_enough
+from attnbench.serving.run import precise_enough
 
 
 def passes(*tps, flagged=()):
