@@ -164,3 +164,21 @@ def test_each_gpu_gets_its_own_comparison_and_nested_scenarios_are_columns(tmp_p
     assert re.search(r">14000</td>", serve_html) and re.search(r">16000</td>", serve_html)
     assert "0.88x" not in serve_html and "1.14x" not in serve_html
     assert "<th>shape.batch</th>" in section(html, "microbench")
+
+
+def test_runs_that_differ_in_serve_args_are_separate_rows(tmp_path):
+    """Two fa3 runs of one load, one with --max-num-seqs 128: different servers, so two rows with their
+    own figures, never one mean."""
+    from report_records import serve
+
+    plain = serve("fa3", 1000.0, 50.0, "2026-11-24T12:00:00Z", "aaa")
+    capped = serve("fa3", 2000.0, 50.0, "2026-11-24T12:05:00Z", "aaa")
+    capped.scenario["serve_args"] = ["--max-num-seqs", "128"]
+    plain.save(tmp_path / "plain.json")
+    capped.save(tmp_path / "capped.json")
+    html = write_report([str(tmp_path)], tmp_path / "report.html").read_text()
+    rows = [re.sub(r"<[^>]+>", " ", r) for r in re.findall(r"<tr>(.*?)</tr>", section(html, "serve"), re.S)]
+    fa3 = [" ".join(r.split()) for r in rows if r.split() and r.split()[0] == "fa3"]
+    assert len(fa3) == 2, fa3
+    assert any("max-num-seqs" in r and " 2000 " in f" {r} " for r in fa3)
+    assert any("max-num-seqs" not in r and " 1000 " in f" {r} " for r in fa3)

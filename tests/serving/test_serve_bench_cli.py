@@ -196,3 +196,25 @@ def test_a_ci_target_adds_rounds_until_it_is_met_or_the_cap_is_reached(server, t
     assert p.returncode == 0, p.stderr
     assert sorted(r.scenario["repeat"] for r in record.load(out) if r.kind == "serve") == [0, 1, 2]
     assert "target ±99% met" in p.stderr and "target ±99%: met" in (out / "summary.md").read_text()
+
+
+def test_ctrl_c_during_the_warm_up_saves_no_pass_as_a_measurement(tmp_path):
+    """An interrupted warm-up is not a measurement: nothing may be written as one."""
+    import signal
+    import time
+
+    out = tmp_path / "res"
+    with ScriptedServer(Script(ttft_s=0.001, itl_s=0.001, hang=set(range(1, 100)))) as s:  # warm-up never ends
+        p = subprocess.Popen([sys.executable, "-m", "attnbench", "serve-bench", "--endpoint", s.base_url,
+                              "--input", "4", "--output", "2", "--num-prompts", "3", "--warmup", "3",
+                              "--vocab-size", "100", "--client-workers", "1", "--result-dir", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(s.requests) < 3 and time.monotonic() < deadline:  # the warm-up's requests are in flight
+            time.sleep(0.05)
+        assert len(s.requests) >= 3, "the warm-up never reached the server"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+    assert list(out.rglob("serve-*.json")) == []  # no pass record and no aggregate
