@@ -8,7 +8,6 @@ N = sum n_q; the accuracy is p = sum s_q / N.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
@@ -17,8 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 
 BOOTSTRAP_RESAMPLES = 10_000
-EXACT_SIGN_FLIP_MAX_G = 16  # 2^16 sign patterns: enumerate; above, draw at random
-SIGN_FLIP_DRAWS = 20_000
 ALPHA = 0.05
 
 
@@ -121,25 +118,6 @@ def estimate(scores: Mapping[tuple[Hashable, int], float], seed: int = 0) -> Est
     within = [len(v) * float(np.var(v, ddof=1)) for v in by.values() if len(v) > 1]
     repeat = math.sqrt(sum(within)) / float(n.sum()) if within else math.nan
     return Estimate(float(s.sum() / n.sum()), clustered_stderr(s, n), lo, hi, int(n.sum()), len(s), repeat)
-
-
-def sign_flip_p(t: np.ndarray, seed: int = 0) -> float:
-    """Two-sided paired test of 'no difference': under H0 the backends are exchangeable within a
-    question, so each question's summed difference t_q is as likely to have either sign; p is the
-    share of sign patterns whose |sum| reaches the observed |sum t_q| (exact for small G;
-    otherwise (1 + hits) / (1 + draws), a valid Monte-Carlo p). Questions
-    with t_q = 0 are dropped first: they add 0 whatever their sign."""
-    if len(t) == 0:
-        return math.nan
-    t = t[t != 0]  # a question with no difference adds the same to every pattern's sum
-    g = len(t)
-    observed = abs(float(t.sum())) - 1e-9
-    if g <= EXACT_SIGN_FLIP_MAX_G:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=g)))
-        return float(np.mean(np.abs(signs @ t) >= observed))
-    signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(SIGN_FLIP_DRAWS, g))
-    hits = int(np.sum(np.abs(signs @ t) >= observed))
-    return (1 + hits) / (1 + SIGN_FLIP_DRAWS)
 
 
 def paired_difference(a: Mapping[tuple[Hashable, int], float], b: Mapping[tuple[Hashable, int], float],

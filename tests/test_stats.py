@@ -54,21 +54,6 @@ def test_bootstrap_ci_degenerate_and_contains_the_mean():
     assert est.ci_high - est.ci_low == pytest.approx(2 * 1.96 * est.stderr, rel=0.1)
 
 
-def test_sign_flip_exact_p_values():
-    # 3 questions all +1: |sum| = 3 only for +++ and --- -> 2/8
-    assert stats.sign_flip_p(np.array([1.0, 1.0, 1.0])) == pytest.approx(0.25)
-    assert stats.sign_flip_p(np.array([1.0] * 5)) == pytest.approx(2 / 32)
-    # one non-zero question: every pattern has |sum| = 1 -> p = 1
-    assert stats.sign_flip_p(np.array([1.0, 0.0, 0.0])) == 1.0
-    assert stats.sign_flip_p(np.zeros(4)) == 1.0
-
-
-def test_sign_flip_monte_carlo_for_many_questions():
-    p = stats.sign_flip_p(np.ones(40))  # exact p is 2 / 2^40
-    assert p == pytest.approx(1 / (1 + stats.SIGN_FLIP_DRAWS))
-    assert stats.sign_flip_p(np.array([1.0, -1.0] * 20)) == 1.0
-
-
 def test_paired_difference_by_hand():
     a = cells({"q1": [1, 1], "q2": [0, 1], "q3": [0, 0]})
     b = cells({"q1": [1, 1], "q2": [1, 1], "q3": [1, 0]})
