@@ -176,6 +176,17 @@ def test_process_groups_are_signalled_only_by_the_process_toolbox():
     assert _calls((PACKAGE / "procs.py").read_text(), "os.killpg")
 
 
+def test_figures_are_drawn_and_written_only_through_figures():
+    """matplotlib's backend and PNG writing in one place (attnbench/figures.py): every plot is
+    written atomically, at a declared dpi, and its figure freed."""
+    def uses(source: str) -> list[int]:
+        return [n for n, line in enumerate(source.splitlines(), 1) if "matplotlib.use(" in line or ".savefig(" in line]
+
+    hits = [f"{p.relative_to(ROOT)}:{n}" for p in CODE if p != PACKAGE / "figures.py" for n in uses(p.read_text())]
+    assert hits == []
+    assert len(uses((PACKAGE / "figures.py").read_text())) == 2  # the check sees the two that are there
+
+
 def test_the_decision_checks_see_what_they_look_for():
     assert _dummy_load_format('x = ["--model", m, "--load-format", "dummy"]\n') == [1]
     assert _dummy_load_format('args += ("--load-format=dummy",)\n') == [1]

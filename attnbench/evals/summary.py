@@ -3,7 +3,6 @@ the records of this run plus comparable ones that earlier runs left in the same 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from attnbench import atomic, stats
@@ -108,10 +107,9 @@ def plot(cfg, records: list[Record]) -> Path | None:
     ok = [r for r in records if r.metrics.get("n_samples")]
     if not ok:
         return None
-    import matplotlib
+    from attnbench import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(ok), 3.6))
     xs = range(len(ok))
@@ -127,12 +125,7 @@ def plot(cfg, records: list[Record]) -> Path | None:
     ax.set_title(f"{ok[0].scenario.get('model')} · effort {cfg.effort}", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path = cfg.result_dir / PLOT
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic.write_bytes(path, buf.getvalue())
-    return path
+    return figures.save(fig, cfg.result_dir / PLOT, dpi=120)
 
 
 def with_earlier_runs(cfg, records: list[Record]) -> list[Record]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from attnbench import atomic
@@ -122,10 +121,9 @@ def plot(res: ShapeResult, path: Path, device: str = "") -> Path | None:
     """Stacked bars, one per backend: estimated attention at the bottom, the rest of the step on top."""
     if not res.estimates:
         return None
-    import matplotlib
+    from attnbench import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     names = [e.backend for e in res.estimates]
     attn = [e.attn_ms for e in res.estimates]
@@ -141,10 +139,7 @@ def plot(res: ShapeResult, path: Path, device: str = "") -> Path | None:
                  fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
     ax.margins(y=0.15)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic.write_bytes(path, buf.getvalue())
+    return figures.save(fig, path, dpi=110, tight_bbox=True)
 
 
 def write(results: list[ShapeResult], result_dir: Path, device: str = "") -> dict[str, Path]:

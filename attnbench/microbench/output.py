@@ -187,10 +187,9 @@ def _vs_reference(records: list[Record], op: str, roof: dict | None, reference: 
 def plots(records: list[Record], op: str, out_dir: str | Path) -> list[Path]:
     """decode: GB/s vs context per backend, one panel per batch; prefill: TFLOP/s vs seqlen.
     One figure per head layout (and, for prefill, per cached-context length)."""
-    import matplotlib
+    from attnbench import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     key, unit = RATE[op]
     xkey = "context" if op == "decode" else "seqlen"
@@ -223,13 +222,7 @@ def plots(records: list[Record], op: str, out_dir: str | Path) -> list[Path]:
         axes[0][-1].legend(fontsize=7)
         fig.suptitle(f"{op} {name} (red x = FAIL)")
         fig.tight_layout()
-        path = Path(out_dir) / f"{op}-{_slug(name)}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        tmp.replace(path)
-        paths.append(path)
+        paths.append(figures.save(fig, Path(out_dir) / f"{op}-{_slug(name)}.png", dpi=110))
     return paths
 
 

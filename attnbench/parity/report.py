@@ -141,12 +141,9 @@ def per_position(c: Comparison) -> list[float]:
 def plot(comparisons: dict[str, Comparison], path: Path) -> Path | None:
     if not comparisons:
         return None
-    import io
+    from attnbench import figures
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     panels = {}
     for key, c in comparisons.items():
@@ -163,10 +160,7 @@ def plot(comparisons: dict[str, Comparison], path: Path) -> Path | None:
         ax.legend(loc="upper left", fontsize=8)
     axes[-1, 0].set_xlabel("position (prompt, then greedy continuation)")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return atomic.write_bytes(path, buf.getvalue())
+    return figures.save(fig, path, dpi=110)
 
 
 def write(result_dir: Path, records: list[Record], comparisons: dict[str, Comparison], reference: str,

@@ -6,30 +6,14 @@ Callers pass pyplot in (see `pyplot()`), so matplotlib is imported only when a r
 from __future__ import annotations
 
 import datetime as _dt
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from attnbench import atomic
+from attnbench import figures
 
 
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)  # callers lay out with fig.tight_layout()
-    fig.clf()
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return atomic.write_bytes(path, buf.getvalue())
+pyplot = figures.pyplot  # callers pass pyplot in, so matplotlib loads only when a report is built
+save = figures.save
 
 
 def parse_time(stamp: object) -> _dt.datetime | None:

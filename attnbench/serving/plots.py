@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from attnbench import figures
 from attnbench.records.record import Record
 from attnbench.serving import aggregate
 from attnbench.serving.shape import Shape
@@ -41,14 +42,12 @@ def _colors(records: list[Record]) -> dict[str, str]:
     return {name: palette[i % len(palette)] for i, name in enumerate(names)}
 
 
-def _finish(plt, fig, title: str, path: Path) -> Path:
+def _finish(fig, title: str, path: Path) -> Path:
     """Title, tight layout, write the PNG atomically, free the figure."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = _save(fig, path)
-    plt.close(fig)
-    return out
+    return figures.save(fig, path)
 
 
 def _whisker(ax, x: float, sp, capsize: float = 4) -> None:
@@ -56,16 +55,6 @@ def _whisker(ax, x: float, sp, capsize: float = 4) -> None:
     if sp is not None and sp.n > 1 and sp.ci_high == sp.ci_high:
         ax.errorbar(x, sp.mean, yerr=[[sp.mean - sp.ci_low], [sp.ci_high - sp.mean]], color="black",
                     capsize=capsize, lw=1)
-
-
-def _save(fig, path: Path) -> Path:
-    import io
-
-    from attnbench import atomic
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)  # layout already tight: fig.tight_layout()
-    return atomic.write_bytes(path, buf.getvalue())
 
 
 def _throughput(plt, shapes: dict[Shape, list[aggregate.Group]], colors: dict[str, str], gpu: str,
@@ -106,7 +95,7 @@ def _throughput(plt, shapes: dict[Shape, list[aggregate.Group]], colors: dict[st
             ax.set_title(f"{label.split(' (')[0]}: {shape.label}", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
             ax.tick_params(axis="x", labelrotation=20)
-    return _finish(plt, fig, f"Serving throughput per backend · {gpu}", path)
+    return _finish(fig, f"Serving throughput per backend · {gpu}", path)
 
 
 def _cdf(ax, values_ms: list[float], label: str, color: str) -> bool:
@@ -137,7 +126,7 @@ def _latency(plt, shape: Shape, groups: list[aggregate.Group], colors: dict[str,
         ax.set_ylim(0, 1.02)
         ax.set_title(f"{name} CDF" + (" (first token excluded)" if key == "tpots" else ""), fontsize=10)
         ax.grid(alpha=0.3)
-    return _finish(plt, fig, f"Latency distributions · {shape.label} · {gpu}", path)
+    return _finish(fig, f"Latency distributions · {shape.label} · {gpu}", path)
 
 
 def _timeline(plt, shape: Shape, groups: list[aggregate.Group], colors: dict[str, str], gpu: str, path: Path) -> Path:
@@ -160,7 +149,7 @@ def _timeline(plt, shape: Shape, groups: list[aggregate.Group], colors: dict[str
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.set_title(f"Output tokens/s over time · {shape.label} · {gpu}", fontsize=10)
-    return _finish(plt, fig, "", path)
+    return _finish(fig, "", path)
 
 
 def _server_tpot(shapes: dict[Shape, list[aggregate.Group]]) -> bool:
@@ -194,7 +183,7 @@ def _tpot(plt, shapes: dict[Shape, list[aggregate.Group]], colors: dict[str, str
         ax.set_title(f"TPOT, client (solid) and engine (/metrics, pale): {shape.label}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.tick_params(axis="x", labelrotation=20)
-    return _finish(plt, fig, f"Time per output token per backend · {gpu}", path)
+    return _finish(fig, f"Time per output token per backend · {gpu}", path)
 
 
 def figure_names(records: list[Record]) -> list[tuple[str, str]]:
@@ -211,10 +200,7 @@ def figure_names(records: list[Record]) -> list[tuple[str, str]]:
 
 def write_plots(result_dir: str | os.PathLike, records: list[Record]) -> list[Path]:
     """throughput.png, latency-<shape>.png (TTFT and TPOT CDFs), timeline-<shape>.png in RESULT_DIR."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     result_dir = Path(result_dir)
     serve = [r for r in records if r.kind == "serve"]
