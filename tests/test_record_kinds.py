@@ -31,6 +31,25 @@ def test_a_declaration_overrides_the_name_patterns_only_where_one_exists(monkeyp
     assert direction.of("widgets") == direction.HIGHER  # a name one kind declares means the same elsewhere
 
 
+def test_every_metric_in_the_committed_results_is_declared_by_its_kind():
+    """compare judges our own records by declaration, never by guessing from a metric's name."""
+    from attnbench.records import record
+
+    root = Path(__file__).resolve().parents[1]
+    found, _ = record.scan([root / "results", root / "tests"], on_bad="skip")
+    seen, undeclared = set(), set()
+    for f in found:
+        r = f.record
+        for name, v in (r.metrics or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and r.kind in kinds.KINDS:
+                seen.add(r.kind)
+                if kinds.KINDS[r.kind].metric(name) is None:
+                    undeclared.add((r.kind, name))
+    assert undeclared == set()
+    assert seen >= {"serve", "serve-aggregate", "microbench", "gpqa", "parity", "explain"}  # the scan saw them
+    assert kinds.metric("parity", "hf_max_kl") == kinds.metric("parity", "max_kl")  # against the fp32 reference
+
+
 def test_the_fallback_table_holds_only_names_no_kind_declares():
     declared = {m.name for k in kinds.KINDS.values() for m in k.metrics}
     assert declared & set(direction.EXACT) == set()

@@ -1,6 +1,7 @@
 """Which way is better for each metric: +1 higher is better, -1 lower is better, 0 unknown
-(reported, never judged). What a record kind declares (records.kinds) first; for metrics no kind
-declares, exact names, then name patterns, first match wins."""
+(reported, never judged). What a record kind declares (records.kinds) first: every metric of
+attnbench's own kinds is declared there. For the metrics of other records (a kind attnbench does
+not write, a key added by hand), exact names, then name patterns, first match wins."""
 
 from __future__ import annotations
 
@@ -9,17 +10,9 @@ import re
 from attnbench.records import kinds
 from attnbench.records.kinds import HIGHER, LOWER, UNKNOWN
 
-EXACT = {  # names no kind declares (records.kinds holds the rest)
-    # counts and settings echoed as metrics: what was done, not how well
-    "completed": UNKNOWN, "total_input_tokens": UNKNOWN, "total_output_tokens": UNKNOWN,
-    "max_concurrent_requests": UNKNOWN, "n_prompts": UNKNOWN,
-    "prompt_tokens": UNKNOWN, "completion_tokens": UNKNOWN,
-    "stderr_pct": UNKNOWN, "n_expected": UNKNOWN, "num_splits": UNKNOWN, "flops": UNKNOWN,
-    "bytes": UNKNOWN, "tolerance": UNKNOWN, "graph": UNKNOWN, "calls_per_replay": UNKNOWN, "cold_copies": UNKNOWN,
-    "prefill_positions": UNKNOWN, "decode_positions": UNKNOWN, "missing_samples": LOWER,
-    # failures and spread
-    "failed": LOWER, "failed_requests": LOWER, "truncations": LOWER,
-    "duration": LOWER, "ms": LOWER,
+EXACT = {  # names no kind declares (records.kinds declares every metric attnbench's own kinds write)
+    "n_prompts": UNKNOWN,  # a count: what was done, not how well
+    "ms": LOWER,
 }
 
 PATTERNS = [  # (regex searched in the name, direction); std_* is spread, not speed

@@ -32,15 +32,20 @@ class Kind:
     intervals: tuple[str, ...] = ()  # metrics the report charts with their confidence intervals
     label_keys: tuple[str, ...] = ()  # scenario keys that name a record in a table
     compared: bool = True  # False: compare skips it (derived from other records of the same run)
+    prefixes: tuple[str, ...] = ()  # "hf_x" is metric x measured against another reference
 
     def metric(self, name: str) -> Metric | None:
-        return next((m for m in self.metrics if m.name == name), None)
+        found = next((m for m in self.metrics if m.name == name), None)
+        base = next((name.removeprefix(p) for p in self.prefixes if name.startswith(p)), None)
+        return found if found or base is None else self.metric(base)
 
 
 def _m(name: str, direction: int, unit: str = "", label: str = "", short: str = "") -> Metric:
     return Metric(name, direction, unit, label or name, short or label or name)
 
 
+_SERVE_TABLE = {"mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms",
+                "mean_itl_ms", "median_itl_ms"}  # declared with their table labels below
 SERVE_METRICS = (  # throughputs in tok/s, latencies in ms; the first ones are serve-bench's table columns
     _m("output_throughput", HIGHER, "tok/s", "output tok/s", "out tok/s"),
     _m("total_token_throughput", HIGHER, "tok/s", "total tok/s"),
@@ -54,6 +59,14 @@ SERVE_METRICS = (  # throughputs in tok/s, latencies in ms; the first ones are s
     _m("mean_itl_ms", LOWER, "ms", "mean ITL (ms)", "ITL mean"),
     _m("max_output_tokens_per_s", HIGHER, "tok/s", "peak output tok/s", "peak out tok/s"),
     _m("median_itl_ms", LOWER, "ms", "median ITL (ms)", "ITL med"),
+    # the rest of vLLM's --save-result keys and the engine's own latencies
+    _m("request_throughput", HIGHER, "req/s"), _m("duration", LOWER, "s"), _m("failed", LOWER),
+    *(_m(f"{stat}_{lat}_ms", LOWER, "ms") for lat in ("ttft", "tpot", "itl", "e2el")
+      for stat in ("p50", "p90", "p99", "mean", "median") if f"{stat}_{lat}_ms" not in _SERVE_TABLE),
+    *(_m(f"server_{stat}_{lat}_ms", LOWER, "ms") for lat in ("ttft", "tpot", "itl", "e2el", "queue", "prefill", "decode")
+      for stat in ("mean", "median", "p99") if f"server_{stat}_{lat}_ms" != "server_mean_tpot_ms"),
+    *(_m(f"std_{lat}_ms", UNKNOWN, "ms") for lat in ("ttft", "tpot", "itl", "e2el")),  # spread, not speed
+    *(_m(n, UNKNOWN) for n in ("completed", "total_input_tokens", "total_output_tokens", "max_concurrent_requests")),
 )
 SERVE_COLUMNS = tuple(m.name for m in SERVE_METRICS[:11])  # serve-bench's comparison table
 SERVE_LABEL_KEYS = ("input_len", "output_len", "num_prompts", "request_rate", "max_concurrency")
@@ -69,7 +82,10 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("microbench", "Kernel microbenchmarks", (
         _m("us", LOWER, "us", "time (us)"), _m("tflops", HIGHER, "TFLOP/s", "TFLOP/s"),
         _m("gbps", HIGHER, "GB/s", "GB/s"), _m("pct_measured_bw", HIGHER, "%"), _m("pct_peak_bw", HIGHER, "%"),
-        _m("pct_measured_flops", HIGHER, "%"), _m("rel_err", LOWER)),
+        _m("pct_measured_flops", HIGHER, "%"), _m("pct_peak_flops", HIGHER, "%"), _m("rel_err", LOWER),
+        _m("kv_gbps", HIGHER, "GB/s"),
+        *(_m(n, UNKNOWN) for n in ("bytes", "flops", "tolerance", "graph", "calls_per_replay", "num_splits",
+                                   "cold_copies"))),  # what was timed, not how fast
          headline=("us", "tflops", "gbps"),
          columns=("us", "tflops", "gbps", "pct_measured_bw", "pct_peak_bw", "pct_measured_flops", "rel_err"),
          history=("tflops", "us"),
@@ -77,18 +93,32 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("gpqa", "GPQA accuracy", (
         _m("accuracy", HIGHER, "fraction", "accuracy (fraction)"), _m("ci_low", UNKNOWN), _m("ci_high", UNKNOWN),
         _m("stderr", UNKNOWN), _m("n_samples", UNKNOWN), _m("n_questions", UNKNOWN),
-        _m("extraction_failures", LOWER)),
+        _m("extraction_failures", LOWER), _m("score_pct", HIGHER, "%"), _m("stderr_pct", UNKNOWN, "%"),
+        _m("failed_requests", LOWER), _m("missing_samples", LOWER), _m("truncations", LOWER),
+        _m("duration_s", LOWER, "s"), _m("n_expected", UNKNOWN), _m("prompt_tokens", UNKNOWN),
+        _m("completion_tokens", UNKNOWN), _m("mean_completion_tokens", UNKNOWN)),
          headline=("accuracy",),
          columns=("accuracy", "ci_low", "ci_high", "stderr", "n_samples", "n_questions", "extraction_failures"),
          history=("accuracy",), intervals=("accuracy",), label_keys=("model", "effort", "repeats")),
     Kind("parity", "Numerical parity", (
         _m("passed", HIGHER), _m("max_abs_dlogprob", LOWER), _m("mean_abs_dlogprob", LOWER, "", "mean |dlogprob|"),
         _m("top1_agreement", HIGHER, "fraction", "top-1 agreement"), _m("max_kl", LOWER),
-        _m("greedy_identical_frac", HIGHER, "fraction")),
+        _m("greedy_identical_frac", HIGHER, "fraction"),
+        *(_m(f"{where}{stat}", LOWER) for where in ("", "prefill_", "decode_")
+          for stat in ("max_abs_dlogprob", "mean_abs_dlogprob", "mean_kl", "max_kl")
+          if f"{where}{stat}" not in ("max_abs_dlogprob", "mean_abs_dlogprob", "max_kl")),
+        _m("top1_agreement_tie_aware", HIGHER, "fraction"), _m("greedy_prefix_mean", HIGHER, "tokens"),
+        _m("greedy_prefix_min", HIGHER, "tokens"), _m("flat_topk_fraction", UNKNOWN, "fraction"),
+        *(_m(n, UNKNOWN) for n in ("prefill_positions", "decode_positions"))),
          columns=("passed", "max_abs_dlogprob", "mean_abs_dlogprob", "top1_agreement", "max_kl", "greedy_identical_frac"),
          history=("mean_abs_dlogprob", "top1_agreement"), intervals=("top1_agreement",),
-         label_keys=("model", "reference", "num_prompts")),
-    Kind("explain", "Explain estimates"),
+         label_keys=("model", "reference", "num_prompts"), prefixes=("hf_",)),  # hf_: against fp32 transformers
+    Kind("explain", "Explain estimates", (  # estimates of a serve run, not speeds of their own
+        *(_m(n, UNKNOWN, "ms") for n in ("attn_est_ms", "rest_ms", "mean_tpot_ms", "median_tpot_ms",  # TPOT: the serve
+                                         "mean_tpot_ci_low_ms", "mean_tpot_ci_high_ms")),  # run's, compared there
+        *(_m(n, UNKNOWN) for n in ("attn_share", "coverage", "decode_samples", "inflight_samples", "mean_context",
+                                   "mean_decode_batch", "mixed_share", "num_hidden_layers", "prefill_attn_tflop",
+                                   "tpot_passes")))),
 )}
 NAMES = tuple(KINDS)
 
