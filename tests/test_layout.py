@@ -84,6 +84,48 @@ def test_kernels_import_no_harness_code():
     assert bad == {}
 
 
+# The package's layers, lowest first. A package imports only packages of lower layers (imports
+# inside functions count): the base utilities (errors and atomic writes under the rest), then records and what is served or timed, then the
+# two measuring harnesses, then the commands built on them, then scenarios, then the CLI.
+LAYERS = [
+    {"errors", "atomic"},
+    {"console", "procs", "provenance", "stats", "figures", "flags"},
+    {"records", "models", "backends", "kernels"},
+    {"serving", "microbench"},
+    {"evals", "parity", "explain", "compare", "report"},
+    {"scenarios"},
+    {"cli"},
+    {"__main__"},
+]
+
+
+def _layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    layer = {pkg: i for i, pkgs in enumerate(LAYERS) for pkg in pkgs}
+    return sorted(f"{a} (layer {layer[a]}) imports {b} (layer {layer[b]})"
+                  for a, deps in graph.items() for b in deps if b != a and layer[b] >= layer[a])
+
+
+def _package_graph() -> dict[str, set[str]]:
+    def top(module: str) -> str:
+        return module.split(".")[1] if "." in module else "attnbench"
+
+    graph: dict[str, set[str]] = {}
+    for p in _modules():
+        here = top(_module_name(p))
+        graph.setdefault(here, set()).update(top(m) for m in _imports(p, top_level_only=False) if m != "attnbench")
+    return graph
+
+
+def test_each_package_imports_only_lower_layers():
+    graph = _package_graph()
+    assert set(graph) - {"attnbench"} <= set().union(*LAYERS), "a new package needs its place in LAYERS"
+    assert _layer_violations({k: v - {"attnbench"} for k, v in graph.items() if k != "attnbench"}) == []
+    # the check sees what it looks for
+    assert _layer_violations({"serving": {"scenarios"}, "scenarios": {"serving"}}) == [
+        "serving (layer 3) imports scenarios (layer 5)"]
+    assert _layer_violations({"evals": {"parity"}}) == ["evals (layer 4) imports parity (layer 4)"]
+
+
 def test_the_import_reader_sees_lazy_and_relative_imports():
     """What the two checks rest on: an import inside a function (the kind that used to make the
     kernels depend on microbench) and a relative one both count."""

@@ -20,15 +20,14 @@ import functools
 import itertools
 import re
 import tomllib
-import types
-import typing
-from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from attnbench.backends import registry
 from attnbench.errors import UserError
 from attnbench.evals.run import GPQARun
+from attnbench.flags import Option, joined, options  # the options a config declares: each section's keys
 from attnbench.microbench.grid import Grid
 from attnbench.microbench.grid import load as load_grid
 from attnbench.microbench.run import Options as MicrobenchOptions
@@ -135,14 +134,6 @@ def _listed(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def _csv(values: list) -> str:
-    return ",".join(str(v) for v in values)
-
-
-def _repeated(flag: str, values: list[str]) -> list[str]:
-    return [f"{flag}={v}" for v in values]  # '=' so values starting with '--' stay values
-
-
 def _gpus(table: dict) -> int:
     """GPUs one run needs: `gpus = N`, else the tensor-parallel size found in serve_args."""
     if "gpus" in table:
@@ -172,45 +163,6 @@ COMMON = {"backends": [STR], "gpus": INT, "args": [STR], "timeout_s": FLOAT}  # 
 COMMON_BOUNDS = {"gpus": (">=", 1), "timeout_s": (">", 0)}
 
 
-@dataclass(frozen=True)
-class Option:
-    """A scenario key that is one flag of the command, declared on the command's config dataclass."""
-    key: str
-    flag: str
-    type: Any  # this module's notation: int, [str], (int, [int])
-    bound: tuple[str, float] | None = None
-    each: bool = False  # one `--flag=v` per list item, for a repeatable flag
-    choices: tuple[str, ...] | None = None  # the values the command accepts
-    default: Any = None  # the field's (metadata "default" where one field has several flags)
-    help: str = ""  # the command's --help line (metadata "help")
-
-    def argv(self, value: Any) -> list[str]:
-        if self.each:
-            return _repeated(self.flag, value)
-        return [self.flag, _csv(value) if isinstance(value, list) else str(value)]
-
-
-def options(config: type) -> list[Option]:
-    """The flags a config dataclass declares in its fields' metadata (see ServeBench), in field
-    order; a field that is itself a config dataclass (ServeBench.load, Parity.settings) adds its own."""
-    hints = typing.get_type_hints(config)
-    out: list[Option] = []
-    for f in fields(config):
-        if is_dataclass(hints[f.name]):
-            out += options(hints[f.name])
-        for m in f.metadata.get("options", [f.metadata] if "flag" in f.metadata else []):
-            out.append(Option(m.get("key", f.name), m["flag"], _scenario_type(m.get("type", hints[f.name])),
-                              m.get("bound"), m.get("each", False), m.get("choices"),
-                              m.get("default", _default(f)), m.get("help", "")))
-    return out
-
-
-def _default(f: Field) -> Any:
-    if f.default_factory is not MISSING:
-        return f.default_factory()
-    return None if f.default is MISSING else f.default
-
-
 def _argv(flags: list[Option], values: dict) -> list[str]:
     """The flags of the keys `values` sets, in declaration order."""
     return [a for o in flags if o.key in values for a in o.argv(values[o.key])]
@@ -227,18 +179,6 @@ def command_section(name: str, config: type, runs: Callable[..., list[Run]], onl
     bounds = {o.key: o.bound for o in flags if o.bound}
     bounds |= {o.key: ("in", o.choices) for o in flags if o.choices}
     return Section(name, {**COMMON, **only, **{o.key: o.type for o in flags}}, functools.partial(runs, flags), bounds)
-
-
-def _scenario_type(hint: Any) -> Any:
-    """An annotation in this module's notation: int | None -> int, list[str] -> [str]."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        kinds = tuple(_scenario_type(a) for a in typing.get_args(hint) if a is not type(None))
-        return kinds[0] if len(kinds) == 1 else kinds
-    if typing.get_origin(hint) is list:
-        return [_scenario_type(typing.get_args(hint)[0])]
-    if hint in (int, float, str):  # not bool: an on/off flag takes no value (pass it in `args`)
-        return hint
-    raise TypeError(f"{hint!r} is no scenario value type of a flag; give the field's metadata a \"type\"")
 
 
 def _serve_runs(flags: list[Option], t: dict, backends: list[str], source: Path) -> list[Run]:
@@ -265,7 +205,7 @@ def _serve_runs(flags: list[Option], t: dict, backends: list[str], source: Path)
         return [Run(f"serve-{name}", ("serve-bench", "--endpoint", url, "--name", name, *common), 0)
                 for name, url in endpoints.items()]
     if t.get("together"):
-        return [Run("serve", ("serve-bench", "--backends", _csv(backends), *common), _gpus(t))]
+        return [Run("serve", ("serve-bench", "--backends", joined(backends), *common), _gpus(t))]
     return [Run(f"serve-{b}", ("serve-bench", "--backends", b, *common), _gpus(t)) for b in backends]
 
 
@@ -350,7 +290,7 @@ def _parity_runs(flags: list[Option], t: dict, backends: list[str], source: Path
     reference = t.get("reference", "fa3")
     _known(reference, source, "[parity].reference")
     names = [reference] + [b for b in backends if b != reference]
-    args = ["parity", "--backends", _csv(names), "--reference", reference]
+    args = ["parity", "--backends", joined(names), "--reference", reference]
     args += _argv([o for o in flags if o.key != "reference"], t) + t.get("args", [])
     return [Run("parity", tuple(args), _gpus(t))]
 
