@@ -1,5 +1,5 @@
-"""The default grader awards exactly what the gpt-oss reference grader (gpt_oss/evals/abcd_grader.py)
-awards. `reference_extract` below restates the reference's rules as written there: the same regular
+"""The default grader awards exactly what the gpt-oss reference grader (gpt_oss/evals/abcd_grader.py
+of openai/gpt-oss as at 7b58334; the file is unchanged since its first commit, 243a1b0) awards. `reference_extract` below restates the reference's rules as written there: the same regular
 expressions with the same flags (verbose mode included, where '#' starts a comment and blanks are
 ignored), every pattern searched, the matches sorted by (priority, match length), and the same
 fallback. It is independent of attnbench.evals.grader, which is written differently (ordered rules,
