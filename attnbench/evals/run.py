@@ -228,8 +228,8 @@ def serve_and_evaluate(cfg: GPQARun, ev: Eval, cache: Cache, records: list[Recor
     if started:
         if cfg.parallel_start and not plan.side_by_side:
             notice(f"attnbench: notice: --parallel-start asked, but {plan.reason}")
-        notice(f"attnbench: {plan.reason}" + ("" if len(started) < 2 else
-                                              "; the backends of a wave are asked one after another"))
+        notice(f"attnbench: {plan.reason}" + ("; the backends of a wave are asked one after another"
+                                              if plan.side_by_side else ""))
     try:
         for wave in plan.waves:
             share = ["--gpu-memory-utilization", str(plan.memory_share)] if plan.memory_share else []

@@ -291,8 +291,8 @@ def layout(p: Parity, jobs: list[Job], served_path: str):
     plan = fleet.plan([j.backend for j in jobs], need, total, p.parallel_start, p.serve_args, beside)
     if p.parallel_start and not plan.side_by_side:
         notice(f"notice: --parallel-start asked, but {plan.reason}")
-    notice(plan.reason + ("" if len(jobs) < 2 else "; the servers of a wave start together and are "
-                          "collected from one after another"))
+    notice(plan.reason + ("; the servers of a wave start together and are collected from one after another"
+                          if plan.side_by_side else ""))
     return plan
 
 
