@@ -184,17 +184,18 @@ LOGIT_COPIES = 2  # float32 logits of a prompt chunk and their log-softmax, aliv
 
 def memory_need(p: Parity, cfg: dict | None) -> tuple[float | None, float]:
     """(GiB one server needs inside its memory share for the load parity sends, GiB it takes
-    beside the share): the KV cache of `concurrency` requests of the longest prompt and its
-    greedy continuation (then of the rescoring requests, prompt + continuation with one token),
-    as serve-bench counts a load; and the full-vocabulary prompt logits of one request's
-    prefill chunk, which vLLM computes outside the memory it profiles."""
+    beside the share): the KV cache of the `concurrency` longest prompts in flight with their
+    greedy continuations, or of the rescoring requests (prompt + continuation, one token), as
+    serve-bench counts a load; and the full-vocabulary prompt logits of one request's prefill
+    chunk, which vLLM computes outside the memory it profiles."""
     from attnbench.serving import fleet
     from attnbench.serving.run import model_shape
 
-    lengths = p.settings.prompts.lengths()
-    longest, out = max(lengths), p.settings.max_tokens
+    lengths = sorted(p.settings.prompts.lengths())
+    longest, out = lengths[-1], p.settings.max_tokens
     n = min(len(lengths), p.settings.concurrency)
-    tokens = fleet.tokens_in_flight(n, [(longest, out), (longest + out, 1)])
+    greedy = sum(fleet.tokens_in_flight(1, [(length, out)]) for length in lengths[-n:])
+    tokens = max(greedy, fleet.tokens_in_flight(n, [(longest + out, 1)]))
     need = fleet.need_gib(cfg, model_shape(cfg, p.serve_args), tokens)
     vocab = (cfg or {}).get("text_config", cfg or {}).get("vocab_size")
     chunk = min(longest + out, fleet.PREFILL_TOKENS_PER_STEP)
