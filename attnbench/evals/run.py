@@ -96,7 +96,6 @@ class GPQARun:
     ready_timeout_s: float = field(default=900.0, metadata={
         "flag": "--ready-timeout", "bound": (">", 0), "help": "Seconds to wait for a started server to become ready."})
     parallel_start: bool | None = None  # None: the backends' servers side by side when the GPU has room
-    gpu_memory_gib: float | None = None  # None: nvidia-smi's
 
 
 @dataclass
@@ -223,7 +222,7 @@ def serve_and_evaluate(cfg: GPQARun, ev: Eval, cache: Cache, records: list[Recor
             out[b.name] = _evaluate(cfg, ev, cache, servers[b.name], notice)
         else:
             started.append(b)
-    total = cfg.gpu_memory_gib if cfg.gpu_memory_gib is not None else fleet.gpu_memory_gib()
+    total = fleet.gpu_memory_gib()  # $ATTNBENCH_GPU_MEMORY_GIB, else nvidia-smi's
     plan = fleet.plan(started, memory_need(cfg, len(ev.samples)), total, cfg.parallel_start, cfg.serve_args)
     if started:
         if cfg.parallel_start and not plan.side_by_side:

@@ -53,7 +53,6 @@ class Parity:
     random_weights: bool = False  # embedded model: real random weights instead of vLLM's dummy ones
     null_pass: bool = True  # collect the reference again (null) and rescore every continuation with it
     parallel_start: bool | None = None  # None: the servers side by side when the GPU has room
-    gpu_memory_gib: float | None = None  # None: nvidia-smi's
 
     def names(self) -> list[str]:
         return [*self.endpoints, *(b.name for b in self.backends)]
@@ -288,7 +287,7 @@ def layout(p: Parity, jobs: list[Job], served_path: str):
     from attnbench.serving.run import model_config
 
     need, beside = memory_need(p, model_config(served_path))
-    total = p.gpu_memory_gib if p.gpu_memory_gib is not None else fleet.gpu_memory_gib()
+    total = fleet.gpu_memory_gib()  # $ATTNBENCH_GPU_MEMORY_GIB, else nvidia-smi's
     plan = fleet.plan([j.backend for j in jobs], need, total, p.parallel_start, p.serve_args, beside)
     if p.parallel_start and not plan.side_by_side:
         notice(f"notice: --parallel-start asked, but {plan.reason}")

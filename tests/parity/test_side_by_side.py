@@ -126,3 +126,39 @@ def test_ctrl_c_stops_every_side_by_side_server_and_keeps_what_was_collected(tmp
     recs = {r.backend: r for r in record.load(out)}
     assert recs["fa3"].status == "failed" and "interrupted" in recs["fa3"].error
     assert (out / "collected" / "fa2.json.gz").exists()
+
+
+def test_when_the_default_reference_crashes_beside_the_others_the_null_is_of_the_one_in_use(tmp_path):
+    """The null server was planned for fa3; fa3 did not start, so fa2 is the reference, and a
+    server of fa2 is started afterwards for its null pass."""
+    out = tmp_path / "res"
+    p = parity(tmp_path, "--backends", "fa3,fa2,flashinfer", "--result-dir", out,
+               FAKE_VLLM_MODE_FLASH_ATTN3="crash", FAKE_VLLM_MODE_FLASHINFER="shift:0.01")
+    assert p.returncode == 1 and "comparing with fa2 instead" in p.stderr, p.stderr
+    assert "4 servers side by side" in p.stderr
+    recs = {r.backend: r for r in record.load(out)}
+    assert recs["fa3"].status == "failed" and recs["flashinfer"].scenario["reference"] == "fa2"
+    assert recs["flashinfer"].metrics["max_abs_dlogprob"] == pytest.approx(0.01)
+    assert recs["fa2"].scenario["null"]["source"] == "fa2-null" and (out / "fa2" / "server-null.log").exists()
+    cmds = commands(tmp_path)
+    assert len(cmds) == 5 and share(cmds[-1]) == "0.8"  # the four of the wave, then fa2's null alone
+    assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
+
+
+def test_the_memory_a_parity_server_needs_by_hand():
+    from attnbench.models import embedded
+    from attnbench.parity.collect import Settings
+    from attnbench.parity.prompts import PromptSet
+    from attnbench.parity.run import LOGIT_COPIES, Parity, memory_need
+    from attnbench.serving import fleet
+    from attnbench.serving.run import model_shape
+
+    _, cfg = embedded.resolve("qwen3-0.6b")
+    settings = Settings(PromptSet(num_prompts=4, short_len=100, long_len=1000), max_tokens=10, concurrency=2)
+    need, beside = memory_need(Parity(settings=settings, result_dir=Path(".")), cfg)
+    # prompts 1000, 100, 1007, 107: the two longest in flight, each with its 10 greedy tokens (2027),
+    # or two rescoring requests of the longest prompt + continuation, with their one token (2036)
+    tokens = max((1007 + 10) + (1000 + 10), 2 * (1007 + 10 + 1))
+    assert tokens == 2036
+    assert need == pytest.approx(fleet.need_gib(cfg, model_shape(cfg, []), tokens))
+    assert beside == pytest.approx(LOGIT_COPIES * (1007 + 10) * cfg["vocab_size"] * 4 / 2**30)
