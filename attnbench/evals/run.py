@@ -1,8 +1,7 @@
 """`attnbench gpqa` end to end: load the questions, ask them through one running endpoint or one
 vLLM server per backend (side by side when the GPU has room; resuming from the cache when the
-server is the same), grade, and write
-per backend a record and the conversation report, then across backends summary.md,
-comparison.json and a plot. `reuse` and `ask` take any types.Eval: the cache and the failure
+server is the same), grade, and write per backend a record and the conversation report, then
+across backends summary.md, comparison.json and a plot. `reuse` and `ask` take any types.Eval: the cache and the failure
 rule are the same for every eval."""
 
 from __future__ import annotations

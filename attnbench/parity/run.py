@@ -1,7 +1,7 @@
 """Everything `attnbench parity` does after parsing flags: collect from each source (running
 endpoints, or one vLLM server per backend, side by side when the GPU has room, plus the fp32
-transformers reference),
-compare every backend with the reference, judge, and write records, summary and plot."""
+transformers reference), compare every backend with the reference, judge, and write records,
+summary and plot."""
 
 from __future__ import annotations
 
