@@ -108,7 +108,7 @@ def test_ctrl_c_stops_every_side_by_side_server_and_keeps_what_was_collected(tmp
     out = tmp_path / "res"
     proc = subprocess.Popen([sys.executable, "-m", "attnbench", "parity", "--model", checkpoint(tmp_path),
                              "--hf-reference", "off", *FLAGS, "--backends", "fa2,fa3", "--result-dir", str(out)],
-                            env=env(tmp_path, FAKE_VLLM_MODE_FLASH_ATTN3="shift:0.01", FAKE_VLLM_ITL="0.5"),
+                            env=env(tmp_path, FAKE_VLLM_MODE_FLASH_ATTN3="shift:0.01", FAKE_VLLM_ITL="1.0"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
