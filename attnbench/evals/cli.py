@@ -20,7 +20,8 @@ def gpqa(
     endpoint: Optional[str] = typer.Option(None, help="Evaluate this running OpenAI-compatible server (base URL, with or without /v1; NAME=URL names it) instead of starting vLLM."),
     model: Optional[str] = typer_option(GPQARun, "model"),
     name: str = typer.Option("endpoint", help="With --endpoint: the backend name its record carries."),
-    backends: Optional[str] = typer.Option(None, help="Comma-separated backends to start vLLM with, one after another (see `attnbench backends`)."),
+    backends: Optional[str] = typer.Option(None, help="Comma-separated backends to start vLLM with, side by side when the GPU has room, else one after another (see `attnbench backends`)."),
+    parallel_start: Optional[bool] = typer.Option(None, "--parallel-start/--no-parallel-start", help="Run the backends' servers side by side when the GPU has room for each one's KV cache (default: when it has)."),
     serve_arg: List[str] = typer_option(GPQARun, "serve_args"),
     dataset: str = typer_option(GPQARun, "dataset"),
     repeats: int = typer_option(GPQARun, "repeats"),
@@ -60,7 +61,7 @@ def gpqa(
         concurrency=concurrency, max_tokens=max_tokens, temperature=temperature, limit=limit, seed=seed,
         model=model if endpoint else (model or run.DEFAULT_MODEL), endpoint=endpoint, name=name, backends=chosen,
         serve_args=list(serve_arg), request_timeout_s=request_timeout, retry_time_s=retry_time,
-        empty_resamples=empty_resamples, grader=grader, ready_timeout_s=ready_timeout)
+        empty_resamples=empty_resamples, grader=grader, ready_timeout_s=ready_timeout, parallel_start=parallel_start)
     records = run.run(cfg)
     for r in records:
         m = r.metrics

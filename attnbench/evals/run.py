@@ -1,7 +1,7 @@
 """`attnbench gpqa` end to end: load the questions, ask them through one running endpoint or one
-vLLM server per backend (resuming from the cache when the server is the same), grade, and write
-per backend a record and the conversation report, then across backends summary.md,
-comparison.json and a plot. `reuse` and `ask` take any types.Eval: the cache and the failure
+vLLM server per backend (side by side when the GPU has room; resuming from the cache when the
+server is the same), grade, and write per backend a record and the conversation report, then
+across backends summary.md, comparison.json and a plot. `reuse` and `ask` take any types.Eval: the cache and the failure
 rule are the same for every eval."""
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class GPQARun:
                 "letters such as 'c'; recorded)."})
     ready_timeout_s: float = field(default=900.0, metadata={
         "flag": "--ready-timeout", "bound": (">", 0), "help": "Seconds to wait for a started server to become ready."})
+    parallel_start: bool | None = None  # None: the backends' servers side by side when the GPU has room
 
 
 @dataclass
@@ -143,8 +144,7 @@ def run(cfg: GPQARun, notice: Callable[[str], None] = _say) -> list[Record]:
                 server = Server(cfg.name, f"{base_url}|{model}", base_url, model, identity, card.get("max_model_len"))
                 records.append(_evaluate(cfg, ev, cache, server, notice))
             else:
-                for backend in cfg.backends:
-                    records.append(_serve_and_evaluate(cfg, ev, cache, backend, notice))
+                serve_and_evaluate(cfg, ev, cache, records, notice)
         finally:
             if records:
                 from attnbench.evals import summary
@@ -184,32 +184,72 @@ def _started_identity(cfg: GPQARun, backend, model: str) -> dict[str, Any]:
     return {"model": model, "revision": revision, "backend": backend.name, "serve_args": args, "vllm": version}
 
 
-def _serve_and_evaluate(cfg: GPQARun, ev: Eval, cache: Cache, backend, notice) -> Record:
+def memory_need(cfg: GPQARun, n_samples: int) -> float | None:
+    """GiB one server needs for the load gpqa sends: `concurrency` requests in flight, each at
+    most a prompt allowance plus the output tokens sent (both within the model length), counted
+    as serve-bench counts a load; None when the model's config is not at hand."""
+    from attnbench.serving import fleet
+    from attnbench.serving.run import model_config, model_shape
+
+    model_cfg = model_config(cfg.model or DEFAULT_MODEL)
+    text = (model_cfg or {}).get("text_config", model_cfg or {})
+    given = fleet.flag_value(list(cfg.serve_args), "--max-model-len")
+    length = int(given) if given and given.isdigit() else text.get("max_position_embeddings")
+    prompt = min(CHAT_PROMPT_ALLOWANCE, length // 2) if length else CHAT_PROMPT_ALLOWANCE
+    out = min(cfg.max_tokens, length - prompt) if length else cfg.max_tokens
+    n = min(n_samples, cfg.concurrency)
+    return fleet.need_gib(model_cfg, model_shape(model_cfg, cfg.serve_args),
+                          fleet.tokens_in_flight(n, [(prompt, max(out, 1))]))
+
+
+def serve_and_evaluate(cfg: GPQARun, ev: Eval, cache: Cache, records: list[Record], notice) -> None:
+    """--backends: every backend's server side by side in as few waves as the GPU's memory allows
+    (serving.fleet; a backend whose answers are all cached needs none), each backend asked through
+    its own, one after another; a record per backend, in backend order, all in one folder."""
     from attnbench.console import StatusLine
     from attnbench.serving import fleet
     from attnbench.serving.server import ServerFailed, ServerSpec
 
     model = cfg.model or DEFAULT_MODEL
-    server = Server(backend.name, f"vllm:{model}", None, model, _started_identity(cfg, backend, model))
-    base = _base(cfg, server)
-    if all(_cached(cache, base, s) is not None for s in ev.samples):  # all cached: no server needed
-        return _evaluate(cfg, ev, cache, server, notice)
-    spec = ServerSpec(model=model, backend=backend, log_path=cfg.result_dir / backend.name / "server.log",
-                      extra_args=list(cfg.serve_args), ready_timeout_s=cfg.ready_timeout_s)
-    status = StatusLine(stream=sys.stderr)
+    servers = {b.name: Server(b.name, f"vllm:{model}", None, model, _started_identity(cfg, b, model))
+               for b in cfg.backends}
+    out: dict[str, Record] = {}
+    started = []
+    for b in cfg.backends:
+        base = _base(cfg, servers[b.name])
+        if all(_cached(cache, base, s) is not None for s in ev.samples):  # all cached: no server needed
+            out[b.name] = _evaluate(cfg, ev, cache, servers[b.name], notice)
+        else:
+            started.append(b)
+    total = fleet.gpu_memory_gib()  # $ATTNBENCH_GPU_MEMORY_GIB, else nvidia-smi's
+    plan = fleet.plan(started, memory_need(cfg, len(ev.samples)), total, cfg.parallel_start, cfg.serve_args)
+    if started:
+        if cfg.parallel_start and not plan.side_by_side:
+            notice(f"attnbench: notice: --parallel-start asked, but {plan.reason}")
+        notice(f"attnbench: {plan.reason}" + ("; the backends of a wave are asked one after another"
+                                              if plan.side_by_side else ""))
     try:
-        with fleet.serving(spec, status) as started:
-            status.done()
-            server.base_url, server.model = started.base_url, started.model_name
-            server.max_model_len = probe(started.base_url, started.model_name)[0].get("max_model_len")
-            return _evaluate(cfg, ev, cache, server, notice)
-    except ServerFailed as e:
-        status.done()
-        notice(f"attnbench: {e.reason}; log: {spec.log_path}")
-        record = make_record(cfg, server, ev.samples, {}, time.monotonic(), status="failed",
-                             error=f"{e.reason}: " + " | ".join(e.log_tail[-5:]))
-        save_record(cfg, record, ev.samples, {})
-        return record
+        for wave in plan.waves:
+            share = ["--gpu-memory-utilization", str(plan.memory_share)] if plan.memory_share else []
+            specs = [ServerSpec(model=model, backend=b, log_path=cfg.result_dir / b.name / "server.log",
+                                extra_args=[*share, *cfg.serve_args], ready_timeout_s=cfg.ready_timeout_s)
+                     for b in wave]
+            status = StatusLine(stream=sys.stderr)
+            with fleet.running(specs, status) as up:
+                status.done()
+                for b, spec, s in zip(wave, specs, up):
+                    server = servers[b.name]
+                    if isinstance(s, ServerFailed):
+                        notice(f"attnbench: {s.reason}; log: {spec.log_path}")
+                        out[b.name] = make_record(cfg, server, ev.samples, {}, time.monotonic(), status="failed",
+                                                  error=f"{s.reason}: " + " | ".join(s.log_tail[-5:]))
+                        save_record(cfg, out[b.name], ev.samples, {})
+                        continue
+                    server.base_url, server.model = s.base_url, s.model_name
+                    server.max_model_len = probe(s.base_url, s.model_name)[0].get("max_model_len")
+                    out[b.name] = _evaluate(cfg, ev, cache, server, notice)
+    finally:
+        records += [out[b.name] for b in cfg.backends if b.name in out]
 
 
 def max_tokens_sent(cfg: GPQARun, max_model_len: int | None) -> int:

@@ -37,7 +37,8 @@ def parse_endpoints(items: list[str]) -> dict[str, str]:
 
 def parity(
     endpoint: List[str] = typer.Option([], help="A running vLLM server to compare, repeatable: --endpoint fa3=http://127.0.0.1:8001."),
-    backends: Optional[str] = typer.Option(None, help="Start vLLM per backend, one after another: fa2,fa3,fa4,flashinfer (see `attnbench backends`)."),
+    backends: Optional[str] = typer.Option(None, help="Start vLLM per backend (side by side when the GPU has room, else one after another): fa2,fa3,fa4,flashinfer (see `attnbench backends`)."),
+    parallel_start: Optional[bool] = typer.Option(None, "--parallel-start/--no-parallel-start", help="Run the backends' servers (and the null pass's) side by side when the GPU has room for each one's KV cache (default: when it has)."),
     model: Optional[str] = typer_option(Parity, "model"),
     random_weights: bool = typer.Option(False, help="With an embedded model: serve real random weights (transformers init, seeded by --seed) instead of vLLM's near-zero dummy ones, so differences show and the fp32 reference runs too."),
     serve_arg: List[str] = typer_option(Parity, "serve_args"),
@@ -52,7 +53,7 @@ def parity(
     seed: int = typer_option(Parity, "seed"),
     prompts: str = typer_option(Parity, "prompts"),
     tokenizer: Optional[str] = typer_option(Parity, "tokenizer"),
-    null_pass: bool = typer.Option(True, help="Collect the reference again (a restart, prompts in another order) for limits from its spread, and rescore every greedy continuation with it."),
+    null_pass: bool = typer.Option(True, help="Collect the reference again (a second server, prompts in another order) for limits from its spread, and rescore every greedy continuation with it."),
     null_factor: float = typer_option(Parity, "null_factor"),
     null_floor: float = typer_option(Parity, "null_floor"),
     min_topk_overlap: Optional[float] = typer_option(Parity, "min_topk_overlap"),
@@ -111,7 +112,7 @@ def parity(
     config = Parity(settings=settings, result_dir=result_dir or default_result_dir("parity"), model=model,
                     endpoints=endpoints, backends=chosen, serve_args=list(serve_arg), reference=reference,
                     hf_reference=hf_reference, thresholds=thresholds, ready_timeout_s=ready_timeout,
-                    random_weights=random_weights, null_pass=null_pass)
+                    random_weights=random_weights, null_pass=null_pass, parallel_start=parallel_start)
     records = run.run(config)
     print(f"attnbench: results in {config.result_dir}", file=sys.stderr)
     _exit(records)

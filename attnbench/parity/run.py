@@ -1,6 +1,7 @@
 """Everything `attnbench parity` does after parsing flags: collect from each source (running
-endpoints, or one vLLM server per backend started in turn, plus the fp32 transformers reference),
-compare every backend with the reference, judge, and write records, summary and plot."""
+endpoints, or one vLLM server per backend, side by side when the GPU has room, plus the fp32
+transformers reference), compare every backend with the reference, judge, and write records,
+summary and plot."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class Parity:
                                                             "help": "Seconds to wait for a server to become ready."})
     random_weights: bool = False  # embedded model: real random weights instead of vLLM's dummy ones
     null_pass: bool = True  # collect the reference again (null) and rescore every continuation with it
+    parallel_start: bool | None = None  # None: the servers side by side when the GPU has room
 
     def names(self) -> list[str]:
         return [*self.endpoints, *(b.name for b in self.backends)]
@@ -161,18 +163,43 @@ def hf_folder(p: Parity, served_path: str | None) -> str | None:
     return candidate
 
 
-def serve_args(p: Parity) -> list[str]:
+def serve_args(p: Parity, memory_share: float | None = None) -> list[str]:
     """--serve-arg plus what parity needs unless the user set it: top-k above vLLM's default
     --max-logprobs (20), and GPU memory headroom, because prompt logprobs take full-vocabulary
     float32 logits for a whole prefill chunk (8192 tokens x 152k vocab is ~5 GB) outside the
-    memory vLLM profiles for."""
+    memory vLLM profiles for: 0.8 of the GPU for a server alone, else its share of a side-by-side
+    layout (which leaves that headroom beside every share)."""
     args = list(p.serve_args)
     given = {a.split("=")[0] for a in args}
     if p.settings.top_k > 20 and "--max-logprobs" not in given:
         args += ["--max-logprobs", str(p.settings.top_k)]
     if "--gpu-memory-utilization" not in given:
-        args += ["--gpu-memory-utilization", "0.8"]
+        args += ["--gpu-memory-utilization", str(memory_share or 0.8)]
     return args
+
+
+LOGIT_COPIES = 2  # float32 logits of a prompt chunk and their log-softmax, alive at once
+
+
+def memory_need(p: Parity, cfg: dict | None) -> tuple[float | None, float]:
+    """(GiB one server needs inside its memory share for the load parity sends, GiB it takes
+    beside the share): the KV cache of the `concurrency` longest prompts in flight with their
+    greedy continuations, or of the rescoring requests (prompt + continuation, one token), as
+    serve-bench counts a load; and the full-vocabulary prompt logits of one request's prefill
+    chunk, which vLLM computes outside the memory it profiles."""
+    from attnbench.serving import fleet
+    from attnbench.serving.run import model_shape
+
+    lengths = sorted(p.settings.prompts.lengths())
+    longest, out = lengths[-1], p.settings.max_tokens
+    n = min(len(lengths), p.settings.concurrency)
+    greedy = sum(fleet.tokens_in_flight(1, [(length, out)]) for length in lengths[-n:])
+    tokens = max(greedy, fleet.tokens_in_flight(n, [(longest + out, 1)]))
+    need = fleet.need_gib(cfg, model_shape(cfg, p.serve_args), tokens)
+    vocab = (cfg or {}).get("text_config", cfg or {}).get("vocab_size")
+    chunk = min(longest + out, fleet.PREFILL_TOKENS_PER_STEP)
+    beside = LOGIT_COPIES * chunk * int(vocab) * 4 / fleet.GIB if vocab else 0.0
+    return need, beside
 
 
 def _progress(status: StatusLine, name: str):
@@ -212,7 +239,6 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
     else:
         from attnbench.models import embedded
         from attnbench.serving import fleet
-        from attnbench.serving.server import ServerFailed, ServerSpec
 
         model = p.model or embedded.DEFAULT_MODEL
         served_path, _ = embedded.resolve(model)
@@ -225,46 +251,7 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
             status.done(f"random weights: {served_path}")
         if weights:  # check() refuses this; never serve dummy weights
             raise UserError(f"{model}: refusing dummy weights; pass --random-weights or --model PATH")
-        extra = serve_args(p)
-
-        def spec(backend: Backend, log: str) -> ServerSpec:
-            return ServerSpec(model=served_path, backend=backend, served_model_name=model, extra_args=extra,
-                              log_path=p.result_dir / backend.name / log, ready_timeout_s=p.ready_timeout_s)
-
-        def failed(name: str, s: ServerSpec, e: Exception) -> str:
-            status.done()
-            if isinstance(e, ServerFailed):
-                notice(f"{e.reason}; log: {s.log_path}")
-                for line in e.log_tail[-8:]:
-                    print(f"    {line}", file=sys.stderr)
-                return e.reason
-            notice(f"{name}: {e}")
-            return str(e)
-
-        for backend in p.backends:
-            s = spec(backend, "server.log")
-            provs[backend.name] = provenance.collect({"started_by_attnbench": True})
-            try:
-                with fleet.serving(s, status) as server:
-                    status.done(f"[{backend.name}] server ready at {server.base_url}")
-                    provs[backend.name]["server_command"] = " ".join(server.command())
-                    c = run_parity_requests(server.base_url, server.model_name, p.settings, name=backend.name,
-                                            progress=_progress(status, backend.name))
-                    status.done(f"[{backend.name}] collected {len(c.results)} prompts")
-                collections[backend.name] = c
-                _save(p, c)
-            except (ServerFailed, UserError) as e:
-                errors[backend.name] = failed(backend.name, s, e)
-        ref = effective_reference(p, collections)
-        if p.null_pass and ref in collections:
-            backend = next(b for b in p.backends if b.name == ref)
-            s = spec(backend, "server-null.log")
-            try:
-                with fleet.serving(s, status) as server:  # a restart: the null includes what a restart changes
-                    status.done(f"[{ref}] restarted for the null pass at {server.base_url}")
-                    reference_pass(p, ref, server.base_url, server.model_name, collections, status)
-            except (ServerFailed, UserError) as e:
-                errors[null_name(ref)] = failed(null_name(ref), s, e)
+        collect_started(p, served_path, model, collections, errors, provs, status)
     folder = hf_folder(p, served_path)
     if folder:
         status(f"[{hf.NAME}] loading {folder}")
@@ -276,6 +263,124 @@ def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str,
             return
         status.done(f"[{hf.NAME}] collected {len(collections[hf.NAME].results)} prompts on CPU")
         _save(p, collections[hf.NAME])
+
+
+@dataclass
+class Job:
+    """One server parity starts: a backend's, or the null pass's (a second, separately started
+    server of the reference backend)."""
+    backend: Backend
+    null: bool = False
+
+    @property
+    def name(self) -> str:
+        return null_name(self.backend.name) if self.null else self.backend.name
+
+    @property
+    def log(self) -> str:
+        return "server-null.log" if self.null else "server.log"
+
+
+def layout(p: Parity, jobs: list[Job], served_path: str):
+    """How the jobs' servers share the GPU (serving.fleet.plan), said on the terminal."""
+    from attnbench.serving import fleet
+    from attnbench.serving.run import model_config
+
+    need, beside = memory_need(p, model_config(served_path))
+    total = fleet.gpu_memory_gib()  # $ATTNBENCH_GPU_MEMORY_GIB, else nvidia-smi's
+    plan = fleet.plan([j.backend for j in jobs], need, total, p.parallel_start, p.serve_args, beside)
+    if p.parallel_start and not plan.side_by_side:
+        notice(f"notice: --parallel-start asked, but {plan.reason}")
+    notice(plan.reason + ("; the servers of a wave start together and are collected from one after another"
+                          if plan.side_by_side else ""))
+    return plan
+
+
+def collect_started(p: Parity, served_path: str, model: str, collections: dict[str, Collection],
+                    errors: dict[str, str], provs: dict[str, dict], status: StatusLine) -> None:
+    """Start every backend's server and the null pass's, side by side in as few waves as the GPU's
+    memory allows (serving.fleet), and collect from each in turn; the null server comes last, so
+    that every other source is collected before it rescores their continuations."""
+    import time
+
+    from attnbench.parity.collect import run_parity_requests
+    from attnbench.serving import fleet
+    from attnbench.serving.server import ServerFailed, ServerSpec
+
+    def spec(job: Job, share: float | None) -> ServerSpec:
+        return ServerSpec(model=served_path, backend=job.backend, served_model_name=model,
+                          extra_args=serve_args(p, share), log_path=p.result_dir / job.backend.name / job.log,
+                          ready_timeout_s=p.ready_timeout_s, label=job.name)
+
+    def failed(name: str, s: ServerSpec, e: Exception) -> str:
+        status.done()
+        if isinstance(e, ServerFailed):
+            notice(f"{e.reason}; log: {s.log_path}")
+            for line in e.log_tail[-8:]:
+                print(f"    {line}", file=sys.stderr)
+            return e.reason
+        notice(f"{name}: {e}")
+        return str(e)
+
+    def null_pass(ref: str, s: ServerSpec, server) -> None:
+        if isinstance(server, ServerFailed):
+            errors[null_name(ref)] = failed(null_name(ref), s, server)
+            return
+        status.done(f"[{ref}] started again for the null pass at {server.base_url}")
+        try:
+            reference_pass(p, ref, server.base_url, server.model_name, collections, status)
+        except UserError as e:
+            errors[null_name(ref)] = failed(null_name(ref), s, e)
+
+    by_name = {b.name: b for b in p.backends}
+    jobs = [Job(b) for b in p.backends]
+    if p.null_pass:  # planned for the reference named now; if that one does not run, see below
+        jobs.append(Job(by_name[reference_name(p)], null=True))
+    plan = layout(p, jobs, served_path)
+    queue = list(jobs)
+    for wave in plan.waves:
+        mine, queue = queue[:len(wave)], queue[len(wave):]
+        if mine[-1].null and len(mine) == 1:  # alone: the reference is known by now
+            ref = effective_reference(p, collections)
+            if ref not in collections:
+                break
+            mine = [Job(by_name[ref], null=True)]
+        specs = [spec(j, plan.memory_share) for j in mine]
+        t0 = time.monotonic()
+        with fleet.running(specs, status) as servers:
+            status.done(f"[{', '.join(j.name for j in mine)}] started in {time.monotonic() - t0:.0f} s")
+            for job, s, server in zip(mine, specs, servers):
+                if job.null:
+                    ref = effective_reference(p, collections)
+                    if ref == job.backend.name and ref in collections:
+                        null_pass(ref, s, server)
+                    continue
+                name = job.name
+                provs[name] = provenance.collect({"started_by_attnbench": True})
+                if isinstance(server, ServerFailed):
+                    errors[name] = failed(name, s, server)
+                    continue
+                status.done(f"[{name}] server ready at {server.base_url}")
+                provs[name]["server_command"] = " ".join(server.command())
+                try:
+                    c = run_parity_requests(server.base_url, server.model_name, p.settings, name=name,
+                                            progress=_progress(status, name))
+                except UserError as e:
+                    errors[name] = failed(name, s, e)
+                    continue
+                status.done(f"[{name}] collected {len(c.results)} prompts")
+                collections[name] = c
+                _save(p, c)
+    ref = effective_reference(p, collections)
+    null = null_name(ref)
+    if p.null_pass and ref in collections and null not in collections and null not in errors:
+        # the planned reference did not run: its null server was of no use; start the one in use
+        s = spec(Job(by_name[ref], null=True), None)
+        try:
+            with fleet.serving(s, status) as server:
+                null_pass(ref, s, server)
+        except ServerFailed as e:
+            errors[null] = failed(null, s, e)
 
 
 def _scenario(p: Parity, ref: str, model: str | None) -> dict:

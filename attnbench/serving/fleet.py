@@ -84,9 +84,11 @@ class Plan:
 
 
 def plan(backends: list[Backend], need_gib: float | None, total_gib: float | None,
-         parallel: bool | None = None, serve_args: list[str] = ()) -> Plan:
+         parallel: bool | None = None, serve_args: list[str] = (), outside_gib: float = 0.0) -> Plan:
     """How many servers share the GPU at once. `parallel` False: one at a time; True or None: as
-    many as fit (True insists and says when none fit beside another)."""
+    many as fit (True insists and says when none fit beside another). `outside_gib`: what each
+    server takes beyond its --gpu-memory-utilization share (memory vLLM does not profile, such
+    as parity's full-vocabulary prompt logits); it is left free beside the shares."""
     one = [[b] for b in backends]
     if len(backends) < 2:
         return Plan(one, None, "one backend")
@@ -97,15 +99,16 @@ def plan(backends: list[Backend], need_gib: float | None, total_gib: float | Non
     if need_gib is None or total_gib is None:
         what = "the model's KV cache size" if need_gib is None else "the GPU's memory"
         return Plan(one, None, f"one server at a time: {what} is unknown")
-    fit = int(USABLE * total_gib // need_gib)
+    fit = int(USABLE * total_gib // (need_gib + outside_gib))
+    beside = f" + {outside_gib:.1f} GiB beside its share" if outside_gib else ""
     if fit < 2:
-        return Plan(one, None, f"one server at a time: each needs {need_gib:.1f} GiB of the GPU's "
+        return Plan(one, None, f"one server at a time: each needs {need_gib:.1f} GiB{beside} of the GPU's "
                                f"{total_gib:.0f} GiB (x{USABLE:.2f} usable)")
     k = min(fit, len(backends))
     waves = [backends[i:i + k] for i in range(0, len(backends), k)]
-    share = round(USABLE / k, 3)
+    share = round(USABLE / k - outside_gib / total_gib, 3)
     return Plan(waves, share, f"{k} servers side by side, {share:.3f} of the GPU's {total_gib:.0f} GiB each "
-                              f"(each needs {need_gib:.1f} GiB)")
+                              f"(each needs {need_gib:.1f} GiB{beside})")
 
 
 def need_gib(cfg: dict | None, shape: dict | None, tokens_in_flight: int) -> float | None:
@@ -117,6 +120,24 @@ def need_gib(cfg: dict | None, shape: dict | None, tokens_in_flight: int) -> flo
     except (KeyError, TypeError, ValueError):
         return None
     return (weights + tokens_in_flight * kv_bytes_per_token(shape)) / GIB + OVERHEAD_GIB
+
+
+PREFILL_TOKENS_PER_STEP = 16_384  # the most prompt tokens vLLM prefills in one step (its default budget, or less)
+
+
+def tokens_in_flight(requests: int, shapes: list[tuple[int, int]]) -> int:
+    """Most tokens (prompt + output) a load of `requests` in flight at once needs in the KV cache,
+    over its (input, output) shapes. A request that decodes holds its KV from its first token to
+    its last, so every request in flight counts in full. A request with one output token leaves as
+    soon as it is prefilled: only the prompts of one step's prefill budget (plus the one being
+    started) are resident, and the rest wait in the queue whatever the cache size, so a bigger
+    cache would not change what is measured."""
+    def resident(i: int, o: int) -> int:
+        if o > 1:
+            return requests * (i + o)
+        return min(requests, -(-PREFILL_TOKENS_PER_STEP // i) + 1) * (i + o)
+
+    return max(resident(i, o) for i, o in shapes)
 
 
 def cpu_split(n_cpus: int | None = None) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:

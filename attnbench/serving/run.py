@@ -432,23 +432,11 @@ def _failed_start(bench: ServeBench, backend: Backend, e, shape: dict | None, pr
         records.append(rec)
 
 
-PREFILL_TOKENS_PER_STEP = 16_384  # the most prompt tokens vLLM prefills in one step (its default budget, or less)
-
-
 def tokens_in_flight(bench: ServeBench) -> int:
-    """Most tokens (prompt + output) the load needs in the KV cache at once, over the shapes. A
-    request that decodes holds its KV from its first token to its last, so every request in flight
-    counts in full. A request with one output token leaves as soon as it is prefilled: only the
-    prompts of one step's prefill budget (plus the one being started) are resident, and the rest
-    wait in the queue whatever the cache size, so a bigger cache would not change what is measured."""
+    """Most tokens (prompt + output) the load needs in the KV cache at once, over the shapes
+    (fleet.tokens_in_flight says how a one-token shape counts)."""
     n = min(bench.load.num_prompts, bench.load.max_concurrency or bench.load.num_prompts)
-
-    def resident(i: int, o: int) -> int:
-        if o > 1:
-            return n * (i + o)
-        return min(n, -(-PREFILL_TOKENS_PER_STEP // i) + 1) * (i + o)
-
-    return max(resident(i, o) for i, o in bench.shapes)
+    return fleet.tokens_in_flight(n, bench.shapes)
 
 
 def server_spec(model: str, backend: Backend, serve_args: list[str], log_path: Path, memory_share: float | None,

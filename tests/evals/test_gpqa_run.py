@@ -228,9 +228,9 @@ def test_cache_line_torn_inside_a_multibyte_character(tmp_path):
 
 
 def test_backends_start_vllm_per_backend(tmp_path, monkeypatch):
-    """--backends: one server per backend through serving.fleet.serving (here a stand-in
+    """--backends: one server per backend through serving.fleet.running (here a stand-in
     that serves the scripted answers), then the paired comparison."""
-    from contextlib import contextmanager
+    from contextlib import ExitStack, contextmanager
 
     from attnbench.backends import registry
     from attnbench.serving import fleet
@@ -238,13 +238,16 @@ def test_backends_start_vllm_per_backend(tmp_path, monkeypatch):
     specs = []
 
     @contextmanager
-    def fake_running(spec, status=None):
-        specs.append(spec)
-        with MCQServer(fixture_script(QS, {0: "wrong"} if spec.backend.name == "fa4" else {})) as srv:
-            srv.model_name = "openai/gpt-oss-20b"
-            yield srv
+    def fake_running(wave, status=None):
+        specs.extend(wave)
+        with ExitStack() as stack:
+            servers = [stack.enter_context(MCQServer(fixture_script(QS, {0: "wrong"} if spec.backend.name == "fa4"
+                                                                     else {}))) for spec in wave]
+            for srv in servers:
+                srv.model_name = "openai/gpt-oss-20b"
+            yield servers
 
-    monkeypatch.setattr(fleet, "serving", fake_running)
+    monkeypatch.setattr(fleet, "running", fake_running)
     cfg = run.GPQARun(result_dir=tmp_path, dataset="mini", repeats=1, backends=registry.parse_names("fa3,fa4"),
                       model="openai/gpt-oss-20b", serve_args=["--max-model-len", "4096"], backoff_s=0.01)
     records = run.run(cfg, notice=lambda s: None)
@@ -267,11 +270,11 @@ def test_server_that_fails_to_start_is_a_failed_record(tmp_path, monkeypatch):
     from attnbench.serving import server as server_mod
 
     @contextmanager
-    def broken(spec, status=None):
-        raise server_mod.ServerFailed("fa3: vllm serve exited with code 1 after 3 s while starting", ["CUDA error"])
-        yield
+    def broken(specs, status=None):
+        yield [server_mod.ServerFailed("fa3: vllm serve exited with code 1 after 3 s while starting", ["CUDA error"])
+               for _ in specs]
 
-    monkeypatch.setattr(fleet, "serving", broken)
+    monkeypatch.setattr(fleet, "running", broken)
     cfg = run.GPQARun(result_dir=tmp_path, dataset="mini", repeats=1, backends=registry.parse_names("fa3"))
     (rec,) = run.run(cfg, notice=lambda s: None)
     assert rec.status == "failed" and "exited with code 1" in rec.error and "CUDA error" in rec.error

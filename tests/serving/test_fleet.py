@@ -220,3 +220,14 @@ def test_the_page_size_explain_uses_is_the_servers_block_size_in_either_form():
     assert shape["block_size"] == 16  # vLLM's default
     assert model_shape(cfg, ["--block-size", "128"])["block_size"] == 128
     assert model_shape(cfg, ["--block-size=128"])["block_size"] == 128
+
+
+def test_memory_a_server_takes_beside_its_share_is_left_free():
+    """parity's prompt logits are outside what vLLM profiles: each share shrinks by them, and
+    fewer servers fit."""
+    assert fleet.plan(B, 30.0, 140.0).memory_share == 0.225  # four fit: 4 x 30 <= 126
+    p = fleet.plan(B, 30.0, 140.0, outside_gib=5.0)
+    assert [len(w) for w in p.waves] == [3, 1] and "5.0 GiB beside its share" in p.reason
+    assert p.memory_share == round(0.90 / 3 - 5.0 / 140.0, 3)
+    assert p.memory_share * 140.0 >= 30.0 and 3 * (p.memory_share * 140.0 + 5.0) <= 0.90 * 140.0 + 0.1
+    assert fleet.tokens_in_flight(64, [(100, 10)]) == 64 * 110
