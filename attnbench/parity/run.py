@@ -392,7 +392,7 @@ def null_info(p: Parity, ref: str, null: Comparison | None) -> dict | None:
     """What the null pass was and the limits it gives, for the records and the summary."""
     if null is None:
         return None
-    how = (f"{ref} restarted" if p.backends else f"{ref} collected again") + \
+    how = (f"{ref} on a server of its own (a fresh process)" if p.backends else f"{ref} collected again") + \
         f", the prompts sent in another order (seed {null_order_seed(p)})"
     return {"source": null.backend, "how": how, "factor": p.thresholds.null_factor,
             "floor": p.thresholds.null_floor, "limits": p.thresholds.from_null(null.metrics)}

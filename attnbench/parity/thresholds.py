@@ -17,7 +17,7 @@ Against the fp32 transformers reference every tolerance is multiplied by `fp32_f
 bf16 vs fp32 differs by the rounding of every activation, two bf16 kernels share most of it.
 These are estimates from bf16 arithmetic; recalibrate them from the first H100 results.
 
-Limits from a null pass: the reference backend collected a second time (restarted, prompts sent
+Limits from a null pass: the reference backend collected a second time (from a second server of it, a fresh process; prompts sent
 in another order, so batches are composed differently) shows the spread that "equal" means on
 this model, GPU and prompt set. With it, a backend fails a metric when it exceeds `null_factor`
 (3) times the null's value, never less than `null_floor` (a quarter) of the bf16 estimate above:
