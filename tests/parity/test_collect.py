@@ -27,7 +27,7 @@ def test_prompts_are_fixed_by_the_seed_and_in_range():
     assert all(100 <= t < VOCAB for prompt in p.prompts() for t in prompt)
 
 
-def test_sends_vllm_parity_requests_one_at_a_time_and_parses_the_answers():
+def test_sends_vllm_parity_requests_and_parses_the_answers():
     got, requests = collect()
     assert len(requests) == 3
     body = requests[0]
@@ -47,6 +47,32 @@ def test_sends_vllm_parity_requests_one_at_a_time_and_parses_the_answers():
     assert r.decode.token_ids[0] == int(lp[prompt[-1]].argmax())
     assert r.decode.token_ids[1] == int(lp[r.decode.token_ids[0]].argmax())
     assert all(len(t) == 4 for t in r.decode.top_ids)
+
+
+def test_requests_are_in_flight_together_as_serving_runs_them():
+    """64 at once by default (batches > 1, split-KV choices, mixed prefill and decode on the GPU),
+    never more: with every answer held for HOLD s, the first 64 arrive before any answer leaves and
+    the 65th only after one has."""
+    import dataclasses
+    import time
+
+    HOLD = 2.0
+    arrivals = []
+
+    @dataclasses.dataclass(kw_only=True)
+    class Held(Script):
+        def reply(self, path, body, n):
+            arrivals.append(time.perf_counter())
+            return dataclasses.replace(super().reply(path, body, n), delay_s=HOLD)
+
+    settings = dataclasses.replace(SETTINGS, prompts=dataclasses.replace(SETTINGS.prompts, num_prompts=70))
+    assert settings.concurrency == 64
+    with LogprobServer(Held()) as server:
+        got = run_parity_requests(server.base_url, "tiny", settings, name="b")
+    assert len(got.results) == 70 and len(arrivals) == 70
+    arrivals.sort()
+    assert arrivals[63] - arrivals[0] < HOLD / 2  # all 64 in flight together
+    assert arrivals[64] - arrivals[0] >= HOLD * 0.9  # the 65th waited for a free slot
 
 
 def test_identical_server_matches_exactly_and_passes():
