@@ -31,21 +31,21 @@ def expected(name: str) -> list[tuple[str, int, float | None, list[str]]]:
                                     "--output", "1000,1", "--num-prompts", "256", "--repeats", "3", "--target-ci", "0.03",
                                     "--max-repeats", "5", "--result-dir", "R"]),
                 ("explain", 1, 300, ["explain", "serve/rep0", "--shape", "1000x1000", "--result-dir", "R"])]
-    if name == "h200-accuracy":  # scripts/device/accuracy.sh's commands before it ran this scenario
+    if name == "h200-accuracy":  # accuracy.sh's commands as at 61ec77e, in order of need, fa2 added to GPQA
         every = "fa3,fa2,fa4,flashinfer,attnbench-fa4"
         smol = "/tmp/models/smollm2"
         return [("parity-smollm2", 1, 900, ["parity", "--backends", every, "--model", smol, "--hf-reference", smol,
                                             "--result-dir", "R"]),
-                ("parity-smollm2-text", 1, 900, ["parity", "--backends", every, "--model", smol, "--prompts", "text",
-                                                 "--hf-reference", "off", "--result-dir", "R"]),
-                ("parity-qwen3-random", 1, 900, ["parity", "--backends", every, "--model", "qwen3-0.6b", "--random-weights",
-                                                 "--result-dir", "R"]),
                 ("parity-broken", 1, 900, ["env", f"ATTNBENCH_PARITY_MODEL={smol}", "python3", "-m", "pytest", "-q", "-s",
                                            "-rs", "-p", "no:cacheprovider", "-m", "gpu", "tests/parity/test_gpu.py",
                                            "-k", "broken", "--junitxml", "R/junit.xml"]),
-                ("gpqa-smollm2", 1, 900, ["gpqa", "--backends", "fa3,fa4,flashinfer,attnbench-fa4", "--model", smol,
+                ("gpqa-smollm2", 1, 900, ["gpqa", "--backends", every, "--model", smol,
                                           "--api", "chat", "--effort", "none", "--dataset", "mini", "--repeats", "8",
-                                          "--max-tokens", "256", "--result-dir", "R"])]
+                                          "--max-tokens", "256", "--result-dir", "R"]),
+                ("parity-qwen3-random", 1, 900, ["parity", "--backends", every, "--model", "qwen3-0.6b", "--random-weights",
+                                                 "--result-dir", "R"]),
+                ("parity-smollm2-text", 1, 900, ["parity", "--backends", every, "--model", smol, "--prompts", "text",
+                                                 "--hf-reference", "off", "--result-dir", "R"])]
     if name == "h200-frontend":  # steps against its [servers]; the placeholders stay until the run
         warm = ["--model", "qwen3-0.6b", "--input", "1000", "--output", "1000", "--num-prompts", "256",
                 "--warmup", "256", "--max-warmup-passes", "1", "--repeats", "1", "--result-dir", "R"]
