@@ -11,7 +11,8 @@ Parity and microbench's Options, so a new flag is one metadata entry there.
 
 Beside the sections: [servers], vLLM servers the runner keeps up for the whole study (servers.py),
 which runs name with `{endpoint:LABEL}`; and [[step]], one command each, in file order after the
-sections' runs: `args` for attnbench, `command` for any other program.
+sections' runs: `args` for attnbench, `command` for any other program (`final` ones run even once
+the budget is spent; `{shared:NAME}` is a folder several of them write into).
 """
 
 from __future__ import annotations
