@@ -35,7 +35,7 @@ from typing import Any, Callable
 from attnbench import atomic, procs, provenance
 from attnbench.errors import UserError
 from attnbench.scenarios import servers
-from attnbench.scenarios.spec import Run, Scenario
+from attnbench.scenarios.spec import SHARED, Run, Scenario
 
 PREFIX_ENV = "ATTNBENCH_RUN_PREFIX"
 LOG_NAME = "run.log"
@@ -176,8 +176,9 @@ class Runner:
 
     Time limits: a run is stopped after its own `timeout_s` (`timeout_s` here replaces every run's);
     the study stops at `budget_s` (default the scenario's): the run in flight is stopped then, and
-    the runs not yet started are skipped. A stopped run is `partial`: attnbench saves what it has
-    when it is stopped, and its directory keeps it."""
+    the runs not yet started are skipped. A final run ([[step]] final = true) runs even then, under
+    its own time limit, which the budget keeps for it (the other runs stop that much sooner). A
+    stopped run is `partial`: attnbench saves what it has when it is stopped, and its directory keeps it."""
 
     def __init__(self, scenario: Scenario, runs: list[Run], result_dir: Path, prefix: list[str] | None = None,
                  timeout_s: float | None = None, on_done: Callable[[Outcome], None] | None = None,
@@ -191,6 +192,7 @@ class Runner:
         self.budget_s = scenario.budget_s if budget_s is None else budget_s
         self.grace_s = grace_s
         self.deadline: float | None = None  # time.monotonic() when the budget is spent, set as running starts
+        self.kept_s = 0.0  # the budget's last seconds, kept for the final steps (their time limits)
         self.on_done = on_done or (lambda o: None)
         self.on_start = on_start or (lambda o: None)
         self.say = say or (lambda line: None)  # what the servers are doing, a line at a time
@@ -244,14 +246,20 @@ class Runner:
         return self.timeout_s if self.timeout_s is not None else run.timeout_s
 
     def _start_clock(self) -> None:
-        self.deadline = None if self.budget_s is None else time.monotonic() + self.budget_s
+        """The other runs' deadline: the budget less the time kept for the final steps still to run."""
+        self.kept_s = sum(self.run_timeout(r) or 0 for i, r in enumerate(self.runs) if r.final and i not in self.done)
+        self.deadline = None if self.budget_s is None else time.monotonic() + self.budget_s - self.kept_s
+
+    def _budget_words(self) -> str:
+        kept = f", {self.kept_s:g} s of it kept for the final steps" if self.kept_s else ""
+        return f"{self.budget_s:g} s{kept}"
 
     def _budget_left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
     def _skip(self, i: int, more: str = "") -> None:
         o = self.outcomes[i]
-        o.status, o.error = "skipped", f"budget spent ({self.budget_s:g} s){more}"
+        o.status, o.error = "skipped", f"budget spent ({self._budget_words()}){more}"
         self.write_manifest()
         self.on_done(o)
 
@@ -300,7 +308,7 @@ class Runner:
         for i, run in enumerate(self.runs):
             if i in self.done:
                 continue
-            left, timeout = self._budget_left(), self.run_timeout(run)
+            left, timeout = (None if run.final else self._budget_left()), self.run_timeout(run)  # final: its time was kept
             if left is not None and left <= 0:
                 self._skip(i)
                 continue
@@ -317,7 +325,7 @@ class Runner:
                 continue
             code, error, stopped = _execute(cmd, run_dir, left if by_budget else timeout, grace_s=self.grace_s)
             if stopped and by_budget:
-                error = f"stopped after {time.time() - t0:.0f} s: the study's budget ({self.budget_s:g} s) was spent"
+                error = f"stopped after {time.time() - t0:.0f} s: the study's budget ({self._budget_words()}) was spent"
             self._finish(i, code, error, t0, started, socket.gethostname(), [], stopped)
         return self.outcomes
 
@@ -326,6 +334,10 @@ class Runner:
         if self.scenario.servers is not None:
             raise UserError(f"{self.scenario.path}: a scenario with [servers] runs here, one run after another "
                             "(its servers listen on this machine's loopback); drop --ray")
+        together = [r.id for r in self.runs if r.final or any(SHARED.search(a) for a in r.args)]
+        if together:
+            raise UserError(f"{self.scenario.path}: {together[0]} is a final step or writes a {{shared:NAME}} folder, "
+                            "which holds only when runs go one after another on one machine; drop --ray")
         import ray
 
         self.mode = "ray"

@@ -11,7 +11,8 @@ Parity and microbench's Options, so a new flag is one metadata entry there.
 
 Beside the sections: [servers], vLLM servers the runner keeps up for the whole study (servers.py),
 which runs name with `{endpoint:LABEL}`; and [[step]], one command each, in file order after the
-sections' runs: `args` for attnbench, `command` for any other program.
+sections' runs: `args` for attnbench, `command` for any other program (`final` ones run even once
+the budget is spent; `{shared:NAME}` is a folder several of them write into).
 """
 
 from __future__ import annotations
@@ -49,21 +50,29 @@ class Run:
     repeat: int = 0
     timeout_s: float | None = None  # stopped after this long (its section's timeout_s); not part of the command
     external: bool = False  # args are another program's whole command line ([[step]] command): no --result-dir
+    final: bool = False  # a [[step]] that runs even once the budget is spent, the budget keeping its timeout_s
 
     @property
     def result_subdir(self) -> str:
         return f"{self.id}/rep{self.repeat}"
 
     def argv(self, result_dir: Path | str) -> list[str]:
-        """The arguments with `{result_dir}` and `{run_dir:ID}` filled; attnbench's end in --result-dir."""
+        """The arguments with `{result_dir}`, `{run_dir:ID}` and `{shared:NAME}` filled; attnbench's
+        end in --result-dir unless they give one (e.g. a folder several steps share)."""
         root = Path(result_dir).parent.parent  # result_dir is ROOT/ID/repK (result_subdir)
-        words = [RUN_DIR.sub(lambda m: str(root / m.group(1) / f"rep{self.repeat}"), a.replace(RESULT_DIR, str(result_dir)))
-                 for a in self.args]
-        return words if self.external else [*words, "--result-dir", str(result_dir)]
+
+        def fill(a: str) -> str:
+            a = RUN_DIR.sub(lambda m: str(root / m.group(1) / f"rep{self.repeat}"), a.replace(RESULT_DIR, str(result_dir)))
+            return SHARED.sub(lambda m: str(root / m.group(1) / f"rep{self.repeat}"), a)
+
+        words = [fill(a) for a in self.args]
+        own = any(w == "--result-dir" or w.startswith("--result-dir=") for w in words)
+        return words if self.external or own else [*words, "--result-dir", str(result_dir)]
 
 
 RESULT_DIR = "{result_dir}"  # a run's own directory, e.g. for another program's --out
 RUN_DIR = re.compile(r"\{run_dir:([^}]*)\}")  # an earlier run's directory, same repeat: what a step reads
+SHARED = re.compile(r"\{shared:([^}]*)\}")  # ROOT/NAME/repK, a folder no run owns: what steps write together
 
 
 @dataclass
@@ -348,7 +357,7 @@ def _servers(t: dict, source: Path) -> servers.Servers:
     return plan
 
 
-STEP_KEYS = {"id": STR, "args": [STR], "command": [STR], "timeout_s": FLOAT, "gpus": INT}
+STEP_KEYS = {"id": STR, "args": [STR], "command": [STR], "timeout_s": FLOAT, "gpus": INT, "final": BOOL}
 
 
 def _step_runs(steps: list, timeout_s: float | None, source: Path) -> list[Run]:
@@ -370,7 +379,13 @@ def _step_runs(steps: list, timeout_s: float | None, source: Path) -> list[Run]:
             raise UserError(f"{source}: {where} id {run_id!r} must be letters, digits, '.', '_' or '-' (it names a directory)")
         words = tuple(t.get("args") or t["command"])
         gpus = t.get("gpus", 0 if servers.reads_a_server(words) else 1)
-        runs.append(Run(run_id, words, gpus, timeout_s=t.get("timeout_s", timeout_s), external="command" in t))
+        final, limit = t.get("final", False), t.get("timeout_s", timeout_s)
+        if final and limit is None:
+            raise UserError(f"{source}: {where} is final (it runs even once the budget is spent): give it a timeout_s")
+        if runs and runs[-1].final and not final:
+            raise UserError(f"{source}: {where} comes after a final step; final steps run last: move it before them "
+                            "or make it final too")
+        runs.append(Run(run_id, words, gpus, timeout_s=limit, external="command" in t, final=final))
     return runs
 
 
@@ -447,6 +462,12 @@ def load(path: str | Path, backends: list[str] | None = None) -> Scenario:
             if ref not in ids[:i]:
                 raise UserError(f"{path}: {r.id} reads {{run_dir:{ref}}}, but no run before it has that id "
                                 f"(earlier: {', '.join(ids[:i]) or 'none'})")
+    for r in runs:
+        for name in (m.group(1) for a in r.args for m in SHARED.finditer(a)):
+            if not servers.LABEL.fullmatch(name) or name in ids:
+                why = "is a run's id (its directory is emptied when it runs again)" if name in ids else \
+                    "must be letters, digits, '.', '_' or '-'"
+                raise UserError(f"{path}: {r.id} writes {{shared:{name}}}, but {name!r} {why}; choose another name")
     if len(set(ids)) != len(ids):
         raise UserError(f"{path}: two runs share an id ({', '.join(sorted({i for i in ids if ids.count(i) > 1}))}); "
                         "a backend is listed twice, or a [[step]] id is taken")

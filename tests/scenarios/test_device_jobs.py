@@ -2,6 +2,9 @@
 into the job's log while they run, and the jobs run the scenarios the results were made with."""
 
 import importlib.util
+import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -84,9 +87,94 @@ def test_every_device_script_parses(job):
 
 
 @pytest.mark.parametrize("job, scenario", [("serve-study.sh", "seed-serve"), ("accuracy.sh", "h200-accuracy"),
-                                           ("frontend.sh", "h200-frontend")])
+                                           ("frontend.sh", "h200-frontend"), ("microbench.sh", "h200-microbench")])
 def test_the_jobs_run_their_scenarios(job, scenario):
     text = (DEVICE / job).read_text()
     assert f"python3 -m attnbench run scenarios/{scenario}.toml" in text
     assert (ROOT / "scenarios" / f"{scenario}.toml").is_file()
     assert "with_servers" not in text and not (DEVICE / "with_servers.py").exists()
+
+
+JOB_SCENARIOS = ["seed-serve", "h200-accuracy", "h200-frontend", "h200-microbench",
+                 *(f"h200-kernels-{part}" for part in ("sanitize", "sweep", "grid"))]
+
+
+@pytest.mark.parametrize("name", JOB_SCENARIOS)
+def test_the_scenarios_the_jobs_run_name_only_files_and_modules_that_exist(name):
+    """They run unattended on the GPU: a typo in a path costs a session."""
+    from attnbench.scenarios import spec
+
+    for run in spec.load(ROOT / "scenarios" / f"{name}.toml").runs:
+        words = list(run.args)
+        for w in words:
+            if re.fullmatch(r"(?:tests|scenarios|scripts|benchmarks)/[\w/.-]+\.(?:py|toml|sh)", w):
+                assert (ROOT / w).is_file(), f"{run.id}: {w}"
+        for i, w in enumerate(words[:-1]):
+            if w == "-m" and words[i + 1].startswith("attnbench"):
+                module = ROOT / words[i + 1].replace(".", "/")
+                assert module.with_suffix(".py").is_file() or (module / "__main__.py").is_file(), f"{run.id}: {words[i + 1]}"
+
+
+# ---- the jobs' own logic, with stand-ins for python3 (and bash) that note how they were called ----
+
+def stand_ins(tmp_path, *names: str) -> tuple[dict, Path]:
+    """A PATH where `python3` (and each of `names`) only appends its arguments and a few of its
+    environment variables to calls.jsonl; nvidia-smi does nothing."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.jsonl"
+    bin_dir.mkdir()
+    for name in ("python3", *names):
+        (bin_dir / name).write_text(
+            f"#!{sys.executable}\nimport json, os, sys\nwith open({str(calls)!r}, 'a') as f:\n"
+            f"    f.write(json.dumps([{name!r}, *sys.argv[1:], os.environ.get('KERNELS_PARTS'), "
+            f"os.environ.get('KERNELS_BUDGET_S')]) + '\\n')\n")
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+    for p in bin_dir.iterdir():
+        p.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}, calls
+
+
+def job(script: str, env: dict, calls: Path, *args: str) -> tuple[str, list[list]]:
+    """The job's output, and the calls it made after env.sh's (pip install, the import check)."""
+    p = subprocess.run(["/bin/bash", str(DEVICE / script), *args], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return p.stdout, [json.loads(line)[:-2] for line in lines if '"-m", "pip"' not in line and '"python3", "-"' not in line]
+
+
+def test_kernels_runs_its_parts_in_order_each_with_the_budget_left(tmp_path):
+    env, calls = stand_ins(tmp_path)
+    out, ran = job("kernels.sh", {**env, "KERNELS_PARTS": "grid sanitize bogus", "KERNELS_BUDGET_S": "300"}, calls)
+    assert "unknown part bogus" in out
+    studies = [c for c in ran if c[1:3] == ["-m", "attnbench"]]
+    assert [c[:8] for c in studies] == [
+        ["python3", "-m", "attnbench", "run", f"scenarios/h200-kernels-{part}.toml", "--result-dir", f"/tmp/res/{folder}",
+         "--budget-s"] for part, folder in (("sanitize", "sanitizer"), ("grid", "microbench-kernels"))]
+    assert 200 <= float(studies[1][8]) <= float(studies[0][8]) <= 300  # what is left of KERNELS_BUDGET_S
+    # each study in the background (so its stand-in may note itself after its follower), its logs followed
+    assert sorted(c[2] for c in ran if c[1] == "scripts/device/follow_logs.py") == ["/tmp/res/microbench-kernels",
+                                                                                   "/tmp/res/sanitizer"]
+
+
+def test_kernels_skips_a_part_with_under_20_s_left(tmp_path):
+    env, calls = stand_ins(tmp_path)
+    out, ran = job("kernels.sh", {**env, "KERNELS_PARTS": "sanitize", "KERNELS_BUDGET_S": "15"}, calls)
+    assert "budget spent, skipped: sanitize" in out and not [c for c in ran if "attnbench" in c]
+
+
+def test_microbench_gives_its_scenario_the_budget_env_sh_left(tmp_path):
+    env, calls = stand_ins(tmp_path)
+    _, ran = job("microbench.sh", {**env, "MICROBENCH_BUDGET_S": "530"}, calls, str(tmp_path / "mb"))
+    [study] = [c for c in ran if c[1:3] == ["-m", "attnbench"]]
+    assert study[3:8] == ["run", "scenarios/h200-microbench.toml", "--result-dir", str(tmp_path / "mb"), "--budget-s"]
+    assert 400 <= float(study[8]) <= 530
+
+
+def test_check_then_study_checks_correctness_within_its_small_budget_then_serves(tmp_path):
+    env, calls = stand_ins(tmp_path, "bash")  # the jobs it calls are noted, not run
+    env.pop("KERNELS_BUDGET_S", None)
+    p = subprocess.run(["/bin/bash", str(DEVICE / "check-then-study.sh")], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert [json.loads(line) for line in calls.read_text().splitlines()] == [
+        ["bash", "scripts/device/kernels.sh", "sanitize", "200"], ["bash", "scripts/device/serve-study.sh", None, None]]

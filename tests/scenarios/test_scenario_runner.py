@@ -2,6 +2,7 @@
 runs one after another, failures stay with their run, manifest.json says what happened."""
 
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -310,3 +311,75 @@ def test_cli_dry_run_of_the_seed_study_prints_the_device_command(tmp_path):
     assert explain.startswith("[1 GPU, 300 s] ") and f"explain {tmp_path / 'r/serve/rep0'} --shape 1000x1000" in explain
     assert ("serve-bench --backends fa3,flashinfer,fa4,attnbench-fa4 --input 1000,8000 --output 1000,1 "
             f"--num-prompts 256 --repeats 3 --target-ci 0.03 --max-repeats 5 --result-dir {tmp_path / 'r/serve/rep0'}") in line
+
+
+# ---- final steps and shared folders -------------------------------------------------------------
+
+def steps_study(tmp_path, text):
+    path = tmp_path / "steps.toml"
+    path.write_text(f'name = "steps"\n{text}\n')
+    return spec.load(path)
+
+
+def test_a_final_step_runs_once_the_budget_stopped_the_others_which_stop_early_by_its_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_SLOW", "fa3")  # sleeps a minute
+    study = steps_study(tmp_path, 'budget_s = 40\n'
+                        '[[step]]\nid = "slow"\nargs = ["serve-bench", "--backends", "fa3"]\n'
+                        '[[step]]\nid = "later"\nargs = ["serve-bench", "--backends", "fa2"]\n'
+                        '[[step]]\nid = "last"\nargs = ["serve-bench", "--backends", "fa4"]\ntimeout_s = 30\nfinal = true\n')
+    assert [r.final for r in study.runs] == [False, False, True]
+    r = runner.Runner(study, study.expand(), tmp_path / "out", prefix=PREFIX)
+    slow, later, last = r.run_local()
+    budget = "the study's budget (40 s, 30 s of it kept for the final steps) was spent"
+    assert slow.status == "partial" and budget in slow.error and slow.duration_s < 35  # stopped 30 s before the budget's end
+    assert later.status == "skipped" and later.error == "budget spent (40 s, 30 s of it kept for the final steps)"
+    assert last.status == "ok" and record.load(tmp_path / "out" / last.result_dir)[0].backend == "fa4"
+    assert not r.complete
+
+
+def test_a_final_step_keeps_its_own_time_limit_after_the_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_SLOW", "fa3,fa4")
+    study = steps_study(tmp_path, 'budget_s = 5\n'
+                        '[[step]]\nid = "slow"\nargs = ["serve-bench", "--backends", "fa3"]\n'
+                        '[[step]]\nid = "last"\nargs = ["serve-bench", "--backends", "fa4"]\ntimeout_s = 3\nfinal = true\n')
+    slow, last = runner.Runner(study, study.expand(), tmp_path / "out", prefix=PREFIX).run_local()
+    assert slow.status == "partial" and "budget" in slow.error
+    assert last.status == "partial" and last.error == "timed out after 3 s"  # its own limit, not the spent budget
+    assert (tmp_path / "out" / last.result_dir / "terminated").read_text() == "SIGINT\n"
+
+
+@pytest.mark.parametrize("steps, message", [
+    ('[[step]]\nargs = ["explain", "x"]\nfinal = true\n', "is final (it runs even once the budget is spent): give it a timeout_s"),
+    ('[[step]]\nargs = ["explain", "x"]\ntimeout_s = 9\nfinal = true\n[[step]]\nargs = ["explain", "y"]\n',
+     "[[step]] 2 comes after a final step"),
+    ('[[step]]\nid = "a"\nargs = ["explain", "x"]\n[[step]]\ncommand = ["ls", "{shared:a}"]\n',
+     "step-2 writes {shared:a}, but 'a' is a run's id"),
+    ('[[step]]\ncommand = ["ls", "{shared:a b}"]\n', "'a b' must be letters, digits"),
+])
+def test_final_steps_and_shared_folders_are_checked_at_load(tmp_path, steps, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        steps_study(tmp_path, steps)
+
+
+def test_steps_write_one_shared_folder_which_a_resumed_step_does_not_empty(tmp_path, monkeypatch):
+    text = ''.join(f'[[step]]\nid = "{b}"\nargs = ["serve-bench", "--backends", "{b}", "--result-dir", "{{shared:both}}"]\n'
+                   for b in ("fa2", "fa3"))
+    text += '[[step]]\nid = "list"\ncommand = ["ls", "{shared:both}"]\n'
+    study = steps_study(tmp_path, text)
+    out = tmp_path / "out"
+    assert study.runs[0].argv(out / "fa2" / "rep0")[-2:] == ["--result-dir", str(out / "both" / "rep0")]  # none appended
+    monkeypatch.setenv("FAKE_EXIT_FAIL", "fa3")
+    assert [o.status for o in runner.Runner(study, study.expand(), out, prefix=PREFIX).run_local()] == ["ok", "failed", "ok"]
+    assert (out / "list" / "rep0" / "run.log").read_text().splitlines()[1:] == ["fa2"]  # a later step reads it
+    monkeypatch.delenv("FAKE_EXIT_FAIL")
+    r = runner.Runner(study, study.expand(), out, prefix=PREFIX, resume=True)
+    assert r.done == {0, 2}
+    assert [o.status for o in r.run_local()] == ["ok", "ok", "ok"]
+    assert sorted(x.backend for x in record.load(out / "both" / "rep0")) == ["fa2", "fa3"]  # fa2's from the first run
+    assert (out / "fa3" / "rep0" / "run.log").read_text().startswith("$ ")  # each step's log in its own directory
+
+
+def test_final_steps_and_shared_folders_are_refused_on_ray(tmp_path):
+    study = steps_study(tmp_path, '[[step]]\nargs = ["explain", "x"]\ntimeout_s = 9\nfinal = true\n')
+    with pytest.raises(UserError, match="final step .* drop --ray"):
+        runner.Runner(study, study.expand(), tmp_path / "out", prefix=PREFIX).run_ray()

@@ -59,10 +59,80 @@ def expected(name: str) -> list[tuple[str, int, float | None, list[str]]]:
                 ("fa3-api4", 0, 600, peers("fa3-api4", "vllm,attnbench,attnbench-text")),
                 ("warm-fa3-api1", 0, 300, ["serve-bench", "--endpoint", "{endpoint:fa3-api1}", *warm]),
                 ("fa3-api1", 0, 600, peers("fa3-api1", "vllm,attnbench"))]
+    if name.startswith("h200-kernels-") or name == "h200-microbench":
+        return device_steps(name)
     raise AssertionError(f"scenarios/{name}.toml is not pinned here: add its expected command lines")
 
 
-BUDGETS = {"h200-frontend": 900}  # the study's own wall-clock budget, where it sets one
+def device_steps(name: str) -> list[tuple[str, int, float | None, list[str]]]:
+    """scripts/device/kernels.sh's parts and microbench.sh's steps, written as the bash scripts
+    wrote them before they ran these scenarios (commit c3b3372), limits included. What moved: each
+    step's log is its run.log; the folders steps shared (microbench's decode/, the sweep's reports)
+    are {shared:NAME}, here NAME/rep0; acceptance.xml is in its step's directory (R)."""
+    mb, pytest_ = ["microbench"], ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    if name == "h200-kernels-sanitize":
+        pt = [*pytest_, "tests/kernels/test_fa4_acceptance.py"]
+        return [("acceptance", 1, 300, [*pt, "--junitxml", "R/acceptance.xml"]),
+                ("launcher-plugin", 1, 180, [*pytest_, "tests/kernels/test_launcher.py", "tests/kernels/test_vllm_plugin.py"]),
+                *[(tool, 1, 240, ["compute-sanitizer", "--tool", tool, "--report-api-errors", "no", "--error-exitcode", "9",
+                                  *pt, "-k", "sanitizer"]) for tool in ("memcheck", "racecheck", "synccheck")]]
+    if name == "h200-kernels-sweep":
+        s = ["python3", "-m", "attnbench.microbench.fa4_sweep", "--grid", "scenarios/decode-grid.toml",
+             "--table", "attnbench/kernels/fa4_decode/tuning.json", "--skip-measured"]
+        order = [("16/8/128", 16, 420), ("16/8/128", 128, 420), ("32/8/128", 16, 420), ("64/8/64", 16, 420),
+                 ("32/8/128", 128, 300), ("64/8/64", 128, 300)]
+        return [(f"sweep-{h.replace('/', '-')}-p{p}", 1, t, [*s, "--heads", h, "--page-size", str(p), "--out",
+                                                            f"sweep/rep0/{h.replace('/', '-')}-p{p}.json"])
+                for h, p, t in order]
+    if name == "h200-kernels-grid":
+        d = [*mb, "decode", "--result-dir", "decode/rep0", "--repeats", "20"]
+        g = ["--grid", "scenarios/decode-grid.toml", "--heads", "16/8/128", "--skip-measured"]
+        four = ("fa3", "flashinfer", "attnbench-fa4", "fa4")
+        return [("warmup-flashinfer", 1, 200, [*d, "--backends", "flashinfer", *g, "--compile-only"]),
+                *[(f"grid-{b}", 1, 150, [*d, "--backends", b, *g, "--precompile"]) for b in four],
+                *[(f"corners-{b}", 1, 90, [*d, "--backends", b, "--grid", "scenarios/decode-grid.toml", "--heads",
+                                          "32/8/128,64/8/64", "--batch", "1,32,256", "--context", "2048,32768",
+                                          "--skip-measured"]) for b in four],
+                ("summarize", 1, 30, ["python3", "-m", "attnbench", "microbench", "summarize", "decode/rep0"])]
+    assert name == "h200-microbench", name
+    d = [*mb, "decode", "--result-dir", "decode/rep0", "--repeats", "20"]
+    p = [*mb, "prefill", "--result-dir", "prefill/rep0", "--repeats", "10"]
+    q = ["--heads", "16/8/128"]
+    kd = ["--shapes", "256x2048,1x32768", *q, "--precompile"]
+    kp = ["--shapes", "8x8192", "--context", "0", *q, "--precompile"]
+    gd = ["--grid", "scenarios/decode-grid.toml", *q, "--skip-measured"]
+    gp = ["--grid", "scenarios/prefill-grid.toml", *q, "--skip-measured"]
+    smoke = [*mb, "decode", "--result-dir", "smoke/rep0", "--repeats", "20"]  # bash: decode's --result-dir, then smoke's
+    steps = [("ref-decode-fa3", 45, [*d, "--backends", "fa3", *kd]), ("ref-decode-fa4", 75, [*d, "--backends", "fa4", *kd]),
+             ("ref-decode-attnbench-fa4", 75, [*d, "--backends", "attnbench-fa4", *kd]),
+             ("ref-decode-fa2", 45, [*d, "--backends", "fa2", *kd]),
+             ("ref-decode-fa4-splits1", 60, [*d, "--backends", "fa4", "--fa4-splits", "1", *kd]),
+             ("ref-prefill-fa3", 40, [*p, "--backends", "fa3", *kp]), ("ref-prefill-fa4", 60, [*p, "--backends", "fa4", *kp]),
+             ("ref-prefill-fa2", 40, [*p, "--backends", "fa2", *kp]),
+             ("warmup-decode-flashinfer", 200, [*d, "--backends", "flashinfer", *kd, "--compile-only"]),
+             ("ref-decode-flashinfer", 45, [*d, "--backends", "flashinfer", *kd]),
+             ("warmup-prefill-flashinfer", 150, [*p, "--backends", "flashinfer", *kp, "--compile-only"]),
+             ("ref-prefill-flashinfer", 45, [*p, "--backends", "flashinfer", *kp])]
+    steps += [(f"grid-decode-{b}", 60, [*d, "--backends", b, *gd]) for b in ("fa3", "fa4", "attnbench-fa4", "flashinfer", "fa2")]
+    steps += [("grid-decode-fa4-splits1", 45, [*d, "--backends", "fa4", "--fa4-splits", "1", *gd])]
+    steps += [(f"grid-prefill-{b}", 45, [*p, "--backends", b, *gp]) for b in ("fa3", "fa4", "flashinfer", "fa2")]
+    steps += [(f"corners-decode-{b}", 30, [*d, "--backends", b, "--grid", "scenarios/decode-grid.toml", "--heads",
+                                           "32/8/128,64/8/64", "--batch", "1,32,256", "--context", "2048,32768",
+                                           "--skip-measured"]) for b in ("fa3", "fa4", "attnbench-fa4", "flashinfer", "fa2")]
+    steps += [(f"corners-prefill-{b}", 25, [*p, "--backends", b, "--grid", "scenarios/prefill-grid.toml", "--heads",
+                                            "32/8/128,64/8/64", "--batch", "8", "--seqlen", "2048,8192", "--context", "0",
+                                            "--skip-measured"]) for b in ("fa3", "fa4", "flashinfer", "fa2")]
+    steps += [(f"smoke-{b}", 25, [*smoke, "--backends", b, "--batch", "3", "--ragged", "uniform:17:300"])
+              for b in ("fa3", "fa4", "attnbench-fa4", "flashinfer", "fa2")]
+    steps += [(f"smoke-qlen3-{b}", 25, [*smoke, "--backends", b, "--batch", "2", "--ragged", "uniform:17:300", "--q-len", "3"])
+              for b in ("fa3", "flashinfer", "fa4", "fa2")]
+    steps += [("summarize", 16, ["python3", "-m", "attnbench", "microbench", "summarize", "decode/rep0", "prefill/rep0",
+                                 "smoke/rep0"])]
+    return [(i, 1, t, w) for i, t, w in steps]
+
+
+BUDGETS = {"h200-frontend": 900, "h200-microbench": 530}  # the study's own wall-clock budget, where it sets one
+FINAL = {"h200-microbench": ["summarize"]}  # the steps that run even once the budget is spent
 
 
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.toml")), ids=lambda p: p.stem)
@@ -71,6 +141,7 @@ def test_each_committed_scenario_expands_to_its_pinned_command_lines(path):
     assert study.repeats == 1 and study.budget_s == BUDGETS.get(path.stem)
     got = [(r.id, r.gpus, r.timeout_s, r.argv("R")) for r in study.expand()]
     assert got == expected(path.stem)
+    assert [r.id for r in study.runs if r.final] == FINAL.get(path.stem, [])
 
 
 def flags(args) -> tuple[str, dict[str, list[str]]]:
