@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import json
 import os
 import shlex
@@ -71,17 +72,18 @@ STOPPED = 124  # the exit code a run stopped by its time limit is given (as `tim
 
 
 def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None, cwd: str | None = None,
-             grace_s: float = STOP_GRACE_S) -> tuple[int, str | None, bool]:
+             grace_s: float = STOP_GRACE_S, cpus: tuple[int, ...] | None = None) -> tuple[int, str | None, bool]:
     """Run one command with its output in run_dir/run.log; (exit code, error or None, whether the
     time limit stopped it). The command leads its own process group, so stopping it (`stop`: a
-    timeout, or Ctrl-C of attnbench run) reaches whatever it started there."""
+    timeout, or Ctrl-C of attnbench run) reaches whatever it started there. `cpus`: the cores it
+    and its children run on (a client of the scenario's servers stays off theirs)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / LOG_NAME, "wb") as log:
         log.write(f"$ {shlex.join(cmd)}\n".encode())
         log.flush()
         try:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-                                    start_new_session=True, preexec_fn=_default_stop_signals)
+                                    start_new_session=True, preexec_fn=functools.partial(_in_the_child, cpus))
         except OSError as e:
             return 127, f"cannot start {cmd[0]!r}: {e.strerror}", False
         try:
@@ -98,12 +100,14 @@ def _execute(cmd: list[str], run_dir: Path, timeout_s: float | None, cwd: str | 
     return 0, None, False
 
 
-def _default_stop_signals() -> None:
+def _in_the_child(cpus: tuple[int, ...] | None) -> None:
     """In the command, before it starts: SIGINT and SIGTERM do what they do by default, even where
     attnbench run was started with them ignored (a background job of a shell script ignores SIGINT,
-    and a command inherits that)."""
+    and a command inherits that); and its cores, when it is given some."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
 
 
 def stop(proc: subprocess.Popen, grace_s: float, after_s: float = 5.0) -> None:
@@ -323,7 +327,8 @@ class Runner:
                 (run_dir / LOG_NAME).write_text(f"$ {self.outcomes[i].command}\nnot run: {why}\n")
                 self._finish(i, None, why, t0, started, socket.gethostname(), [])
                 continue
-            code, error, stopped = _execute(cmd, run_dir, left if by_budget else timeout, grace_s=self.grace_s)
+            code, error, stopped = _execute(cmd, run_dir, left if by_budget else timeout, grace_s=self.grace_s,
+                                            cpus=fleet.client_cpus if fleet else None)
             if stopped and by_budget:
                 error = f"stopped after {time.time() - t0:.0f} s: the study's budget ({self._budget_words()}) was spent"
             self._finish(i, code, error, t0, started, socket.gethostname(), [], stopped)

@@ -87,6 +87,7 @@ class Up:
     failed: dict[str, str]  # label -> one line
     model_path: str
     state: list[dict] = field(default_factory=list)  # for manifest.json
+    client_cpus: tuple[int, ...] | None = None  # the steps' cores, off the servers' (None: not split)
 
     def fill(self, words: list[str]) -> tuple[list[str] | None, str | None]:
         """(the words with the placeholders filled, None), or (None, why the command cannot run)."""
@@ -108,7 +109,7 @@ def up(plan: Servers, log_dir: Path, time_left_s: float | None = None,
     from attnbench.serving.server import ServerFailed
 
     ready = plan.ready_timeout_s if time_left_s is None else max(1.0, min(plan.ready_timeout_s, time_left_s))
-    server_cpus, _ = fleet.cpu_split()
+    server_cpus, client_cpus = fleet.cpu_split()  # as serve-bench places its servers and its client
     specs = [server_spec(plan.model, registry.get(s.backend), plan.args(s), log_dir / f"{s.label}.log",
                          plan.share(), ready, server_cpus, label=s.label) for s in plan.servers]
 
@@ -118,7 +119,7 @@ def up(plan: Servers, log_dir: Path, time_left_s: float | None = None,
     say(f"starting {len(specs)} server{'s' * (len(specs) != 1)}: {', '.join(plan.labels)} (logs in {log_dir})")
     with fleet.running(specs, stagger_timeout_s=ready, interrupt_grace_s=INTERRUPT_GRACE_S,
                        on_interrupt=stopping) as started:
-        fleet_up = Up({}, {}, specs[0].model if specs else plan.model)
+        fleet_up = Up({}, {}, specs[0].model if specs else plan.model, client_cpus=client_cpus)
         for s, spec, got in zip(plan.servers, specs, started):
             entry = {"label": s.label, "backend": s.backend, "log": str(spec.log_path)}
             if isinstance(got, ServerFailed):

@@ -182,6 +182,24 @@ def test_two_servers_serve_two_steps_end_to_end_then_stop(fake_vllm, tmp_path):
     assert pids(fake_vllm) == started
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to split")
+def test_the_steps_run_on_the_client_cores_off_the_servers(fake_vllm, tmp_path, monkeypatch):
+    """As serve-bench places its own client: a step against the scenario's servers (a load
+    generator, vLLM's client) shares no core with them."""
+    from attnbench.serving import fleet
+
+    server_core, client_core = sorted(os.sched_getaffinity(0))[:2]
+    monkeypatch.setattr(fleet, "cpu_split", lambda n_cpus=None: ((server_core,), (client_core,)))
+    where = ["python3", "-c", "import os, sys; open(sys.argv[1] + '/cpus', 'w').write(str(sorted(os.sched_getaffinity(0))))",
+             "{result_dir}"]
+    path = scenario(tmp_path, f'[[step]]\nid = "where"\ncommand = {toml_list(where)}\n')
+    study = spec.load(path)
+    out = tmp_path / "out"
+    outcomes = runner.Runner(study, study.expand(), out).run_local()
+    assert [o.status for o in outcomes] == ["ok"], [o.error for o in outcomes]
+    assert (out / "where/rep0/cpus").read_text() == str([client_core])
+
+
 def test_a_step_naming_a_server_that_did_not_come_up_fails_the_others_run(fake_vllm, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_MODE_FLASHINFER", "crash")
     path = tmp_path / "s.toml"

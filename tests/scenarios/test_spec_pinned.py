@@ -59,6 +59,18 @@ def expected(name: str) -> list[tuple[str, int, float | None, list[str]]]:
                 ("fa3-api4", 0, 600, peers("fa3-api4", "vllm,attnbench,attnbench-text")),
                 ("warm-fa3-api1", 0, 300, ["serve-bench", "--endpoint", "{endpoint:fa3-api1}", *warm]),
                 ("fa3-api1", 0, 600, peers("fa3-api1", "vllm,attnbench"))]
+    if name == "h200-noise":  # against its one fa3 server: the spread as placed, pinned, as placed again
+        def serve(i, o, n):
+            return ["serve-bench", "--endpoint", "{endpoint:fa3}", "--model", "qwen3-0.6b", "--input", i,
+                    "--output", o, "--num-prompts", "256", "--repeats", n, "--result-dir", "R"]
+        pin = ["python3", "scripts/device/pin_engine.py"]
+        return [("prefill-as-placed", 0, 300, serve("8000", "1", "10")),
+                ("decode-as-placed", 0, 300, serve("1000", "1000", "6")),
+                ("pin", 1, 30, [*pin, "pin", "--cores", "11", "--save", "R/affinity.json"]),
+                ("prefill-pinned", 0, 300, serve("8000", "1", "10")),
+                ("decode-pinned", 0, 300, serve("1000", "1000", "6")),
+                ("unpin", 1, 30, [*pin, "restore", "--save", "pin/rep0/affinity.json"]),
+                ("prefill-as-placed-again", 0, 300, serve("8000", "1", "10"))]
     if name.startswith("h200-kernels-") or name == "h200-microbench":
         return device_steps(name)
     raise AssertionError(f"scenarios/{name}.toml is not pinned here: add its expected command lines")
@@ -131,7 +143,7 @@ def device_steps(name: str) -> list[tuple[str, int, float | None, list[str]]]:
     return [(i, 1, t, w) for i, t, w in steps]
 
 
-BUDGETS = {"h200-frontend": 900, "h200-microbench": 530}  # the study's own wall-clock budget, where it sets one
+BUDGETS = {"h200-frontend": 900, "h200-microbench": 530, "h200-noise": 1200}  # the study's own wall-clock budget, where it sets one
 FINAL = {"h200-microbench": ["summarize"]}  # the steps that run even once the budget is spent
 
 
