@@ -91,19 +91,20 @@ def test_gpu_sweep_of_one_small_shape_writes_a_row(tmp_path):
     assert row is not None and row.tuning is not None and row.gbps > 0
 
 
-def test_device_script_parses_and_names_only_what_exists():
-    """scripts/device/kernels.sh is run unattended on the GPU: a typo there costs a session."""
+def test_the_device_kernel_studies_name_only_what_exists():
+    """scripts/device/kernels.sh runs scenarios/h200-kernels-*.toml unattended on the GPU: a typo
+    there costs a session. The sweep, the three sanitizers and the four backends are in them."""
     import re
     import subprocess
 
-    script = ROOT / "scripts" / "device" / "kernels.sh"
-    subprocess.run(["bash", "-n", str(script)], check=True)
-    text = script.read_text()
+    subprocess.run(["bash", "-n", str(ROOT / "scripts" / "device" / "kernels.sh")], check=True)
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "scenarios").glob("h200-kernels-*.toml")))
     for path in set(re.findall(r"(?:tests|scenarios|scripts)/[\w/.-]+\.(?:py|toml|sh)", text)):
         assert (ROOT / path).is_file(), path
-    for module in set(re.findall(r"python3 -m (attnbench[\w.]*)", text)):
-        assert (ROOT / module.replace(".", "/")).with_suffix(".py").is_file() or (ROOT / module).is_dir() \
-            or (ROOT / module.replace(".", "/") / "__main__.py").is_file(), module
-    assert "fa4_sweep" in text and "racecheck" in text and "memcheck" in text
+    for module in set(re.findall(r'"-m", "(attnbench[\w.]*)"', text)):
+        assert (ROOT / module.replace(".", "/")).with_suffix(".py").is_file() or (ROOT / module).is_dir(), module
+    assert "attnbench.microbench.fa4_sweep" in text
+    for tool in ("memcheck", "racecheck", "synccheck"):
+        assert f'"--tool", "{tool}"' in text, tool
     for backend in ("fa3", "flashinfer", "fa4", "attnbench-fa4"):
-        assert re.search(rf"\b{backend}\b", text), backend
+        assert f'"{backend}"' in text, backend
