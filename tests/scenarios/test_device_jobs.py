@@ -87,7 +87,8 @@ def test_every_device_script_parses(job):
 
 
 @pytest.mark.parametrize("job, scenario", [("serve-study.sh", "seed-serve"), ("accuracy.sh", "h200-accuracy"),
-                                           ("frontend.sh", "h200-frontend"), ("microbench.sh", "h200-microbench")])
+                                           ("frontend.sh", "h200-frontend"), ("microbench.sh", "h200-microbench"),
+                                           ("noise.sh", "h200-noise")])
 def test_the_jobs_run_their_scenarios(job, scenario):
     text = (DEVICE / job).read_text()
     assert f"python3 -m attnbench run scenarios/{scenario}.toml" in text
@@ -95,7 +96,7 @@ def test_the_jobs_run_their_scenarios(job, scenario):
     assert "with_servers" not in text and not (DEVICE / "with_servers.py").exists()
 
 
-JOB_SCENARIOS = ["seed-serve", "h200-accuracy", "h200-frontend", "h200-microbench",
+JOB_SCENARIOS = ["seed-serve", "h200-accuracy", "h200-frontend", "h200-microbench", "h200-noise",
                  *(f"h200-kernels-{part}" for part in ("sanitize", "sweep", "grid"))]
 
 
@@ -178,3 +179,13 @@ def test_check_then_study_checks_correctness_within_its_small_budget_then_serves
     assert p.returncode == 0, p.stderr
     assert [json.loads(line) for line in calls.read_text().splitlines()] == [
         ["bash", "scripts/device/kernels.sh", "sanitize", "200"], ["bash", "scripts/device/serve-study.sh", None, None]]
+
+
+def test_check_then_noise_checks_correctness_with_the_sanitizers_then_runs_the_noise_study(tmp_path):
+    env, calls = stand_ins(tmp_path, "bash")  # the jobs it calls are noted, not run
+    env.pop("KERNELS_BUDGET_S", None)
+    p = subprocess.run(["/bin/bash", str(DEVICE / "check-then-noise.sh")], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert [json.loads(line) for line in calls.read_text().splitlines()] == [
+        ["bash", "scripts/device/kernels.sh", "sanitize", "330"], ["bash", "scripts/device/noise.sh", None, None]]
