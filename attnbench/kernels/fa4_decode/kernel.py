@@ -28,6 +28,63 @@ def cutlass_dtype(name: str):
     return {"bfloat16": cutlass.BFloat16, "float16": cutlass.Float16}[name]
 
 
+@cute.jit
+def split_tokens(mSeqLens: cute.Tensor, b, split, pages_per_split: Int32, P: cutlass.Constexpr):
+    """The tokens [t_begin, t_end) split `split` of sequence `b` reads (both kernels cut alike, so
+    the combine sees the same partials). Whole pages of P tokens per split: pages_per_split of
+    them, or with 0 this sequence's own pages cut into num_splits even ranges, read from seq_lens
+    on the device, so a CUDA graph captured at the longest context still spreads a short sequence
+    over every split instead of leaving all but its first few empty."""
+    seq_len = mSeqLens[b]
+    num_pages = (seq_len + (P - 1)) // P
+    _, num_splits, _ = cute.arch.grid_dim()
+    even = cutlass.max((num_pages + (num_splits - 1)) // num_splits, 1)
+    pps = pages_per_split if pages_per_split > 0 else even
+    p_begin = split * pps
+    # the last split runs to the end of the sequence: a fixed plan made for a shorter
+    # max_context (a graph replayed after lengths grew) is then slower, never wrong
+    p_end = cutlass.min(p_begin + pps, num_pages) if split < num_splits - 1 else num_pages
+    return p_begin * P, cutlass.min(p_end * P, seq_len)
+
+
+@cute.jit
+def merge_and_write(s_o: cute.Tensor, s_max: cute.Tensor, s_sum: cute.Tensor, tidx, kvh, split, b,
+                    mO: cute.Tensor, mOPartial: cute.Tensor, mLSEPartial: cute.Tensor,
+                    NT: cutlass.Constexpr, write_final: cutlass.Constexpr):
+    """Merge a CTA's R partial softmaxes of its GQA group (s_o[r, h, d]: unnormalised output;
+    s_max, s_sum [r, h]: row max, log2 domain, and row sum) and write the split's result: the
+    output when write_final, else the fp32 partial and its natural-log LSE for the combine.
+    Every thread of the CTA (NT of them) takes elements (h, d) in turn."""
+    R, GQ, D = s_o.shape
+    neg_inf = Float32(-math.inf)
+    for e in cutlass.range_constexpr((GQ * D + NT - 1) // NT):
+        idx = e * NT + tidx
+        if idx < GQ * D:
+            h = idx // D
+            d = idx % D
+            m_all = neg_inf
+            for r in cutlass.range_constexpr(R):
+                m_all = cutlass.max(m_all, s_max[r, h])
+            m_safe = m_all if m_all != neg_inf else Float32(0.0)
+            total = Float32(0.0)
+            o = Float32(0.0)
+            for r in cutlass.range_constexpr(R):
+                w = cute.math.exp2(s_max[r, h] - m_safe, fastmath=True)
+                total += s_sum[r, h] * w
+                o += s_o[r, h, d] * w
+            # an empty split (no tokens) has total 0: output 0 and lse -inf
+            inv = Float32(1.0) / total if total > Float32(0.0) else Float32(0.0)
+            o = o * inv
+            qh = kvh * GQ + h
+            if const_expr(write_final):
+                mO[b, qh, d] = o.to(mO.element_type)
+            else:
+                mOPartial[split, b, qh, d] = o
+                if d == 0:
+                    # an empty split has m_all = -inf and log2(0) = -inf, so lse = -inf as it must
+                    mLSEPartial[split, b, qh] = (m_all + cute.math.log2(total, fastmath=True)) * LN2
+
+
 class SplitDecodeKernel:
     """`__call__` is the host-side @cute.jit entry compiled once per DecodeConfig."""
 
@@ -91,20 +148,7 @@ class SplitDecodeKernel:
         row = tidx // LANES
         lane = tidx % LANES
 
-        seq_len = mSeqLens[b]
-        num_pages = (seq_len + (P - 1)) // P
-        _, num_splits, _ = cute.arch.grid_dim()
-        # pages_per_split 0: this sequence's own pages cut into num_splits even ranges, read from
-        # seq_lens on the device, so a CUDA graph captured at the longest context still spreads a
-        # short sequence over every split instead of leaving all but its first few empty
-        even = cutlass.max((num_pages + (num_splits - 1)) // num_splits, 1)
-        pps = pages_per_split if pages_per_split > 0 else even
-        p_begin = split * pps
-        # the last split runs to the end of the sequence: a fixed plan made for a shorter
-        # max_context (a graph replayed after lengths grew) is then slower, never wrong
-        p_end = cutlass.min(p_begin + pps, num_pages) if split < num_splits - 1 else num_pages
-        t_begin = p_begin * P
-        t_end = cutlass.min(p_end * P, seq_len)
+        t_begin, t_end = split_tokens(mSeqLens, b, split, pages_per_split, P)
 
         # q slice of every head in the GQA group, pre-scaled into the log2 domain
         q = cute.make_rmem_tensor((GQ * VEC,), Float32)
@@ -119,7 +163,6 @@ class SplitDecodeKernel:
         row_max = cute.make_rmem_tensor((GQ,), Float32)
         row_sum = cute.make_rmem_tensor((GQ,), Float32)
         acc = cute.make_rmem_tensor((GQ * VEC,), Float32)
-        NEG_INF = Float32(-math.inf)
         row_max.fill(-math.inf)
         row_sum.fill(0.0)
         acc.fill(0.0)
@@ -171,32 +214,8 @@ class SplitDecodeKernel:
                 s_sum[row, h] = row_sum[h]
         cute.arch.sync_threads()
 
-        for e in cutlass.range_constexpr((GQ * D + NT - 1) // NT):
-            idx = e * NT + tidx
-            if idx < GQ * D:
-                h = idx // D
-                d = idx % D
-                m_all = NEG_INF
-                for r in cutlass.range_constexpr(ROWS):
-                    m_all = cutlass.max(m_all, s_max[r, h])
-                m_safe = m_all if m_all != NEG_INF else Float32(0.0)
-                total = Float32(0.0)
-                o = Float32(0.0)
-                for r in cutlass.range_constexpr(ROWS):
-                    w = cute.math.exp2(s_max[r, h] - m_safe, fastmath=True)
-                    total += s_sum[r, h] * w
-                    o += s_acc[r, idx] * w
-                # an empty split (no tokens) has total 0: output 0 and lse -inf
-                inv = Float32(1.0) / total if total > Float32(0.0) else Float32(0.0)
-                o = o * inv
-                qh = kvh * GQ + h
-                if const_expr(cfg.write_final):
-                    mO[b, qh, d] = o.to(self.dtype)
-                else:
-                    mOPartial[split, b, qh, d] = o
-                    if d == 0:
-                        # an empty split has m_all = -inf and log2(0) = -inf, so lse = -inf as it must
-                        mLSEPartial[split, b, qh] = (m_all + cute.math.log2(total, fastmath=True)) * LN2
+        merge_and_write(cute.make_tensor(s_acc.iterator, cute.make_layout((ROWS, GQ, D), stride=(GQ * D, D, 1))),
+                        s_max, s_sum, tidx, kvh, split, b, mO, mOPartial, mLSEPartial, NT, cfg.write_final)
 
     @cute.jit
     def _fetch_pages(self, mBlockTable: cute.Tensor, b, base, t_end, row, pages: cute.Tensor):

@@ -33,7 +33,7 @@ from cutlass import Float32, Int32, const_expr, cute
 from cutlass.cute.nvgpu import cpasync, warp
 
 from attnbench.kernels.fa4_decode.config import DecodeConfig
-from attnbench.kernels.fa4_decode.kernel import LN2, cutlass_dtype
+from attnbench.kernels.fa4_decode.kernel import cutlass_dtype, merge_and_write, split_tokens
 
 M = 16  # rows of the MMA tile: the group's query heads, zero-padded
 VEC = 8  # 16-bit elements per 16-byte cp.async
@@ -130,16 +130,7 @@ class MmaDecodeKernel:
         wid = tidx // 32
         lane = tidx % 32
 
-        # this split's token range, exactly as kernel.py cuts it
-        seq_len = mSeqLens[b]
-        num_pages = (seq_len + (P - 1)) // P
-        _, num_splits, _ = cute.arch.grid_dim()
-        even = cutlass.max((num_pages + (num_splits - 1)) // num_splits, 1)
-        pps = pages_per_split if pages_per_split > 0 else even
-        p_begin = split * pps
-        p_end = cutlass.min(p_begin + pps, num_pages) if split < num_splits - 1 else num_pages
-        t_begin = p_begin * P
-        t_end = cutlass.min(p_end * P, seq_len)
+        t_begin, t_end = split_tokens(mSeqLens, b, split, pages_per_split, P)
 
         smem = cutlass.utils.SmemAllocator()
         sQ = smem.allocate_tensor(self.dtype, cute.make_layout((M, D), stride=(D, 1)), 16)
@@ -276,31 +267,7 @@ class MmaDecodeKernel:
                 s_sum[wid, lane // 4 + 8 * r] = row_sum[r]
         cute.arch.sync_threads()
 
-        for e in cutlass.range_constexpr((GQ * D + NT - 1) // NT):
-            idx = e * NT + tidx
-            if idx < GQ * D:
-                h = idx // D
-                d = idx % D
-                m_all = NEG_INF
-                for w in cutlass.range_constexpr(W):
-                    m_all = cutlass.max(m_all, s_max[w, h])
-                m_safe = m_all if m_all != NEG_INF else Float32(0.0)
-                total = Float32(0.0)
-                o = Float32(0.0)
-                for w in cutlass.range_constexpr(W):
-                    wt = cute.math.exp2(s_max[w, h] - m_safe, fastmath=True)
-                    total += s_sum[w, h] * wt
-                    o += s_o[w, h, d] * wt
-                # an empty split (no tokens) has total 0: output 0 and lse -inf
-                inv = Float32(1.0) / total if total > Float32(0.0) else Float32(0.0)
-                o = o * inv
-                qh = kvh * GQ + h
-                if const_expr(cfg.write_final):
-                    mO[b, qh, d] = o.to(self.dtype)
-                else:
-                    mOPartial[split, b, qh, d] = o
-                    if d == 0:
-                        mLSEPartial[split, b, qh] = (m_all + cute.math.log2(total, fastmath=True)) * LN2
+        merge_and_write(s_o, s_max, s_sum, tidx, kvh, split, b, mO, mOPartial, mLSEPartial, NT, cfg.write_final)
 
     @cute.jit
     def _issue(self, atom, sK: cute.Tensor, sV: cute.Tensor, mK: cute.Tensor, mV: cute.Tensor,
