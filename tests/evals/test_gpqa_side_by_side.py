@@ -7,49 +7,31 @@ pair; a crash of one leaves the others; every server is stopped at the end and o
 import json
 import os
 import re
-import shlex
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from attnbench.records import record
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "serving"))
-from test_server import FAKE, all_pids, alive  # noqa: E402
+from test_server import all_pids, alive, checkpoint, commands, fake_env, interrupt_when  # noqa: E402
+
+
+def env(tmp_path, **extra) -> dict:
+    return {**os.environ, **fake_env(tmp_path, **extra)}
+
 
 FLAGS = ["--api", "chat", "--effort", "none", "--dataset", "mini", "--repeats", "1", "--max-tokens", "8",
          "--retry-time", "5"]
 
 
-def checkpoint(tmp_path) -> str:
-    """A local model folder whose config.json gives the KV cache size (the stand-in loads nothing)."""
-    folder = tmp_path / "ckpt"
-    folder.mkdir(exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "vocab_size": 300, "hidden_size": 64, "intermediate_size": 128,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "torch_dtype": "bfloat16"}))
-    return str(folder)
-
-
-def env(tmp_path, **extra) -> dict:
-    return {**os.environ, "ATTNBENCH_VLLM_CMD": f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} serve",
-            "FAKE_VLLM_PIDS": str(tmp_path / "pids"), "FAKE_VLLM_ARGS": str(tmp_path / "args.jsonl"),
-            "FAKE_VLLM_START_S": "0.4", "ATTNBENCH_GPU_MEMORY_GIB": "140", **extra}
-
-
 def gpqa_argv(tmp_path, *args) -> list[str]:
-    return [sys.executable, "-m", "attnbench", "gpqa", "--model", checkpoint(tmp_path), *FLAGS, *map(str, args)]
+    return [sys.executable, "-m", "attnbench", "gpqa", "--model", checkpoint(tmp_path, 300), *FLAGS, *map(str, args)]
 
 
 def gpqa(tmp_path, *args, **extra):
     return subprocess.run(gpqa_argv(tmp_path, *args), capture_output=True, text=True, timeout=300,
                           env=env(tmp_path, **extra))
-
-
-def commands(tmp_path) -> list[list[str]]:
-    return [json.loads(line) for line in (tmp_path / "args.jsonl").read_text().splitlines()]
 
 
 def port(url_or_log: str) -> str:
@@ -92,21 +74,10 @@ def test_no_parallel_start_starts_one_server_at_a_time_with_vllms_default_memory
 
 def test_ctrl_c_stops_every_side_by_side_server_and_keeps_the_answers(tmp_path):
     out = tmp_path / "res"
-    proc = subprocess.Popen(gpqa_argv(tmp_path, "--backends", "fa3,fa4", "--result-dir", out, "--concurrency", "2"),
-                            env=env(tmp_path, FAKE_VLLM_ITL="0.2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
     cache = out / "cache.jsonl"
-    try:
-        deadline = time.monotonic() + 180
-        while not (cache.exists() and cache.read_text().strip()):  # a state, not a time
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    code, err = interrupt_when(gpqa_argv(tmp_path, "--backends", "fa3,fa4", "--result-dir", out, "--concurrency", "2"),
+                               env(tmp_path, FAKE_VLLM_ITL="0.2"), lambda: cache.exists() and cache.read_text().strip())
+    assert code == 130, err
     assert "2 servers side by side" in err
     assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
     first = json.loads((out / "fa3" / "gpqa.json").read_text())

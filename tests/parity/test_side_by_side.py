@@ -3,14 +3,10 @@
 server is stopped at the end and on Ctrl-C; --no-parallel-start keeps one server at a time. The
 servers are the stand-in `vllm serve` (tests/serving/fake_vllm.py) on loopback."""
 
-import json
 import os
 import re
-import shlex
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,36 +16,21 @@ from attnbench.records import record
 from .logprob_server import VOCAB
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "serving"))
-from test_server import FAKE, all_pids, alive  # noqa: E402
+from test_server import all_pids, alive, checkpoint, commands, fake_env, interrupt_when  # noqa: E402
+
+
+def env(tmp_path, **extra) -> dict:
+    return {**os.environ, **fake_env(tmp_path, **extra)}
+
 
 FLAGS = ["--num-prompts", "3", "--short-len", "6", "--long-len", "20", "--top-k", "4", "--max-tokens", "5",
          "--vocab-size", str(VOCAB)]
 
 
-def checkpoint(tmp_path) -> str:
-    """A local model folder whose config.json gives the KV cache size (the stand-in loads nothing)."""
-    folder = tmp_path / "ckpt"
-    folder.mkdir(exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "vocab_size": VOCAB, "hidden_size": 64, "intermediate_size": 128,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "torch_dtype": "bfloat16"}))
-    return str(folder)
-
-
-def env(tmp_path, **extra) -> dict:
-    return {**os.environ, "ATTNBENCH_VLLM_CMD": f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} serve",
-            "FAKE_VLLM_PIDS": str(tmp_path / "pids"), "FAKE_VLLM_ARGS": str(tmp_path / "args.jsonl"),
-            "FAKE_VLLM_START_S": "0.4", "ATTNBENCH_GPU_MEMORY_GIB": "140", **extra}
-
-
 def parity(tmp_path, *args, **extra):
-    return subprocess.run([sys.executable, "-m", "attnbench", "parity", "--model", checkpoint(tmp_path),
+    return subprocess.run([sys.executable, "-m", "attnbench", "parity", "--model", checkpoint(tmp_path, VOCAB),
                            "--hf-reference", "off", *FLAGS, *args], capture_output=True, text=True, timeout=300,
                           env=env(tmp_path, **extra))
-
-
-def commands(tmp_path) -> list[list[str]]:
-    return [json.loads(line) for line in (tmp_path / "args.jsonl").read_text().splitlines()]
 
 
 def share(cmd: list[str]) -> str:
@@ -106,21 +87,11 @@ def test_no_parallel_start_keeps_one_server_at_a_time_and_the_null_restart_last(
 
 def test_ctrl_c_stops_every_side_by_side_server_and_keeps_what_was_collected(tmp_path):
     out = tmp_path / "res"
-    proc = subprocess.Popen([sys.executable, "-m", "attnbench", "parity", "--model", checkpoint(tmp_path),
-                             "--hf-reference", "off", *FLAGS, "--backends", "fa2,fa3", "--result-dir", str(out)],
-                            env=env(tmp_path, FAKE_VLLM_MODE_FLASH_ATTN3="shift:0.01", FAKE_VLLM_ITL="1.0"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while not (out / "collected" / "fa2.json.gz").exists():  # a state, not a time
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    code, err = interrupt_when([sys.executable, "-m", "attnbench", "parity", "--model", checkpoint(tmp_path, VOCAB),
+                                "--hf-reference", "off", *FLAGS, "--backends", "fa2,fa3", "--result-dir", str(out)],
+                               env(tmp_path, FAKE_VLLM_MODE_FLASH_ATTN3="shift:0.01", FAKE_VLLM_ITL="1.0"),
+                               lambda: (out / "collected" / "fa2.json.gz").exists())
+    assert code == 130, err
     assert "3 servers side by side" in err
     assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
     recs = {r.backend: r for r in record.load(out)}

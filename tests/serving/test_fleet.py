@@ -3,8 +3,6 @@ and every server stopped on a crash of one and on Ctrl-C (against the stand-in `
 
 import json
 import os
-import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ from attnbench.serving import fleet
 from attnbench.serving.run import model_shape
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_server import FAKE, all_pids, alive  # noqa: E402
+from test_server import all_pids, alive, fake_env, interrupt_when  # noqa: E402
 
 B = [registry.get(n) for n in ("fa3", "flashinfer", "fa4", "attnbench-fa4")]
 
@@ -115,12 +113,6 @@ def attnbench(*args, env=None, timeout=180):
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def fake_env(tmp_path, **extra):
-    return {"ATTNBENCH_VLLM_CMD": f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} serve",
-            "FAKE_VLLM_PIDS": str(tmp_path / "pids"), "FAKE_VLLM_START_S": "0.4",
-            "ATTNBENCH_GPU_MEMORY_GIB": "140", **extra}
-
-
 def test_side_by_side_servers_get_their_share_and_passes_are_interleaved(tmp_path):
     out = tmp_path / "res"
     p = attnbench("serve-bench", "--backends", "fa3,fa4", "--input", "8", "--output", "3", "--num-prompts", "4",
@@ -155,21 +147,10 @@ def test_a_crash_of_one_side_by_side_server_leaves_the_other_measured_and_nothin
 def test_ctrl_c_stops_every_side_by_side_server_and_keeps_what_was_measured(tmp_path):
     out = tmp_path / "res"
     env = {**os.environ, **fake_env(tmp_path, FAKE_VLLM_ITL="0.05")}
-    proc = subprocess.Popen([sys.executable, "-m", "attnbench", "serve-bench", "--backends", "fa3,fa4", "--input", "8",
-                             "--output", "40", "--num-prompts", "4", "--repeats", "50", "--warmup", "0",
-                             "--result-dir", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "fa4" / "serve-8x40-r0.json").exists():  # a state, not a time
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    code, err = interrupt_when([sys.executable, "-m", "attnbench", "serve-bench", "--backends", "fa3,fa4", "--input", "8",
+                                "--output", "40", "--num-prompts", "4", "--repeats", "50", "--warmup", "0",
+                                "--result-dir", str(out)], env, lambda: (out / "fa4" / "serve-8x40-r0.json").exists(), 120, 90)
+    assert code == 130, err
     assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
     passes = [r for r in record.load(out) if r.kind == "serve"]
     assert {("fa3", 0), ("fa4", 0)} <= {(r.backend, r.scenario["repeat"]) for r in passes}

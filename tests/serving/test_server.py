@@ -1,8 +1,10 @@
 """Server orchestration against a stand-in `vllm serve` (tests/serving/fake_vllm.py) that starts
 slowly, crashes, hangs or ignores SIGTERM, and spawns an engine child like vLLM does."""
 
+import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +42,46 @@ def alive(pid: int) -> bool:
 
 def all_pids(pids_file: Path) -> list[int]:
     return [int(p) for line in pids_file.read_text().splitlines() for p in line.split()]
+
+
+def fake_env(tmp_path, **extra) -> dict:
+    """The variables that make a command start the stand-in for `vllm serve` (pids and argv noted
+    under tmp_path), with room for 140 GiB of GPU memory."""
+    return {"ATTNBENCH_VLLM_CMD": f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} serve",
+            "FAKE_VLLM_PIDS": str(tmp_path / "pids"), "FAKE_VLLM_ARGS": str(tmp_path / "args.jsonl"),
+            "FAKE_VLLM_START_S": "0.4", "ATTNBENCH_GPU_MEMORY_GIB": "140", **extra}
+
+
+def commands(tmp_path) -> list[list[str]]:
+    """The argv of every stand-in server started under fake_env(tmp_path), in start order."""
+    return [json.loads(line) for line in (tmp_path / "args.jsonl").read_text().splitlines()]
+
+
+def checkpoint(tmp_path, vocab_size: int) -> str:
+    """A local model folder whose config.json gives the KV cache size (the stand-in loads nothing)."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "vocab_size": vocab_size, "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "torch_dtype": "bfloat16"}))
+    return str(folder)
+
+
+def interrupt_when(argv: list[str], env: dict, ready, timeout_s: float = 180, stop_s: float = 120) -> tuple[int, str]:
+    """Start `argv`, wait until `ready()` (a state, not a time; at most timeout_s), send it Ctrl-C
+    and give it stop_s to exit; (exit code, stderr)."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=stop_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
 
 
 def spec(tmp_path, backend="fa3", **kw):
