@@ -171,21 +171,13 @@ def test_microbench_gives_its_scenario_the_budget_env_sh_left(tmp_path):
     assert 400 <= float(study[8]) <= 530
 
 
-def test_check_then_study_checks_correctness_within_its_small_budget_then_serves(tmp_path):
+@pytest.mark.parametrize("job, budget, then", [("check-then-study.sh", "200", "serve-study.sh"),
+                                               ("check-then-noise.sh", "330", "noise.sh")])
+def test_a_check_then_job_checks_correctness_within_its_budget_then_runs_its_study(tmp_path, job, budget, then):
+    """check-then-study: a small budget (the tests, no sanitizers); check-then-noise: the sanitizers too."""
     env, calls = stand_ins(tmp_path, "bash")  # the jobs it calls are noted, not run
     env.pop("KERNELS_BUDGET_S", None)
-    p = subprocess.run(["/bin/bash", str(DEVICE / "check-then-study.sh")], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=120)
+    p = subprocess.run(["/bin/bash", str(DEVICE / job)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert [json.loads(line) for line in calls.read_text().splitlines()] == [
-        ["bash", "scripts/device/kernels.sh", "sanitize", "200"], ["bash", "scripts/device/serve-study.sh", None, None]]
-
-
-def test_check_then_noise_checks_correctness_with_the_sanitizers_then_runs_the_noise_study(tmp_path):
-    env, calls = stand_ins(tmp_path, "bash")  # the jobs it calls are noted, not run
-    env.pop("KERNELS_BUDGET_S", None)
-    p = subprocess.run(["/bin/bash", str(DEVICE / "check-then-noise.sh")], cwd=ROOT, env=env, capture_output=True,
-                       text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    assert [json.loads(line) for line in calls.read_text().splitlines()] == [
-        ["bash", "scripts/device/kernels.sh", "sanitize", "330"], ["bash", "scripts/device/noise.sh", None, None]]
+        ["bash", "scripts/device/kernels.sh", "sanitize", budget], ["bash", f"scripts/device/{then}", None, None]]
