@@ -232,21 +232,26 @@ VARIANTS = {"default": {}, "pipelined": {"num_threads": 128, "tokens_per_thread"
             "smem": {"num_threads": 128, "tokens_per_thread": 2, "smem_stages": 3}}
 
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("batch, lens, hq, hkv, d, page, dtype, splits", GPU_SHAPES)
-def test_matches_float32_reference_and_writes_every_element(batch, lens, hq, hkv, d, page, dtype, splits, variant):
+def _matches_reference(batch, lens, hq, hkv, d, page, dtype, splits, tuning: dict) -> None:
+    """FA4Decode with `tuning` against the float32 reference: every output element written (the
+    output starts poisoned with NaN) and within the dtype's tolerance."""
     from attnbench.kernels.fa4_decode import reference
     from attnbench.kernels.fa4_decode.launcher import FA4Decode
 
     inp = _inputs(batch, lens, hq, hkv, d, page, dtype)
-    dec = FA4Decode(q_heads=hq, kv_heads=hkv, head_dim=d, page_size=page, dtype=dtype, max_batch=batch,
-                    **VARIANTS[variant])
+    dec = FA4Decode(q_heads=hq, kv_heads=hkv, head_dim=d, page_size=page, dtype=dtype, max_batch=batch, **tuning)
     dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,
         max_context=max(lens), num_splits=splits)
     ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
     assert not inp.out.isnan().any(), "poisoned (NaN) output elements were left unwritten"
     assert _rel_err(inp.out, ref) <= TOLERANCE[dtype]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("batch, lens, hq, hkv, d, page, dtype, splits", GPU_SHAPES)
+def test_matches_float32_reference_and_writes_every_element(batch, lens, hq, hkv, d, page, dtype, splits, variant):
+    _matches_reference(batch, lens, hq, hkv, d, page, dtype, splits, VARIANTS[variant])
 
 
 @pytest.mark.gpu
@@ -372,17 +377,7 @@ MMA_GPU_SHAPES = [
 @pytest.mark.parametrize("batch, lens, hq, hkv, d, page, dtype, splits", MMA_GPU_SHAPES)
 def test_mma_kernel_matches_float32_reference_and_writes_every_element(batch, lens, hq, hkv, d, page, dtype,
                                                                        splits, stages, threads):
-    from attnbench.kernels.fa4_decode import reference
-    from attnbench.kernels.fa4_decode.launcher import FA4Decode
-
-    inp = _inputs(batch, lens, hq, hkv, d, page, dtype)
-    dec = FA4Decode(q_heads=hq, kv_heads=hkv, head_dim=d, page_size=page, dtype=dtype, max_batch=batch,
-                    **(MMA | {"smem_stages": stages, "num_threads": threads}))
-    dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,
-        max_context=max(lens), num_splits=splits)
-    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
-    assert not inp.out.isnan().any(), "poisoned (NaN) output elements were left unwritten"
-    assert _rel_err(inp.out, ref) <= TOLERANCE[dtype]
+    _matches_reference(batch, lens, hq, hkv, d, page, dtype, splits, MMA | {"smem_stages": stages, "num_threads": threads})
 
 
 @pytest.mark.gpu
