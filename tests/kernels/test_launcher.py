@@ -254,16 +254,18 @@ def test_matches_float32_reference_and_writes_every_element(batch, lens, hq, hkv
     _matches_reference(batch, lens, hq, hkv, d, page, dtype, splits, VARIANTS[variant])
 
 
-@pytest.mark.gpu
-def test_cuda_graph_replay_follows_new_lengths_without_recapture():
+def _replayed(q_heads: int, head_dim: int, new_lens: list[int], **tuning):
+    """Capture a split decode of 8 sequences of 300 tokens (split kernel and combine) in a CUDA
+    graph, replay it with `new_lens` and a NaN-poisoned output; (output, float32 reference)."""
     import torch
 
     from attnbench.kernels.fa4_decode import reference
     from attnbench.kernels.fa4_decode.launcher import FA4Decode
 
-    inp = _inputs(8, (300,) * 8, 16, 8, 128, 16, "bfloat16")
-    dec = FA4Decode(q_heads=16, kv_heads=8, head_dim=128, page_size=16, dtype="bfloat16", max_batch=8).compile()
-    call = lambda: dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,
+    inp = _inputs(8, (300,) * 8, q_heads, 8, head_dim, 16, "bfloat16")
+    dec = FA4Decode(q_heads=q_heads, kv_heads=8, head_dim=head_dim, page_size=16, dtype="bfloat16", max_batch=8,
+                    **tuning).compile()
+    call = lambda: dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,  # noqa: E731
                        max_context=300)
     assert dec.plan(8, 300).num_splits > 1  # the graph holds the split kernel and the combine
     call()
@@ -271,13 +273,18 @@ def test_cuda_graph_replay_follows_new_lengths_without_recapture():
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         call()
-    inp.seq_lens.copy_(torch.tensor([1, 16, 17, 100, 255, 256, 299, 300], dtype=torch.int32))
+    inp.seq_lens.copy_(torch.tensor(new_lens, dtype=torch.int32))
     inp.out.fill_(float("nan"))
     graph.replay()
     torch.cuda.synchronize()
-    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
-    assert not inp.out.isnan().any()
-    assert _rel_err(inp.out, ref) <= TOLERANCE["bfloat16"]
+    return inp.out, reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_follows_new_lengths_without_recapture():
+    out, ref = _replayed(16, 128, [1, 16, 17, 100, 255, 256, 299, 300])
+    assert not out.isnan().any()
+    assert _rel_err(out, ref) <= TOLERANCE["bfloat16"]
 
 
 @pytest.mark.gpu
@@ -410,25 +417,6 @@ def test_mma_split_partials_and_lses_are_the_ones_the_combine_reads(hq, d, page)
 
 @pytest.mark.gpu
 def test_mma_kernel_replays_in_a_cuda_graph_and_writes_zeros_for_padding_rows():
-    import torch
-
-    from attnbench.kernels.fa4_decode import reference
-    from attnbench.kernels.fa4_decode.launcher import FA4Decode
-
-    inp = _inputs(8, (300,) * 8, 64, 8, 64, 16, "bfloat16")
-    dec = FA4Decode(q_heads=64, kv_heads=8, head_dim=64, page_size=16, dtype="bfloat16", max_batch=8, **MMA).compile()
-    call = lambda: dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale, inp.out,  # noqa: E731
-                       max_context=300)
-    assert dec.plan(8, 300).num_splits > 1
-    call()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        call()
-    inp.seq_lens.copy_(torch.tensor([1, 16, 0, 100, 255, 0, 299, 300], dtype=torch.int32))
-    inp.out.fill_(float("nan"))
-    graph.replay()
-    torch.cuda.synchronize()
-    ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
-    assert not inp.out.isnan().any() and (inp.out[2] == 0).all() and (inp.out[5] == 0).all()
-    assert _rel_err(inp.out, ref) <= TOLERANCE["bfloat16"]
+    out, ref = _replayed(64, 64, [1, 16, 0, 100, 255, 0, 299, 300], **MMA)
+    assert not out.isnan().any() and (out[2] == 0).all() and (out[5] == 0).all()
+    assert _rel_err(out, ref) <= TOLERANCE["bfloat16"]
