@@ -224,8 +224,8 @@ def serve_and_evaluate(cfg: GPQARun, ev: Eval, cache: Cache, records: list[Recor
     total = fleet.gpu_memory_gib()  # $ATTNBENCH_GPU_MEMORY_GIB, else nvidia-smi's
     plan = fleet.plan(started, memory_need(cfg, len(ev.samples)), total, cfg.parallel_start, cfg.serve_args)
     if started:
-        if cfg.parallel_start and not plan.side_by_side:
-            notice(f"attnbench: notice: --parallel-start asked, but {plan.reason}")
+        if why := fleet.unmet(plan, cfg.parallel_start):
+            notice(f"attnbench: notice: {why}")
         notice(f"attnbench: {plan.reason}" + ("; the backends of a wave are asked one after another"
                                               if plan.side_by_side else ""))
     try:

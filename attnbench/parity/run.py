@@ -289,8 +289,8 @@ def layout(p: Parity, jobs: list[Job], served_path: str):
     need, beside = memory_need(p, model_config(served_path))
     total = fleet.gpu_memory_gib()  # $ATTNBENCH_GPU_MEMORY_GIB, else nvidia-smi's
     plan = fleet.plan([j.backend for j in jobs], need, total, p.parallel_start, p.serve_args, beside)
-    if p.parallel_start and not plan.side_by_side:
-        notice(f"notice: --parallel-start asked, but {plan.reason}")
+    if why := fleet.unmet(plan, p.parallel_start):
+        notice(f"notice: {why}")
     notice(plan.reason + ("; the servers of a wave start together and are collected from one after another"
                           if plan.side_by_side else ""))
     return plan

@@ -111,6 +111,12 @@ def plan(backends: list[Backend], need_gib: float | None, total_gib: float | Non
                               f"(each needs {need_gib:.1f} GiB{beside})")
 
 
+def unmet(layout: Plan, parallel: bool | None) -> str | None:
+    """The notice a command prints when --parallel-start was asked for and the servers cannot run
+    side by side."""
+    return f"--parallel-start asked, but {layout.reason}" if parallel and not layout.side_by_side else None
+
+
 def need_gib(cfg: dict | None, shape: dict | None, tokens_in_flight: int) -> float | None:
     """GiB one server needs for a load with this many tokens (prompt + output) in flight at once."""
     if not cfg or not shape or not all(shape.get(k) for k in ("num_hidden_layers", "num_key_value_heads", "head_dim")):

@@ -479,8 +479,8 @@ def run(bench: ServeBench) -> list[Record]:
         total = bench.gpu_memory_gib if bench.gpu_memory_gib is not None else fleet.gpu_memory_gib()
         layout = fleet.plan(bench.backends, fleet.need_gib(cfg, shape, tokens_in_flight(bench)), total,
                             bench.parallel_start, bench.serve_args)
-        if bench.parallel_start and not layout.side_by_side:
-            print(f"attnbench: notice: --parallel-start asked, but {layout.reason}", file=sys.stderr)
+        if why := fleet.unmet(layout, bench.parallel_start):
+            print(f"attnbench: notice: {why}", file=sys.stderr)
         interleave = layout.side_by_side if bench.interleave is None else (bench.interleave and layout.side_by_side)
         if bench.interleave and not layout.side_by_side:
             print("attnbench: notice: --interleave needs servers side by side; measuring one server at a time",

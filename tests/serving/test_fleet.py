@@ -56,6 +56,9 @@ def test_one_at_a_time_when_none_fits_beside_another_or_when_asked():
     assert not fleet.plan(B, need, 139.8, serve_args=["--gpu-memory-utilization", "0.3"]).side_by_side
     assert not fleet.plan(B, need, 139.8, serve_args=["--gpu-memory-utilization=0.3"]).side_by_side  # either form
     assert len(fleet.plan(B, 10.0, 139.8).waves) == 1  # all four fit: one wave of four
+    # --parallel-start that cannot be honoured says why; asked or not, a plan that can says nothing
+    assert fleet.unmet(small, True) == f"--parallel-start asked, but {small.reason}"
+    assert fleet.unmet(small, None) is None and fleet.unmet(fleet.plan(B, 10.0, 139.8, parallel=True), True) is None
 
 
 def test_the_client_keeps_four_cores_on_big_machines():
