@@ -203,6 +203,8 @@ class ScriptedServer:
                 await asyncio.sleep(3600)
             chunks = {t: self._event(path, cid, [self._choice(path, t, None)], None) for t in set(reply.tokens)}
             for i, token in enumerate(reply.tokens):
+                if i == len(reply.tokens) - 1:  # as vLLM streams it: the last token's event says why it ended
+                    chunks[token] = self._event(path, cid, [self._choice(path, token, reply.finish_reason)], None)
                 if n in s.error_after and i == s.error_after[n]:
                     await resp.write(b'data: {"error": {"message": "scripted mid-stream failure", "code": 500}}\n\n')
                     return resp

@@ -8,7 +8,7 @@ import pytest
 
 from attnbench.errors import UserError
 from attnbench.serving import client, metrics, workload
-from attnbench.serving.scripted_server import Script, ScriptedServer
+from attnbench.serving.scripted_server import Reply, Script, ScriptedServer
 
 
 def make_requests(n, input_len=32, output_len=20, rate=math.inf, burstiness=1.0, seed=0):
@@ -158,6 +158,23 @@ def test_a_final_event_with_empty_text_and_usage_is_not_a_token():
         (res,) = client.run(client.ClientConfig(s.base_url, "scripted", workers=1), make_requests(1, output_len=32))
     assert res.success and res.output_len == 32
     assert res.chunks == 32 and len(res.itls) == 31  # 32 tokens, 31 gaps
+
+
+class SpecialLast(Script):
+    """vLLM streaming a special token last: its text is empty, in the event with the finish reason."""
+    def reply(self, path, body, n):
+        return Reply(tokens=[" tok"] * (body["max_tokens"] - 1) + [""])
+
+
+@pytest.mark.parametrize("output_len", [1, 5])
+def test_a_special_token_in_the_closing_event_is_a_token_when_it_arrives(output_len):
+    # with one output token (prefill-heavy shapes) it is the stream's only token: not a failure
+    with ScriptedServer(SpecialLast(ttft_s=0.05, itl_s=0.02)) as s:
+        (res,) = client.run(client.ClientConfig(s.base_url, "scripted", workers=1),
+                            make_requests(1, output_len=output_len))
+    assert res.success, res.error
+    assert res.output_len == res.chunks == output_len and len(res.itls) == output_len - 1
+    assert res.ttft >= 0.05 and all(gap >= 0.015 for gap in res.itls)
 
 
 def test_carries_token():
