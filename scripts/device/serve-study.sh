@@ -1,5 +1,5 @@
 # The serving study on a fresh H200, scenarios/seed-serve.toml through `attnbench run`: four
-# backends, both seed shapes, steady-state warm-up and 3 to 5 measured passes each (side by side
+# backends, both seed shapes, steady-state warm-up and 3 to 10 measured passes each (side by side
 # and interleaved where the GPU has room), with the GPU, CPU and /metrics observations that the
 # noise table in docs/serving-noise.md is made of; then explain over its records.
 # STUDY_LIMIT_S (default 1440) stops serve-bench, which saves what it has (its run is "partial" in
