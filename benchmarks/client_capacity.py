@@ -11,30 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attnbench import atomic, procs, provenance  # noqa: E402
-from attnbench.serving import client, metrics, workload  # noqa: E402
+from attnbench import atomic, provenance  # noqa: E402
+from attnbench.serving import client, metrics, scripted_server, workload  # noqa: E402
 
 
-def wait_ready(url: str) -> None:
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/models", timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("scripted server did not start")
-
-
-def run_once(port: int, streams: int, itl_s: float, tokens: int, workers: int) -> dict:
-    base = f"http://127.0.0.1:{port}/v1"
+def run_once(base: str, streams: int, itl_s: float, tokens: int, workers: int) -> dict:
     prompts = workload.prompts(streams, 32, 1000, 0)
     reqs = [client.Request(p, tokens, 0.0) for p in prompts]
     t0 = time.process_time()
@@ -55,17 +42,10 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=400)
     ap.add_argument("--server-workers", type=int, default=1)
     ap.add_argument("--client-workers", default="1,2")
-    ap.add_argument("--port", type=int, default=18777)
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
-    server = subprocess.Popen([sys.executable, "-m", "attnbench.serving.scripted_server", "--port", str(a.port),
-                               "--ttft", "0.05", "--itl", str(a.itl_ms / 1e3), "--workers", str(a.server_workers)],
-                              start_new_session=True)
-    try:
-        wait_ready(f"http://127.0.0.1:{a.port}/v1")
-        runs = [run_once(a.port, a.streams, a.itl_ms / 1e3, a.tokens, int(w)) for w in a.client_workers.split(",")]
-    finally:
-        procs.stop_group(server, grace_s=10)
+    with scripted_server.spawned(0.05, a.itl_ms / 1e3, workers=a.server_workers) as base:
+        runs = [run_once(base, a.streams, a.itl_ms / 1e3, a.tokens, int(w)) for w in a.client_workers.split(",")]
     out = {"benchmark": "client-capacity", "streams": a.streams, "tokens_per_stream": a.tokens,
            "server_workers": a.server_workers, "cpu_count": os.cpu_count(), "runs": runs,
            "command": " ".join(sys.argv), "provenance": provenance.collect()}

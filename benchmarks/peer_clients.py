@@ -16,12 +16,20 @@ random dataset makes them), `attnbench-warm` (token ids after serve-bench's stea
 Around every run the server's /metrics is read, so each row also carries what the server measured
 for that window: a reference common to every client. `--reference vllm` divides by vLLM's client.
 
+Which client bends under load? `--scripted TTFT_MS,ITL_MS` (instead of `--endpoint`) runs the
+rounds against attnbench's scripted server started for them (`--server-workers` processes), whose
+timings are known: its row `script` is what a client should measure, and the ratios are divided
+by it (script/client), e.g. `--scripted 50,16 --input 1000 --output 1000 --num-prompts 256
+--concurrency 256` offers 256 / 16 ms = 16k tok/s.
+
 See docs/peer-clients.md for a server to run this against on a CPU machine."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -32,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from attnbench import atomic, provenance, stats  # noqa: E402
-from attnbench.serving import prometheus  # noqa: E402
+from attnbench.serving import prometheus, scripted_server  # noqa: E402
 
 METRICS = ("output_throughput", "mean_ttft_ms", "mean_tpot_ms")  # compared
 SERVER = ("server_mean_ttft_ms", "server_mean_tpot_ms")  # what the server measured for the same window
@@ -151,6 +159,16 @@ def _ci(r: dict) -> str:
     return "" if low is None or low != low else f"; 95% CI {low:.2f}-{high:.2f}"
 
 
+def scripted_truth(ttft_ms: float, itl_ms: float, num_prompts: int, concurrency: int, output: int) -> dict:
+    """What a client should measure of the scripted server: each request's first token ttft after
+    it arrives, then one every itl, so TPOT = itl. With c requests at a time the n requests run in
+    ceil(n / c) waves of ttft + (output - 1) x itl each: output tok/s = n x output / that total."""
+    waves = math.ceil(num_prompts / max(1, min(concurrency, num_prompts)))
+    duration_s = waves * (ttft_ms + (output - 1) * itl_ms) / 1e3
+    return {"completed": num_prompts, "failed": 0, "output_throughput": num_prompts * output / duration_s,
+            "mean_ttft_ms": float(ttft_ms), "mean_tpot_ms": float(itl_ms)}
+
+
 # ---- running the clients ---------------------------------------------------------------------------
 
 def installed() -> list[str]:
@@ -237,7 +255,11 @@ def run_round(client: str, a: argparse.Namespace, seed: int, out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--endpoint", required=True, help="the server's base URL")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--endpoint", help="the server's base URL")
+    where.add_argument("--scripted", metavar="TTFT_MS,ITL_MS",
+                       help="run against attnbench's scripted server with these timings, started here")
+    ap.add_argument("--server-workers", type=int, default=1, help="--scripted: the server's processes")
     ap.add_argument("--model", required=True, help="the served model name")
     ap.add_argument("--tokenizer", required=True, help="local folder with the model's tokenizer (the peers need one)")
     ap.add_argument("--input", type=int, default=128)
@@ -251,18 +273,39 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--attnbench-arg", action="append", default=[], help="shorthand for --peer-arg attnbench=ARG")
     ap.add_argument("--out", type=Path, default=Path("results/cpu/peer-clients"))
     ap.add_argument("--report-only", action="store_true", help="re-read the rounds already under --out, run nothing")
-    ap.add_argument("--reference", default="attnbench", help="the client the others are divided by (e.g. vllm)")
+    ap.add_argument("--reference", default=None,
+                    help="the client the others are divided by (e.g. vllm; default attnbench, or script with --scripted)")
     a = ap.parse_args(argv)
     a.peer_arg += [f"attnbench={v}" for v in a.attnbench_arg]
+    truth = None
+    if a.scripted:
+        try:
+            ttft_ms, itl_ms = (float(v) for v in a.scripted.split(","))
+        except ValueError:
+            ap.error(f"--scripted {a.scripted!r}: give TTFT_MS,ITL_MS, e.g. --scripted 50,16")
+        truth = scripted_truth(ttft_ms, itl_ms, a.num_prompts, a.concurrency, a.output)
+    a.reference = a.reference or ("script" if truth else "attnbench")
     clients = a.clients.split(",") if a.clients else installed()
-    runs: dict[str, list[dict]] = {c: [] for c in clients}
-    earlier = json.loads((a.out / "comparison.json").read_text()) if a.report_only else {}
-    head = {k: earlier[k] for k in ("command", "provenance")} if a.report_only else {
+    earlier = json.loads((a.out / "comparison.json").read_text()) if a.report_only else None
+    head = {k: earlier[k] for k in ("command", "provenance")} if earlier else {
         "command": " ".join([sys.executable, *sys.argv]), "provenance": provenance.collect()}
+    with (scripted_server.spawned(ttft_ms / 1e3, itl_ms / 1e3, a.server_workers, a.model) if truth and not earlier
+          else contextlib.nullcontext(a.endpoint)) as a.endpoint:
+        runs = rounds(a, clients, head, truth, earlier)
+    print(save(a, runs, head))
+
+
+def rounds(a: argparse.Namespace, clients: list[str], head: dict, truth: dict | None = None,
+           earlier: dict | None = None) -> dict[str, list[dict]]:
+    """Every client once per round, in turn (or re-read from `earlier` rounds); with a scripted
+    server its truth is the row "script"."""
+    runs: dict[str, list[dict]] = ({"script": []} if truth else {}) | {c: [] for c in clients}
     for r in range(a.rounds):
+        if truth:
+            runs["script"].append(dict(truth))
         for client in clients:
             out = a.out / f"round{r}" / client
-            if a.report_only:
+            if earlier:
                 res = {**earlier["runs"][client][r], **PARSERS[client](command(client, a, r, out)[1])}
             else:
                 try:
@@ -273,8 +316,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"round {r} {client}: " + (f"failed: {res['error']}" if "error" in res else
                   f"{res['completed']} ok, {res['failed']} lost, " + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS)),
                   file=sys.stderr, flush=True)
-        table = save(a, runs, head)  # after every round: a job cut short keeps what it measured
-    print(table)
+        save(a, runs, head)  # after every round: a job cut short keeps what it measured
+    return runs
 
 
 def save(a: argparse.Namespace, runs: dict[str, list[dict]], head: dict) -> str:

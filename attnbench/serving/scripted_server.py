@@ -11,6 +11,7 @@ Serves /v1/completions and /v1/chat/completions (streamed or not), /v1/responses
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -383,6 +384,38 @@ def _error(status: int, message: str, kind: str | None = None):
 
     error = {"message": message, "code": status} | ({"type": kind} if kind else {})
     return web.json_response({"error": error}, status=status)
+
+
+@contextlib.contextmanager
+def spawned(ttft_s: float, itl_s: float, workers: int = 1, model: str = "scripted", host: str = "127.0.0.1"):
+    """The server in processes of its own, as a real server runs beside a client (a thread would
+    share the client's interpreter); yields its base URL once it answers, and stops its process
+    group on the way out."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    from attnbench import procs
+
+    proc = subprocess.Popen([sys.executable, "-m", "attnbench.serving.scripted_server", "--host", host, "--port", "0",
+                             "--ttft", str(ttft_s), "--itl", str(itl_s), "--workers", str(workers), "--model", model],
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline()  # "scripted server on URL (pid N)"
+        if not line.startswith("scripted server on "):
+            raise RuntimeError(f"scripted server did not start (exit code {proc.poll()})")
+        url = line.split()[3]
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/models", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"scripted server at {url} did not answer")
+        yield url
+    finally:
+        procs.stop_group(proc, grace_s=10)
 
 
 def _serve_process(script: Script, sock: socket.socket) -> None:

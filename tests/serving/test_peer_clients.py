@@ -113,3 +113,28 @@ def test_a_client_that_fails_is_recorded_and_the_others_rounds_are_kept(tmp_path
     assert res["clients"]["attnbench"]["rounds"] == 2
     assert res["clients"]["attnbench-warm"] == {"rounds": 0, "failed_rounds": 2, "lost": 0}
     assert res["ratios"] == {}  # nothing to pair with
+
+
+def test_the_scripted_servers_truth_is_its_timings():
+    # 256 streams at once, 1000 tokens: 50 ms + 999 x 16 ms = 16.034 s, 256,000 tokens in it
+    t = peer.scripted_truth(50, 16, num_prompts=256, concurrency=256, output=1000)
+    assert (t["mean_ttft_ms"], t["mean_tpot_ms"], t["completed"], t["failed"]) == (50, 16, 256, 0)
+    assert t["output_throughput"] == pytest.approx(256_000 / 16.034)
+    # 10 requests 4 at a time: 3 waves
+    assert peer.scripted_truth(10, 5, 10, 4, 3)["output_throughput"] == pytest.approx(30 / (3 * 0.020))
+
+
+def test_clients_against_the_scripted_server_are_divided_by_its_truth(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "peer_clients.py"), "--scripted", "20,5",
+                    "--model", "scripted", "--tokenizer", str(tmp_path), "--input", "8", "--output", "12",
+                    "--num-prompts", "8", "--concurrency", "8", "--rounds", "2", "--vocab-size", "100",
+                    "--clients", "attnbench", "--out", str(tmp_path / "out")], check=True, cwd=ROOT, capture_output=True)
+    res = __import__("json").loads((tmp_path / "out" / "comparison.json").read_text())
+    assert res["runs"]["script"] == [peer.scripted_truth(20, 5, 8, 8, 12)] * 2
+    a = res["clients"]["attnbench"]
+    assert a["rounds"] == 2 and a["lost"] == 0
+    # nothing arrives sooner than scripted; a loaded machine only delays
+    assert a["mean_ttft_ms"]["mean"] >= 20 and a["mean_tpot_ms"]["mean"] >= 5 * 0.9
+    r = res["ratios"]["attnbench"]
+    assert r["mean_ttft_ms"]["max"] <= 1.0 and r["output_throughput"]["min"] >= 1.0
+    assert "| script | 2 | 0 |" in (tmp_path / "out" / "comparison.md").read_text()

@@ -109,3 +109,34 @@ def test_a_reply_answers_chat_and_responses_and_leaves_completions_scripted():
     assert [o["type"] for o in resp["output"]] == ["reasoning", "message"] and resp["status"] == "completed"
     assert resp["output"][1]["content"][0]["text"] == "Answer: B" and resp["usage"]["output_tokens"] == 2
     assert done["choices"][0]["text"] == " tok tok" and done["usage"]["completion_tokens"] == 2
+
+
+
+def _pids_serving(model: str) -> set[int]:
+    """Processes whose command line runs the scripted server for `model`."""
+    from pathlib import Path
+
+    found = set()
+    for d in Path("/proc").iterdir():
+        try:
+            words = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"attnbench.serving.scripted_server" in words and model.encode() in words:
+            found.add(int(d.name))
+    return found
+
+
+def test_spawned_runs_in_processes_of_its_own_and_leaves_none_behind():
+    import os
+    import urllib.request
+
+    from attnbench.serving import scripted_server
+
+    model = f"spawn-test-{os.getpid()}"
+    with scripted_server.spawned(0.001, 0.001, workers=2, model=model) as url:
+        models = json.loads(urllib.request.urlopen(url + "/models", timeout=5).read())
+        running = _pids_serving(model)
+    assert [m["id"] for m in models["data"]] == [model]
+    assert len(running) == 2 and os.getpid() not in running  # two server processes, neither this one
+    assert _pids_serving(model) == set()
