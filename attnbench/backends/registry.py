@@ -26,6 +26,7 @@ class Backend:
     serve_env: dict[str, str] = field(default_factory=dict)
     microbench: str | None = None  # "module:Class" of its kernel adapter (attnbench.microbench)
     vllm_plugin: str | None = None  # entry point in vllm.general_plugins that vLLM must load for it
+    ours: bool = False  # attnbench's own kernel: summaries set it beside the best of the others
 
     def availability(self, serving: bool = True) -> Availability:
         """Whether it runs here; `serving` False asks for its kernels alone (microbench)."""
@@ -93,7 +94,8 @@ BACKENDS: dict[str, Backend] = {
         Backend("triton", "vLLM's Triton attention", ("--attention-backend", "TRITON_ATTN")),
         Backend("attnbench-fa4", "attnbench's FA4-style split-KV decode (CuTe DSL) inside vLLM",
                 ("--attention-backend", "CUSTOM"), requires=("vllm", "cutlass", "tvm_ffi"), sm=(90,),
-                microbench="attnbench.microbench.adapters.attnbench_fa4:AttnbenchFA4", vllm_plugin="attnbench_fa4"),
+                microbench="attnbench.microbench.adapters.attnbench_fa4:AttnbenchFA4", vllm_plugin="attnbench_fa4",
+                ours=True),
     )
 }
 

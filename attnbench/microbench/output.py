@@ -150,6 +150,7 @@ def summary(records: list[Record], op: str, roof: dict | None, skipped: list[str
             _num(m.get("pct_peak_flops")), "" if m.get("rel_err") is None else f"{m['rel_err']:.2e}",
             str(r.samples.get("verdict", "?"))]) + " |")
     lines += _vs_reference(records, op, roof)
+    lines += _ours_against_the_best_other(records, op)
     bad = [r for r in records if r.status != "ok"]
     if bad:
         lines += ["", "## Not ok", ""] + [f"- {r.backend} {r.scenario.get('label')}: {r.error}" for r in bad]
@@ -253,3 +254,33 @@ def roof_of(records: list[Record]) -> dict | None:
         if roof:
             return roof
     return None
+
+
+def _ours_against_the_best_other(records: list[Record], op: str) -> list[str]:
+    """Per shape, our kernel's rate beside the best other backend's in the same run: the question
+    its work answers. Only correct results count (a FAIL is no speed)."""
+    from attnbench.backends import registry
+
+    key, unit = RATE[op]
+    ok = [r for r in records if r.samples.get("verdict") == "ok" and r.metrics.get(key) and not r.scenario.get("cold_l2")]
+    ours = {r.backend for r in ok if r.backend in registry.BACKENDS and registry.BACKENDS[r.backend].ours}
+    rows, ahead = [], 0
+    for name in sorted(ours):
+        for shape in _shapes(ok):
+            here = [r for r in ok if _row(r) == shape]
+            mine = next((r for r in here if r.backend == name), None)
+            others = [r for r in here if r.backend not in ours]
+            if mine is None or not others:
+                continue
+            best = max(others, key=lambda r: r.metrics[key])
+            ratio = mine.metrics[key] / best.metrics[key]
+            ahead += ratio >= 1
+            rows.append(f"| {shape} | {name} | {mine.metrics[key]:.0f} | {best.backend} | {best.metrics[key]:.0f} | "
+                        f"{ratio:.3f} |")
+    if not rows:
+        return []
+    return ["", "## Ours against the best other backend", "",
+            f"{unit} of each shape; at or above the best other backend on {ahead} of {len(rows)} shapes "
+            "(one median each, so a ratio within ~1% of 1 is a tie).", "",
+            f"| shape | ours | {unit} | best other | {unit} | ours / best |", "|---|---|---:|---|---:|---:|", *rows]
+

@@ -125,3 +125,20 @@ def test_summary_sets_the_reference_shapes_beside_the_h100_reference(monkeypatch
     assert "Reference: NVIDIA H100 80GB HBM3" in md and "results/h100/microbench/reference.json" in md
     monkeypatch.setattr(output, "REFERENCE_FILE", tmp_path / "absent.json")
     assert "Against the reference" not in output.summary([rec], "decode", None, [])
+
+
+def test_summary_sets_ours_beside_the_best_other_backend_of_each_shape():
+    def rec(backend, label, gbps, verdict="ok"):
+        return Record(kind="microbench", backend=backend, scenario={"label": label, "op": "decode"},
+                      metrics={"us": 1.0, "gbps": gbps}, samples={"verdict": verdict})
+
+    a, b, c = "B256 ctx2048 H16/8/128 bf16", "B1 ctx32768 H16/8/128 bf16", "B8 ctx16384 H16/8/128 bf16"
+    recs = [rec("fa3", a, 4257.0), rec("flashinfer", a, 4252.0), rec("attnbench-fa4", a, 4280.0),
+            rec("fa3", b, 3228.0), rec("flashinfer", b, 3279.0), rec("attnbench-fa4", b, 3086.0),
+            rec("fa3", c, 4074.0), rec("attnbench-fa4", c, 9999.0, verdict="FAIL")]  # a wrong result is no speed
+    md = output.summary(recs, "decode", None, []).split("## Ours against the best other backend")[1]
+    assert "at or above the best other backend on 1 of 2 shapes" in md
+    assert f"| {a} | attnbench-fa4 | 4280 | fa3 | 4257 | 1.005 |" in md
+    assert f"| {b} | attnbench-fa4 | 3086 | flashinfer | 3279 | 0.941 |" in md
+    assert f"| {c} | attnbench-fa4" not in md
+    assert "best other backend" not in output.summary(recs[:2], "decode", None, [])  # ours not measured: no section
