@@ -11,7 +11,7 @@
 #             (tests/kernels/test_fa4_acceptance.py, acceptance/rep0/acceptance.xml), the launcher's
 #             and the vLLM plugin's GPU tests, then compute-sanitizer memcheck, racecheck and
 #             synccheck over the grid's -k sanitizer cases: ~8 min (2026-12-02: grid 196 s,
-#             launcher and plugin over 138 s, each sanitizer ~40 s)
+#             launcher and plugin over 138 s, each sanitizer ~25 s)
 #   sweep     scenarios/h200-kernels-sweep.toml -> /tmp/res/fa4-sweep/: python -m
 #             attnbench.microbench.fa4_sweep, one step per head layout x page size, its reports in
 #             sweep/rep0/; each shape's winner goes into attnbench/kernels/fa4_decode/tuning.json of
