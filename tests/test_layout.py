@@ -85,10 +85,10 @@ def test_kernels_import_no_harness_code():
 
 
 # The package's layers, lowest first. A package imports only packages of lower layers (imports
-# inside functions count): the base utilities (errors and atomic writes under the rest), then records and what is served or timed, then the
+# inside functions count): the base utilities (errors, atomic writes and text formats under the rest), then records and what is served or timed, then the
 # two measuring harnesses, then the commands built on them, then scenarios, then the CLI.
 LAYERS = [
-    {"errors", "atomic"},
+    {"errors", "atomic", "textfmt"},
     {"console", "procs", "provenance", "stats", "figures", "flags"},
     {"records", "models", "backends", "kernels"},
     {"serving", "microbench"},

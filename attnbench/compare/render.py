@@ -3,8 +3,7 @@ worth reading: every verdict other than ok/unjudged/n-a, plus each kind's headli
 
 from __future__ import annotations
 
-import math
-
+from attnbench import textfmt
 from attnbench.compare.judge import (BAD, FAILED, IMPROVEMENT, MISSING, NA, NEW, NOISE, OK, REGRESSION, UNJUDGED,
                                      Comparison, Row)
 from attnbench.records import kinds
@@ -23,23 +22,9 @@ def shown(cmp: Comparison, everything: bool = False) -> list[Row]:
     return sorted((r for r in cmp.rows if keep(r)), key=lambda r: (r.verdict not in BAD, r.kind, r.label, r.backend, r.metric))
 
 
-def _num(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if x == 0 or 0.01 <= abs(x) < 1e6:
-        return f"{x:.4g}" if abs(x) < 1000 else f"{x:,.0f}"
-    return f"{x:.3g}"
-
-
-def _pct(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"{x:+.1f}%" if math.isfinite(x) else ("+inf%" if x > 0 else "-inf%")
-
-
 def _cells(r: Row) -> list[str]:
-    return [r.kind, r.backend, r.label, r.metric, _num(r.baseline), _num(r.current), _pct(r.change_pct),
-            MARK.get(r.verdict, r.verdict), r.rule]
+    return [r.kind, r.backend, r.label, r.metric, textfmt.grouped(r.baseline), textfmt.grouped(r.current),
+            textfmt.signed_pct(r.change_pct), MARK.get(r.verdict, r.verdict), r.rule]
 
 
 HEADER = ["kind", "backend", "settings", "metric", "baseline", "current", "change", "verdict", "rule"]
@@ -74,10 +59,10 @@ def markdown(cmp: Comparison, everything: bool = False, title: str = "attnbench 
 
 
 def _md_table(rows: list[Row]) -> list[str]:
-    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    for r in rows:
-        cells = [c.replace("|", "\\|") for c in _cells(r)]
+    """The rows as markdown, a bad verdict in bold."""
+    def cells(r: Row) -> list[str]:
+        out = _cells(r)
         if r.verdict in BAD:
-            cells[7] = f"**{cells[7]}**"
-        out.append("| " + " | ".join(cells) + " |")
-    return out
+            out[7] = f"**{out[7]}**"
+        return out
+    return textfmt.md_table(HEADER, map(cells, rows))

@@ -7,6 +7,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from attnbench import textfmt
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; max-width: 70em; }
 .msg { padding: .5em 1em; margin: .4em 0; border-radius: 4px; }
@@ -65,4 +67,4 @@ def report(title: str, metrics: dict[str, Any], rows: list[dict[str, Any]], prom
 
 
 def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return textfmt.significant(v) if isinstance(v, float) else str(v)

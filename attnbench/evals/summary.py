@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnbench import atomic, stats
+from attnbench import atomic, stats, textfmt
 from attnbench.records.record import Record
 
 PLOT = "gpqa_scores.png"
@@ -38,22 +38,22 @@ def summary_md(cfg, records: list[Record], diffs: list[stats.PairedDiff]) -> str
              + ". The score counts every sample, a request refused (HTTP 400) or failed as wrong, as the reference "
              "does; the answered-only score leaves those out. ± SE is clustered by question and the 95% CI a "
              "bootstrap over questions (other questions from the same population); ± repeats is the spread over "
-             "fresh answers to these same questions, what a reproduction of a published figure is held to.", "",
-             "| backend | status | score % | ± SE | 95% CI | ± repeats | answered-only % | samples | answered | "
-             "HTTP 400 | failed | extraction failures | truncations | mean completion tokens |",
-             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "fresh answers to these same questions, what a reproduction of a published figure is held to.", ""]
+    rows = []
     for r in records:
         m = r.metrics
         if r.status == "ok" or m.get("n_samples"):
-            ci = f"[{100 * m['ci_low']:.1f}, {100 * m['ci_high']:.1f}]" if m.get("ci_low") is not None else "-"
-            mct = m.get("mean_completion_tokens")
-            lines.append(f"| {r.backend} | {r.status} | {_pct(m.get('score_pct'))} | {_pct(m.get('stderr_pct'))} | {ci} | "
-                         f"{_pct(m.get('stderr_repeat_pct'))} | {_pct(m.get('score_answered_pct'))} | "
-                         f"{m.get('n_samples')}/{m.get('n_expected')} | {m.get('n_answered')} | "
-                         f"{m.get('rejected_requests')} | {m.get('failed_requests')} | {m.get('extraction_failures')} | "
-                         f"{m.get('truncations')} | {'-' if mct is None else f'{mct:.0f}'} |")
+            ci = f"[{100 * m['ci_low']:.1f}, {100 * m['ci_high']:.1f}]" if m.get("ci_low") is not None else textfmt.MISSING
+            rows.append([r.backend, r.status, textfmt.points(m.get("score_pct")), textfmt.points(m.get("stderr_pct")), ci,
+                         textfmt.points(m.get("stderr_repeat_pct")), textfmt.points(m.get("score_answered_pct")),
+                         f"{m.get('n_samples')}/{m.get('n_expected')}", m.get("n_answered"), m.get("rejected_requests"),
+                         m.get("failed_requests"), m.get("extraction_failures"), m.get("truncations"),
+                         textfmt.number(m.get("mean_completion_tokens"), ".0f")])
         else:
-            lines.append(f"| {r.backend} | failed |" + " - |" * 12)
+            rows.append([r.backend, "failed", *[textfmt.MISSING] * 12])
+    lines += textfmt.md_table(["backend", "status", "score %", "± SE", "95% CI", "± repeats", "answered-only %", "samples",
+                               "answered", "HTTP 400", "failed", "extraction failures", "truncations",
+                               "mean completion tokens"], rows, align="llrrlrrrrrrrrr")
     notes = [f"- **{r.backend}**: {r.error}" for r in records if r.error]
     for r in records:
         m = r.metrics
@@ -71,35 +71,27 @@ def summary_md(cfg, records: list[Record], diffs: list[stats.PairedDiff]) -> str
             notes.append(f"- **{r.backend}**: max tokens capped to {sent} by the server's max model length")
     if notes:
         lines += ["", *notes]
-    lines += ["", "## Per-repeat scores (%)", "", "| backend | " + " | ".join(f"r{i}" for i in range(cfg.repeats)) + " |",
-              "|---|" + "---:|" * cfg.repeats]
-    for r in records:
-        per = r.samples.get("per_repeat", [])
-        lines.append(f"| {r.backend} | " + " | ".join(f"{100 * v:.1f}" for v in per) + " |")
+    per_repeat = [[r.backend, *([f"{100 * v:.1f}" for v in r.samples.get("per_repeat", [])] or [""])] for r in records]
+    lines += ["", "## Per-repeat scores (%)", "",
+              *textfmt.md_table(["backend", *(f"r{i}" for i in range(cfg.repeats))], per_repeat, "l" + "r" * cfg.repeats)]
     if diffs:
         lines += ["", "## Paired differences", "",
                   "Over the samples both scored; interval, p and verdict from one bootstrap over questions.", "",
-                  *[f"- {d.verdict()}" for d in diffs], "",
-                  "| pair | diff (pts) | ± SE | 95% CI | bootstrap p | common samples | questions |",
-                  "|---|---:|---:|---|---:|---:|---:|"]
-        for d in diffs:
-            lines.append(f"| {d.name_b} vs {d.name_a} | {100 * d.diff:+.2f} | {100 * d.stderr:.2f} | "
-                         f"[{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}] | {d.p_value:.3g} | {d.n_cells} | {d.n_questions} |")
+                  *[f"- {d.verdict()}" for d in diffs], ""]
+        rows = [[f"{d.name_b} vs {d.name_a}", textfmt.number(100 * d.diff, "+.2f"), textfmt.number(100 * d.stderr, ".2f"),
+                 f"[{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}]", textfmt.significant(d.p_value, 3), d.n_cells,
+                 d.n_questions] for d in diffs]
+        lines += textfmt.md_table(["pair", "diff (pts)", "± SE", "95% CI", "bootstrap p", "common samples", "questions"],
+                                  rows, align="lrrlrrr")
     with_q = [r for r in records if r.samples.get("per_question")]
     if with_q:
         ids = sorted({q for r in with_q for q in r.samples["per_question"]})
-        lines += ["", "## Correct rate per question", "", "| question | " + " | ".join(r.backend for r in with_q) + " |",
-                  "|---|" + "---:|" * len(with_q)]
-        for q in ids:
-            vals = [r.samples["per_question"].get(q) for r in with_q]
-            lines.append(f"| {q} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
+        rows = [[q, *(textfmt.number(r.samples["per_question"].get(q), ".2f") for r in with_q)] for q in ids]
+        lines += ["", "## Correct rate per question", "",
+                  *textfmt.md_table(["question", *(r.backend for r in with_q)], rows, align="l" + "r" * len(with_q))]
     if (cfg.result_dir / PLOT).exists():
         lines += ["", f"![score per backend]({PLOT})"]
     return "\n".join(lines) + "\n"
-
-
-def _pct(v) -> str:
-    return "-" if v is None or v != v else f"{v:.1f}"
 
 
 def plot(cfg, records: list[Record]) -> Path | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnbench import atomic
+from attnbench import atomic, textfmt
 from attnbench.explain.estimate import Gap
 from attnbench.explain.run import ShapeResult
 
@@ -13,26 +13,23 @@ HEADER = ("backend", "kernel", "TPOT mean", "TPOT med", "attn est", "attn share"
 
 
 def _ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}"
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.0f}%"
+    """Milliseconds per step, to 10 µs."""
+    return textfmt.number(v, ".2f")
 
 
 def _explained(g) -> str:
-    return "within noise" if g.within_noise else _pct(g.explained)
+    return "within noise" if g.within_noise else textfmt.share(g.explained)
 
 
 def _tpot(e) -> str:
     """The measured TPOT, its CI over repeats, and whose it is (e: engine-side, from /metrics)."""
-    cell = _ms(e.tpot_mean_ms) + (f" ±{e.tpot_half_pct:.1f}%" if e.tpot_half_pct is not None else "")
+    cell = _ms(e.tpot_mean_ms) + ("" if e.tpot_half_pct is None else " " + textfmt.plus_minus_pct(e.tpot_half_pct))
     return cell + (" (e)" if e.tpot_source == "engine" else "")
 
 
 def rows(res: ShapeResult) -> list[list[str]]:
-    return [[e.backend, e.kernel, _tpot(e), _ms(e.tpot_median_ms), _ms(e.attn_ms), _pct(e.share),
-             _ms(e.rest_ms), f"{e.mix.mean_batch:.0f}", f"{e.mix.mean_context:.0f}", _pct(e.mix.coverage)]
+    return [[e.backend, e.kernel, _tpot(e), _ms(e.tpot_median_ms), _ms(e.attn_ms), textfmt.share(e.share),
+             _ms(e.rest_ms), f"{e.mix.mean_batch:.0f}", f"{e.mix.mean_context:.0f}", textfmt.share(e.mix.coverage)]
             for e in res.estimates]
 
 
@@ -67,10 +64,6 @@ def table(results: list[ShapeResult]) -> str:
     return "\n".join(out).rstrip() + "\n" if out else "(nothing to explain)\n"
 
 
-def _md_row(cells) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
 def markdown(results: list[ShapeResult], plots: dict | None = None) -> str:
     out = ["# attnbench explain", "",
            "How much of each backend's decode step (measured mean TPOT) the attention kernels account for. "
@@ -79,21 +72,19 @@ def markdown(results: list[ShapeResult], plots: dict | None = None) -> str:
            "page size and dtype, weighted by how many token-steps each stood for, and multiplied by the number "
            "of layers. `rest` is everything else in a step: " + REST + ".", ""]
     for res in results:
-        out += [f"## {_title(res)}", "", _md_row(HEADER), _md_row(["---"] * 2 + ["---:"] * (len(HEADER) - 2))]
-        out += [_md_row(r) for r in rows(res)]
-        out.append("")
+        out += [f"## {_title(res)}", "", *textfmt.md_table(HEADER, rows(res), align="ll" + "r" * (len(HEADER) - 2)), ""]
         if res.gaps:
             split = any(g.kernel_gap_ms is not None for g in res.gaps)
             head = ["slower vs faster", "TPOT gap", "attention gap", "explained", "rest"]
             head += ["of which kernel (same batches)", "of which load"] if split else []
-            out += [_md_row(head), _md_row(["---"] + ["---:"] * (len(head) - 1))]
+            gaps = []
             for g in res.gaps:
-                cells = [f"{g.slower} vs {g.faster}", _ms(g.tpot_gap_ms), f"{g.attn_gap_ms:+.2f}", _explained(g),
-                         f"{g.rest_ms:+.2f}"]
+                cells = [f"{g.slower} vs {g.faster}", _ms(g.tpot_gap_ms), textfmt.number(g.attn_gap_ms, "+.2f"),
+                         _explained(g), textfmt.number(g.rest_ms, "+.2f")]
                 if split:
-                    cells += ["-" if g.kernel_gap_ms is None else f"{g.kernel_gap_ms:+.2f}",
-                              "-" if g.load_gap_ms is None else f"{g.load_gap_ms:+.2f}"]
-                out.append(_md_row(cells))
+                    cells += [textfmt.number(g.kernel_gap_ms, "+.2f"), textfmt.number(g.load_gap_ms, "+.2f")]
+                gaps.append(cells)
+            out += textfmt.md_table(head, gaps, align="l" + "r" * (len(head) - 1))
             out += ["", "TPOT gap = attention gap + rest; each backend's attention is estimated on its own run's "
                     "batches" + (", and attention gap = kernel (both kernels on the faster run's batches) + load "
                                  "(the slower run's other batches)." if split else "."), ""]
@@ -104,13 +95,12 @@ def markdown(results: list[ShapeResult], plots: dict | None = None) -> str:
             out += [f"### {e.backend}: decode batch compositions (kernel {e.kernel})", "",
                     f"{mix.decode_samples} of {mix.samples} in-flight samples decoding (source: {mix.source}, "
                     f"every {mix.interval_s} s); kept {len(mix.compositions)} compositions covering "
-                    f"{_pct(mix.coverage)} of the token-steps. {_pct(mix.mixed_share)} of decode token-steps had "
+                    f"{textfmt.share(mix.coverage)} of the token-steps. {textfmt.share(mix.mixed_share)} of decode token-steps had "
                     f"prompts waiting for prefill (mean {mix.mean_waiting_prefill:.1f}); prefill attention is not "
                     "in the estimate, its interference is part of `rest`.", "",
-                    "| composition | weight | kernel us/layer | ms/step |", "| --- | ---: | ---: | ---: |"]
-            out += [_md_row([c.label(), f"{c.weight:.3f}",
-                             f"{t:.1f}", f"{t * e.model.layers / 1000:.3f}"])
-                    for c, t in zip(mix.compositions, e.layer_us)]
+                    *textfmt.md_table(["composition", "weight", "kernel us/layer", "ms/step"],
+                                      [[c.label(), f"{c.weight:.3f}", f"{t:.1f}", f"{t * e.model.layers / 1000:.3f}"]
+                                       for c, t in zip(mix.compositions, e.layer_us)], align="lrrr")]
             out.append("")
         if res.notes:
             out += [f"- {n}" for n in res.notes] + [""]
@@ -132,7 +122,7 @@ def plot(res: ShapeResult, path: Path, device: str = "") -> Path | None:
     ax.bar(names, attn, color="C3", label="attention (microbench estimate)")
     ax.bar(names, rest, bottom=attn, color="C7", label="rest of the step")
     for i, e in enumerate(res.estimates):
-        ax.text(i, e.attn_ms / 2, _pct(e.share), ha="center", va="center", color="white", fontsize=9)
+        ax.text(i, e.attn_ms / 2, textfmt.share(e.share), ha="center", va="center", color="white", fontsize=9)
         ax.text(i, max(e.tpot_mean_ms, e.attn_ms), f"{e.tpot_mean_ms:.1f}", ha="center", va="bottom", fontsize=9)
     ax.set_ylabel("ms per decode step (mean TPOT)")
     ax.set_title(f"{res.shape.label}: attention vs rest of a decode step" + (f"\n{device}" if device else ""),

@@ -11,7 +11,7 @@ import threading
 from collections import defaultdict
 from pathlib import Path
 
-from attnbench import atomic
+from attnbench import atomic, textfmt
 from attnbench.records.record import Record
 
 RATE = {"decode": ("gbps", "GB/s"), "prefill": ("tflops", "TFLOP/s")}
@@ -102,13 +102,8 @@ def cell(rec: Record | None, op: str) -> str:
     if verdict in ("skipped", "error", "interrupted") or rec.metrics.get("us") is None:
         return {"skipped": "skip", "interrupted": "cut"}.get(verdict, "error")
     key = RATE[op][0]
-    text = f"{_sig(rec.metrics['us'])} µs {_sig(rec.metrics.get(key) or 0)}"
+    text = f"{textfmt.compact(rec.metrics['us'])} µs {textfmt.compact(rec.metrics.get(key) or 0)}"
     return text + (" FAIL" if verdict == "FAIL" else "")
-
-
-def _sig(x: float) -> str:
-    """Readable at any scale: 2394, 12.3, 0.00412."""
-    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 1 else f"{x:.3g}"
 
 
 def table(records: list[Record], op: str) -> str:
@@ -125,11 +120,17 @@ def table(records: list[Record], op: str) -> str:
 
 
 def _num(x, digits=None) -> str:
+    """A summary.md value: blank when missing (an empty cell; the roofline line shows '?' instead),
+    a float in `digits` decimals or compact, anything else as it is."""
     if x is None:
         return ""
     if isinstance(x, float):
-        return f"{x:.{digits}f}" if digits is not None else _sig(x)
+        return textfmt.number(x, f".{digits}f") if digits is not None else textfmt.compact(x)
     return str(x)
+
+
+RESULTS_HEADER = ["shape", "backend", "µs", "TFLOP/s", "GB/s", "% meas. BW", "% peak BW", "% meas. FLOP/s",
+                  "% peak FLOP/s", "rel_err", "verdict"]
 
 
 def summary(records: list[Record], op: str, roof: dict | None, skipped: list[str] = ()) -> str:
@@ -139,16 +140,16 @@ def summary(records: list[Record], op: str, roof: dict | None, skipped: list[str
                   f"{roof.get('gpu_name')}: measured copy {_num(roof.get('measured_gbps'), 0)} GB/s, "
                   f"bf16 matmul {_num(roof.get('measured_tflops'), 0)} TFLOP/s; datasheet "
                   f"{_num(roof.get('datasheet_gbps'), 0) or '?'} GB/s, {_num(roof.get('datasheet_tflops'), 0) or '?'} TFLOP/s.", ""]
-    lines += ["## Results", "", "```", table(records, op), "```", "",
-              "| shape | backend | µs | TFLOP/s | GB/s | % meas. BW | % peak BW | % meas. FLOP/s | % peak FLOP/s | rel_err | verdict |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = []
     for r in records:
         m = r.metrics
-        lines.append("| " + " | ".join([
+        rows.append([
             _row(r), r.backend, _num(m.get("us")), _num(m.get("tflops")), _num(m.get("gbps"), 0),
             _num(m.get("pct_measured_bw")), _num(m.get("pct_peak_bw")), _num(m.get("pct_measured_flops")),
-            _num(m.get("pct_peak_flops")), "" if m.get("rel_err") is None else f"{m['rel_err']:.2e}",
-            str(r.samples.get("verdict", "?"))]) + " |")
+            _num(m.get("pct_peak_flops")), "" if m.get("rel_err") is None else textfmt.number(m["rel_err"], ".2e"),
+            r.samples.get("verdict", "?")])
+    lines += ["## Results", "", "```", table(records, op), "```", "",
+              *textfmt.md_table(RESULTS_HEADER, rows, align="llrrrrrrrrl")]
     lines += _vs_reference(records, op, roof)
     lines += _ours_against_the_best_other(records, op)
     bad = [r for r in records if r.status != "ok"]
@@ -174,7 +175,8 @@ def _vs_reference(records: list[Record], op: str, roof: dict | None, reference: 
         key, expect = ref[0], ref[1][r.backend]
         diff = 100.0 * (r.metrics[key] / expect - 1)
         flag = " **>5%**" if abs(diff) > 5 else ""
-        rows.append(f"| {r.scenario['label']} | {r.backend} | {key} | {expect} | {r.metrics[key]:.0f} | {diff:+.1f}%{flag} |")
+        rows.append([r.scenario["label"], r.backend, key, expect, textfmt.number(r.metrics[key], ".0f"),
+                     textfmt.signed_pct(diff) + flag])
     if not rows:
         return []
     gpu = (roof or {}).get("gpu_name") or "this GPU"
@@ -182,7 +184,7 @@ def _vs_reference(records: list[Record], op: str, roof: dict | None, reference: 
     where = f"{prov.get('gpu', '?')}; {prov.get('setting', '')}".strip("; ")
     return ["", f"## Against the reference figures (measured here on {gpu})", "",
             f"Reference: {where} ({reference.get('path', '?')}).", "",
-            "| shape | backend | metric | reference | here | difference |", "|---|---|---|---:|---:|---:|", *rows]
+            *textfmt.md_table(["shape", "backend", "metric", "reference", "here", "difference"], rows, align="lllrrr")]
 
 
 def plots(records: list[Record], op: str, out_dir: str | Path) -> list[Path]:

@@ -4,28 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnbench import atomic
+from attnbench import atomic, textfmt
 from attnbench.parity.metrics import Comparison
 from attnbench.records.record import Record
 
-COLUMNS = (  # header, metric key, format
-    ("max |Δlp|", "max_abs_dlogprob", "{:.4f}"),
-    ("mean |Δlp|", "mean_abs_dlogprob", "{:.5f}"),
-    ("mean KL", "mean_kl", "{:.2e}"),
-    ("top-1", "top1_agreement", "{:.4f}"),
-    ("top-1 (ties)", "top1_agreement_tie_aware", "{:.4f}"),
-    ("top-k overlap", "topk_overlap_mean", "{:.4f}"),
-    ("tail mass", "tail_mass_mean", "{:.4f}"),
-    ("missed mass", "missed_mass_mean", "{:.2e}"),
-    ("greedy prefix mean", "greedy_prefix_mean", "{:.1f}"),
-    ("min", "greedy_prefix_min", "{:d}"),
+COLUMNS = (  # header, metric key, format spec (textfmt.number)
+    ("max |Δlp|", "max_abs_dlogprob", ".4f"),
+    ("mean |Δlp|", "mean_abs_dlogprob", ".5f"),
+    ("mean KL", "mean_kl", ".2e"),
+    ("top-1", "top1_agreement", ".4f"),
+    ("top-1 (ties)", "top1_agreement_tie_aware", ".4f"),
+    ("top-k overlap", "topk_overlap_mean", ".4f"),
+    ("tail mass", "tail_mass_mean", ".4f"),
+    ("missed mass", "missed_mass_mean", ".2e"),
+    ("greedy prefix mean", "greedy_prefix_mean", ".1f"),
+    ("min", "greedy_prefix_min", "d"),
 )
-
-
-def _fmt(fmt: str, value) -> str:
-    if value is None:
-        return "-"
-    return fmt.format(int(value)) if fmt == "{:d}" else fmt.format(value)
 
 
 def verdict(rec: Record) -> str:
@@ -43,9 +37,9 @@ def rows(records: list[Record], reference: str) -> list[list[str]]:
         compared = [(p, a) for p, a in against if rec.metrics.get(p + "max_abs_dlogprob") is not None]
         if rec.status != "ok" or not compared:
             against = "(reference)" if rec.backend == reference and rec.status == "ok" else reference
-            out.append([rec.backend, against, *("-" for _ in COLUMNS), verdict(rec)])
+            out.append([rec.backend, against, *(textfmt.MISSING for _ in COLUMNS), verdict(rec)])
         for prefix, against in compared:
-            out.append([rec.backend, against, *(_fmt(f, rec.metrics.get(prefix + k)) for _, k, f in COLUMNS),
+            out.append([rec.backend, against, *(textfmt.number(rec.metrics.get(prefix + k), f) for _, k, f in COLUMNS),
                         verdict(rec)])
     return out
 
@@ -60,10 +54,6 @@ def table(records: list[Record], reference: str, warnings: list[str] = ()) -> st
     failures += [f"  {rec.backend}: {rec.error}" for rec in records if rec.status != "ok"]
     notes = [f"  {w}" for w in warnings]
     return "\n".join(lines + (["", "failures:", *failures] if failures else []) + (["", "warnings:", *notes] if notes else []))
-
-
-def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
 def summary(records: list[Record], reference: str, warnings: list[str] = ()) -> str:
@@ -93,9 +83,7 @@ def summary(records: list[Record], reference: str, warnings: list[str] = ()) -> 
         "outside its top-k (what the top-k metrics cannot see). missed mass: the reference's probability on "
         "its top-k tokens that the backend's top-k lacks. Greedy prefix: identical greedy tokens per prompt.",
         "",
-        _md_row(header),
-        "|" + "---|" * len(header),
-        *(_md_row(r) for r in body),
+        *textfmt.md_table(header, body),
     ]
     failures = [f"- {rec.backend}: {f}" for rec in records for f in rec.samples.get("threshold_failures", [])]
     failures += [f"- {rec.backend}: failed to run: {rec.error}" for rec in records if rec.status != "ok"]
@@ -118,11 +106,10 @@ def null_section(null: dict | None) -> list[str]:
     md = ["", "## Limits from the null pass", "",
           f"Null: {null['how']}. A backend fails a metric above {null['factor']:g} x the null's spread "
           f"(for an agreement: its disagreement 1 - value), never below {null['floor']:g} of the fixed bf16 limit.",
-          "", "| metric | null | limit | from |", "|---|---|---|---|"]
-    for key, n in null["limits"].items():
-        md.append(f"| {key} | {n['null']:.4g} | {'>=' if n['kind'] == 'min' else '<='} {n['limit']:.4g} | "
-                  f"{'floor' if n['from'] == 'floor' else str(null['factor']) + ' x null'} |")
-    return md
+          ""]
+    rows = [[key, textfmt.significant(n["null"]), (">= " if n["kind"] == "min" else "<= ") + textfmt.significant(n["limit"]),
+             "floor" if n["from"] == "floor" else f"{null['factor']} x null"] for key, n in null["limits"].items()]
+    return md + textfmt.md_table(["metric", "null", "limit", "from"], rows)
 
 
 def per_position(c: Comparison) -> list[float]:

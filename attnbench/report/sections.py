@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from attnbench import textfmt
 from attnbench.report import charts
 from attnbench.report.page import Cell, Html, Section, esc, img, link, relative, table
 from attnbench.report.sources import Entry, Raw
@@ -107,11 +108,12 @@ def latest(entries: list[Entry]) -> list[Entry]:
 
 
 def fmt(v: object) -> str:
+    """A table cell of any value: yes/no, a float by magnitude (significant digits below 1)."""
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return summary.fmt(v) if abs(v) >= 1 or v == 0 else f"{v:.4g}"
-    return "-" if v is None else str(v)
+        return textfmt.by_magnitude(v) if abs(v) >= 1 or v == 0 else textfmt.significant(v, 4)
+    return textfmt.MISSING if v is None else str(v)
 
 
 def history(ctx: Context, kind: str, entries: list[Entry]) -> list[Html]:
@@ -168,7 +170,7 @@ def _change_table(label: str, series: dict[str, dict[str, list[charts.Point]]]) 
             if len(points) < 2:
                 continue
             prev, last = points[-2], points[-1]
-            change = f"{(last.value / prev.value - 1) * 100:+.1f}%" if prev.value else "-"
+            change = textfmt.signed_pct((last.value / prev.value - 1) * 100) if prev.value else textfmt.MISSING
             rows.append([line, metric, len(points), f"{fmt(prev.value)} ({prev.sha[:7]})",
                          f"{fmt(last.value)} ({last.sha[:7]})", change])
     return table(["backend", "metric", "runs", "previous (git sha)", "latest (git sha)", "change"], rows,

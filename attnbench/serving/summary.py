@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from attnbench import atomic, stats
+from attnbench import atomic, stats, textfmt
 from attnbench.records import kinds
 from attnbench.records.record import Record
 from attnbench.serving import aggregate, observe, plots
@@ -41,9 +41,9 @@ class Cell:
 
     def text(self) -> str:
         """'14732 ±1.2% 1.00x', '14028 ±2.0% ≈0.95x' (the ratio's CI holds 1), '800 0.80x' (one run)."""
-        out = fmt(self.value)
+        out = textfmt.by_magnitude(self.value)
         if self.spread is not None and self.spread.n > 1 and not math.isnan(self.spread.half_width_pct):
-            out += f" ±{self.spread.half_width_pct:.1f}%"
+            out += " " + textfmt.plus_minus_pct(self.spread.half_width_pct)
         if self.ratio is not None:
             same = self.ratio_ci is not None and not self.is_reference and self.ratio_ci.contains_one
             out += f" {'≈' if same else ''}{self.ratio:.2f}x"
@@ -164,14 +164,6 @@ def comparison(records: list[Record], baseline: str | None = None, keep_flagged:
     return tables
 
 
-def fmt(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, int) or abs(v) >= 100:
-        return f"{v:.0f}"
-    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
-
-
 def legend(reference: str, tables: list[Table] | None = None) -> str:
     to = "the best backend of the shape (max throughput, min latency)" if reference == "best" else reference
     text = f"throughput in tok/s, latency in ms; each cell: value and its ratio to {to}"
@@ -232,18 +224,18 @@ def comparison_markdown(records: list[Record], baseline: str | None = None, keep
         if t.note:
             parts.append(f"> Note: {t.note}\n")
         head = ["backend", *(c.label for c in COLUMNS), "completed/failed"]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        rows = []
         for row in t.rows:
             if row.failure:
-                cells = [f"**FAILED**: {_md_escape(row.failure)}", *[""] * (len(COLUMNS) - 1), row.counts]
+                cells = [f"**FAILED**: {row.failure}", *[""] * (len(COLUMNS) - 1), row.counts]
             else:
                 cells = [md_cell(c) for c in row.cells] + [row.counts]
-            lines.append("| " + " | ".join([_md_escape(row.backend), *cells]) + " |")
-        parts.append("\n".join(lines) + "\n")
+            rows.append([row.backend, *cells])
+        parts.append("\n".join(textfmt.md_table(head, rows)) + "\n")
         flags = flag_lines(t)
         if flags:
             kept = "kept in the statistics (--keep-flagged)" if keep_flagged else "left out of means, CIs and ratios"
-            parts.append(f"Flagged passes ({len(flags)}, {kept}):\n\n" + "\n".join(f"- {_md_escape(f)}" for f in flags) + "\n")
+            parts.append(f"Flagged passes ({len(flags)}, {kept}):\n\n" + "\n".join(f"- {textfmt.md_escape(f)}" for f in flags) + "\n")
         cross = server_cross_check(t)
         if cross:
             parts.append(cross)
@@ -265,20 +257,21 @@ SERVER_PAIRS = (("mean_ttft_ms", "server_mean_ttft_ms", "TTFT"), ("mean_tpot_ms"
 
 def server_cross_check(t: Table) -> str:
     """Client-side beside server-side (/metrics) means, per backend; '' when no server reported."""
-    lines = []
+    rows = []
     for row in t.rows:
         if not any(row.group.values(skey) for _, skey, _ in SERVER_PAIRS):
             continue
         cells = []
         for ckey, skey, _ in SERVER_PAIRS:
             c, sv = row.group.spread(ckey).mean, row.group.spread(skey).mean
-            cells += [fmt(c), fmt(sv), f"{c - sv:+.1f}" if not (math.isnan(c) or math.isnan(sv)) else "-"]
-        lines.append("| " + " | ".join([_md_escape(row.backend), *cells]) + " |")
-    if not lines:
+            cells += [textfmt.by_magnitude(c), textfmt.by_magnitude(sv),
+                      textfmt.MISSING if math.isnan(c) or math.isnan(sv) else textfmt.number(c - sv, "+.1f")]
+        rows.append([row.backend, *cells])
+    if not rows:
         return ""
     head = ["backend"] + [f"{name} {side}" for _, _, name in SERVER_PAIRS for side in ("client", "server", "diff")]
     return ("Client vs server (vLLM /metrics, mean over the passes used, ms):\n\n"
-            + "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n" + "\n".join(lines) + "\n")
+            + "\n".join(textfmt.md_table(head, rows)) + "\n")
 
 
 def warmup_lines(records: list[Record]) -> list[str]:
@@ -317,12 +310,8 @@ def precision_lines(records: list[Record], keep_flagged: bool = False) -> list[s
         else:
             verdict = f"**not met** (cap {cap} passes)"
         out.append(f"- {g.backend} {Shape.of(g.passes[0]).label}: {len(g.passes)} measured passes, output tok/s "
-                   f"±{s.half_width_pct:.1f}% (95% CI over {s.n}); target ±{100 * float(target):g}%: {verdict}")
+                   f"{textfmt.plus_minus_pct(s.half_width_pct)} (95% CI over {s.n}); target ±{100 * float(target):g}%: {verdict}")
     return ["## Repeats", "", *out, ""] if out else []
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
 
 
 def provenance_line(records: list[Record]) -> str:
@@ -368,7 +357,7 @@ def write_summary(result_dir: str | os.PathLike, records: list[Record], baseline
     failed = [r for r in serve if r.status != "ok" or r.error]  # failed, or lost some requests
     if failed:
         lines += ["## Failed runs", ""]
-        lines += [f"- {r.backend} {Shape.of(r).label}: {_md_escape(one_line(r.error, 400))}" for r in failed]
+        lines += [f"- {r.backend} {Shape.of(r).label}: {textfmt.md_escape(one_line(r.error, 400))}" for r in failed]
         lines.append("")
     figures = plots.figure_names(serve)
     if figures:  # drawn right after this file is written, into the same folder
