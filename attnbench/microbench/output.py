@@ -277,12 +277,12 @@ def _ours_against_the_best_other(records: list[Record], op: str) -> list[str]:
             best = max(others, key=lambda r: r.metrics[key])
             ratio = mine.metrics[key] / best.metrics[key]
             ahead += ratio >= 1
-            rows.append(f"| {shape} | {name} | {mine.metrics[key]:.0f} | {best.backend} | {best.metrics[key]:.0f} | "
-                        f"{ratio:.3f} |")
+            rows.append([shape, name, textfmt.number(mine.metrics[key], ".0f"), best.backend,
+                         textfmt.number(best.metrics[key], ".0f"), textfmt.number(ratio, ".3f")])
     if not rows:
         return []
     return ["", "## Ours against the best other backend", "",
             f"{unit} of each shape; at or above the best other backend on {ahead} of {len(rows)} shapes "
             "(one median each, so a ratio within ~1% of 1 is a tie).", "",
-            f"| shape | ours | {unit} | best other | {unit} | ours / best |", "|---|---|---:|---|---:|---:|", *rows]
+            *textfmt.md_table(["shape", "ours", unit, "best other", unit, "ours / best"], rows, align="llrlrr")]
 
