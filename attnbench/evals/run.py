@@ -230,9 +230,9 @@ def serve_and_evaluate(cfg: GPQARun, ev: Eval, cache: Cache, records: list[Recor
                                               if plan.side_by_side else ""))
     try:
         for wave in plan.waves:
-            share = ["--gpu-memory-utilization", str(plan.memory_share)] if plan.memory_share else []
             specs = [ServerSpec(model=model, backend=b, log_path=cfg.result_dir / b.name / "server.log",
-                                extra_args=[*share, *cfg.serve_args], ready_timeout_s=cfg.ready_timeout_s)
+                                extra_args=[*fleet.memory_args(plan.memory_share), *cfg.serve_args],
+                                ready_timeout_s=cfg.ready_timeout_s)
                      for b in wave]
             status = StatusLine(stream=sys.stderr)
             with fleet.running(specs, status) as up:

@@ -169,13 +169,13 @@ def serve_args(p: Parity, memory_share: float | None = None) -> list[str]:
     float32 logits for a whole prefill chunk (8192 tokens x 152k vocab is ~5 GB) outside the
     memory vLLM profiles for: 0.8 of the GPU for a server alone, else its share of a side-by-side
     layout (which leaves that headroom beside every share)."""
+    from attnbench.serving import fleet
+
     args = list(p.serve_args)
     given = {a.split("=")[0] for a in args}
     if p.settings.top_k > 20 and "--max-logprobs" not in given:
         args += ["--max-logprobs", str(p.settings.top_k)]
-    if "--gpu-memory-utilization" not in given:
-        args += ["--gpu-memory-utilization", str(memory_share or 0.8)]
-    return args
+    return args + fleet.memory_args(memory_share, p.serve_args, alone=0.8)
 
 
 LOGIT_COPIES = 2  # float32 logits of a prompt chunk and their log-softmax, alive at once

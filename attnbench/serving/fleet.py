@@ -34,6 +34,7 @@ API_SERVERS = 4
 # Logged once a server has sized and allocated its KV cache; the next one may start profiling then.
 # (Two servers profiling at once can see each other's memory come and go and refuse to start.)
 MEMORY_TAKEN = re.compile(r"GPU KV cache size|Available KV cache memory|KV cache memory")
+MEMORY_FLAG = "--gpu-memory-utilization"  # vLLM's: the fraction of the GPU's memory a server may take
 
 
 def dtype_bytes(dtype: str | None) -> int:
@@ -94,8 +95,8 @@ def plan(backends: list[Backend], need_gib: float | None, total_gib: float | Non
         return Plan(one, None, "one backend")
     if parallel is False:
         return Plan(one, None, "one server at a time (--no-parallel-start)")
-    if flag_value(list(serve_args), "--gpu-memory-utilization") is not None:
-        return Plan(one, None, "one server at a time: --serve-arg sets --gpu-memory-utilization itself")
+    if flag_value(list(serve_args), MEMORY_FLAG) is not None:
+        return Plan(one, None, f"one server at a time: --serve-arg sets {MEMORY_FLAG} itself")
     if need_gib is None or total_gib is None:
         what = "the model's KV cache size" if need_gib is None else "the GPU's memory"
         return Plan(one, None, f"one server at a time: {what} is unknown")
@@ -158,6 +159,18 @@ def cpu_split(n_cpus: int | None = None) -> tuple[tuple[int, ...] | None, tuple[
     if len(cpus) < SPLIT_CORES:
         return None, None
     return tuple(cpus[:-CLIENT_CORES]), tuple(cpus[-CLIENT_CORES:])
+
+
+def memory_args(share: float | None, serve_args: list[str] | tuple[str, ...] = (),
+                alone: float | None = None) -> list[str]:
+    """The vLLM arguments that give a server its share of the GPU's memory: `share` as plan decided
+    it, else `alone` (a command's own choice for a server alone; None: vLLM's default), and nothing
+    where `serve_args` set --gpu-memory-utilization themselves. (A caller that puts the user's
+    arguments after these may leave them out: the last value wins in vLLM's argparse.)"""
+    if any(a == MEMORY_FLAG or a.startswith(MEMORY_FLAG + "=") for a in serve_args):
+        return []
+    value = share or alone
+    return [MEMORY_FLAG, str(value)] if value else []
 
 
 def server_args(model: str, embedded_names) -> list[str]:

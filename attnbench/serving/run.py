@@ -447,8 +447,8 @@ def server_spec(model: str, backend: Backend, serve_args: list[str], log_path: P
     from attnbench.models import embedded
 
     served_path, _ = embedded.resolve(model)
-    share = ["--gpu-memory-utilization", str(memory_share)] if memory_share else []
-    extra = [*share, *fleet.server_args(model, embedded.EMBEDDED), *fleet.frontend_args(serve_args), *serve_args]
+    extra = [*fleet.memory_args(memory_share), *fleet.server_args(model, embedded.EMBEDDED),
+             *fleet.frontend_args(serve_args), *serve_args]
     return ServerSpec(model=served_path, backend=backend, served_model_name=model, log_path=log_path,
                       extra_args=extra, ready_timeout_s=ready_timeout_s, cpus=cpus, label=label)
 

@@ -4,7 +4,6 @@ Ctrl-C/SIGTERM of `attnbench run`, against the stand-in `vllm serve` (tests/serv
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -20,9 +19,12 @@ from attnbench.records import record
 from attnbench.scenarios import runner, spec
 from attnbench.serving import fleet
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "serving"))
+from test_server import all_pids, alive, fake_env  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-FAKE_VLLM = ROOT / "tests" / "serving" / "fake_vllm.py"
 PY = sys.executable
+START_S = 0.3  # the stand-in's start; a scenario's servers plan no memory, so none is given
 
 # a step that fetches a server's /models into its own directory
 FETCH = ["python3", "-c", "import sys, urllib.request; open(sys.argv[2] + '/models.json', 'wb')"
@@ -31,28 +33,12 @@ FETCH = ["python3", "-c", "import sys, urllib.request; open(sys.argv[2] + '/mode
 SLEEP = ["python3", "-c", "import os, sys, time; open(sys.argv[1] + '/running', 'w').write(str(os.getpid())); time.sleep(600)"]
 
 
-def fake_env(tmp_path, **extra) -> dict:
-    return {"ATTNBENCH_VLLM_CMD": f"{shlex.quote(PY)} {shlex.quote(str(FAKE_VLLM))} serve",
-            "FAKE_VLLM_PIDS": str(tmp_path / "pids"), "FAKE_VLLM_START_S": "0.3", **extra}
-
-
 @pytest.fixture
 def fake_vllm(tmp_path, monkeypatch):
     monkeypatch.delenv(runner.PREFIX_ENV, raising=False)  # the real attnbench runs the attnbench steps
-    for k, v in fake_env(tmp_path).items():
+    for k, v in fake_env(tmp_path, start_s=START_S, memory_gib=None).items():
         monkeypatch.setenv(k, v)
     return tmp_path / "pids"
-
-
-def pids(path: Path) -> list[int]:
-    return [int(p) for line in path.read_text().splitlines() for p in line.split()] if path.exists() else []
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def gone(pid_list: list[int], timeout_s: float = 30.0) -> bool:
@@ -172,14 +158,14 @@ def test_two_servers_serve_two_steps_end_to_end_then_stop(fake_vllm, tmp_path):
     logs = {s: (out / "servers" / f"{s}.log").read_text() for s in ("api1", "api4")}
     assert "--api-server-count=4" in logs["api4"] and "--api-server-count=4" not in logs["api1"]
     assert "--gpu-memory-utilization 0.45" in logs["api1"]
-    started = pids(fake_vllm)
+    started = all_pids(fake_vllm)
     assert len(started) == 4 and gone(started, 0)  # two servers and their engines, gone when run_local returned
     assert lines[-1] == "stopping the servers"
 
     # --resume with every run ok starts no server
     again = runner.Runner(study, study.expand(), out, resume=True)
     assert len(again.done) == 2 and [o.status for o in again.run_local()] == ["ok", "ok"]
-    assert pids(fake_vllm) == started
+    assert all_pids(fake_vllm) == started
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to split")
@@ -213,7 +199,7 @@ def test_a_step_naming_a_server_that_did_not_come_up_fails_the_others_run(fake_v
     assert "not run: server bad did not come up" in (tmp_path / "out/bad/rep0/run.log").read_text()
     servers = json.loads((tmp_path / "out/manifest.json").read_text())["servers"]
     assert [(s["label"], s["status"]) for s in servers] == [("ok", "up"), ("bad", "failed")]
-    assert gone(pids(fake_vllm), 0)
+    assert gone(all_pids(fake_vllm), 0)
 
 
 def test_a_spent_budget_stops_the_step_and_the_servers(fake_vllm, tmp_path):
@@ -225,7 +211,7 @@ def test_a_spent_budget_stops_the_step_and_the_servers(fake_vllm, tmp_path):
     assert (tmp_path / "out/sleep/rep0/running").exists()  # it ran, and was stopped
     assert sleep.status == "partial" and "the study's budget (8 s) was spent" in sleep.error
     assert later.status == "skipped"
-    assert len(pids(fake_vllm)) == 4 and gone(pids(fake_vllm), 0)
+    assert len(all_pids(fake_vllm)) == 4 and gone(all_pids(fake_vllm), 0)
 
 
 def test_dry_run_lists_the_servers_and_ray_is_refused(tmp_path):
@@ -244,7 +230,8 @@ def test_terminating_attnbench_run_stops_the_step_and_every_server(tmp_path, sig
     """As `timeout` (SIGTERM) or Ctrl-C (SIGINT) ends `attnbench run` mid-step: the step's process
     group and both servers with their engines are gone once it exits."""
     path = scenario(tmp_path, f'[[step]]\nid = "sleep"\ncommand = {toml_list([*SLEEP, "{result_dir}"])}\n')
-    env = {**os.environ, **fake_env(tmp_path), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, **fake_env(tmp_path, start_s=START_S, memory_gib=None),
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop(runner.PREFIX_ENV, None)
     out = tmp_path / "out"
     proc = subprocess.Popen([PY, "-m", "attnbench", "run", str(path), "--result-dir", str(out)], env=env,
@@ -256,7 +243,7 @@ def test_terminating_attnbench_run_stops_the_step_and_every_server(tmp_path, sig
             time.sleep(0.1)
         assert proc.poll() is None and running.read_text(), "the step did not start"
         step = int(running.read_text())
-        servers = pids(tmp_path / "pids")
+        servers = all_pids(tmp_path / "pids")
         assert len(servers) == 4 and all(alive(p) for p in servers)
         proc.send_signal(sig)
         output, _ = proc.communicate(timeout=90)

@@ -61,6 +61,19 @@ def test_one_at_a_time_when_none_fits_beside_another_or_when_asked():
     assert fleet.unmet(small, None) is None and fleet.unmet(fleet.plan(B, 10.0, 139.8, parallel=True), True) is None
 
 
+def test_a_servers_memory_share_is_given_to_vllm_unless_the_user_set_it():
+    """The one place serve-bench, gpqa and parity take --gpu-memory-utilization from."""
+    assert fleet.memory_args(0.45) == ["--gpu-memory-utilization", "0.45"]
+    assert fleet.memory_args(None) == []  # alone: vLLM's default
+    assert fleet.memory_args(None, alone=0.8) == ["--gpu-memory-utilization", "0.8"]  # a command's own default
+    assert fleet.memory_args(0.3, alone=0.8) == ["--gpu-memory-utilization", "0.3"]  # side by side: the share
+    assert fleet.memory_args(0.3, ["--max-num-seqs", "8"]) == ["--gpu-memory-utilization", "0.3"]
+    # the user's own value, in either form, is the one the server gets
+    assert fleet.memory_args(0.3, ["--gpu-memory-utilization", "0.5"], alone=0.8) == []
+    assert fleet.memory_args(None, ["--gpu-memory-utilization=0.5"], alone=0.8) == []
+    assert fleet.memory_args(0.3, ["--gpu-memory-utilizations", "1"]) == ["--gpu-memory-utilization", "0.3"]
+
+
 def test_the_client_keeps_four_cores_on_big_machines():
     servers, client = fleet.cpu_split(16)
     if servers is None:
