@@ -1,9 +1,6 @@
 """What an endpoint tells about itself, and whether it takes token-id prompts, against real local
 servers."""
 
-import http.server
-import threading
-
 import pytest
 from typer.testing import CliRunner
 
@@ -30,33 +27,11 @@ def test_describe_a_server_that_tells_little():
     assert d["max_model_len"] == 2048 and d["vocab_size"] == 49152  # llama.cpp's meta: a slot's context
 
 
-class _Metrics(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path == "/v1/models":
-            body, kind = b'{"object": "list", "data": [{"id": "m"}]}', "application/json"
-        elif self.path == "/metrics":
-            body, kind = b"# HELP vllm:num_requests_running x\n# TYPE vllm:num_requests_running gauge\n", "text/plain"
-        else:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
-
-
-def test_describe_sees_prometheus_metrics():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        d = endpoint.describe(f"http://127.0.0.1:{srv.server_port}/v1")
-    finally:
-        srv.shutdown()
-    assert d["metrics"] is True and d["server"].startswith("BaseHTTP")
+def test_describe_sees_prometheus_metrics_and_their_absence():
+    with ScriptedServer(Script(model="m", metrics=True)) as s:
+        assert endpoint.describe(s.base_url)["metrics"] is True
+    with ScriptedServer(Script(model="m", metrics=False)) as s:
+        assert endpoint.describe(s.base_url)["metrics"] is False
 
 
 def test_token_id_prompts_probe():
