@@ -1,6 +1,8 @@
 """serve-bench's plots (matplotlib PNG): throughput bars, TTFT/TPOT CDFs, output tokens/s over time.
 
 Each figure's title names the load shape and the GPU, so a PNG read on its own says what it shows.
+
+table(), markdown(), write_summary() (in summary.py), write_plots(): the presentation shape every area shares.
 """
 
 from __future__ import annotations

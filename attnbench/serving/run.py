@@ -570,7 +570,7 @@ def write_comparison(result_dir: Path, records: list[Record], baseline: str | No
     """Terminal table, summary.md and plots; the presentation lives in summary.py / plots.py."""
     from attnbench.serving import plots, summary
 
-    print(summary.comparison_table(records, baseline, keep_flagged), flush=True)
+    print(summary.table(records, baseline, keep_flagged), flush=True)
     summary.write_summary(result_dir, records, baseline, command=command, keep_flagged=keep_flagged)
     try:
         plots.write_plots(result_dir, records)

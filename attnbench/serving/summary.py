@@ -3,6 +3,8 @@
 Pure functions over serve Records. Records are compared only within one load shape (same
 input/output lengths, prompt count, arrival rate and concurrency cap); every metric cell carries
 its ratio to the reference of that shape: the best backend per metric, or --baseline BACKEND.
+
+table(), markdown(), write_summary(), write_plots() (in plots.py): the presentation shape every area shares.
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ def legend(reference: str, tables: list[Table] | None = None) -> str:
     return text
 
 
-def comparison_table(records: list[Record], baseline: str | None = None, keep_flagged: bool = False) -> str:
+def table(records: list[Record], baseline: str | None = None, keep_flagged: bool = False) -> str:
     """The terminal table serve-bench prints after all backends ran."""
     tables = comparison(records, baseline, keep_flagged)
     if not tables:
@@ -214,7 +216,7 @@ def flag_lines(t: Table) -> list[str]:
     return out
 
 
-def comparison_markdown(records: list[Record], baseline: str | None = None, keep_flagged: bool = False) -> str:
+def markdown(records: list[Record], baseline: str | None = None, keep_flagged: bool = False) -> str:
     """The same tables as markdown (summary.md, CI job summaries)."""
     parts = []
     tables = comparison(records, baseline, keep_flagged)
@@ -351,7 +353,7 @@ def write_summary(result_dir: str | os.PathLike, records: list[Record], baseline
     layouts = sorted({str(r.scenario["layout"]) for r in serve if r.scenario.get("layout")})
     if layouts:
         lines += [f"Layout: {'; '.join(layouts)}", ""]
-    lines.append(comparison_markdown(serve, baseline, keep_flagged))
+    lines.append(markdown(serve, baseline, keep_flagged))
     lines += warmup_lines(serve)
     lines += precision_lines(serve, keep_flagged)
     failed = [r for r in serve if r.status != "ok" or r.error]  # failed, or lost some requests

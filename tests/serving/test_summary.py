@@ -28,7 +28,7 @@ def row_of(text: str, backend: str) -> str:
 
 
 def test_terminal_table_ratios_are_to_the_best_backend_per_metric():
-    text = summary.comparison_table(three_backends())
+    text = summary.table(three_backends())
     fa3, fa4 = row_of(text, "fa3"), row_of(text, "fa4")
     # throughput: fa3 is best (1.00x), fa4 800/1000 = 0.80x; latency: fa3 is best, fa4 150/100 = 1.50x
     assert "1000 1.00x" in fa3 and "100 1.00x" in fa3
@@ -39,7 +39,7 @@ def test_terminal_table_ratios_are_to_the_best_backend_per_metric():
 
 
 def test_failed_backend_is_one_row_with_its_first_reason_line():
-    text = summary.comparison_table(three_backends())
+    text = summary.table(three_backends())
     fi = row_of(text, "flashinfer")
     assert "FAILED: server exited with code 1 while starting" in fi
     assert "Traceback" not in text
@@ -48,7 +48,7 @@ def test_failed_backend_is_one_row_with_its_first_reason_line():
 
 
 def test_baseline_divides_by_the_named_backend():
-    text = summary.comparison_table(three_backends(), baseline="fa4")
+    text = summary.table(three_backends(), baseline="fa4")
     assert "ratio to fa4" in text
     assert "1000 1.25x" in row_of(text, "fa3")  # 1000 / 800
     assert "100 0.67x" in row_of(text, "fa3")  # TTFT 100 / 150
@@ -56,7 +56,7 @@ def test_baseline_divides_by_the_named_backend():
 
 
 def test_baseline_without_a_run_of_the_shape_falls_back_to_best_with_a_note():
-    text = summary.comparison_table(three_backends(), baseline="flashinfer")
+    text = summary.table(three_backends(), baseline="flashinfer")
     assert "baseline 'flashinfer' has no successful run" in text
     assert "800 0.80x" in row_of(text, "fa4")
 
@@ -72,7 +72,7 @@ def test_shapes_are_compared_only_within_themselves():
     tpot = summary.COLUMNS.index(next(c for c in summary.COLUMNS if c.key == "mean_tpot_ms"))
     assert pair(long["fa3"].cells[out]) == (2.0, 0.5)  # 2 / best 4
     assert pair(long["fa4"].cells[tpot]) == (None, None)  # one output token: no TPOT
-    assert "8000:1 x 4" in summary.comparison_table(recs)
+    assert "8000:1 x 4" in summary.table(recs)
 
 
 def test_different_models_are_different_shapes():
@@ -127,12 +127,12 @@ def test_summary_md_is_replaced_atomically(tmp_path, monkeypatch):
 def test_records_round_trip_through_disk_before_comparing(tmp_path):
     for rec in three_backends():
         rec.save(tmp_path / rec.backend / "serve-1000x1000.json")
-    text = summary.comparison_table(record.load(tmp_path))
+    text = summary.table(record.load(tmp_path))
     assert "800 0.80x" in row_of(text, "fa4") and "FAILED" in row_of(text, "flashinfer")
 
 
 def test_no_serve_records():
-    assert "no serve results" in summary.comparison_table([])
+    assert "no serve results" in summary.table([])
 
 
 def test_summary_md_links_the_plots_serve_bench_draws_beside_it(tmp_path):
@@ -163,13 +163,13 @@ def test_repeats_show_plus_minus_and_approx_where_the_ratio_ci_holds_one():
     # c is 20% slower in every round -> its ratio CI excludes 1: no "≈"
     recs = (repeated("a", [1000.0, 1100.0, 900.0]) + repeated("b", [990.0, 1085.0, 905.0])
             + repeated("c", [800.0, 880.0, 720.0]))
-    text = summary.comparison_table(recs)
+    text = summary.table(recs)
     a, b, c = row_of(text, "a"), row_of(text, "b"), row_of(text, "c")
     # a: sd 100, half-width 4.303 * 100 / sqrt(3) = 248.4 = 24.8% of 1000
     assert "1000 ±24.8% 1.00x" in a
     assert "≈0.99x" in b and "≈" not in c.split()[3] and " 0.80x" in c
     assert "4/0 x3" in a
-    md = summary.comparison_markdown(recs)
+    md = summary.markdown(recs)
     assert "(≈0.99x)" in md and "95% CI" in md
 
 
@@ -179,11 +179,11 @@ def test_a_flagged_pass_stays_out_of_the_statistics_and_is_listed_with_its_evide
     row = next(r for r in t.rows if r.backend == "a")
     assert row.cells[0].value == 1000.0 and row.cells[0].spread.n == 2  # the stalled 100 tok/s pass left out
     assert "(1 flagged)" in row.counts
-    text = summary.comparison_table(recs)
+    text = summary.table(recs)
     assert "flagged: a run 3: jit: CuTeDSL JIT compilation during inference" in text
     kept = summary.comparison(recs, keep_flagged=True)[0]
     assert next(r for r in kept.rows if r.backend == "a").cells[0].spread.n == 3
-    assert "left out of means" in summary.comparison_markdown(recs)
+    assert "left out of means" in summary.markdown(recs)
 
 
 def test_groups_that_differ_in_serve_args_are_separate_rows():
@@ -201,7 +201,7 @@ def test_an_endpoint_run_describes_the_server_not_this_machine():
     line = summary.provenance_line([r])
     assert line.startswith("Endpoint: http://10.0.0.5:8000/v1 · server llama.cpp") and "GPU unknown" in line
     assert GPU not in line  # the client machine's GPU is not the server's
-    assert "1.00x" not in summary.comparison_table([r])  # one backend: no ratios to itself
+    assert "1.00x" not in summary.table([r])  # one backend: no ratios to itself
 
 
 def test_a_newer_single_run_beside_an_older_repeated_run_is_the_one_shown():
