@@ -1,7 +1,9 @@
 """What a microbench run leaves behind: JSON records (one file per backend holding a list,
 rewritten atomically after every result so a cut-short run keeps its numbers), summary.md
 (rewritten after every result too), a terminal table and plots (refreshed now and then during a
-run, at its end, and by `attnbench microbench summarize DIR`)."""
+run, at its end, and by `attnbench microbench summarize DIR`).
+
+table(), markdown(), write_summary(), write_plots(): the presentation shape every area shares."""
 
 from __future__ import annotations
 
@@ -133,7 +135,7 @@ RESULTS_HEADER = ["shape", "backend", "µs", "TFLOP/s", "GB/s", "% meas. BW", "%
                   "% peak FLOP/s", "rel_err", "verdict"]
 
 
-def summary(records: list[Record], op: str, roof: dict | None, skipped: list[str] = ()) -> str:
+def markdown(records: list[Record], op: str, roof: dict | None, skipped: list[str] = ()) -> str:
     lines = [f"# attnbench microbench {op}", ""]
     if roof:
         lines += ["## Roofline", "",
@@ -236,7 +238,7 @@ def write_summary(writer: ResultWriter, roof: dict | None, skipped: list[str] = 
     for op in ("decode", "prefill"):
         records = writer.all(op)
         if records:
-            parts.append(summary(records, op, roof or roof_of(records), skipped if op == writer.op else ()))
+            parts.append(markdown(records, op, roof or roof_of(records), skipped if op == writer.op else ()))
     return atomic.write_text(writer.dir / "summary.md", "\n".join(parts)) if parts else None
 
 

@@ -91,7 +91,7 @@ def test_failed_and_skipped_results_are_visible_in_table_and_summary(tmp_path):
     recs = [rec("good", "ok", 1.0), rec("bad", "FAIL", 2.0), rec("odd", "skipped", None)]
     text = output.table(recs, "decode")
     assert "FAIL" in text and "skip" in text
-    md = output.summary(recs, "decode", None, ["B9 ctx9: inputs need 99 GiB"])
+    md = output.markdown(recs, "decode", None, ["B9 ctx9: inputs need 99 GiB"])
     assert "## Not ok" in md and "bad B1 ctx8: FAIL" in md and "99 GiB" in md
     w = output.ResultWriter(tmp_path)
     for x in recs:
@@ -119,12 +119,12 @@ def test_second_invocation_into_the_same_directory_adds_to_the_summary(tmp_path)
 def test_summary_sets_the_reference_shapes_beside_the_h100_reference(monkeypatch, tmp_path):
     rec = Record(kind="microbench", backend="fa3", scenario={"label": "B256 ctx2048 H16/8/128 bf16", "op": "decode"},
                  metrics={"us": 370.0, "gbps": 2700.0, "kv_gbps": 2700.0}, samples={"verdict": "ok"})
-    md = output.summary([rec], "decode", {"gpu_name": "NVIDIA H100 80GB HBM3"}, [])
+    md = output.markdown([rec], "decode", {"gpu_name": "NVIDIA H100 80GB HBM3"}, [])
     assert "| B256 ctx2048 H16/8/128 bf16 | fa3 | kv_gbps | 3003 | 2700 | -10.1% **>5%** |" in md
     # the figures and their provenance come from results/, not from the code
     assert "Reference: NVIDIA H100 80GB HBM3" in md and "results/h100/microbench/reference.json" in md
     monkeypatch.setattr(output, "REFERENCE_FILE", tmp_path / "absent.json")
-    assert "Against the reference" not in output.summary([rec], "decode", None, [])
+    assert "Against the reference" not in output.markdown([rec], "decode", None, [])
 
 
 def test_summary_sets_ours_beside_the_best_other_backend_of_each_shape():
@@ -136,9 +136,9 @@ def test_summary_sets_ours_beside_the_best_other_backend_of_each_shape():
     recs = [rec("fa3", a, 4257.0), rec("flashinfer", a, 4252.0), rec("attnbench-fa4", a, 4280.0),
             rec("fa3", b, 3228.0), rec("flashinfer", b, 3279.0), rec("attnbench-fa4", b, 3086.0),
             rec("fa3", c, 4074.0), rec("attnbench-fa4", c, 9999.0, verdict="FAIL")]  # a wrong result is no speed
-    md = output.summary(recs, "decode", None, []).split("## Ours against the best other backend")[1]
+    md = output.markdown(recs, "decode", None, []).split("## Ours against the best other backend")[1]
     assert "at or above the best other backend on 1 of 2 shapes" in md
     assert f"| {a} | attnbench-fa4 | 4280 | fa3 | 4257 | 1.005 |" in md
     assert f"| {b} | attnbench-fa4 | 3086 | flashinfer | 3279 | 0.941 |" in md
     assert f"| {c} | attnbench-fa4" not in md
-    assert "best other backend" not in output.summary(recs[:2], "decode", None, [])  # ours not measured: no section
+    assert "best other backend" not in output.markdown(recs[:2], "decode", None, [])  # ours not measured: no section
