@@ -63,7 +63,7 @@ def compare(
         print(f"attnbench: error: {e}", file=sys.stderr)
         _step_summary(f"## attnbench compare\n\n:warning: **unusable input**: {e}\n")
         raise typer.Exit(2) from None
-    print(render.text(cmp, all_rows))
+    print(render.table(cmp, all_rows))
     md = render.markdown(cmp, all_rows)
     if markdown:
         atomic.write_text(markdown, md)

@@ -1,5 +1,8 @@
 """A comparison as a terminal table and as markdown for a CI job summary. By default only the rows
-worth reading: every verdict other than ok/unjudged/n-a, plus each kind's headline metrics."""
+worth reading: every verdict other than ok/unjudged/n-a, plus each kind's headline metrics.
+
+table(), markdown(), write_summary(), write_plots(): the presentation shape every area shares (a
+comparison has only the first two: its markdown goes where --markdown and the CI job summary say)."""
 
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ def summary(cmp: Comparison) -> str:
     return f"{head} over {cmp.matched} matched record group(s)" + (f"; {extra}" if extra else "")
 
 
-def text(cmp: Comparison, everything: bool = False) -> str:
+def table(cmp: Comparison, everything: bool = False) -> str:
     rows = [HEADER] + [_cells(r) for r in shown(cmp, everything)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in rows]

@@ -209,9 +209,9 @@ def test_markdown_file_json_and_github_step_summary(tmp_path):
 
 def test_text_table_hides_unchanged_non_headline_metrics():
     cmp = judge.compare([serve(tps=1000, mean_e2el_ms=5.0)], [serve(tps=1000, mean_e2el_ms=5.0)])
-    shown = render.text(cmp)
+    shown = render.table(cmp)
     assert "output_throughput" in shown and "mean_e2el_ms" not in shown
-    assert "mean_e2el_ms" in render.text(cmp, everything=True)
+    assert "mean_e2el_ms" in render.table(cmp, everything=True)
     md = render.markdown(cmp)
     assert md.index("output_throughput") < md.index("<details><summary>all 4 rows</summary>") < md.index("mean_e2el_ms")
 
@@ -278,4 +278,4 @@ def test_different_gpus_are_noted():
     other = serve()
     other.provenance = {"gpu_name": "H200"}
     cmp = judge.compare([serve()], [other])
-    assert cmp.notes == ["baseline ran on H100, current on H200"] and "note: baseline ran on H100" in render.text(cmp)
+    assert cmp.notes == ["baseline ran on H100, current on H200"] and "note: baseline ran on H100" in render.table(cmp)
