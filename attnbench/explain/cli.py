@@ -60,10 +60,11 @@ def explain(
 
             for r in results:
                 r.gaps = r.gaps or estimate.gaps(r.estimates)
-            render.write(results, out_dir, _device_name(device))
+            render.write_summary(results, out_dir, render.write_plots(results, out_dir, _device_name(device)))
         raise
     line.done()
-    written = render.write(results, out_dir, _device_name(device))
+    plots = render.write_plots(results, out_dir, _device_name(device))
+    written = {**plots, "summary.md": render.write_summary(results, out_dir, plots)}
     print(render.table(results), end="")
     print(f"results: {out_dir} ({', '.join(sorted(written))}, {sum(len(r.paths) for r in results)} records)")
 

@@ -1,4 +1,6 @@
-"""explain's output: the terminal table, summary.md and the stacked bar plot (attention vs rest)."""
+"""explain's output: the terminal table, summary.md and the stacked bar plot (attention vs rest).
+
+table(), markdown(), write_summary(), write_plots(): the presentation shape every area shares."""
 
 from __future__ import annotations
 
@@ -132,13 +134,21 @@ def plot(res: ShapeResult, path: Path, device: str = "") -> Path | None:
     return figures.save(fig, path, dpi=110, tight_bbox=True)
 
 
-def write(results: list[ShapeResult], result_dir: Path, device: str = "") -> dict[str, Path]:
-    """summary.md and one PNG per load shape; returns what was written."""
-    written, plots = {}, {}
+def _png(res: ShapeResult, result_dir: Path) -> Path:
+    return result_dir / f"explain-{res.shape.slug}.png"
+
+
+def write_plots(results: list[ShapeResult], result_dir: Path, device: str = "") -> dict[str, Path]:
+    """One PNG per load shape with estimates; returns them by file name."""
+    written = {}
     for res in results:
-        png = plot(res, result_dir / f"explain-{res.shape.slug}.png", device)
+        png = plot(res, _png(res, result_dir), device)
         if png:
-            plots[res.shape] = png.name
             written[png.name] = png
-    written["summary.md"] = atomic.write_text(result_dir / "summary.md", markdown(results, plots))
     return written
+
+
+def write_summary(results: list[ShapeResult], result_dir: Path, plots: dict[str, Path]) -> Path:
+    """summary.md, linking the PNGs write_plots drew (called first: the links name what exists)."""
+    names = {res.shape: name for res in results if (name := _png(res, result_dir).name) in plots}
+    return atomic.write_text(result_dir / "summary.md", markdown(results, names))

@@ -138,8 +138,8 @@ def test_table_and_markdown_show_the_split(tmp_path):
     fa4 = next(line for line in text.splitlines() if line.startswith("fa4 "))
     assert fa4.split() == ["fa4", "fa4", "3.00", "2.70", "0.77", "26%", "2.23", "4", "47", "100%"]
     assert "fa4 vs fa3: TPOT +1.00 ms; attention +0.38 ms (38% of the gap); rest +0.62 ms" in text
-    written = render.write(results, tmp_path / "out", "CPU")
-    md = written["summary.md"].read_text()
+    written = render.write_plots(results, tmp_path / "out", "CPU")
+    md = render.write_summary(results, tmp_path / "out", written).read_text()
     assert "| fa4 vs fa3 | 1.00 | +0.38 | 38% | +0.62 |" in md and "explain-32x32-n4.png" in md
     assert written["explain-32x32-n4.png"].read_bytes()[:4] == b"\x89PNG"
     assert TINY["num_hidden_layers"] == 2 and "x2 layers" in text
