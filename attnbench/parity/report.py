@@ -1,4 +1,6 @@
-"""What a parity run shows: a terminal table, summary.md and a plot of |Δ logprob| by position."""
+"""What a parity run shows: a terminal table, summary.md and a plot of |Δ logprob| by position.
+
+table(), markdown(), write_summary(), write_plots(): the presentation shape every area shares."""
 
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ def table(records: list[Record], reference: str, warnings: list[str] = ()) -> st
     return "\n".join(lines + (["", "failures:", *failures] if failures else []) + (["", "warnings:", *notes] if notes else []))
 
 
-def summary(records: list[Record], reference: str, warnings: list[str] = ()) -> str:
+def markdown(records: list[Record], reference: str, warnings: list[str] = ()) -> str:
     scenario = next((r.scenario for r in records), {})
     settings = scenario.get("settings", {})
     rescored = any(r.metrics.get("decode_rescored") for r in records)
@@ -150,7 +152,10 @@ def plot(comparisons: dict[str, Comparison], path: Path) -> Path | None:
     return figures.save(fig, path, dpi=110)
 
 
-def write(result_dir: Path, records: list[Record], comparisons: dict[str, Comparison], reference: str,
-          warnings: list[str] = ()) -> None:
-    atomic.write_text(result_dir / "summary.md", summary(records, reference, warnings))
-    plot(comparisons, result_dir / "parity_dlogprob.png")
+def write_summary(result_dir: Path, records: list[Record], reference: str, warnings: list[str] = ()) -> Path:
+    return atomic.write_text(result_dir / "summary.md", markdown(records, reference, warnings))
+
+
+def write_plots(result_dir: Path, comparisons: dict[str, Comparison]) -> list[Path]:
+    png = plot(comparisons, result_dir / "parity_dlogprob.png")
+    return [png] if png else []

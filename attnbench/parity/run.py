@@ -483,7 +483,8 @@ def write(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
     for rec in records:
         rec.samples["warnings"] = notes
         rec.save(p.result_dir / f"parity-{rec.backend}.json")
-    report.write(p.result_dir, records, comparisons, ref, notes)
+    report.write_summary(p.result_dir, records, ref, notes)
+    report.write_plots(p.result_dir, comparisons)
     print(report.table(records, ref, notes), flush=True)
     return records
 
