@@ -149,7 +149,11 @@ def run(cfg: GPQARun, notice: Callable[[str], None] = _say) -> list[Record]:
             if records:
                 from attnbench.evals import summary
 
-                summary.write(cfg, records)
+                shown = summary.with_earlier_runs(cfg, records)  # comparable earlier runs too
+                diffs = summary.comparisons(shown, cfg.seed)
+                summary.write_comparison(cfg, diffs)
+                summary.write_plots(cfg, shown)
+                summary.write_summary(cfg, shown, diffs)
     return records
 
 

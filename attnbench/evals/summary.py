@@ -1,5 +1,8 @@
 """Across backends: paired comparisons, summary.md, comparison.json and the score plot, from
-the records of this run plus comparable ones that earlier runs left in the same result dir."""
+the records of this run plus comparable ones that earlier runs left in the same result dir.
+
+table(), markdown(), write_summary(), write_plots(): the presentation shape every area shares (no
+terminal table here: the CLI prints one score line per backend)."""
 
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ def comparisons(records: list[Record], seed: int = 0) -> list[stats.PairedDiff]:
     return [stats.paired_difference(cells_of(base), cells_of(r), base.backend, r.backend, seed) for r in ok[1:]]
 
 
-def summary_md(cfg, records: list[Record], diffs: list[stats.PairedDiff]) -> str:
+def markdown(cfg, records: list[Record], diffs: list[stats.PairedDiff]) -> str:
     first = records[0]
     sc = first.scenario
     lines = [f"# GPQA: {sc.get('model')} · dataset {cfg.dataset} · effort {cfg.effort} · api {cfg.api}", "",
@@ -138,13 +141,18 @@ def with_earlier_runs(cfg, records: list[Record]) -> list[Record]:
     return earlier + list(records)
 
 
-def write(cfg, records: list[Record]) -> None:
-    """comparison.json, the plot and summary.md for this run and comparable earlier ones."""
-    records = with_earlier_runs(cfg, records)
-    diffs = comparisons(records, cfg.seed)
-    atomic.write_json(cfg.result_dir / "comparison.json", [
+def write_comparison(cfg, diffs: list[stats.PairedDiff]) -> Path:
+    """comparison.json: the paired comparisons as data, for scripts."""
+    return atomic.write_json(cfg.result_dir / "comparison.json", [
         {"a": d.name_a, "b": d.name_b, "diff": d.diff, "diff_pts": 100 * d.diff, "stderr": d.stderr,
          "ci_low": d.ci_low, "ci_high": d.ci_high, "p_value": d.p_value, "n_cells": d.n_cells,
          "n_questions": d.n_questions, "verdict": d.verdict()} for d in diffs])
-    plot(cfg, records)
-    atomic.write_text(cfg.result_dir / "summary.md", summary_md(cfg, records, diffs))
+
+
+def write_plots(cfg, records: list[Record]) -> list[Path]:
+    png = plot(cfg, records)
+    return [png] if png else []
+
+
+def write_summary(cfg, records: list[Record], diffs: list[stats.PairedDiff]) -> Path:
+    return atomic.write_text(cfg.result_dir / "summary.md", markdown(cfg, records, diffs))
