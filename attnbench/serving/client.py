@@ -167,6 +167,15 @@ async def _attempt(session, cfg: ClientConfig, req: Request, res: RequestResult,
     last = sent
     usage = None
     closing = None  # when the last event with choices but no text came (see the end)
+
+    def token(at: float) -> None:
+        nonlocal last
+        if res.chunks == 0:
+            res.ttft = at - sent
+        else:
+            res.itls.append(at - last)
+        res.chunks += 1
+        last = at
     try:
         resp = await session.post(f"{cfg.base_url}/completions", data=_body(cfg, req),
                                   headers={"Content-Type": "application/json"})
@@ -203,22 +212,12 @@ async def _attempt(session, cfg: ClientConfig, req: Request, res: RequestResult,
                         if obj.get("choices"):
                             closing = now
                         continue
-                if res.chunks == 0:
-                    res.ttft = now - sent
-                else:
-                    res.itls.append(now - last)
-                res.chunks += 1
-                last = now
+                token(now)
     counted = usage.get("completion_tokens") if usage else None
     if closing is not None and closing > last and counted is not None and counted > res.chunks:
         # the usage has a token no text carried: a special token (empty text) in the event that
         # ended the stream, as vLLM sends its last token; counted when it came, as vLLM's client does
-        if res.chunks == 0:
-            res.ttft = closing - sent
-        else:
-            res.itls.append(closing - last)
-        res.chunks += 1
-        last = closing
+        token(closing)
     res.latency = last - sent if res.chunks else time.perf_counter() - sent
     res.output_len = counted if counted is not None else res.chunks
     if usage and usage.get("prompt_tokens") is not None:

@@ -167,7 +167,7 @@ def memory_args(share: float | None, serve_args: list[str] | tuple[str, ...] = (
     it, else `alone` (a command's own choice for a server alone; None: vLLM's default), and nothing
     where `serve_args` set --gpu-memory-utilization themselves. (A caller that puts the user's
     arguments after these may leave them out: the last value wins in vLLM's argparse.)"""
-    if any(a == MEMORY_FLAG or a.startswith(MEMORY_FLAG + "=") for a in serve_args):
+    if flag_value(list(serve_args), MEMORY_FLAG) is not None:
         return []
     value = share or alone
     return [MEMORY_FLAG, str(value)] if value else []
