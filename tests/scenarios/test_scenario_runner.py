@@ -309,7 +309,7 @@ def test_cli_dry_run_of_the_seed_study_prints_the_device_command(tmp_path):
     line, explain = res.stdout.splitlines()
     assert line.startswith("[1 GPU, 1440 s] ")
     assert explain.startswith("[1 GPU, 300 s] ") and f"explain {tmp_path / 'r/serve/rep0'} --shape 1000x1000" in explain
-    assert ("serve-bench --backends fa3,flashinfer,fa4,attnbench-fa4 --input 1000,8000 --output 1000,1 "
+    assert ("serve-bench --backends fa3,attnbench-fa4,flashinfer,fa4 --input 1000,8000 --output 1000,1 "
             f"--num-prompts 256 --repeats 3 --target-ci 0.03 --max-repeats 10 --result-dir {tmp_path / 'r/serve/rep0'}") in line
 
 
