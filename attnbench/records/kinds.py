@@ -139,7 +139,7 @@ RUN_SPECIFIC = frozenset({"result_dir", "seed", "endpoint", "served_model", "rep
                           "command", "utc_time", "cache_dir", "concurrency",
                           # how serve-bench laid the run out: repeats of one load, whatever the order
                           "repeats", "target_ci", "max_repeats", "interleaved", "side_by_side", "layout",
-                          "client_cpus"})
+                          "client_cpus", "wave"})
 
 Key = tuple[str, str, str]  # (kind, backend, canonical JSON of the scenario settings)
 

@@ -60,6 +60,12 @@ class Group:
     def interleaved(self) -> bool:
         return all(r.scenario.get("interleaved") for r in self.passes)
 
+    @property
+    def wave(self) -> int | None:
+        """The wave of servers its passes ran in, when they ran in one (older records have none)."""
+        waves = {r.scenario.get("wave") for r in self.passes}
+        return waves.pop() if len(waves) == 1 else None
+
     def values(self, metric: str) -> dict[int, float]:
         """repeat index -> value over the passes used (a single-pass record counts as repeat 0)."""
         out = {}
@@ -95,10 +101,15 @@ def run_of(r: Record) -> str:
 
 
 def ratio(a: Group, b: Group, metric: str) -> stats.RatioCI:
-    """a / b of one metric; paired by repeat index when both were interleaved with each other."""
+    """a / b of one metric. Paired by repeat index when every pass of each has its partner, run
+    next to it (interleaved, same wave of servers); otherwise unpaired over all the passes, so that
+    neither the extra passes of the noisier backend nor a flagged pass's partner are thrown away
+    to make pairs, and backends of different waves (minutes apart) are never paired."""
     va, vb = a.values(metric), b.values(metric)
-    common = sorted(set(va) & set(vb))
-    if a.interleaved and b.interleaved and len(common) > 1:
+    paired = (a.interleaved and b.interleaved and a.wave is not None and a.wave == b.wave
+              and set(va) == set(vb) and len(va) > 1)
+    if paired:
+        common = sorted(va)
         return stats.ratio_ci([va[i] for i in common], [vb[i] for i in common], paired=True)
     return stats.ratio_ci(list(va.values()), list(vb.values()), paired=False)
 

@@ -493,7 +493,7 @@ def run(bench: ServeBench) -> list[Record]:
         print(f"attnbench: {reason}; measured passes {'interleaved' if interleave else 'one server at a time'}",
               file=sys.stderr, flush=True)
         bench.client_cpus = client_cpus
-        for wave in layout.waves:
+        for w, wave in enumerate(layout.waves):
             specs = [server_spec(bench.model, b, bench.serve_args, bench.result_dir / b.name / "server.log",
                                  layout.memory_share, bench.ready_timeout_s, server_cpus) for b in wave]
             status = StatusLine(every_s=30.0)
@@ -508,7 +508,8 @@ def run(bench: ServeBench) -> list[Record]:
                         continue
                     prov["server_command"] = " ".join(s.command())
                     targets.append(Target(b.name, s.base_url, s.model_name, prov, s))
-                measure(targets, bench, shape, interleave, how, observer, records)
+                # the wave says which passes ran next to each other (paired ratios)
+                measure(targets, bench, shape, interleave, {**how, "wave": w}, observer, records)
     finally:
         observer.stop()
         if records:

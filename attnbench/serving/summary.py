@@ -171,7 +171,8 @@ def legend(reference: str, tables: list[Table] | None = None) -> str:
     text = f"throughput in tok/s, latency in ms; each cell: value and its ratio to {to}"
     if tables and any(len(row.group.used) > 1 for t in tables for row in t.rows):
         text += ("; with repeats: the mean over the passes, ± the 95% CI half-width (Student t), "
-                 "≈ where the ratio's 95% CI holds 1")
+                 "≈ where the ratio's 95% CI holds 1 (a paired t on log ratios where every pass ran next to "
+                 "its partner, else Welch's t on log means)")
     return text
 
 

@@ -139,6 +139,7 @@ def test_side_by_side_servers_get_their_share_and_passes_are_interleaved(tmp_pat
         assert "--gpu-memory-utilization 0.45" in (out / name / "server.log").read_text()
     passes = [r for r in record.load(out) if r.kind == "serve"]
     assert len(passes) == 4 and all(r.scenario["interleaved"] and r.scenario["side_by_side"] for r in passes)
+    assert {r.scenario["wave"] for r in passes} == {0}  # one wave: their ratios pair pass with pass
     count = fleet.api_server_count([])  # this machine's: 4 from 8 cores up, else vLLM's one
     assert {r.scenario["api_server_count"] for r in passes} == {count}
     assert ("--api-server-count 4" in (out / "fa3" / "server.log").read_text()) == (count == 4)

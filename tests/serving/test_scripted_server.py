@@ -140,3 +140,42 @@ def test_spawned_runs_in_processes_of_its_own_and_leaves_none_behind():
     assert [m["id"] for m in models["data"]] == [model]
     assert len(running) == 2 and os.getpid() not in running  # two server processes, neither this one
     assert _pids_serving(model) == set()
+
+
+def _somaxconn() -> int:
+    try:
+        return int(open("/proc/sys/net/core/somaxconn").read())
+    except (OSError, ValueError):
+        return 0
+
+
+@pytest.mark.skipif(_somaxconn() < 512, reason="the kernel caps listen backlogs below 512 (net.core.somaxconn)")
+def test_connections_wait_to_be_accepted_instead_of_being_dropped():
+    """Hundreds of connections arriving while the server is busy wait in its accept queue. With
+    aiohttp's default backlog of 128 the rest were dropped and TCP retried them a second later."""
+    import socket
+    import threading
+    import time
+
+    class Busy(Script):
+        def reply(self, path, body, n):
+            if n == 0:
+                time.sleep(2.0)  # holds the server's event loop: nothing is accepted meanwhile
+            return None
+
+    srv = ScriptedServer(Busy()).start()
+    socks = []
+    try:
+        first = threading.Thread(target=lambda: urllib.request.urlopen(urllib.request.Request(
+            srv.base_url + "/completions", data=json.dumps({"model": "m", "prompt": "x", "max_tokens": 1}).encode(),
+            headers={"Content-Type": "application/json"}), timeout=30).read())
+        first.start()
+        time.sleep(0.5)  # request 0 is being answered: the loop sleeps
+        for _ in range(300):
+            socks.append(socket.create_connection((srv.host, srv.port), timeout=1.0))  # raises when dropped
+        first.join()
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+    assert len(socks) == 300

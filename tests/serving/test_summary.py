@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from attnbench.records import record
-from attnbench.serving import summary
+from attnbench.serving import aggregate, summary
 
 sys.path.insert(0, str(Path(__file__).parent))  # helpers beside this file, whatever pytest's import mode
 from serve_records import GPU, failed, serve  # noqa: E402
@@ -145,12 +145,13 @@ def test_summary_md_links_the_plots_serve_bench_draws_beside_it(tmp_path):
     assert linked == [p.name for p in drawn] and all((tmp_path / name).is_file() for name in linked)
 
 
-def repeated(backend: str, throughputs: list[float], interleaved: bool = True, flag_run: int | None = None):
-    """One pass record per value, as serve-bench writes them (repeat index, interleaving, flags)."""
+def repeated(backend: str, throughputs: list[float], interleaved: bool = True, flag_run: int | None = None,
+             wave: int = 0):
+    """One pass record per value, as serve-bench writes them (repeat index, interleaving, wave, flags)."""
     out = []
     for i, tps in enumerate(throughputs):
         r = serve(backend, tps, 100.0)
-        r.scenario.update(repeat=i, repeats=len(throughputs), interleaved=interleaved, seed=1000 + i)
+        r.scenario.update(repeat=i, repeats=len(throughputs), interleaved=interleaved, seed=1000 + i, wave=wave)
         r.provenance["run_id"] = "run-1"
         r.samples["observation"] = {"flags": [{"kind": "jit", "evidence": "CuTeDSL JIT compilation during inference",
                                                "contaminates": True}] if i == flag_run else []}
@@ -171,6 +172,25 @@ def test_repeats_show_plus_minus_and_approx_where_the_ratio_ci_holds_one():
     assert "4/0 x3" in a
     md = summary.markdown(recs)
     assert "(≈0.99x)" in md and "95% CI" in md
+
+
+def test_ratios_pair_passes_only_where_every_pass_ran_next_to_its_partner():
+    # b tracks a's drift exactly, 5% slower: paired, the interval is tight and excludes 1
+    a = repeated("a", [1000.0, 1100.0, 900.0])
+    b = repeated("b", [950.0, 1045.0, 855.0])
+    ga, gb = aggregate.groups(a)[0], aggregate.groups(b)[0]
+    r = aggregate.ratio(gb, ga, "output_throughput")
+    assert r.method.startswith("paired") and abs(r.ratio - 0.95) < 1e-9 and r.ci_high < 1
+    # the same passes in different waves of servers (minutes apart): not pairs; the unpaired
+    # interval carries a's drift and holds 1
+    far = aggregate.groups(repeated("b", [950.0, 1045.0, 855.0], wave=1))[0]
+    r = aggregate.ratio(far, ga, "output_throughput")
+    assert r.method.startswith("Welch") and r.ci_low < 1 < r.ci_high
+    # b's extra passes (run alone after a met its target) count: unpaired over all of them, not
+    # three pairs with the other passes thrown away
+    more = aggregate.groups(repeated("b", [950.0, 1045.0, 855.0, 940.0, 960.0, 950.0]))[0]
+    r = aggregate.ratio(more, ga, "output_throughput")
+    assert r.method == "Welch t on log means (6 vs 3)"
 
 
 def test_a_flagged_pass_stays_out_of_the_statistics_and_is_listed_with_its_evidence():
