@@ -8,8 +8,8 @@ its MLA prefill backend registers FA4 compiles that way. Our backend registers t
 - our decode kernels: every launch configuration the tuning table can choose for a decode batch
   of up to max_batch sequences (the CUDA-graph capture sizes among them, and the eager batches
   above the largest one) at any context up to max_model_len, plus the combine;
-- FA4's prefill kernel and its split-KV combine, which run every prefill and mixed batch under our
-  backend: FA4 specialises on whether it splits KV (and the combine on the split count's power of
+- where vLLM is configured for FA4 (its pick on SM90 is FA3): FA4's prefill kernel and its split-KV combine,
+  which run every prefill and mixed batch under our backend: FA4 specialises on whether it splits KV (and the combine on the split count's power of
   two), both chosen from (sequences, query length, KV length), so the probes are a one-sequence
   prefill of each token count vLLM's own warm-up visits (capture sizes, compile sizes,
   max_num_batched_tokens) fresh and at the end of a max_model_len prompt (counts above
@@ -103,15 +103,17 @@ class Unit:
     compile: Callable[[], None]
 
 
-def units(layer: Layer, limits: ServerLimits, *, compile_decode: Callable, compile_prefill: Callable,
+def units(layer: Layer, limits: ServerLimits, *, compile_decode: Callable, compile_prefill: Callable | None,
           arch: str) -> list[Unit]:
     """Every compile this layer needs before serving. compile_decode(cfg) compiles one of our
-    kernel configs; compile_prefill(probe) compiles FA4 for one probe (on the layer it belongs to).
+    kernel configs; compile_prefill(probe) compiles FA4 for one probe (on the layer it belongs to),
+    None where prefill runs on FA3 (compiled ahead of time, nothing to warm).
     Keys repeat across layers of one geometry, so vLLM compiles each once."""
     out = [Unit("attnbench_fa4_decode", ("attnbench_fa4_decode", arch, cfg), _bind(compile_decode, cfg))
            for cfg in decode_configs(layer, limits)]
-    out += [Unit("attnbench_fa4_fa4_prefill", ("attnbench_fa4_fa4_prefill", arch, layer, probe),
-                 _bind(compile_prefill, probe)) for probe in prefill_probes(limits)]
+    if compile_prefill is not None:
+        out += [Unit("attnbench_fa4_fa4_prefill", ("attnbench_fa4_fa4_prefill", arch, layer, probe),
+                     _bind(compile_prefill, probe)) for probe in prefill_probes(limits)]
     return out
 
 

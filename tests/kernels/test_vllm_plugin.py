@@ -136,7 +136,8 @@ def plain_impl(**attrs):
     fields = dict(attn_type=AttentionType.DECODER, sliding_window=(-1, -1), sinks=None,
                   logits_soft_cap=0, kv_cache_dtype="auto", head_size=128, num_heads=16,
                   num_kv_heads=8, num_queries_per_kv=2, scale=128 ** -0.5, max_batch=8,
-                  max_context=600, decode_unsupported=None, vllm_config=None)
+                  max_context=600, decode_unsupported=None, vllm_config=None,
+                  vllm_flash_attn_version=3)  # vLLM's pick on SM90
     for k, v in (fields | attrs).items():
         setattr(impl, k, v)
     return impl
@@ -152,7 +153,7 @@ def plain_impl(**attrs):
     ({"num_queries_per_kv": 32}, "32 query heads"),
     ({"attn_type": "encoder_only"}, "attention type"),
 ])
-def test_layers_our_kernel_cannot_compute_stay_on_fa4(vllm_registry, attrs, reason):
+def test_layers_our_kernel_cannot_compute_stay_on_flash_attention(vllm_registry, attrs, reason):
     why = plain_impl(**attrs)._why_not_ours()
     assert why is None if reason is None else reason in why
 
@@ -207,23 +208,23 @@ def test_decode_batch_reads_vllms_packed_cache_through_our_kernel(vllm_registry,
     assert fake.calls[0][:2] == (4, 40)  # plan from the batch and max_seq_len
 
 
-def test_other_batches_and_layers_go_to_fa4(vllm_registry, monkeypatch):
+def test_other_batches_and_layers_go_to_flash_attention(vllm_registry, monkeypatch):
     import torch
     from vllm.v1.attention.backends.flash_attn import FlashAttentionImpl
 
     from attnbench.kernels import vllm_backend
 
-    monkeypatch.setattr(FlashAttentionImpl, "forward", lambda self, *args: "fa4")
+    monkeypatch.setattr(FlashAttentionImpl, "forward", lambda self, *args: "flash-attention")
     monkeypatch.setattr(vllm_backend, "decoder_for", lambda **kw: pytest.fail("our kernel was called"))
     bt = torch.zeros(3, 4, dtype=torch.int32)
     q, out = torch.zeros(6, 16, 128), torch.zeros(6, 16, 128)
     mixed = metadata([5, 9, 4], [1, 1, 4], bt)
     decode = metadata([5, 9, 1], [1, 1, 1], bt)
-    assert plain_impl().forward(None, q, None, None, None, mixed, out) == "fa4"
-    assert plain_impl().forward(None, q, None, None, None, None, out) == "fa4"  # profiling run
-    assert plain_impl(decode_unsupported="a sliding window").forward(None, q, None, None, None, decode, out) == "fa4"
-    assert plain_impl(max_batch=2).forward(None, q, None, None, None, decode, out) == "fa4"
-    assert plain_impl().forward(None, q.double(), None, None, None, decode, out) == "fa4"
+    assert plain_impl().forward(None, q, None, None, None, mixed, out) == "flash-attention"
+    assert plain_impl().forward(None, q, None, None, None, None, out) == "flash-attention"  # profiling run
+    assert plain_impl(decode_unsupported="a sliding window").forward(None, q, None, None, None, decode, out) == "flash-attention"
+    assert plain_impl(max_batch=2).forward(None, q, None, None, None, decode, out) == "flash-attention"
+    assert plain_impl().forward(None, q.double(), None, None, None, decode, out) == "flash-attention"
 
 
 @pytest.mark.gpu
@@ -305,9 +306,11 @@ def _serving_config(**over):
     return cfg
 
 
-def test_start_up_warmup_asks_vllm_to_compile_our_decode_and_fa4_prefill(vllm_registry, monkeypatch):
+@pytest.mark.parametrize("fa_version", [3, 4])
+def test_start_up_warmup_asks_vllm_to_compile_our_decode_and_fa4_prefill(vllm_registry, monkeypatch, fa_version):
     """Through vLLM's own CuTe DSL warm-up registry: the layer registers, vLLM collects its units,
-    and running them asks for exactly our decode configurations and the FA4 probes."""
+    and running them asks for exactly our decode configurations, and the FA4 probes where prefill
+    runs on FA4 (FA3 is compiled ahead of time: nothing to ask for)."""
     import vllm.config
     from vllm.model_executor.warmup import cutedsl_warmup
 
@@ -323,7 +326,7 @@ def test_start_up_warmup_asks_vllm_to_compile_our_decode_and_fa4_prefill(vllm_re
     monkeypatch.setattr(launcher, "compile_combine", lambda cfg, arch: asked.append(("decode", cfg)))
     monkeypatch.setattr(vllm_backend.AttnbenchFA4Impl, "_compile_fa4",
                         lambda self, probe, layer, dtype: asked.append(("prefill", probe)))
-    impl = plain_impl(num_heads=16, num_kv_heads=8, head_size=128, vllm_config=config)
+    impl = plain_impl(num_heads=16, num_kv_heads=8, head_size=128, vllm_config=config, vllm_flash_attn_version=fa_version)
     monkeypatch.setattr(cutedsl_warmup, "_CUTEDSL_WARMUP_PROVIDERS", __import__("weakref").WeakSet())
     impl._register_warmup()
     units = cutedsl_warmup._collect_unique_compile_units(cutedsl_warmup._iter_cutedsl_warmup_compile_units())
@@ -335,17 +338,21 @@ def test_start_up_warmup_asks_vllm_to_compile_our_decode_and_fa4_prefill(vllm_re
     want_decode = launcher.kernel_configs(q_heads=16, kv_heads=8, head_dim=128, page_size=16, dtype="bfloat16",
                                           max_batch=8, max_context=600)
     assert [x for kind, x in asked if kind == "decode"] == want_decode
-    assert [x for kind, x in asked if kind == "prefill"] == warmup.prefill_probes(limits)
-    assert {u.name for u in units} == {"attnbench_fa4_decode", "attnbench_fa4_fa4_prefill"}
+    if fa_version == 4:
+        assert [x for kind, x in asked if kind == "prefill"] == warmup.prefill_probes(limits)
+        assert {u.name for u in units} == {"attnbench_fa4_decode", "attnbench_fa4_fa4_prefill"}
+    else:
+        assert {u.name for u in units} == {"attnbench_fa4_decode"}
 
     # a second layer of the same geometry adds nothing: vLLM dedups by key
-    other = plain_impl(num_heads=16, num_kv_heads=8, head_size=128, vllm_config=config)
+    other = plain_impl(num_heads=16, num_kv_heads=8, head_size=128, vllm_config=config, vllm_flash_attn_version=fa_version)
     other._register_warmup()
     again = cutedsl_warmup._collect_unique_compile_units(cutedsl_warmup._iter_cutedsl_warmup_compile_units())
     assert len(again) == len(units)
 
 
 def test_a_layer_fa4_decodes_warms_up_fa4_only(vllm_registry, monkeypatch):
+    """With vLLM configured for FA4 and a sliding window (which ours does not take)."""
     import vllm.config
 
     from attnbench.kernels.fa4_decode import tuning
@@ -353,7 +360,7 @@ def test_a_layer_fa4_decodes_warms_up_fa4_only(vllm_registry, monkeypatch):
     monkeypatch.delenv(tuning.ENV, raising=False)
     monkeypatch.setattr(vllm.config, "get_current_vllm_config_or_none", lambda: None)
     impl = plain_impl(num_heads=16, num_kv_heads=8, head_size=128, sliding_window=(127, 0),
-                      decode_unsupported="a sliding window", vllm_config=_serving_config())
+                      decode_unsupported="a sliding window", vllm_config=_serving_config(), vllm_flash_attn_version=4)
     units = impl.get_cutedsl_warmup_compile_units()
     assert units and {u.name for u in units} == {"attnbench_fa4_fa4_prefill"}
     assert all(u.key[2].fa4_variant[0] == (127, 0) for u in units)
@@ -370,7 +377,7 @@ def test_gpu_fa4_prefill_compiled_at_start_up_is_not_compiled_again_when_served(
     from attnbench.kernels import warmup
 
     impl = plain_impl(num_heads=16, num_kv_heads=8, head_size=128, scale=128 ** -0.5, sliding_window=(-1, -1),
-                      logits_soft_cap=0, sinks=None)
+                      logits_soft_cap=0, sinks=None, vllm_flash_attn_version=4)
     layer = impl.warmup_layer(16, torch.bfloat16)
     probes = [warmup.PrefillProbe(1, 300, 300), warmup.PrefillProbe(1, 2, 4096), warmup.PrefillProbe(1, 64, 600)]
     for probe in probes:

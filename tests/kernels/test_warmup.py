@@ -69,6 +69,13 @@ def test_probes_stay_within_the_model_length_and_batched_tokens():
     assert {p.max_seqlen_q for p in probes} >= {s for s in CAPTURE if 2 <= s <= 2048}
 
 
+def test_prefill_on_fa3_asks_for_our_decode_only():
+    """FA3 (vLLM's pick on SM90) is compiled ahead of time: no prefill probes."""
+    limits = warmup.ServerLimits((1, 2, 4, 8), max_batch=8, max_model_len=600, max_num_batched_tokens=64)
+    found = warmup.units(QWEN, limits, arch="sm_90a", compile_decode=lambda cfg: None, compile_prefill=None)
+    assert found and {u.name for u in found} == {"attnbench_fa4_decode"}
+
+
 def test_layers_of_one_geometry_ask_for_the_same_keys_so_vllm_compiles_once():
     limits = warmup.ServerLimits(CAPTURE, max_batch=256, max_model_len=4096, max_num_batched_tokens=8192)
     a, _ = _record(QWEN, limits)

@@ -19,7 +19,7 @@ class AttnbenchFA4(Kernel):
 
     def unsupported(self, shape: Shape) -> str | None:
         if shape.op != "decode":
-            return "attnbench-fa4 is a decode kernel (prefill runs on vLLM's FA4 path)"
+            return "attnbench-fa4 is a decode kernel (in vLLM, prefill runs on vLLM's FlashAttention: fa3 on SM90)"
         why = limits.unsupported(head_dim=shape.head_dim, group=shape.q_heads // shape.kv_heads,
                                  page_size=shape.page_size, dtype=shape.dtype, q_len=shape.q_len)
         return f"attnbench-fa4 cannot decode {why}" if why else None
