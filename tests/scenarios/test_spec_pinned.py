@@ -59,20 +59,20 @@ def expected(name: str) -> list[tuple[str, int, float | None, list[str]]]:
                 ("fa3-api4", 0, 600, peers("fa3-api4", "vllm,attnbench,attnbench-text")),
                 ("warm-fa3-api1", 0, 300, ["serve-bench", "--endpoint", "{endpoint:fa3-api1}", *warm]),
                 ("fa3-api1", 0, 600, peers("fa3-api1", "vllm,attnbench"))]
-    if name == "h200-agreement":  # the clients on a scripted server (1 and 4 processes), then on fa3
+    if name == "h200-agreement":  # the clients on fa3, then on a scripted server (1 and 4 processes)
         load = ["--model", "qwen3-0.6b", "--tokenizer", "{model_path}", "--input", "1000", "--output", "1000",
                 "--num-prompts", "256", "--concurrency", "256", "--rounds", "3"]
 
         def scripted(workers):
             return ["python3", "benchmarks/peer_clients.py", "--scripted", "50,16", "--server-workers", workers, *load,
                     "--clients", "vllm,attnbench", "--out", "R"]
-        return [("scripted-1", 0, 300, scripted("1")), ("scripted-4", 0, 300, scripted("4")),
-                ("warm-fa3-api1", 0, 300, ["serve-bench", "--endpoint", "{endpoint:fa3-api1}", "--model", "qwen3-0.6b",
+        return [("warm-fa3-api1", 0, 300, ["serve-bench", "--endpoint", "{endpoint:fa3-api1}", "--model", "qwen3-0.6b",
                                            "--input", "1000", "--output", "1000", "--num-prompts", "256", "--warmup",
                                            "256", "--max-warmup-passes", "1", "--repeats", "1", "--result-dir", "R"]),
                 ("fa3-api1", 0, 600, ["python3", "benchmarks/peer_clients.py", "--endpoint", "{endpoint:fa3-api1}",
                                       *load, "--clients", "vllm,attnbench,attnbench-text", "--reference", "vllm",
-                                      "--out", "R"])]
+                                      "--out", "R"]),
+                ("scripted-1", 0, 300, scripted("1")), ("scripted-4", 0, 300, scripted("4"))]
     if name == "h200-noise":  # against its one fa3 server: the spread as placed, pinned, as placed again
         def serve(i, o, n):
             return ["serve-bench", "--endpoint", "{endpoint:fa3}", "--model", "qwen3-0.6b", "--input", i,
