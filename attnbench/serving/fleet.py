@@ -12,6 +12,7 @@ KV cache its load needs, or vLLM would queue or preempt requests and the run wou
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import threading
@@ -35,6 +36,9 @@ API_SERVERS = 4
 # (Two servers profiling at once can see each other's memory come and go and refuse to start.)
 MEMORY_TAKEN = re.compile(r"GPU KV cache size|Available KV cache memory|KV cache memory")
 MEMORY_FLAG = "--gpu-memory-utilization"  # vLLM's: the fraction of the GPU's memory a server may take
+# vLLM's: a KV cache of this size; the server then skips memory profiling (and ignores the fraction),
+# so servers that all have one can start at the same time
+KV_BYTES_FLAG = "--kv-cache-memory-bytes"
 
 
 def dtype_bytes(dtype: str | None) -> int:
@@ -78,6 +82,9 @@ class Plan:
     waves: list[list[Backend]]  # servers that run side by side, wave after wave
     memory_share: float | None  # --gpu-memory-utilization per server; None: vLLM's default
     reason: str  # why this many side by side, for the terminal and summary.md
+    # side by side, when what a server holds besides its KV cache is known: the KV cache each gets
+    # (its share less that), given as --kv-cache-memory-bytes so that the servers start together
+    kv_cache_gib: float | None = None
 
     @property
     def side_by_side(self) -> bool:
@@ -85,11 +92,15 @@ class Plan:
 
 
 def plan(backends: list[Backend], need_gib: float | None, total_gib: float | None,
-         parallel: bool | None = None, serve_args: list[str] = (), outside_gib: float = 0.0) -> Plan:
+         parallel: bool | None = None, serve_args: list[str] = (), outside_gib: float = 0.0,
+         resident_gib: float | None = None) -> Plan:
     """How many servers share the GPU at once. `parallel` False: one at a time; True or None: as
     many as fit (True insists and says when none fit beside another). `outside_gib`: what each
     server takes beyond its --gpu-memory-utilization share (memory vLLM does not profile, such
-    as parity's full-vocabulary prompt logits); it is left free beside the shares."""
+    as parity's full-vocabulary prompt logits); it is left free beside the shares.
+    `resident_gib`: what a server holds besides its KV cache (resident_gib()); given, side-by-side
+    servers get a fixed KV cache (their share less it) and start together, unless `serve_args`
+    fix one themselves."""
     one = [[b] for b in backends]
     if len(backends) < 2:
         return Plan(one, None, "one backend")
@@ -108,8 +119,13 @@ def plan(backends: list[Backend], need_gib: float | None, total_gib: float | Non
     k = min(fit, len(backends))
     waves = [backends[i:i + k] for i in range(0, len(backends), k)]
     share = round(USABLE / k - outside_gib / total_gib, 3)
-    return Plan(waves, share, f"{k} servers side by side, {share:.3f} of the GPU's {total_gib:.0f} GiB each "
-                              f"(each needs {need_gib:.1f} GiB{beside})")
+    reason = (f"{k} servers side by side, {share:.3f} of the GPU's {total_gib:.0f} GiB each "
+              f"(each needs {need_gib:.1f} GiB{beside})")
+    kv = None
+    if resident_gib is not None and flag_value(list(serve_args), KV_BYTES_FLAG) is None:
+        kv = math.floor(10 * (share * total_gib - resident_gib)) / 10
+        reason += f", a {kv:.1f} GiB KV cache each ({KV_BYTES_FLAG}: they start together)"
+    return Plan(waves, share, reason, kv)
 
 
 def unmet(layout: Plan, parallel: bool | None) -> str | None:
@@ -120,13 +136,19 @@ def unmet(layout: Plan, parallel: bool | None) -> str | None:
 
 def need_gib(cfg: dict | None, shape: dict | None, tokens_in_flight: int) -> float | None:
     """GiB one server needs for a load with this many tokens (prompt + output) in flight at once."""
-    if not cfg or not shape or not all(shape.get(k) for k in ("num_hidden_layers", "num_key_value_heads", "head_dim")):
+    resident = resident_gib(cfg)
+    if resident is None or not shape or not all(shape.get(k) for k in ("num_hidden_layers", "num_key_value_heads",
+                                                                          "head_dim")):
         return None
+    return resident + tokens_in_flight * kv_bytes_per_token(shape) / GIB
+
+
+def resident_gib(cfg: dict | None) -> float | None:
+    """GiB a server holds besides its KV cache: the weights, and OVERHEAD_GIB for the rest."""
     try:
-        weights = weight_bytes(cfg)
+        return weight_bytes(cfg) / GIB + OVERHEAD_GIB if cfg else None
     except (KeyError, TypeError, ValueError):
         return None
-    return (weights + tokens_in_flight * kv_bytes_per_token(shape)) / GIB + OVERHEAD_GIB
 
 
 PREFILL_TOKENS_PER_STEP = 16_384  # the most prompt tokens vLLM prefills in one step (its default budget, or less)
@@ -162,15 +184,19 @@ def cpu_split(n_cpus: int | None = None) -> tuple[tuple[int, ...] | None, tuple[
 
 
 def memory_args(share: float | None, serve_args: list[str] | tuple[str, ...] = (),
-                alone: float | None = None) -> list[str]:
+                alone: float | None = None, kv_cache_gib: float | None = None) -> list[str]:
     """The vLLM arguments that give a server its share of the GPU's memory: `share` as plan decided
     it, else `alone` (a command's own choice for a server alone; None: vLLM's default), and nothing
-    where `serve_args` set --gpu-memory-utilization themselves. (A caller that puts the user's
-    arguments after these may leave them out: the last value wins in vLLM's argparse.)"""
+    where `serve_args` set --gpu-memory-utilization themselves; with `kv_cache_gib`, that KV cache
+    too, unless `serve_args` set one. (A caller that puts the user's arguments after these may
+    leave them out: the last value wins in vLLM's argparse.)"""
     if flag_value(list(serve_args), MEMORY_FLAG) is not None:
         return []
     value = share or alone
-    return [MEMORY_FLAG, str(value)] if value else []
+    out = [MEMORY_FLAG, str(value)] if value else []
+    if kv_cache_gib and flag_value(list(serve_args), KV_BYTES_FLAG) is None:
+        out += [KV_BYTES_FLAG, str(int(kv_cache_gib * GIB))]
+    return out
 
 
 def server_args(model: str, embedded_names) -> list[str]:
@@ -219,17 +245,19 @@ def running(specs: list[ServerSpec], status: Callable[[str], None] | None = None
             interrupt_grace_s: float | None = None,
             on_interrupt: Callable[[BaseException], None] | None = None) -> Iterator[list[VllmServer | ServerFailed]]:
     """Start every server, each once the one before has taken its GPU memory (its log says so, it
-    is ready, or it died), wait until all are ready, yield each server or why it failed, and
+    is ready, or it died; all at once where every one has a fixed KV cache, so none profiles free
+    memory), wait until all are ready, yield each server or why it failed, and
     always stop them all: on errors, Ctrl-C, SIGTERM or a crash of one of them. Interrupted,
     the stop grace is cut to `interrupt_grace_s` (when given) and the GPU is not waited for, so
     the cleanup ends before a `timeout -k` follow-up SIGKILL; `on_interrupt` hears of it first."""
     servers = [VllmServer(spec) for spec in specs]
     out: list[VllmServer | ServerFailed] = list(servers)
+    together = all(flag_value(spec.extra_args, KV_BYTES_FLAG) is not None for spec in specs)
     interrupted = False
     try:
         for i, server in enumerate(servers):
             server.start()
-            if i + 1 < len(servers):
+            if i + 1 < len(servers) and not together:
                 server.wait_for_log(MEMORY_TAKEN, stagger_timeout_s)
         for i, server in enumerate(servers):
             try:

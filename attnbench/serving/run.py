@@ -440,14 +440,16 @@ def tokens_in_flight(bench: ServeBench) -> int:
 
 
 def server_spec(model: str, backend: Backend, serve_args: list[str], log_path: Path, memory_share: float | None,
-                ready_timeout_s: float, cpus: tuple[int, ...] | None, label: str | None = None) -> ServerSpec:
+                ready_timeout_s: float, cpus: tuple[int, ...] | None, label: str | None = None,
+                kv_cache_gib: float | None = None) -> ServerSpec:
     """The server serve-bench starts for one backend (also the one a scenario's [servers] starts):
-    its share of the GPU's memory, dummy weights for an embedded model, vLLM's frontend spread over
-    API-server processes unless `serve_args` say how many, then `serve_args`."""
+    its share of the GPU's memory (and KV cache, side by side), dummy weights for an embedded model,
+    vLLM's frontend spread over API-server processes unless `serve_args` say how many, then `serve_args`."""
     from attnbench.models import embedded
 
     served_path, _ = embedded.resolve(model)
-    extra = [*fleet.memory_args(memory_share), *fleet.server_args(model, embedded.EMBEDDED),
+    extra = [*fleet.memory_args(memory_share, serve_args, kv_cache_gib=kv_cache_gib),
+             *fleet.server_args(model, embedded.EMBEDDED),
              *fleet.frontend_args(serve_args), *serve_args]
     return ServerSpec(model=served_path, backend=backend, served_model_name=model, log_path=log_path,
                       extra_args=extra, ready_timeout_s=ready_timeout_s, cpus=cpus, label=label)
@@ -478,7 +480,7 @@ def run(bench: ServeBench) -> list[Record]:
         shape = model_shape(cfg, bench.serve_args)
         total = bench.gpu_memory_gib if bench.gpu_memory_gib is not None else fleet.gpu_memory_gib()
         layout = fleet.plan(bench.backends, fleet.need_gib(cfg, shape, tokens_in_flight(bench)), total,
-                            bench.parallel_start, bench.serve_args)
+                            bench.parallel_start, bench.serve_args, resident_gib=fleet.resident_gib(cfg))
         if why := fleet.unmet(layout, bench.parallel_start):
             print(f"attnbench: notice: {why}", file=sys.stderr)
         interleave = layout.side_by_side if bench.interleave is None else (bench.interleave and layout.side_by_side)
@@ -495,7 +497,8 @@ def run(bench: ServeBench) -> list[Record]:
         bench.client_cpus = client_cpus
         for w, wave in enumerate(layout.waves):
             specs = [server_spec(bench.model, b, bench.serve_args, bench.result_dir / b.name / "server.log",
-                                 layout.memory_share, bench.ready_timeout_s, server_cpus) for b in wave]
+                                 layout.memory_share, bench.ready_timeout_s, server_cpus,
+                                 kv_cache_gib=layout.kv_cache_gib) for b in wave]
             status = StatusLine(every_s=30.0)
             t_start = time.monotonic()
             with fleet.running(specs, status) as servers:

@@ -45,6 +45,20 @@ def test_two_of_four_servers_fit_an_h200_for_1000_by_1000_at_256():
     assert p.memory_share == 0.45 and p.side_by_side and "2 servers side by side" in p.reason
 
 
+def test_side_by_side_servers_get_a_fixed_kv_cache_that_holds_the_load():
+    """Their share less what a server holds besides its KV cache: at least what the load needs,
+    so vLLM need not profile memory, and the servers can start together."""
+    cfg, shape = qwen3()
+    kv_need = 512_000 * fleet.kv_bytes_per_token(shape) / fleet.GIB
+    p = fleet.plan(B, fleet.need_gib(cfg, shape, 512_000), 139.8, resident_gib=fleet.resident_gib(cfg))
+    assert kv_need <= p.kv_cache_gib <= 0.45 * 139.8 - fleet.resident_gib(cfg)
+    assert f"a {p.kv_cache_gib:.1f} GiB KV cache each" in p.reason
+    assert fleet.plan(B, fleet.need_gib(cfg, shape, 512_000), 139.8).kv_cache_gib is None  # not asked
+    mine = fleet.plan(B, fleet.need_gib(cfg, shape, 512_000), 139.8, serve_args=["--kv-cache-memory-bytes=50G"],
+                      resident_gib=fleet.resident_gib(cfg))
+    assert mine.side_by_side and mine.kv_cache_gib is None  # the user's own KV cache size stands
+
+
 def test_one_at_a_time_when_none_fits_beside_another_or_when_asked():
     cfg, shape = qwen3()
     need = fleet.need_gib(cfg, shape, 512_000)
@@ -72,6 +86,11 @@ def test_a_servers_memory_share_is_given_to_vllm_unless_the_user_set_it():
     assert fleet.memory_args(0.3, ["--gpu-memory-utilization", "0.5"], alone=0.8) == []
     assert fleet.memory_args(None, ["--gpu-memory-utilization=0.5"], alone=0.8) == []
     assert fleet.memory_args(0.3, ["--gpu-memory-utilizations", "1"]) == ["--gpu-memory-utilization", "0.3"]
+    # side by side with a fixed KV cache, in bytes, unless the user gave one
+    assert fleet.memory_args(0.45, kv_cache_gib=58.0) == ["--gpu-memory-utilization", "0.45",
+                                                         "--kv-cache-memory-bytes", str(58 * 2**30)]
+    assert fleet.memory_args(0.45, ["--kv-cache-memory-bytes", "9G"], kv_cache_gib=58.0) == [
+        "--gpu-memory-utilization", "0.45"]
 
 
 def test_the_client_keeps_four_cores_on_big_machines():
@@ -124,6 +143,25 @@ def test_each_server_starts_once_the_one_before_has_taken_its_memory(tmp_path, m
     assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
 
 
+def test_servers_with_a_fixed_kv_cache_start_together(tmp_path, monkeypatch):
+    """vLLM skips memory profiling with --kv-cache-memory-bytes: nothing to wait for between starts."""
+    import re
+
+    from attnbench.serving.server import ServerSpec
+
+    for k, v in fake_env(tmp_path, FAKE_VLLM_START_S="2.0").items():
+        monkeypatch.setenv(k, v)
+    specs = [ServerSpec(model="m", backend=registry.get(n), served_model_name="tiny", log_path=tmp_path / f"{n}.log",
+                        extra_args=["--kv-cache-memory-bytes=8G"]) for n in ("fa3", "flashinfer")]
+    with fleet.running(specs) as servers:
+        assert all(hasattr(s, "base_url") for s in servers)
+    logs = [(tmp_path / f"{n}.log").read_text() for n in ("fa3", "flashinfer")]
+    started = [float(re.search(r"started at ([\d.]+)", t).group(1)) for t in logs]
+    taken = [float(re.search(r"KV cache size: \d+ tokens \(at ([\d.]+)", t).group(1)) for t in logs]
+    assert started[1] < taken[0]  # the second did not wait for the first's memory
+    assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
+
+
 def attnbench(*args, env=None, timeout=180):
     return subprocess.run([sys.executable, "-m", "attnbench", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
@@ -136,7 +174,9 @@ def test_side_by_side_servers_get_their_share_and_passes_are_interleaved(tmp_pat
     assert p.returncode == 0, p.stderr
     assert "2 servers side by side" in p.stderr and "interleaved" in p.stderr
     for name in ("fa3", "fa4"):
-        assert "--gpu-memory-utilization 0.45" in (out / name / "server.log").read_text()
+        log = (out / name / "server.log").read_text()
+        assert "--gpu-memory-utilization 0.45" in log and "--kv-cache-memory-bytes" in log
+    assert "GiB KV cache each (--kv-cache-memory-bytes: they start together)" in p.stderr
     passes = [r for r in record.load(out) if r.kind == "serve"]
     assert len(passes) == 4 and all(r.scenario["interleaved"] and r.scenario["side_by_side"] for r in passes)
     assert {r.scenario["wave"] for r in passes} == {0}  # one wave: their ratios pair pass with pass
