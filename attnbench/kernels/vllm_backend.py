@@ -182,9 +182,11 @@ class AttnbenchFA4Impl(FlashAttentionImpl):
             compile_fn = launcher.compile_combine if isinstance(cfg, launcher.CombineConfig) else launcher.compile_decode
             compile_fn(cfg, arch)
 
-        on_fa4 = self.vllm_flash_attn_version == 4
+        def compile_fa4(probe):
+            self._compile_fa4(probe, layer, dtype)
+
         found = warmup.units(layer, server_limits(config), compile_decode=compile_ours, arch=arch,
-                             compile_prefill=(lambda probe: self._compile_fa4(probe, layer, dtype)) if on_fa4 else None)
+                             compile_prefill=compile_fa4 if self.vllm_flash_attn_version == 4 else None)
         logger.info_once("attnbench-fa4: start-up compiles %d decode configurations and %d FA4 prefill probes",
                          sum(u.name.endswith("decode") for u in found), sum(u.name.endswith("prefill") for u in found))
         return tuple(CuTeDSLCompileUnit(name=u.name, key=u.key, compile=u.compile) for u in found)

@@ -8,14 +8,14 @@ its MLA prefill backend registers FA4 compiles that way. Our backend registers t
 - our decode kernels: every launch configuration the tuning table can choose for a decode batch
   of up to max_batch sequences (the CUDA-graph capture sizes among them, and the eager batches
   above the largest one) at any context up to max_model_len, plus the combine;
-- where vLLM is configured for FA4 (its pick on SM90 is FA3): FA4's prefill kernel and its split-KV combine,
-  which run every prefill and mixed batch under our backend: FA4 specialises on whether it splits KV (and the combine on the split count's power of
-  two), both chosen from (sequences, query length, KV length), so the probes are a one-sequence
-  prefill of each token count vLLM's own warm-up visits (capture sizes, compile sizes,
-  max_num_batched_tokens) fresh and at the end of a max_model_len prompt (counts above
-  max_model_len as whole prompts side by side), and a two-token query
-  against every power-of-two KV length up to max_model_len (the most splits FA4 picks for that
-  length). FA4 compiles each distinct kernel once; repeated probes cost only its host-side choice.
+- where vLLM is configured for FA4 (its pick on SM90 is FA3): FA4's prefill kernel and its
+  split-KV combine, which run every prefill and mixed batch under our backend: FA4 specialises on
+  whether it splits KV (and the combine on the split count's power of two), both chosen from
+  (sequences, query length, KV length), so the probes are a one-sequence prefill of each token
+  count vLLM's own warm-up visits (capture sizes, compile sizes, max_num_batched_tokens) fresh and
+  at the end of a max_model_len prompt (counts above max_model_len as whole prompts side by side),
+  and a two-token query against every power-of-two KV length up to max_model_len (the most splits
+  FA4 picks for that length). FA4 compiles each distinct kernel once; repeated probes cost only its host-side choice.
 """
 
 from __future__ import annotations
