@@ -490,6 +490,9 @@ def run(bench: ServeBench) -> list[Record]:
         server_cpus, client_cpus = fleet.cpu_split()
         reason = layout.reason + (f"; {frontend[-1]} vLLM API-server processes each (--serve-arg=--api-server-count=N "
                                   "overrides)" if frontend else "")
+        if layout.kv_cache_gib is not None and fleet.compile_cache_cold():
+            reason += ("; vLLM's compile cache is empty (a fresh machine): the first server starts alone until it "
+                       "has taken its memory, so the others reuse what it compiled")
         how = {"interleaved": interleave, "side_by_side": layout.side_by_side, "layout": reason,
                "client_cpus": list(client_cpus) if client_cpus else None}
         print(f"attnbench: {reason}; measured passes {'interleaved' if interleave else 'one server at a time'}",

@@ -1,8 +1,9 @@
 # Sourced by job scripts: the staged environment, attnbench installed (its vLLM plugin entry
-# point must be visible to vLLM), caches on local disk.
+# point must be visible to vLLM; from the directory the job runs in: /tmp/ab under launch.sh, the
+# checkout in a direct call), caches on local disk.
 set -u
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
-python3 -m pip install -q --no-deps --no-build-isolation --no-index -e /tmp/ab >/tmp/pip-install.log 2>&1 \
+python3 -m pip install -q --no-deps --no-build-isolation --no-index -e "$PWD" >/tmp/pip-install.log 2>&1 \
   || { echo "env: pip install -e failed:"; tail -5 /tmp/pip-install.log; }
 python3 - <<'PY'
 import importlib, torch

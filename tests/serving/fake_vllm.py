@@ -8,7 +8,7 @@ FAKE_VLLM_MODE_<BACKEND> (e.g. FAKE_VLLM_MODE_FLASH_ATTN3, FAKE_VLLM_MODE_FLASHI
 FAKE_VLLM_MODE: ok | crash (exits 3 while starting) | hang (never healthy) | ignore-term (ignores
 SIGTERM) | shift:X (adds X to the logprobs at prompt position 3). FAKE_VLLM_START_S: seconds
 before it listens. FAKE_VLLM_PIDS: file that gets the pids. FAKE_VLLM_ARGS: file that gets each
-command line as a JSON list."""
+command line as a JSON list. VLLM_CACHE_ROOT: where it leaves a compile cache, as vLLM does."""
 
 import json
 import os
@@ -55,7 +55,9 @@ def main() -> None:
 
         signal.signal(signal.SIGTERM, shutdown)
     start_s = float(env.get("FAKE_VLLM_START_S", "0.5"))
-    time.sleep(start_s / 2)  # "profiling", then the KV cache is taken, then "CUDA graphs"
+    time.sleep(start_s / 2)  # "compiling" (into vLLM's compile cache) and "profiling", then the KV cache is taken
+    if env.get("VLLM_CACHE_ROOT"):
+        os.makedirs(os.path.join(env["VLLM_CACHE_ROOT"], "torch_compile_cache", "fake"), exist_ok=True)
     print(f"INFO {time.strftime('%m-%d %H:%M:%S')} [kv_cache_utils.py:1] GPU KV cache size: 4096 tokens (at {time.time():.3f})", flush=True)
     time.sleep(start_s / 2)
     if mode == "crash":

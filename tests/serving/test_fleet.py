@@ -162,6 +162,39 @@ def test_servers_with_a_fixed_kv_cache_start_together(tmp_path, monkeypatch):
     assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
 
 
+def test_on_a_fresh_machine_the_first_server_starts_alone_and_the_rest_together(tmp_path, monkeypatch):
+    """With an empty vLLM compile cache, servers starting together would each compile the same
+    kernels: the first goes alone until it has taken its memory (by then it has filled the cache),
+    then the others start at once."""
+    import re
+
+    from attnbench.serving.server import ServerSpec
+
+    for k, v in fake_env(tmp_path, FAKE_VLLM_START_S="2.0", warm=False).items():
+        monkeypatch.setenv(k, v)
+    assert fleet.compile_cache_cold()
+    names = ("fa3", "flashinfer", "fa4")
+    specs = [ServerSpec(model="m", backend=registry.get(n), served_model_name="tiny", log_path=tmp_path / f"{n}.log",
+                        extra_args=["--kv-cache-memory-bytes=8G"]) for n in names]
+    with fleet.running(specs) as servers:
+        assert all(hasattr(s, "base_url") for s in servers)
+    logs = [(tmp_path / f"{n}.log").read_text() for n in names]
+    started = [float(re.search(r"started at ([\d.]+)", t).group(1)) for t in logs]
+    taken = [float(re.search(r"KV cache size: \d+ tokens \(at ([\d.]+)", t).group(1)) for t in logs]
+    assert started[1] >= taken[0] and started[2] >= taken[0]  # the first went alone ...
+    assert started[2] < taken[1]  # ... the others together
+    assert not fleet.compile_cache_cold()  # the first left its cache, as vLLM does
+    assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
+
+
+def test_a_compile_cache_is_looked_for_where_vllm_keeps_it(tmp_path):
+    assert fleet.compile_cache_cold({"VLLM_CACHE_ROOT": str(tmp_path / "none")})
+    (tmp_path / "xdg" / "vllm" / "torch_compile_cache" / "abc").mkdir(parents=True)
+    assert not fleet.compile_cache_cold({"XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    (tmp_path / "root" / "torch_compile_cache").mkdir(parents=True)  # there, but empty
+    assert fleet.compile_cache_cold({"VLLM_CACHE_ROOT": str(tmp_path / "root")})
+
+
 def attnbench(*args, env=None, timeout=180):
     return subprocess.run([sys.executable, "-m", "attnbench", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
@@ -187,6 +220,14 @@ def test_side_by_side_servers_get_their_share_and_passes_are_interleaved(tmp_pat
     assert order == [("fa3", 0), ("fa4", 0), ("fa3", 1), ("fa4", 1)]
     assert "side by side" in (out / "summary.md").read_text()
     assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
+
+
+def test_serve_bench_says_when_a_fresh_machine_makes_the_first_server_start_alone(tmp_path):
+    p = attnbench("serve-bench", "--backends", "fa3,fa4", "--input", "8", "--output", "3", "--num-prompts", "4",
+                  "--repeats", "1", "--max-warmup-passes", "1", "--result-dir", tmp_path / "res",
+                  env=fake_env(tmp_path, warm=False))
+    assert p.returncode == 0, p.stderr
+    assert "vLLM's compile cache is empty (a fresh machine): the first server starts alone" in p.stderr
 
 
 def test_a_crash_of_one_side_by_side_server_leaves_the_other_measured_and_nothing_running(tmp_path):

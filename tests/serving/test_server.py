@@ -44,13 +44,17 @@ def all_pids(pids_file: Path) -> list[int]:
     return [int(p) for line in pids_file.read_text().splitlines() for p in line.split()]
 
 
-def fake_env(tmp_path, start_s: float = 0.4, memory_gib: float | None = 140, **extra) -> dict:
+def fake_env(tmp_path, start_s: float = 0.4, memory_gib: float | None = 140, warm: bool = True, **extra) -> dict:
     """The variables that make a command start the stand-in for `vllm serve` (pids and argv noted
     under tmp_path) after `start_s`, with room for `memory_gib` of GPU memory (None: left to
-    nvidia-smi, for a command that plans no memory)."""
+    nvidia-smi, for a command that plans no memory), on a machine whose vLLM compile cache is
+    `warm` (else empty, a fresh machine's)."""
+    cache = tmp_path / "vllm-cache"
+    if warm:
+        (cache / "torch_compile_cache" / "earlier").mkdir(parents=True, exist_ok=True)
     env = {"ATTNBENCH_VLLM_CMD": f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} serve",
            "FAKE_VLLM_PIDS": str(tmp_path / "pids"), "FAKE_VLLM_ARGS": str(tmp_path / "args.jsonl"),
-           "FAKE_VLLM_START_S": f"{start_s:g}"}
+           "FAKE_VLLM_START_S": f"{start_s:g}", "VLLM_CACHE_ROOT": str(cache)}
     if memory_gib is not None:
         env["ATTNBENCH_GPU_MEMORY_GIB"] = f"{memory_gib:g}"
     return {**env, **extra}
