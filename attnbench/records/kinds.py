@@ -84,6 +84,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
         _m("gbps", HIGHER, "GB/s", "GB/s"), _m("pct_measured_bw", HIGHER, "%"), _m("pct_peak_bw", HIGHER, "%"),
         _m("pct_measured_flops", HIGHER, "%"), _m("pct_peak_flops", HIGHER, "%"), _m("rel_err", LOWER),
         _m("kv_gbps", HIGHER, "GB/s"),
+        _m("first_call_s", UNKNOWN, "s", "first call (JIT compile, planning), s"),  # not gated: compile times vary
         *(_m(n, UNKNOWN) for n in ("bytes", "flops", "tolerance", "graph", "calls_per_replay", "num_splits",
                                    "cold_copies"))),  # what was timed, not how fast
          headline=("us", "tflops", "gbps"),
