@@ -53,6 +53,17 @@ def compile_cache_cold(env: dict | None = None) -> bool:
     return not (os.path.isdir(cache) and any(os.scandir(cache)))
 
 
+def start_together(specs: list[ServerSpec]) -> bool:
+    """Every server has a fixed KV cache, so none profiles free memory and none need wait for another's."""
+    return all(flag_value(spec.extra_args, KV_BYTES_FLAG) is not None for spec in specs)
+
+
+def first_alone(specs: list[ServerSpec]) -> bool:
+    """Whether running() starts the first server alone: servers that could all start together,
+    on a fresh machine."""
+    return len(specs) > 1 and start_together(specs) and compile_cache_cold()
+
+
 def dtype_bytes(dtype: str | None) -> int:
     d = str(dtype or "bfloat16").lower()
     return 4 if "32" in d else 1 if "8" in d else 2
@@ -255,19 +266,21 @@ def frontend_args(serve_args: list[str], n_cpus: int | None = None) -> list[str]
 def running(specs: list[ServerSpec], status: Callable[[str], None] | None = None,
             stagger_timeout_s: float = 600.0,
             interrupt_grace_s: float | None = None,
-            on_interrupt: Callable[[BaseException], None] | None = None) -> Iterator[list[VllmServer | ServerFailed]]:
+            on_interrupt: Callable[[BaseException], None] | None = None,
+            lead_alone: bool | None = None) -> Iterator[list[VllmServer | ServerFailed]]:
     """Start every server, each once the one before has taken its GPU memory (its log says so, it
     is ready, or it died; where every one has a fixed KV cache, so none profiles free memory, all
-    at once, or on a fresh machine (compile_cache_cold) the first alone until it has taken its
-    memory, by when it has compiled what the others then reuse, and the rest together), wait
+    at once, or on a fresh machine (first_alone(specs), unless `lead_alone` says) the first alone
+    until it has taken its memory, by when it has compiled what the others then reuse, and the
+    rest together), wait
     until all are ready, yield each server or why it failed, and
     always stop them all: on errors, Ctrl-C, SIGTERM or a crash of one of them. Interrupted,
     the stop grace is cut to `interrupt_grace_s` (when given) and the GPU is not waited for, so
     the cleanup ends before a `timeout -k` follow-up SIGKILL; `on_interrupt` hears of it first."""
     servers = [VllmServer(spec) for spec in specs]
     out: list[VllmServer | ServerFailed] = list(servers)
-    together = all(flag_value(spec.extra_args, KV_BYTES_FLAG) is not None for spec in specs)
-    lead_alone = together and len(servers) > 1 and compile_cache_cold()
+    together = start_together(specs)
+    lead_alone = first_alone(specs) if lead_alone is None else lead_alone
     interrupted = False
     try:
         for i, server in enumerate(servers):

@@ -490,9 +490,6 @@ def run(bench: ServeBench) -> list[Record]:
         server_cpus, client_cpus = fleet.cpu_split()
         reason = layout.reason + (f"; {frontend[-1]} vLLM API-server processes each (--serve-arg=--api-server-count=N "
                                   "overrides)" if frontend else "")
-        if layout.kv_cache_gib is not None and fleet.compile_cache_cold():
-            reason += ("; vLLM's compile cache is empty (a fresh machine): the first server starts alone until it "
-                       "has taken its memory, so the others reuse what it compiled")
         how = {"interleaved": interleave, "side_by_side": layout.side_by_side, "layout": reason,
                "client_cpus": list(client_cpus) if client_cpus else None}
         print(f"attnbench: {reason}; measured passes {'interleaved' if interleave else 'one server at a time'}",
@@ -502,9 +499,16 @@ def run(bench: ServeBench) -> list[Record]:
             specs = [server_spec(bench.model, b, bench.serve_args, bench.result_dir / b.name / "server.log",
                                  layout.memory_share, bench.ready_timeout_s, server_cpus,
                                  kv_cache_gib=layout.kv_cache_gib) for b in wave]
+            alone = fleet.first_alone(specs)
+            wave_how = {**how, "wave": w}
+            if alone:
+                note = ("vLLM's compile cache is empty (a fresh machine): the first server starts alone until it "
+                        "has taken its memory, so the others reuse what it compiled")
+                wave_how["layout"] = f"{reason}; {note}"
+                print(f"attnbench: {note}", file=sys.stderr, flush=True)
             status = StatusLine(every_s=30.0)
             t_start = time.monotonic()
-            with fleet.running(specs, status) as servers:
+            with fleet.running(specs, status, lead_alone=alone) as servers:
                 status.done(f"[{', '.join(b.name for b in wave)}] started in {time.monotonic() - t_start:.0f} s")
                 targets = []
                 for b, spec, s in zip(wave, specs, servers):
@@ -515,7 +519,7 @@ def run(bench: ServeBench) -> list[Record]:
                     prov["server_command"] = " ".join(s.command())
                     targets.append(Target(b.name, s.base_url, s.model_name, prov, s))
                 # the wave says which passes ran next to each other (paired ratios)
-                measure(targets, bench, shape, interleave, {**how, "wave": w}, observer, records)
+                measure(targets, bench, shape, interleave, wave_how, observer, records)
     finally:
         observer.stop()
         if records:
