@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import multiprocessing as mp
+from multiprocessing import connection as mp_connection
 import os
 import signal
 import threading
@@ -468,8 +469,10 @@ def run_with_stats(cfg: ClientConfig, requests: list[Request], progress=None,
             pipes.append(parent)
         while any(o is None for o in outs):
             try:
+                # one wait on every pipe: a message from any worker is read at once
+                mp_connection.wait([p for w, p in enumerate(pipes) if outs[w] is None], timeout=0.1)
                 for w, pipe in enumerate(pipes):
-                    if outs[w] is None and pipe.poll(0.1):
+                    if outs[w] is None and pipe.poll(0):
                         try:
                             status, payload = pipe.recv()
                         except EOFError:
