@@ -42,11 +42,12 @@ KV_BYTES_FLAG = "--kv-cache-memory-bytes"
 
 
 def compile_cache_cold(env: dict | None = None) -> bool:
-    """No vLLM compile cache on this machine yet: a fresh one. vLLM keeps torch.compile's and
-    Triton's kernels under VLLM_CACHE_ROOT/torch_compile_cache; servers that start together there
-    each compile them at once, on shared cores. Measured on a fresh H200, two servers with a fixed
-    KV cache: ready together after 266 s, against 230 s when the second started once the first had
-    taken its memory (it then found warm caches: 87 s from its own start)."""
+    """No vLLM compile cache on this machine yet: a fresh one, whose first server also JIT-compiles
+    the Triton kernels of vLLM's post-capture warm-up (torch.compile's cache is per attention
+    backend; those kernels are shared). On a fresh H200, two servers with a fixed KV cache were
+    ready together after 266 s when started at once (each warm-up 122-124 s), and after 245 s with
+    the second started once the first had taken its memory (the first's warm-up 108 s, the
+    second's 10 s, its whole start 103 s)."""
     env = os.environ if env is None else env
     root = env.get("VLLM_CACHE_ROOT") or os.path.join(env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vllm")
     cache = os.path.join(root, "torch_compile_cache")
@@ -147,7 +148,7 @@ def plan(backends: list[Backend], need_gib: float | None, total_gib: float | Non
     kv = None
     if resident_gib is not None and flag_value(list(serve_args), KV_BYTES_FLAG) is None:
         kv = math.floor(10 * (share * total_gib - resident_gib)) / 10
-        reason += f", a {kv:.1f} GiB KV cache each ({KV_BYTES_FLAG}: they start together)"
+        reason += f", a {kv:.1f} GiB KV cache each ({KV_BYTES_FLAG}, so none profiles memory)"
     return Plan(waves, share, reason, kv)
 
 

@@ -321,7 +321,7 @@ def _pass_record(bench: ServeBench, target: Target, load: Workload, shape: dict 
     rec.samples["observation"] = p.observation
     rec.samples["warmup_passes"] = warm.to_json(bench.max_warmup_passes, bench.warmup_tolerance)
     if p.interrupted:
-        rec.status, rec.error = "failed", "interrupted by the user (Ctrl-C); completed requests kept"
+        rec.status, rec.error = "failed", "interrupted (Ctrl-C, or a time limit that stops the run as Ctrl-C does); completed requests kept"
     elif p.metrics["completed"] == 0:
         first = next((r.error for r in p.results if r.error), "?")
         rec.status, rec.error = "failed", f"every request failed; first error: {first}"
@@ -503,7 +503,7 @@ def run(bench: ServeBench) -> list[Record]:
             wave_how = {**how, "wave": w}
             if alone:
                 note = ("vLLM's compile cache is empty (a fresh machine): the first server starts alone until it "
-                        "has taken its memory, so the others reuse what it compiled")
+                        "has taken its memory, so the others find the kernels its warm-up JIT-compiles")
                 wave_how["layout"] = f"{reason}; {note}"
                 print(f"attnbench: {note}", file=sys.stderr, flush=True)
             status = StatusLine(every_s=30.0)

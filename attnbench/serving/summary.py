@@ -312,9 +312,27 @@ def precision_lines(records: list[Record], keep_flagged: bool = False) -> list[s
             verdict = f"**not met** (stopped after {len(g.passes)} of at most {cap} passes)"
         else:
             verdict = f"**not met** (cap {cap} passes)"
+        ci = (f"{textfmt.plus_minus_pct(s.half_width_pct)} (95% CI over {s.n})" if s.n > 1
+              else f"no CI ({s.n} pass{'' if s.n == 1 else 'es'} counted; a CI needs 2)")
         out.append(f"- {g.backend} {Shape.of(g.passes[0]).label}: {len(g.passes)} measured passes, output tok/s "
-                   f"{textfmt.plus_minus_pct(s.half_width_pct)} (95% CI over {s.n}); target ±{100 * float(target):g}%: {verdict}")
+                   f"{ci}; target ±{100 * float(target):g}%: {verdict}")
     return ["## Repeats", "", *out, ""] if out else []
+
+
+def layout_lines(records: list[Record]) -> list[str]:
+    """How the servers ran: one line, or one per wave of servers started together where the
+    waves were laid out differently (a fresh machine's first wave starts its first server alone)."""
+    waves: dict = {}  # wave -> (layout, backends in order)
+    for r in records:
+        if r.scenario.get("layout"):
+            layout, names = waves.setdefault(r.scenario.get("wave"), (str(r.scenario["layout"]), []))
+            if r.backend not in names:
+                names.append(r.backend)
+    if len({layout for layout, _ in waves.values()}) <= 1:
+        return [f"Layout: {layout}", ""] if waves else []
+    order = sorted(waves, key=lambda w: (w is None, w if w is not None else 0))
+    return [*(f"Layout, {'wave ' + str(w + 1) if w is not None else 'no wave'} ({', '.join(waves[w][1])}): "
+              f"{waves[w][0]}" for w in order), ""]
 
 
 def provenance_line(records: list[Record]) -> str:
@@ -351,9 +369,7 @@ def write_summary(result_dir: str | os.PathLike, records: list[Record], baseline
     if models:
         lines += [f"Model: {', '.join(models)}", ""]
     lines += [provenance_line(serve), "", "Command:", "", "```", command or "(unknown)", "```", ""]
-    layouts = sorted({str(r.scenario["layout"]) for r in serve if r.scenario.get("layout")})
-    if layouts:
-        lines += [f"Layout: {'; '.join(layouts)}", ""]
+    lines += layout_lines(serve)
     lines.append(markdown(serve, baseline, keep_flagged))
     lines += warmup_lines(serve)
     lines += precision_lines(serve, keep_flagged)

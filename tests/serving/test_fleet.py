@@ -209,7 +209,7 @@ def test_side_by_side_servers_get_their_share_and_passes_are_interleaved(tmp_pat
     for name in ("fa3", "fa4"):
         log = (out / name / "server.log").read_text()
         assert "--gpu-memory-utilization 0.45" in log and "--kv-cache-memory-bytes" in log
-    assert "GiB KV cache each (--kv-cache-memory-bytes: they start together)" in p.stderr
+    assert "GiB KV cache each (--kv-cache-memory-bytes, so none profiles memory)" in p.stderr
     passes = [r for r in record.load(out) if r.kind == "serve"]
     assert len(passes) == 4 and all(r.scenario["interleaved"] and r.scenario["side_by_side"] for r in passes)
     assert {r.scenario["wave"] for r in passes} == {0}  # one wave: their ratios pair pass with pass

@@ -231,3 +231,27 @@ def test_a_newer_single_run_beside_an_older_repeated_run_is_the_one_shown():
     new = serve("a", 500.0, 100.0, utc_time="2026-11-25T12:00:00Z")  # no run_id: an older attnbench's record
     [t] = summary.comparison(old + [new])
     assert [r.cells[0].value for r in t.rows] == [500.0]
+
+
+def test_layout_is_one_line_or_one_line_per_wave_where_the_waves_differ():
+    same = repeated("a", [1000.0, 1000.0]) + repeated("b", [900.0, 900.0], wave=1)
+    for r in same:
+        r.scenario["layout"] = "2 servers side by side"
+    assert summary.layout_lines(same) == ["Layout: 2 servers side by side", ""]
+    for r in same:
+        if r.backend == "a":
+            r.scenario["layout"] = "2 servers side by side; the first starts alone"
+    assert summary.layout_lines(same) == ["Layout, wave 1 (a): 2 servers side by side; the first starts alone",
+                                          "Layout, wave 2 (b): 2 servers side by side", ""]
+
+
+def test_a_target_ci_with_one_pass_counted_says_no_ci_rather_than_nan():
+    recs = repeated("a", [1000.0, 1010.0, 990.0]) + repeated("b", [900.0])
+    for r in recs:
+        r.scenario.update(target_ci=0.03, max_repeats=10)
+    lines = summary.precision_lines(recs)
+    b = next(line for line in lines if line.startswith("- b "))
+    assert "no CI (1 pass counted; a CI needs 2)" in b and "nan" not in b
+    assert "stopped after 1 of at most 10 passes" in b
+    a = next(line for line in lines if line.startswith("- a "))
+    assert "(95% CI over 3)" in a and a.endswith("met")
