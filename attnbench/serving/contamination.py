@@ -144,6 +144,27 @@ def jit_flags(lines: list[str]) -> list[Flag]:
     return flags
 
 
+# vLLM with VLLM_GC_DEBUG=1 in the server's environment: "(EngineCore pid=9) INFO 12-03 10:52:37
+# [gc_utils.py:84] GC took 12.345ms to complete. Collected 7 objects (out of 91) in GC generation 2."
+_GC = re.compile(r"GC took ([0-9.]+) ?ms to complete")
+
+
+def gc_pauses(lines: list[str]) -> dict:
+    """Python garbage collections the engine core logged in a window: how many, their total and
+    longest time (server_gc_*; empty when none was logged, e.g. VLLM_GC_DEBUG unset). A collection
+    stops the engine's scheduling loop, so time here is time the GPU may have waited."""
+    pauses = []
+    for line in lines:
+        line = _ANSI.sub("", line)
+        m = _GC.search(line)
+        if m and "EngineCore" in line[:_PREFIX.match(line).end()]:
+            pauses.append(float(m.group(1)))
+    if not pauses:
+        return {}
+    return {"server_gc_count": len(pauses), "server_gc_ms": round(sum(pauses), 3),
+            "server_gc_max_ms": round(max(pauses), 3)}
+
+
 def _clip(s: str, n: int = 200) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
@@ -351,11 +372,13 @@ class MeasuredWindow:
                 gauges = self._poller.stop()
             else:
                 gauges = {}
+            if self.log_path is not None and self._start_offset is not None:
+                server.update(gc_pauses(window_lines(self.log_path, self.t0, t1, self._start_offset, end)))
             if self.base_url:
                 expected = (client_metrics or {}).get("completed")
                 after = prometheus.scrape_settled(self.base_url, self._before,
                                                   expected if isinstance(expected, int) else None)
-                server = {**prometheus.window_delta(self._before, after, self.model), **gauges}
+                server = {**server, **prometheus.window_delta(self._before, after, self.model), **gauges}
             if self.gpu is not None:
                 samples = self.gpu.snapshot()
                 gpu, clocks = telemetry.gpu_summary(samples, self.t0, t1), telemetry.sm_clocks(samples, self.t0, t1)

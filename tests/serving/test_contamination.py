@@ -218,3 +218,26 @@ def test_a_busy_api_server_is_a_warning_with_its_cpu_figure():
     assert cm.frontend_flags(84.9) == [] and cm.frontend_flags(None) == []
     [f] = cm.frontend_flags(93.0)
     assert f.kind == "frontend_bound" and not f.contaminates and "93% of a core" in f.evidence
+
+
+def gc_line(t: float, ms: float, proc: str = "EngineCore pid=456") -> str:
+    return (f"({proc}) INFO {vllm_stamp(t)} [gc_utils.py:84] GC took {ms:.3f}ms to complete. "
+            "Collected 12 objects (out of 3400) in GC generation 2.")
+
+
+def test_engine_core_gc_pauses_are_counted_and_other_processes_ignored():
+    lines = [gc_line(T0, 12.5), "\x1b[32m" + gc_line(T0 + 1, 40.25) + "\x1b[0m",
+             gc_line(T0 + 2, 99.0, proc="ApiServer_0 pid=7"), info(T0 + 3, "GC took 5.000ms to complete.")]
+    assert cm.gc_pauses(lines) == {"server_gc_count": 2, "server_gc_ms": 52.75, "server_gc_max_ms": 40.25}
+    assert cm.gc_pauses([info(T0)]) == {}  # VLLM_GC_DEBUG unset: nothing logged, nothing claimed
+
+
+def test_a_windows_gc_pauses_come_from_the_log_written_during_it(tmp_path):
+    log = tmp_path / "server.log"
+    write_log(log, [gc_line(time.time() - 100, 500.0)])  # before the window: not its pause
+    with ScriptedServer(Script()) as s:
+        w = cm.MeasuredWindow(s.base_url, log_path=log, poll_s=None).start()
+        write_log(log, [gc_line(time.time(), 30.0), gc_line(time.time(), 10.0)])
+        fields = w.finish({"completed": 0}).record_fields()
+    assert (fields["server_gc_count"], fields["server_gc_ms"], fields["server_gc_max_ms"]) == (2, 40.0, 30.0)
+    assert fields["server_metrics"] == "ok"  # the /metrics delta beside it
