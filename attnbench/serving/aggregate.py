@@ -22,10 +22,12 @@ SPREAD_METRICS = ("output_throughput", "total_token_throughput", "request_throug
 
 def value(record: Record, metric: str) -> float | None:
     """A metric of a pass: the client's (vLLM's key names) or, for server_* keys, what the server's
-    /metrics said about the same window. A TPOT of one-token requests is no number."""
+    /metrics said about the same window (server_gc_*: its log). A TPOT of one-token requests is no number."""
     if metric.startswith("server_"):
         obs = record.samples.get("observation") or {}
-        if obs.get("server_metrics") != "ok" or ("tpot" in metric and (record.scenario.get("output_len") or 0) <= 1):
+        from_metrics = not metric.startswith("server_gc_")
+        if (from_metrics and obs.get("server_metrics") != "ok") or (
+                "tpot" in metric and (record.scenario.get("output_len") or 0) <= 1):
             return None
         v = obs.get(metric)
     else:

@@ -242,6 +242,9 @@ def markdown(records: list[Record], baseline: str | None = None, keep_flagged: b
         cross = server_cross_check(t)
         if cross:
             parts.append(cross)
+        gc = engine_gc(t)
+        if gc:
+            parts.append(gc)
     return "\n".join(parts) if parts else "(no serve results to compare)\n"
 
 
@@ -275,6 +278,25 @@ def server_cross_check(t: Table) -> str:
     head = ["backend"] + [f"{name} {side}" for _, _, name in SERVER_PAIRS for side in ("client", "server", "diff")]
     return ("Client vs server (vLLM /metrics, mean over the passes used, ms):\n\n"
             + "\n".join(textfmt.md_table(head, rows)) + "\n")
+
+
+def engine_gc(t: Table) -> str:
+    """Per backend, the engine core's garbage collections per pass beside its output tok/s; ''
+    unless the servers logged them (VLLM_GC_DEBUG=1)."""
+    rows = []
+    for row in t.rows:
+        g = row.group
+        if not g.values("server_gc_count"):
+            continue
+        longest = max(g.values("server_gc_max_ms").values(), default=math.nan)
+        rows.append([row.backend, textfmt.number(g.spread("server_gc_count").mean, ".1f"),
+                     textfmt.by_magnitude(g.spread("server_gc_ms").mean), textfmt.by_magnitude(longest),
+                     textfmt.by_magnitude(g.spread("output_throughput").mean)])
+    if not rows:
+        return ""
+    head = ["backend", "collections per pass", "ms per pass", "longest ms", "out tok/s"]
+    return ("Engine core's Python garbage collections (VLLM_GC_DEBUG=1 in the server's log), mean over the "
+            "passes used:\n\n" + "\n".join(textfmt.md_table(head, rows)) + "\n")
 
 
 def warmup_lines(records: list[Record]) -> list[str]:

@@ -255,3 +255,15 @@ def test_a_target_ci_with_one_pass_counted_says_no_ci_rather_than_nan():
     assert "stopped after 1 of at most 10 passes" in b
     a = next(line for line in lines if line.startswith("- a "))
     assert "(95% CI over 3)" in a and a.endswith("met")
+
+
+def test_engine_gc_is_shown_only_where_the_servers_logged_it():
+    recs = repeated("a", [1000.0, 1000.0]) + repeated("b", [900.0, 900.0])
+    assert "garbage collections" not in summary.markdown(recs)
+    for r, (n, ms, top) in zip(recs[:2], [(3, 30.0, 20.0), (5, 50.0, 45.0)]):
+        r.samples["observation"].update(server_gc_count=n, server_gc_ms=ms, server_gc_max_ms=top)
+    md = summary.markdown(recs)
+    assert "garbage collections" in md
+    row = next(line for line in md.splitlines() if line.startswith("| a |") and "45" in line)
+    assert row.split("|")[2:5] == [" 4.0 ", " 40.0 ", " 45.0 "]  # mean count, mean ms, the longest pause
+    assert not any(line.startswith("| b |") and "45" in line for line in md.splitlines())
