@@ -114,6 +114,11 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          columns=("passed", "max_abs_dlogprob", "mean_abs_dlogprob", "top1_agreement", "max_kl", "greedy_identical_frac"),
          history=("mean_abs_dlogprob", "top1_agreement"), intervals=("top1_agreement",),
          label_keys=("model", "reference", "num_prompts"), prefixes=("hf_",)),  # hf_: against fp32 transformers
+    Kind("profile", "Served step profiles (serve-bench --profile-steps)", (  # one profiled pass, not repeats
+        _m("kernel_us_per_step", LOWER, "us", "GPU kernel time per engine step (us)"),
+        _m("gpu_step_us", LOWER, "us", "a step's span on the GPU (us)"),
+        *(_m(n, UNKNOWN) for n in ("steps", "decode_steps", "output_throughput"))),  # throughput: under the profiler
+         label_keys=SERVE_LABEL_KEYS, compared=False),
     Kind("explain", "Explain estimates", (  # estimates of a serve run, not speeds of their own
         *(_m(n, UNKNOWN, "ms") for n in ("attn_est_ms", "rest_ms", "mean_tpot_ms", "median_tpot_ms",  # TPOT: the serve
                                          "mean_tpot_ci_low_ms", "mean_tpot_ci_high_ms")),  # run's, compared there

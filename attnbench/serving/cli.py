@@ -79,6 +79,7 @@ def serve_bench(
     client_workers: int = typer.Option(0, help="Client processes (0: automatic)."),
     prompt_format: Optional[str] = typer_option(ServeBench, "prompt_format", unset=True),
     tokenizer: Optional[str] = typer_option(ServeBench, "tokenizer"),
+    profile_steps: int = typer_option(ServeBench, "profile_steps"),
     from_results: Optional[Path] = typer.Option(None, help="Run nothing: print the comparison and rewrite summary.md and the plots from the records under this folder (flags that follow from the records, such as clock dips, are evaluated again)."),
 ) -> None:
     """Start a vLLM server per backend, drive it with a streaming load, compare the backends."""
@@ -113,6 +114,9 @@ def serve_bench(
         raise UserError("--endpoint benchmarks one running server; drop --backends (or drop --endpoint to start vLLM per backend)")
     if endpoint and serve_arg:
         raise UserError("--serve-arg configures servers attnbench starts; with --endpoint the server is already running")
+    if endpoint and profile_steps:
+        raise UserError("--profile-steps profiles servers attnbench starts (it passes them --profiler-config); "
+                        "for a running server, start it with --profiler-config and call its /start_profile")
     load = Workload(input_len=shapes[0][0], output_len=shapes[0][1], num_prompts=num_prompts,
                     request_rate=request_rate, burstiness=burstiness, max_concurrency=max_concurrency, seed=seed,
                     warmup=num_prompts if warmup is None else warmup, vocab_size=vocab_size or 10_000)  # validates the numbers first
@@ -158,7 +162,7 @@ def serve_bench(
         target_ci=target_ci, max_repeats=max_repeats,
         parallel_start=parallel_start, interleave=interleave, warmup_tolerance=warmup_tolerance,
         max_warmup_passes=max_warmup_passes, keep_flagged=keep_flagged, prompt_format=prompt_format or "token-ids",
-        tokenizer=tokenizer)
+        tokenizer=tokenizer, profile_steps=profile_steps)
     try:
         records = run.run(config)
     finally:  # also after Ctrl-C: say where the partial results are

@@ -94,6 +94,11 @@ class ServeBench:
     # the tokenizer text prompts are made with (default: the model's folder)
     tokenizer: str | None = field(default=None, metadata={"flag": "--tokenizer", "help": (
         "Tokenizer folder (tokenizer.json) for --prompt-format text (default: the model's folder).")})
+    # one more pass per backend and shape, part of it recorded by vLLM's torch profiler
+    profile_steps: int = field(default=0, metadata={"flag": "--profile-steps", "bound": (">=", 0), "help": (
+        "After the measured passes, one more per backend and shape with this many engine steps recorded by vLLM's "
+        "torch profiler: GPU time per step of every kernel, beside the other backends' (summary.md). Servers "
+        "attnbench starts only.")})
     client_cpus: tuple[int, ...] | None = None  # the load generator's cores (set by run when it starts servers)
 
     @property
@@ -148,7 +153,7 @@ def pass_seed(seed: int, load: Workload, kind: str, index: int) -> int:
     for all shapes, a 1000-token prompt would be the prefix of the 8000-token one)."""
     import numpy as np
 
-    words = [seed, load.input_len, load.output_len, 0 if kind == "warmup" else 1, index]
+    words = [seed, load.input_len, load.output_len, {"warmup": 0, "measured": 1, "profile": 2}[kind], index]
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
@@ -340,9 +345,10 @@ def lost_requests(results: list[client.RequestResult]) -> str:
 
 
 def measure_shape(targets: list[Target], load: Workload, bench: ServeBench, shape: dict | None,
-                  interleave: bool, how: dict, observer, records: list[Record]) -> None:
+                  interleave: bool, how: dict, observer, records: list[Record]) -> list[Target]:
     """Warm every target up, then the measured passes: round r of every target before round r+1
-    when interleaved (A B, A B, ...), else all of A's repeats, then B's."""
+    when interleaved (A B, A B, ...), else all of A's repeats, then B's. Returns the targets
+    measured (those whose warm-up did not fail)."""
     warm = warm_up(targets, load, bench, observer)
     live = []
     for t in targets:
@@ -361,7 +367,7 @@ def measure_shape(targets: list[Target], load: Workload, bench: ServeBench, shap
     for r, t in order:
         mine[t.name].append(_measured_pass(t, r, load, bench, shape, warm[t.name], how, observer, records))
     if bench.target_ci is None:
-        return
+        return live
     for r in range(bench.repeats, bench.repeat_cap):  # rounds over the backends still too noisy
         short = [t for t in live if not precise_enough(mine[t.name], bench.target_ci, bench.keep_flagged)]
         if not short:
@@ -374,6 +380,7 @@ def measure_shape(targets: list[Target], load: Workload, bench: ServeBench, shap
               f"output tok/s ±{s.half_width_pct:.1f}% (95% CI); target ±{100 * bench.target_ci:g}% "
               + ("met" if s.within(bench.target_ci) else f"NOT met (the cap, --max-repeats {bench.repeat_cap})"),
               file=sys.stderr, flush=True)
+    return live
 
 
 def throughput_spread(passes: list[Record], keep_flagged: bool = False) -> Spread:
@@ -415,7 +422,53 @@ def measure(targets: list[Target], bench: ServeBench, shape: dict | None, interl
             observer, records: list[Record]) -> None:
     for input_len, output_len in bench.shapes:
         load = replace(bench.load, input_len=input_len, output_len=output_len)
-        measure_shape(targets, load, bench, shape, interleave, how, observer, records)
+        live = measure_shape(targets, load, bench, shape, interleave, how, observer, records)
+        if bench.profile_steps:
+            for t in live:
+                profile_pass(t, load, bench, shape, how, observer, records)
+
+
+def profile_dir(result_dir: Path, backend: str) -> Path:
+    """Where a server attnbench starts writes its torch-profiler traces."""
+    return result_dir / backend / "profile"
+
+
+def profile_pass(t: Target, load: Workload, bench: ServeBench, shape: dict | None, how: dict, observer,
+                 records: list[Record]) -> None:
+    """One unmeasured pass between /start_profile and /stop_profile, then its trace read into a
+    `profile` record (BACKEND/profile-INxOUT.json). A profile that fails is a notice, never a
+    failed run."""
+    from attnbench.serving import profile
+
+    folder = profile_dir(bench.result_dir, t.name)
+    before = set(profile.traces(folder))
+    label = f"[{t.name}] {load.input_len}:{load.output_len} profile"
+    if (why := profile.start(t.base_url)) is not None:
+        print(f"attnbench: notice: {label}: /start_profile failed ({why}); no profile", file=sys.stderr)
+        return
+    p = run_pass(t, load, bench, pass_seed(load.seed, load, "profile", 0), label, observer)
+    stopped = profile.stop(t.base_url)
+    if p.interrupted:
+        raise KeyboardInterrupt
+    trace = profile.wait_for_trace(folder, before)
+    if trace is None:
+        print(f"attnbench: notice: {label}: no trace appeared in {folder}"
+              + (f" (/stop_profile: {stopped})" if stopped else ""), file=sys.stderr)
+        return
+    try:
+        prof = profile.read_trace(trace)
+    except (OSError, ValueError) as e:
+        print(f"attnbench: notice: {label}: trace unreadable ({e})", file=sys.stderr)
+        return
+    scenario = {**_scenario(bench, load, t, shape), **how, "profile_steps": bench.profile_steps,
+                "profile_delay_steps": profile.DELAY_STEPS}
+    rec = Record(kind="profile", backend=t.name, scenario=scenario, provenance=t.provenance,
+                 metrics={**prof.metrics(), "output_throughput": p.metrics.get("output_throughput")},
+                 samples={**prof.samples(), "trace": str(trace.relative_to(bench.result_dir))})
+    rec.save(bench.result_dir / t.name / f"profile-{load.input_len}x{load.output_len}.json")
+    records.append(rec)
+    print(f"attnbench: [{t.name}] {load.input_len}:{load.output_len}: {prof.steps} steps profiled, "
+          f"{prof.kernel_us_per_step:.0f} us of GPU kernels per step", file=sys.stderr, flush=True)
 
 
 def _failed_start(bench: ServeBench, backend: Backend, e, shape: dict | None, prov: dict,
@@ -441,16 +494,18 @@ def tokens_in_flight(bench: ServeBench) -> int:
 
 def server_spec(model: str, backend: Backend, serve_args: list[str], log_path: Path, memory_share: float | None,
                 ready_timeout_s: float, cpus: tuple[int, ...] | None, label: str | None = None,
-                kv_cache_gib: float | None = None) -> ServerSpec:
+                kv_cache_gib: float | None = None, profile: tuple[Path, int] | None = None) -> ServerSpec:
     """The server serve-bench starts for one backend (also the one a scenario's [servers] starts):
     its share of the GPU's memory (and KV cache, side by side), dummy weights for an embedded model,
-    vLLM's frontend spread over API-server processes unless `serve_args` say how many, then `serve_args`."""
+    vLLM's frontend spread over API-server processes unless `serve_args` say how many, vLLM's torch
+    profiler where `profile` is (trace folder, steps), then `serve_args`."""
     from attnbench.models import embedded
+    from attnbench.serving import profile as step_profile
 
     served_path, _ = embedded.resolve(model)
     extra = [*fleet.memory_args(memory_share, serve_args, kv_cache_gib=kv_cache_gib),
              *fleet.server_args(model, embedded.EMBEDDED),
-             *fleet.frontend_args(serve_args), *serve_args]
+             *fleet.frontend_args(serve_args), *(step_profile.server_args(*profile) if profile else ()), *serve_args]
     return ServerSpec(model=served_path, backend=backend, served_model_name=model, log_path=log_path,
                       extra_args=extra, ready_timeout_s=ready_timeout_s, cpus=cpus, label=label)
 
@@ -498,7 +553,9 @@ def run(bench: ServeBench) -> list[Record]:
         for w, wave in enumerate(layout.waves):
             specs = [server_spec(bench.model, b, bench.serve_args, bench.result_dir / b.name / "server.log",
                                  layout.memory_share, bench.ready_timeout_s, server_cpus,
-                                 kv_cache_gib=layout.kv_cache_gib) for b in wave]
+                                 kv_cache_gib=layout.kv_cache_gib,
+                                 profile=(profile_dir(bench.result_dir, b.name), bench.profile_steps)
+                                 if bench.profile_steps else None) for b in wave]
             alone = fleet.first_alone(specs)
             wave_how = {**how, "wave": w}
             if alone:
@@ -559,13 +616,14 @@ def summarize(result_dir: Path, baseline: str | None = None, keep_flagged: bool 
 
     found = [f for f in store.scan([result_dir])[0] if f.record.kind == "serve"]
     records = [f.record for f in found]
+    profiles = [f.record for f in store.scan([result_dir])[0] if f.record.kind == "profile"]
     if not records:
         raise UserError(f"{result_dir}: no serve records here; pass a serve-bench result folder")
     per_file = Counter(f.path for f in found)  # a file of several records is left as it is
     settle([(f.record, f.path) for f in found if f.record.scenario.get("repeat") is not None
             and per_file[f.path] == 1], keep_flagged)
     command = next((r.provenance.get("command") for r in records if r.provenance.get("command")), None)
-    write_comparison(result_dir, records, baseline, keep_flagged, command)
+    write_comparison(result_dir, records + profiles, baseline, keep_flagged, command)
     return records
 
 

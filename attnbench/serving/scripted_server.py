@@ -3,7 +3,8 @@ client's own capacity. Not a model: unless a Script subclass's `reply` answers o
 streams `max_tokens` " tok" chunks, the first `ttft_s` (+ `ttft_per_token_s` x prompt length)
 after the request arrives, then one every `itl_s`, on absolute deadlines so timings do not drift.
 Serves /v1/completions and /v1/chat/completions (streamed or not), /v1/responses (not streamed),
-/v1/models, /health, /version and vLLM-style /metrics.
+/v1/models, /health, /version, vLLM-style /metrics and, with a profile_dir, vLLM's
+/start_profile and /stop_profile.
 
     python -m attnbench.serving.scripted_server --port 8000 --ttft 0.05 --itl 0.01 [--workers 2]
 """
@@ -13,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gzip
 import json
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 BACKLOG = 2048  # connections waiting to be accepted, as uvicorn (vLLM's server) allows
@@ -67,6 +70,12 @@ class Script:
     root: str | None = None
     meta: dict | None = None  # llama.cpp's server: {"n_vocab": ..., "n_ctx_train": ...}
     server_header: str | None = None
+    # vLLM's torch profiler (--profiler-config): /start_profile and /stop_profile answer only with a
+    # directory; stop writes a Kineto-style trace of `profile_steps` decode steps there, each running
+    # `profile_kernels` ((name, us) pairs) on the GPU's timeline
+    profile_dir: str | None = None
+    profile_steps: int = 5
+    profile_kernels: tuple[tuple[str, float], ...] = (("gemm", 300.0), ("attention", 450.0))
 
     def reply(self, path: str, body: dict, n: int) -> Reply | None:
         """The answer to request number `n` at `path` ("completions", "chat" or "responses");
@@ -86,6 +95,7 @@ class ScriptedServer:
         self.dropped = 0  # requests that arrived on a connection closed after its stream
         self._streamed: set = set()  # transports of connections that carried a stream (close_after_stream)
         self.active = 0
+        self.profiling = False  # between /start_profile and /stop_profile
         self.max_active = 0
         self.stats = ServedStats()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -113,7 +123,27 @@ class ScriptedServer:
             app.router.add_post("/v1/chat/completions" if path == "chat" else f"/v1/{path}",
                                 functools.partial(self._answer, path=path))
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/start_profile", self._start_profile)
+        app.router.add_post("/stop_profile", self._stop_profile)
         return app
+
+    async def _start_profile(self, request):
+        from aiohttp import web
+
+        if self.script.profile_dir is None:  # vLLM adds these routes only with --profiler-config
+            raise web.HTTPNotFound()
+        self.profiling = True
+        return web.Response(text="")
+
+    async def _stop_profile(self, request):
+        from aiohttp import web
+
+        if self.script.profile_dir is None:
+            raise web.HTTPNotFound()
+        if self.profiling:
+            self.profiling = False
+            write_trace(Path(self.script.profile_dir), self.script.profile_steps, self.script.profile_kernels)
+        return web.Response(text="")
 
     async def _version(self, request):
         from aiohttp import web
@@ -316,6 +346,27 @@ class ScriptedServer:
         loop = asyncio.new_event_loop()
         loop.run_until_complete(self._start())
         loop.run_forever()
+
+
+def write_trace(folder: Path, steps: int, kernels) -> Path:
+    """A trace as vLLM's engine writes it (tensorboard_trace_handler's name, gzipped Chrome JSON):
+    per decode step a CPU and a GPU annotation, and the step's kernels back to back."""
+    events, t = [], 0.0
+    for _ in range(steps):
+        step = sum(us for _, us in kernels)
+        name = "execute_context_0(0)_generation_4(4)"
+        events += [{"ph": "X", "cat": "user_annotation", "name": name, "ts": t, "dur": step},
+                   {"ph": "X", "cat": "gpu_user_annotation", "name": name, "ts": t, "dur": step}]
+        for kernel, us in kernels:
+            events.append({"ph": "X", "cat": "kernel", "name": kernel, "ts": t, "dur": us})
+            t += us
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"scripted_dp0_pp0_tp0.{time.time_ns()}.pt.trace.json.gz"
+    tmp = path.with_name(path.name + ".tmp")
+    with gzip.open(tmp, "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    tmp.replace(path)
+    return path
 
 
 class ServedStats:

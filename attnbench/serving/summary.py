@@ -341,6 +341,40 @@ def precision_lines(records: list[Record], keep_flagged: bool = False) -> list[s
     return ["## Repeats", "", *out, ""] if out else []
 
 
+PROFILE_KERNELS = 12  # kernels shown by name per shape; the rest are summed in one row
+
+
+def profile_lines(records: list[Record]) -> list[str]:
+    """Per shape, GPU time per engine step of each kernel under each backend, from the profiled
+    pass (serve-bench --profile-steps): where a TPOT gap is, kernel by kernel."""
+    newest: dict[tuple, Record] = {}
+    for r in records:
+        if r.kind == "profile":
+            newest[(Shape.of(r), r.backend)] = r  # records come in run order: the last one is the newest
+    if not newest:
+        return []
+    out = ["## Kernel time per engine step (vLLM's torch profiler)", "",
+           "One more pass per backend after the measured ones; vLLM recorded engine steps from the "
+           f"{next(iter(newest.values())).scenario.get('profile_delay_steps')}th after the pass began. "
+           "GPU time per step in µs, summed per kernel name over the recorded steps (CUDA-graph kernels included).", ""]
+    for shape in dict.fromkeys(k[0] for k in newest):
+        profs = [r for (sh, _), r in newest.items() if sh == shape]
+        per = [{k["name"]: k["us_per_step"] for k in r.samples.get("kernels") or []} for r in profs]
+        names = sorted({n for p in per for n in p}, key=lambda n: -max(p.get(n, 0.0) for p in per))
+        shown = names[:PROFILE_KERNELS]
+        us = lambda v: textfmt.MISSING if v is None else f"{v:.1f}"  # noqa: E731
+        rows = [["steps recorded (decode only)", *(f"{r.metrics.get('steps')} ({r.metrics.get('decode_steps')})"
+                                                  for r in profs)],
+                ["all GPU kernels", *(us(r.metrics.get("kernel_us_per_step")) for r in profs)],
+                ["a step's span on the GPU", *(us(r.metrics.get("gpu_step_us")) for r in profs)],
+                *([textfmt.md_escape(one_line(n, 90)), *(us(p.get(n)) for p in per)] for n in shown)]
+        if len(names) > len(shown):
+            rows.append([f"{len(names) - len(shown)} other kernels",
+                         *(us(sum(v for n, v in p.items() if n not in shown)) for p in per)])
+        out += [f"### {shape.label}", "", *textfmt.md_table(["", *(r.backend for r in profs)], rows), ""]
+    return out
+
+
 def layout_lines(records: list[Record]) -> list[str]:
     """How the servers ran: one line, or one per wave of servers started together where the
     waves were laid out differently (a fresh machine's first wave starts its first server alone)."""
@@ -395,6 +429,7 @@ def write_summary(result_dir: str | os.PathLike, records: list[Record], baseline
     lines.append(markdown(serve, baseline, keep_flagged))
     lines += warmup_lines(serve)
     lines += precision_lines(serve, keep_flagged)
+    lines += profile_lines(records)
     failed = [r for r in serve if r.status != "ok" or r.error]  # failed, or lost some requests
     if failed:
         lines += ["## Failed runs", ""]

@@ -1,7 +1,8 @@
 # Two of the serving questions left open, in one 30-minute lease with staging:
 # 1. Are the slow 1000:1000 passes the engine core's garbage collections? scenarios/h200-gc.toml
 #    (fa3 and attnbench-fa4 side by side, 8 interleaved passes) with VLLM_GC_DEBUG=1, so vLLM logs
-#    every collection and serve-bench puts each window's in its records (server_gc_*) and summary.md.
+#    every collection and serve-bench puts each window's in its records (server_gc_*) and summary.md;
+#    then a pass each with 20 engine steps under vLLM's torch profiler (profile-1000x1000.json).
 # 2. agreement.sh: vLLM's client against attnbench with token-id and with text prompts on one fa3
 #    server with one API-server process (its scripted-server steps come last and are cut first).
 # Then, if KERNELS_BUDGET_S is set, what it leaves to the tuning sweep (kernels.sh part sweep).

@@ -8,7 +8,9 @@ FAKE_VLLM_MODE_<BACKEND> (e.g. FAKE_VLLM_MODE_FLASH_ATTN3, FAKE_VLLM_MODE_FLASHI
 FAKE_VLLM_MODE: ok | crash (exits 3 while starting) | hang (never healthy) | ignore-term (ignores
 SIGTERM) | shift:X (adds X to the logprobs at prompt position 3). FAKE_VLLM_START_S: seconds
 before it listens. FAKE_VLLM_PIDS: file that gets the pids. FAKE_VLLM_ARGS: file that gets each
-command line as a JSON list. VLLM_CACHE_ROOT: where it leaves a compile cache, as vLLM does."""
+command line as a JSON list. VLLM_CACHE_ROOT: where it leaves a compile cache, as vLLM does. With
+--profiler-config, /start_profile and /stop_profile write a trace of gemm_bf16 (300 us a step) and
+attention_<BACKEND><FA VERSION> (FAKE_VLLM_ATTN_US_<that>, default 450 us)."""
 
 import json
 import os
@@ -69,6 +71,10 @@ def main() -> None:
     shift = {3: float(mode.split(":")[1])} if mode.startswith("shift:") else {}
     script = Script(ttft_s=float(env.get("FAKE_VLLM_TTFT", "0.02")), itl_s=float(env.get("FAKE_VLLM_ITL", "0.002")),
                     model=opt.get("--served-model-name", args[1]), metrics=True, prefill_shift=shift)
+    if "--profiler-config" in opt:  # vLLM's torch profiler: traces of `max_iterations` steps, its kernels named by backend
+        profiler = json.loads(opt["--profiler-config"])
+        script.profile_dir, script.profile_steps = profiler["torch_profiler_dir"], profiler["max_iterations"]
+        script.profile_kernels = (("gemm_bf16", 300.0), (f"attention_{key}", float(env.get(f"FAKE_VLLM_ATTN_US_{key}", "450"))))
     print("INFO fake vllm: Application startup complete.", flush=True)
     ScriptedServer(script, host=opt.get("--host", "127.0.0.1"), port=int(opt["--port"])).serve_forever()
 

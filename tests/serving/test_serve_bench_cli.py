@@ -218,3 +218,35 @@ def test_ctrl_c_during_the_warm_up_saves_no_pass_as_a_measurement(tmp_path):
     assert p.returncode == 130, err
     assert "interrupted" in err
     assert list(out.rglob("serve-*.json")) == []  # no pass record and no aggregate
+
+
+def test_profile_steps_profile_one_more_pass_per_backend_beside_each_other(tmp_path):
+    env = {"ATTNBENCH_VLLM_CMD": f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} serve",
+           "FAKE_VLLM_START_S": "0.3", "FAKE_VLLM_ATTN_US_FLASH_ATTN3": "500", "FAKE_VLLM_ATTN_US_FLASHINFER": "420"}
+    out = tmp_path / "res"
+    p = attnbench("serve-bench", "--backends", "fa3,flashinfer", "--input", "8", "--output", "3",
+                  "--num-prompts", "4", "--repeats", "1", "--profile-steps", "6", "--result-dir", out, env=env,
+                  timeout=180)
+    assert p.returncode == 0, p.stderr
+    recs = record.load(out)
+    profiles = {r.backend: r for r in recs if r.kind == "profile"}
+    assert set(profiles) == {"fa3", "flashinfer"}
+    fa3 = profiles["fa3"]
+    assert fa3.metrics["steps"] == 6 and fa3.metrics["kernel_us_per_step"] == 800.0
+    assert {k["name"] for k in fa3.samples["kernels"]} == {"gemm_bf16", "attention_FLASH_ATTN3"}
+    assert (out / fa3.samples["trace"]).is_file() and fa3.scenario["profile_steps"] == 6
+    assert sum(r.kind == "serve" for r in recs) == 2  # the profiled pass is no measurement
+    log = (out / "fa3" / "server.log").read_text()
+    assert '"max_iterations":6' in log and str((out / "fa3" / "profile").resolve()) in log
+    md = (out / "summary.md").read_text()
+    assert "Kernel time per engine step" in md
+    assert "| attention_FLASHINFER | - | 420.0 |" in md and "| all GPU kernels | 800.0 | 720.0 |" in md
+    again = attnbench("serve-bench", "--from-results", out)  # the records alone draw the same section
+    assert again.returncode == 0 and "| attention_FLASH_ATTN3 | 500.0 | - |" in (out / "summary.md").read_text()
+
+
+def test_profile_steps_with_an_endpoint_is_refused_with_the_way_to_do_it(server, tmp_path):
+    p = attnbench("serve-bench", "--endpoint", f"http://127.0.0.1:{server.port}", "--input", "8", "--output", "2",
+                  "--num-prompts", "2", "--vocab-size", "500", "--profile-steps", "5", "--result-dir", tmp_path)
+    assert p.returncode != 0 and "start it with --profiler-config" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
