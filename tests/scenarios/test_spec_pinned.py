@@ -73,6 +73,9 @@ def expected(name: str) -> list[tuple[str, int, float | None, list[str]]]:
                                       *load, "--clients", "vllm,attnbench,attnbench-text", "--reference", "vllm",
                                       "--out", "R"]),
                 ("scripted-1", 0, 300, scripted("1")), ("scripted-4", 0, 300, scripted("4"))]
+    if name == "h200-gc":  # the seed study's first pair on decode, then a profiled pass each
+        return [("serve", 1, 720, ["serve-bench", "--backends", "fa3,attnbench-fa4", "--input", "1000", "--output", "1000",
+                                   "--num-prompts", "256", "--repeats", "8", "--profile-steps", "20", "--result-dir", "R"])]
     if name == "h200-noise":  # against its one fa3 server: the spread as placed, pinned, as placed again
         def serve(i, o, n):
             return ["serve-bench", "--endpoint", "{endpoint:fa3}", "--model", "qwen3-0.6b", "--input", i,
