@@ -326,7 +326,8 @@ def _pass_record(bench: ServeBench, target: Target, load: Workload, shape: dict 
     rec.samples["observation"] = p.observation
     rec.samples["warmup_passes"] = warm.to_json(bench.max_warmup_passes, bench.warmup_tolerance)
     if p.interrupted:
-        rec.status, rec.error = "failed", "interrupted (Ctrl-C, or a time limit that stops the run as Ctrl-C does); completed requests kept"
+        rec.status = "failed"
+        rec.error = "interrupted (Ctrl-C, or a time limit that stops the run as Ctrl-C does); completed requests kept"
     elif p.metrics["completed"] == 0:
         first = next((r.error for r in p.results if r.error), "?")
         rec.status, rec.error = "failed", f"every request failed; first error: {first}"

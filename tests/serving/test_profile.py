@@ -15,9 +15,10 @@ def step(name, ts, dur, cat="user_annotation"):
 
 
 def test_kernels_are_summed_per_name_and_divided_by_the_engine_steps(tmp_path):
+    decode, mixed = "execute_context_0(0)_generation_256(256)", "execute_context_2(8192)_generation_10(10)"
     events = [
-        step("execute_context_0(0)_generation_256(256)", 0, 900), step("execute_context_0(0)_generation_256(256)", 0, 1000, "gpu_user_annotation"),
-        step("execute_context_2(8192)_generation_10(10)", 1000, 900), step("execute_context_2(8192)_generation_10(10)", 1000, 3000, "gpu_user_annotation"),
+        step(decode, 0, 900), step(decode, 0, 1000, "gpu_user_annotation"),
+        step(mixed, 1000, 900), step(mixed, 1000, 3000, "gpu_user_annotation"),
         step("flash_fwd_kernel", 0, 400, "kernel"), step("flash_fwd_kernel", 1000, 2000, "kernel"),
         step("gemm", 400, 300, "kernel"), step("gemm", 2400, 300, "kernel"), step("gemm", 2700, 300, "kernel"),
         step("Memcpy HtoD (Pinned -> Device)", 3000, 10, "gpu_memcpy"),
@@ -48,7 +49,8 @@ def test_server_args_ask_vllm_for_a_delayed_bounded_gpu_trace(tmp_path):
     flag, value = profile.server_args(tmp_path / "prof", 20)
     cfg = json.loads(value)
     assert flag == "--profiler-config" and cfg["profiler"] == "torch" and cfg["max_iterations"] == 20
-    assert cfg["delay_iterations"] == profile.DELAY_STEPS and cfg["torch_profiler_dir"] == str((tmp_path / "prof").resolve())
+    assert cfg["delay_iterations"] == profile.DELAY_STEPS
+    assert cfg["torch_profiler_dir"] == str((tmp_path / "prof").resolve())
     assert cfg["ignore_frontend"] is True and cfg["torch_profiler_with_stack"] is False
 
 
