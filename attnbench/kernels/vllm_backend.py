@@ -47,10 +47,11 @@ _DECODERS: dict[tuple, object] = {}
 
 def decoder_for(*, q_heads: int, kv_heads: int, head_dim: int, page_size: int, dtype: torch.dtype,
                 max_batch: int, max_context: int, device: torch.device):
-    """The shared, compiled FA4Decode for this geometry. Created on the first eager decode call,
-    which vLLM's warm-up runs before it captures any CUDA graph, so capture never compiles or
-    allocates; its kernels were compiled earlier still, by the CuTe DSL warm-up (see
-    AttnbenchFA4Impl.get_cutedsl_warmup_compile_units), so this only finds them cached."""
+    """The shared, compiled FA4Decode for this geometry, made on the first decode-only call. On
+    vLLM 0.26 that call comes in the full-CUDA-graph capture phase (the H200 server log of
+    2026-12-03 says "decode kernel ready" there), so the workspace is allocated then; nothing is
+    compiled, as the CuTe DSL warm-up compiled the kernels before (see
+    AttnbenchFA4Impl.get_cutedsl_warmup_compile_units) and this only finds them cached."""
     key = (q_heads, kv_heads, head_dim, page_size, dtype, max_batch, device)
     decoder = _DECODERS.get(key)
     if decoder is None:
