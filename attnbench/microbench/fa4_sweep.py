@@ -34,13 +34,15 @@ CANDIDATES = (Tuning(256, 4, 2), Tuning(256, 2, 3), Tuning(128, 4, 4), Tuning(12
 # (~165 at D128, ~130 at D64, 128 threads)
 MMA_CANDIDATES = (Tuning(128, 1, 2, smem_stages=3, mma=True), Tuning(128, 1, 3, smem_stages=2, mma=True),
                   Tuning(64, 1, 3, smem_stages=4, mma=True), Tuning(256, 1, 1, smem_stages=3, mma=True))
-MMA_MIN_GROUP = 4  # below it the MMA tile is mostly padding and the CUDA-core kernels already stream
+# From group 2: the MMA tile is then mostly padding, but decode is a memory stream and v4's per-warp
+# cp.async ring streamed better at group 4 (B1 x 32768: 3276 GB/s) than v3's did at group 2 (3086)
+MMA_MIN_GROUP = 2
 
 
 def candidates(group: int) -> list[Tuning]:
     """The fallback of this group first (what a geometry with no measured class runs), then CANDIDATES,
-    then for groups of 4 or more MMA_CANDIDATES; a candidate the geometry cannot run is reported as an
-    error row and never wins."""
+    then for groups of MMA_MIN_GROUP or more MMA_CANDIDATES; a candidate the geometry cannot run is
+    reported as an error row and never wins."""
     wide = MMA_CANDIDATES if group >= MMA_MIN_GROUP else ()
     return list(dict.fromkeys([tuning.fallback(group), *CANDIDATES, *wide]))
 

@@ -33,16 +33,17 @@ def test_candidates_start_with_the_fallback_and_hold_the_v3_ring():
         assert cands[0] == tuning.fallback(group) and V3 in cands and len(set(cands)) == len(cands)
 
 
-def test_wide_groups_also_sweep_the_tensor_core_kernel_and_every_candidate_is_a_valid_config():
+def test_grouped_heads_also_sweep_the_tensor_core_kernel_and_every_candidate_is_a_valid_config():
     from attnbench.kernels.fa4_decode.launcher import decode_configs
 
-    assert not any(t.mma for t in fa4_sweep.candidates(2))
-    for group in (4, 8, 16):
+    assert not any(t.mma for t in fa4_sweep.candidates(1))  # one head per KV head: 1 of the tile's 16 rows
+    for group in (2, 4, 8, 16):
         mma = [t for t in fa4_sweep.candidates(group) if t.mma]
         assert mma == list(fa4_sweep.MMA_CANDIDATES)
     for t in fa4_sweep.MMA_CANDIDATES:  # none is an error row by construction (shared memory, threads)
         for d in (64, 128):
-            decode_configs(t, dtype="bfloat16", head_dim=d, group=8, page_size=16)
+            for group in (2, 8):
+                decode_configs(t, dtype="bfloat16", head_dim=d, group=group, page_size=16)
 
 
 def _result(t, gbps, ok=True):
