@@ -83,7 +83,7 @@ class Kernel:
 @dataclass
 class StepProfile:
     steps: int  # engine steps in the trace (its execute_* annotations)
-    decode_steps: int  # of them, steps with no prompt tokens (context 0)
+    decode_steps: int  # of them, steps with no prompt tokens (context 0); -1: not annotated
     kernel_us_per_step: float  # GPU time of every kernel, copy and memset, over the steps
     gpu_step_us: float | None  # mean span of a step on the GPU's timeline, where the trace has it
     kernels: list[Kernel] = field(default_factory=list)  # by time per step, longest first
@@ -104,9 +104,10 @@ def load(path: Path) -> list[dict]:
     return data.get("traceEvents", []) if isinstance(data, dict) else data
 
 
-def read_trace(path: Path) -> StepProfile:
+def read_trace(path: Path, steps_asked: int | None = None) -> StepProfile:
     """Per-step kernel times of one trace: GPU time summed per kernel name over the trace, divided
-    by its engine steps (the trace holds only the steps the profiler recorded)."""
+    by its engine steps (the trace holds only the steps the profiler recorded). A trace without
+    vLLM's step annotations counts the steps asked for (`steps_asked`), decode_steps then -1."""
     total: dict[str, list[float]] = {}
     steps = decode = 0
     spans = []
@@ -125,7 +126,9 @@ def read_trace(path: Path) -> StepProfile:
             elif cat == "gpu_user_annotation":
                 spans.append(float(e.get("dur") or 0.0))
     if steps == 0:
-        raise ValueError(f"{path}: no engine steps (execute_* annotations) in the trace")
+        if not steps_asked or not total:
+            raise ValueError(f"{path}: no engine steps (execute_* annotations) in the trace")
+        steps, decode = int(steps_asked), -1
     kernels = sorted((Kernel(n, us / steps, calls / steps) for n, (us, calls) in total.items()),
                      key=lambda k: -k.us_per_step)
     return StepProfile(steps, decode, sum(k.us_per_step for k in kernels),

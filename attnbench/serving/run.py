@@ -457,7 +457,7 @@ def profile_pass(t: Target, load: Workload, bench: ServeBench, shape: dict | Non
               + (f" (/stop_profile: {stopped})" if stopped else ""), file=sys.stderr)
         return
     try:
-        prof = profile.read_trace(trace)
+        prof = profile.read_trace(trace, bench.profile_steps)
     except (OSError, ValueError) as e:
         print(f"attnbench: notice: {label}: trace unreadable ({e})", file=sys.stderr)
         return

@@ -363,8 +363,11 @@ def profile_lines(records: list[Record]) -> list[str]:
         names = sorted({n for p in per for n in p}, key=lambda n: -max(p.get(n, 0.0) for p in per))
         shown = names[:PROFILE_KERNELS]
         us = lambda v: textfmt.MISSING if v is None else f"{v:.1f}"  # noqa: E731
-        rows = [["steps recorded (decode only)", *(f"{r.metrics.get('steps')} ({r.metrics.get('decode_steps')})"
-                                                  for r in profs)],
+        def counted(r):
+            decode = r.metrics.get("decode_steps")
+            return f"{r.metrics.get('steps')} ({'?' if decode is None or decode < 0 else decode})"
+
+        rows = [["steps recorded (decode only)", *(counted(r) for r in profs)],
                 ["all GPU kernels", *(us(r.metrics.get("kernel_us_per_step")) for r in profs)],
                 ["a step's span on the GPU", *(us(r.metrics.get("gpu_step_us")) for r in profs)],
                 *([textfmt.md_escape(one_line(n, 90)), *(us(p.get(n)) for p in per)] for n in shown)]

@@ -38,11 +38,17 @@ def test_kernels_are_summed_per_name_and_divided_by_the_engine_steps(tmp_path):
     assert p.gpu_step_us == 2000  # the mean of the steps' GPU spans
 
 
-def test_a_trace_without_engine_steps_is_refused(tmp_path):
+def test_a_trace_without_step_annotations_counts_the_steps_asked_for_or_is_refused(tmp_path):
     path = tmp_path / "x.pt.trace.json"
-    path.write_text(json.dumps([step("gemm", 0, 5, "kernel")]))  # a bare list of events is read too
+    path.write_text(json.dumps([step("gemm", 0, 5, "kernel"), step("gemm", 9, 5, "kernel")]))  # a bare list too
     with pytest.raises(ValueError, match="no engine steps"):
         profile.read_trace(path)
+    p = profile.read_trace(path, steps_asked=2)
+    assert (p.steps, p.decode_steps, p.kernel_us_per_step) == (2, -1, 5.0)
+    empty = tmp_path / "empty.pt.trace.json"
+    empty.write_text("[]")
+    with pytest.raises(ValueError):  # nothing recorded at all is no profile, whatever was asked
+        profile.read_trace(empty, steps_asked=2)
 
 
 def test_server_args_ask_vllm_for_a_delayed_bounded_gpu_trace(tmp_path):
