@@ -283,10 +283,12 @@ def flags_for_window(t0: float, t1: float, *, log_path: str | os.PathLike | None
                      log_offsets: tuple[int, int | None] | None = None, server: dict | None = None,
                      client: dict | None = None, kv_usage_max: float | None = None,
                      loop_lag_p99_ms: float | None = None, worker_cpu_pct: float | None = None,
-                     sm_clock_mhz: list[float] | None = None, run_sm_clock_mhz: float | None = None) -> list[Flag]:
+                     sm_clock_mhz: list[float] | None = None, run_sm_clock_mhz: float | None = None,
+                     log_lines: list[str] | None = None) -> list[Flag]:
     """Every check that has its input. `log_offsets` are LogWindow.mark() at t0 and t1 (the end
-    may be None); the GPU clock check needs the run's median, so across a whole run use
-    clock_flags after the last window instead. Never raises."""
+    may be None); `log_lines`, the window's lines already read from log_path. The GPU clock check
+    needs the run's median, so across a whole run use clock_flags after the last window instead.
+    Never raises."""
     flags: list[Flag] = []
 
     def check(name, fn):
@@ -295,7 +297,9 @@ def flags_for_window(t0: float, t1: float, *, log_path: str | os.PathLike | None
         except Exception as e:  # noqa: BLE001 - a failed check must not cost the run
             flags.append(Flag("unknown", f"{name} check failed: {type(e).__name__}: {e}", contaminates=False))
 
-    if log_path is not None:
+    if log_lines is not None:
+        check("server log", lambda: jit_flags(log_lines))
+    elif log_path is not None:
         start, end = log_offsets if log_offsets else (None, None)
         check("server log", lambda: jit_flags(window_lines(log_path, t0, t1, start, end)))
     if server is not None:
@@ -366,6 +370,7 @@ class MeasuredWindow:
         cpu: dict = {}
         clocks: list[float] = []
         errors: list[Flag] = []
+        lines = None  # the server log written during the window, read once for the JIT and GC checks
         try:
             end = LogWindow(self.log_path).mark() if self.log_path is not None else None
             if self._poller is not None:
@@ -373,7 +378,8 @@ class MeasuredWindow:
             else:
                 gauges = {}
             if self.log_path is not None and self._start_offset is not None:
-                server.update(gc_pauses(window_lines(self.log_path, self.t0, t1, self._start_offset, end)))
+                lines = window_lines(self.log_path, self.t0, t1, self._start_offset, end)
+                server.update(gc_pauses(lines))
             if self.base_url:
                 expected = (client_metrics or {}).get("completed")
                 after = prometheus.scrape_settled(self.base_url, self._before,
@@ -390,7 +396,7 @@ class MeasuredWindow:
         flags = flags_for_window(self.t0, t1, log_path=self.log_path,
                                  log_offsets=(self._start_offset, end) if self._start_offset is not None else None,
                                  server=server or None, client=client_metrics, loop_lag_p99_ms=loop_lag_p99_ms,
-                                 worker_cpu_pct=worker_cpu_pct)
+                                 worker_cpu_pct=worker_cpu_pct, log_lines=lines)
         return WindowReport(self.t0, t1, server, gpu, cpu, clocks, errors + flags)
 
 
