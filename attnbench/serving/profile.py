@@ -12,6 +12,7 @@ on the GPU's timeline (cat gpu_user_annotation)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
@@ -56,7 +57,13 @@ def stop(base_url: str) -> str | None:
 
 
 def traces(trace_dir: Path) -> list[Path]:
-    return sorted(Path(trace_dir).glob("*.pt.trace.json*"), key=lambda p: p.stat().st_mtime)
+    """Finished trace files, oldest first (a temporary file beside one, or one gone meanwhile, is none)."""
+    found = []
+    for p in Path(trace_dir).glob("*.pt.trace.json*"):
+        if p.name.endswith((".pt.trace.json", ".pt.trace.json.gz")):
+            with contextlib.suppress(OSError):
+                found.append((p.stat().st_mtime, p))
+    return [p for _, p in sorted(found)]
 
 
 def wait_for_trace(trace_dir: Path, before: set[Path], timeout_s: float = 120.0) -> Path | None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from attnbench import atomic
+
 BACKLOG = 2048  # connections waiting to be accepted, as uvicorn (vLLM's server) allows
 
 
@@ -352,21 +354,15 @@ def write_trace(folder: Path, steps: int, kernels) -> Path:
     """A trace as vLLM's engine writes it (tensorboard_trace_handler's name, gzipped Chrome JSON):
     per decode step a CPU and a GPU annotation, and the step's kernels back to back."""
     events, t = [], 0.0
+    step, name = sum(us for _, us in kernels), "execute_context_0(0)_generation_4(4)"
     for _ in range(steps):
-        step = sum(us for _, us in kernels)
-        name = "execute_context_0(0)_generation_4(4)"
         events += [{"ph": "X", "cat": "user_annotation", "name": name, "ts": t, "dur": step},
                    {"ph": "X", "cat": "gpu_user_annotation", "name": name, "ts": t, "dur": step}]
         for kernel, us in kernels:
             events.append({"ph": "X", "cat": "kernel", "name": kernel, "ts": t, "dur": us})
             t += us
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"scripted_dp0_pp0_tp0.{time.time_ns()}.pt.trace.json.gz"
-    tmp = path.with_name(path.name + ".tmp")
-    with gzip.open(tmp, "wt") as f:
-        json.dump({"traceEvents": events}, f)
-    tmp.replace(path)
-    return path
+    return atomic.write_bytes(path, gzip.compress(json.dumps({"traceEvents": events}).encode()))
 
 
 class ServedStats:

@@ -81,3 +81,10 @@ def test_a_server_without_the_profiler_says_so():
 def test_write_trace_is_what_read_trace_reads(tmp_path):
     p = profile.read_trace(write_trace(tmp_path, 3, (("a", 1.0), ("b", 2.0))))
     assert p.steps == 3 and p.decode_steps == 3 and p.kernel_us_per_step == 3.0
+
+
+def test_traces_are_the_finished_files_only(tmp_path):
+    done = write_trace(tmp_path, 1, (("k", 1.0),))
+    (tmp_path / f".{done.name}.abc123.tmp").write_bytes(b"half")  # an atomic write in progress
+    (tmp_path / "profiler_out_0.txt").write_text("table")  # vLLM's key_averages table beside it
+    assert profile.traces(tmp_path) == [done]
