@@ -615,9 +615,10 @@ def summarize(result_dir: Path, baseline: str | None = None, keep_flagged: bool 
     """The comparison of a finished (or cut short) run again, from its records alone."""
     from attnbench.records import record as store
 
-    found = [f for f in store.scan([result_dir])[0] if f.record.kind == "serve"]
+    scanned = store.scan([result_dir])[0]
+    found = [f for f in scanned if f.record.kind == "serve"]
     records = [f.record for f in found]
-    profiles = [f.record for f in store.scan([result_dir])[0] if f.record.kind == "profile"]
+    profiles = [f.record for f in scanned if f.record.kind == "profile"]
     if not records:
         raise UserError(f"{result_dir}: no serve records here; pass a serve-bench result folder")
     per_file = Counter(f.path for f in found)  # a file of several records is left as it is
