@@ -357,16 +357,18 @@ def profile_lines(records: list[Record]) -> list[str]:
            "One more pass per backend after the measured ones; vLLM recorded engine steps from the "
            f"{next(iter(newest.values())).scenario.get('profile_delay_steps')}th after the pass began. "
            "GPU time per step in µs, summed per kernel name over the recorded steps (CUDA-graph kernels included).", ""]
+    def us(v):
+        return textfmt.MISSING if v is None else f"{v:.1f}"
+
+    def counted(r):
+        decode = r.metrics.get("decode_steps")
+        return f"{r.metrics.get('steps')} ({'?' if decode is None or decode < 0 else decode})"
+
     for shape in dict.fromkeys(k[0] for k in newest):
         profs = [r for (sh, _), r in newest.items() if sh == shape]
         per = [{k["name"]: k["us_per_step"] for k in r.samples.get("kernels") or []} for r in profs]
         names = sorted({n for p in per for n in p}, key=lambda n: -max(p.get(n, 0.0) for p in per))
         shown = names[:PROFILE_KERNELS]
-        us = lambda v: textfmt.MISSING if v is None else f"{v:.1f}"  # noqa: E731
-        def counted(r):
-            decode = r.metrics.get("decode_steps")
-            return f"{r.metrics.get('steps')} ({'?' if decode is None or decode < 0 else decode})"
-
         rows = [["steps recorded (decode only)", *(counted(r) for r in profs)],
                 ["all GPU kernels", *(us(r.metrics.get("kernel_us_per_step")) for r in profs)],
                 ["a step's span on the GPU", *(us(r.metrics.get("gpu_step_us")) for r in profs)],
