@@ -181,3 +181,28 @@ def test_a_check_then_job_checks_correctness_within_its_budget_then_runs_its_stu
     assert p.returncode == 0, p.stderr
     assert [json.loads(line) for line in calls.read_text().splitlines()] == [
         ["bash", "scripts/device/kernels.sh", "sanitize", budget], ["bash", f"scripts/device/{then}", None, None]]
+
+
+WAIT = DEVICE / "wait.sh"
+
+
+def test_wait_on_a_fresh_machine_says_the_job_is_gone_at_once_instead_of_waiting_out_its_limit(tmp_path):
+    began = time.monotonic()
+    done = subprocess.run(["bash", str(WAIT), "300"], env={**os.environ, "JOB_DIR": str(tmp_path), "OUT": ""},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert done.stdout.startswith("job: none on this machine")
+    assert time.monotonic() - began < 60  # not the 300 s it was given
+
+
+def test_wait_on_a_finished_job_reports_its_exit_and_brings_back_its_log(tmp_path):
+    jobs, out = tmp_path / "jobs", tmp_path / "out"
+    jobs.mkdir(), out.mkdir()
+    (jobs / "job.log").write_text("=== step one\n=== done\n")
+    (jobs / "job.done").write_text("0\n")
+    done = subprocess.run(["bash", str(WAIT), "300"], env={**os.environ, "JOB_DIR": str(jobs), "OUT": str(out)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    assert done.stdout.splitlines()[:3] == ["job: done, exit 0", "=== step one", "=== done"]
+    assert (out / "job.log").read_text() == "=== step one\n=== done\n"
+    assert (out / "results.tgz").exists()
