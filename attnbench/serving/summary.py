@@ -281,22 +281,25 @@ def server_cross_check(t: Table) -> str:
 
 
 def engine_gc(t: Table) -> str:
-    """Per backend, the engine core's garbage collections per pass beside its output tok/s; ''
-    unless the servers logged them (VLLM_GC_DEBUG=1)."""
+    """Per pass, the engine core's garbage collections beside its output tok/s, so a slow pass
+    shows whether collections came with it; '' unless the servers logged them (VLLM_GC_DEBUG=1).
+    Share = collection time / the pass's benchmark duration."""
     rows = []
     for row in t.rows:
         g = row.group
-        if not g.values("server_gc_count"):
-            continue
-        longest = max(g.values("server_gc_max_ms").values(), default=math.nan)
-        rows.append([row.backend, textfmt.number(g.spread("server_gc_count").mean, ".1f"),
-                     textfmt.by_magnitude(g.spread("server_gc_ms").mean), textfmt.by_magnitude(longest),
-                     textfmt.by_magnitude(g.spread("output_throughput").mean)])
+        count, ms, longest = g.values("server_gc_count"), g.values("server_gc_ms"), g.values("server_gc_max_ms")
+        tok_s, window = g.values("output_throughput"), g.values("duration")
+        for rep in sorted(count):
+            share = ms.get(rep, math.nan) / (window.get(rep, math.nan) * 1e3) * 100
+            rows.append([row.backend, str(rep), textfmt.by_magnitude(tok_s.get(rep, math.nan)),
+                         textfmt.number(count[rep], ".0f"), textfmt.by_magnitude(ms.get(rep, math.nan)),
+                         textfmt.by_magnitude(longest.get(rep, math.nan)),
+                         textfmt.MISSING if math.isnan(share) else textfmt.number(share, ".2f")])
     if not rows:
         return ""
-    head = ["backend", "collections per pass", "ms per pass", "longest ms", "out tok/s"]
-    return ("Engine core's Python garbage collections (VLLM_GC_DEBUG=1 in the server's log), mean over the "
-            "passes used:\n\n" + "\n".join(textfmt.md_table(head, rows)) + "\n")
+    head = ["backend", "pass", "out tok/s", "collections", "ms", "longest ms", "% of the pass"]
+    return ("Engine core's Python garbage collections per pass (VLLM_GC_DEBUG=1 in the server's log):\n\n"
+            + "\n".join(textfmt.md_table(head, rows)) + "\n")
 
 
 def warmup_lines(records: list[Record]) -> list[str]:
