@@ -37,13 +37,16 @@ MMA_CANDIDATES = (Tuning(128, 1, 2, smem_stages=3, mma=True), Tuning(128, 1, 3, 
 # From group 2: the MMA tile is then mostly padding, but decode is a memory stream and v4's per-warp
 # cp.async ring streamed better at group 4 (B1 x 32768: 3276 GB/s) than v3's did at group 2 (3086)
 MMA_MIN_GROUP = 2
+# v4.1: the same with decode and combine as programmatic dependent launches (the combine's launch
+# overlaps the split kernel's tail, the decode's the kernel before it): for the split shapes
+PDL_CANDIDATES = tuple(replace(t, pdl=True) for t in MMA_CANDIDATES)
 
 
 def candidates(group: int) -> list[Tuning]:
     """The fallback of this group first (what a geometry with no measured class runs), then CANDIDATES,
-    then for groups of MMA_MIN_GROUP or more MMA_CANDIDATES; a candidate the geometry cannot run is
-    reported as an error row and never wins."""
-    wide = MMA_CANDIDATES if group >= MMA_MIN_GROUP else ()
+    then for groups of MMA_MIN_GROUP or more MMA_CANDIDATES and PDL_CANDIDATES; a candidate the
+    geometry cannot run is reported as an error row and never wins."""
+    wide = (*MMA_CANDIDATES, *PDL_CANDIDATES) if group >= MMA_MIN_GROUP else ()
     return list(dict.fromkeys([tuning.fallback(group), *CANDIDATES, *wide]))
 
 
@@ -123,6 +126,20 @@ def shapes(grid_file: Path | None, heads: str | None, page_sizes: str | None, ba
     return out
 
 
+def source_key(gpu: str, when) -> str:
+    """A run's provenance key in the table: GPU and UTC time to the second, so two sweeps of one
+    day (other heads, other pages) keep their own descriptions, each row naming its own."""
+    return f"{gpu.replace(' ', '-')}-{when:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def check_source(table: tuning.Table, key: str, text: str) -> None:
+    """Refuse, before any GPU time, a key the table already gives another run: merging would
+    rewrite that run's description under every row that names it."""
+    if table.sources.get(key, text) != text:
+        raise UserError(f"the tuning table's source {key!r} describes another run ({table.sources[key][:80]}...); "
+                        "pass a new --source, or leave it out for one named by GPU and time")
+
+
 def _key(shape: DecodeShape) -> str:
     return f"{shape.label()} p{shape.page_size}"
 
@@ -137,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shapes", help="BATCHxCONTEXT pairs instead of batch x context, e.g. 256x2048,1x32k")
     ap.add_argument("--out", type=Path, required=True, help="JSON of every candidate's numbers (rewritten per shape)")
     ap.add_argument("--table", type=Path, default=tuning.TABLE_PATH, help="tuning table to merge the winners into")
-    ap.add_argument("--source", help="provenance key of this run in the table (default: GPU name and UTC date)")
+    ap.add_argument("--source", help="provenance key of this run in the table (default: GPU name and UTC time)")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--skip-measured", action="store_true", help="leave out shapes --out already holds")
     args = ap.parse_args(argv)
@@ -161,7 +178,7 @@ def run(args) -> int:
     from attnbench import atomic, provenance
 
     gpu = torch.cuda.get_device_name()
-    source = args.source or f"{gpu.replace(' ', '-')}-{dt.datetime.now(dt.timezone.utc):%Y-%m-%d}"
+    source = args.source or source_key(gpu, dt.datetime.now(dt.timezone.utc))
     report = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report.setdefault("kind", "fa4_sweep")
     report["provenance"] = provenance.collect({"source": source})
@@ -169,6 +186,7 @@ def run(args) -> int:
     table = tuning.load(args.table) if args.table.is_file() else tuning.Table()
     command = "python -m attnbench.microbench.fa4_sweep " + " ".join(sys.argv[1:])
     sources = {source: f"{gpu}, torch {torch.__version__}, bf16/fp16 as in each row; `{command}`"}
+    check_source(table, source, sources[source])
     runs = sum(len(candidates(s.q_heads // s.kv_heads)) for s in todo)
     print(f"fa4 sweep: {len(todo)} shapes, {runs} candidate runs on {gpu}", flush=True)
     for shape in todo:

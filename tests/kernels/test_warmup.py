@@ -1,6 +1,8 @@
 """What attnbench-fa4 asks vLLM's start-up CuTe DSL warm-up to compile: recorded by stand-in
 compile functions (the real ones need a GPU and vLLM), for limits like the seed's server."""
 
+import dataclasses
+
 import pytest
 
 from attnbench.kernels import warmup
@@ -27,11 +29,21 @@ def _pair(t):
     return list(decode_configs(t, dtype="bfloat16", head_dim=128, group=2, page_size=16))
 
 
+def _measured(monkeypatch, winners: dict) -> None:
+    """The launcher reads a table in which only `winners` ((batch, context) -> tuning) of the
+    16/8/128 page-16 geometry are measured, every other class of the committed grid unmeasured."""
+    rows = tuple(dataclasses.replace(r, tuning=winners.get((r.batch, r.context)) if r.geometry == (2, 128, 16) else None)
+                 for r in tuning.table().rows)
+    table = tuning.Table(rows, {}, "test")
+    monkeypatch.setattr(tuning, "table", lambda: table)
+
+
 def test_decode_warmup_compiles_every_configuration_the_captured_batches_and_contexts_choose(monkeypatch):
     monkeypatch.delenv(tuning.ENV, raising=False)
     combine = CombineConfig("bfloat16", 128, 64)
     # 1000:1000 seed: max_model_len 2048. Both measured classes (B256 x 2048, B1 x 32768) chose
     # the v3 ring, and every unmeasured class of this geometry borrows the nearest of them
+    _measured(monkeypatch, {(256, 2048): V3, (1, 32768): V3})
     limits = warmup.ServerLimits(CAPTURE, max_batch=512, max_model_len=2048, max_num_batched_tokens=8192)
     _, asked = _record(QWEN, limits)
     assert [cfg for kind, cfg in asked if kind == "decode"] == _pair(V3) + [combine]
@@ -39,6 +51,12 @@ def test_decode_warmup_compiles_every_configuration_the_captured_batches_and_con
     limits = warmup.ServerLimits(CAPTURE[:10], max_batch=64, max_model_len=9000, max_num_batched_tokens=8192)
     _, asked = _record(QWEN, limits)
     assert [cfg for kind, cfg in asked if kind == "decode"] == _pair(V3) + [combine]
+    # classes with different winners: the server compiles each winner the limits reach, once
+    v4 = tuning.Tuning(128, 1, 2, smem_stages=3, mma=True)
+    _measured(monkeypatch, {(256, 2048): V3, (32, 2048): v4, (1, 32768): v4})
+    limits = warmup.ServerLimits(CAPTURE, max_batch=512, max_model_len=2048, max_num_batched_tokens=8192)
+    _, asked = _record(QWEN, limits)
+    assert [cfg for kind, cfg in asked if kind == "decode"] == _pair(v4) + _pair(V3) + [combine]
     # the override replaces the table, as it does in the launcher
     wide = tuning.Tuning(256, 2, 3)
     monkeypatch.setenv(tuning.ENV, wide.spec())

@@ -2,6 +2,7 @@
 how a shape's numbers become the tuning table row the launcher reads, and that it refuses to run
 without a GPU. Timing itself is GPU work (scripts/device/kernels.sh runs it)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,8 @@ def test_grouped_heads_also_sweep_the_tensor_core_kernel_and_every_candidate_is_
     assert not any(t.mma for t in fa4_sweep.candidates(1))  # one head per KV head: 1 of the tile's 16 rows
     for group in (2, 4, 8, 16):
         mma = [t for t in fa4_sweep.candidates(group) if t.mma]
-        assert mma == list(fa4_sweep.MMA_CANDIDATES)
+        assert mma == [*fa4_sweep.MMA_CANDIDATES, *fa4_sweep.PDL_CANDIDATES]
+        assert [replace(t, pdl=False) for t in fa4_sweep.PDL_CANDIDATES] == list(fa4_sweep.MMA_CANDIDATES)
     for t in fa4_sweep.MMA_CANDIDATES:  # none is an error row by construction (shared memory, threads)
         for d in (64, 128):
             for group in (2, 8):
@@ -109,3 +111,16 @@ def test_the_device_kernel_studies_name_only_what_exists():
         assert f'"--tool", "{tool}"' in text, tool
     for backend in ("fa3", "flashinfer", "fa4", "attnbench-fa4"):
         assert f'"{backend}"' in text, backend
+
+
+def test_two_sweeps_of_one_day_keep_their_own_provenance():
+    import datetime as dt
+
+    morning = fa4_sweep.source_key("NVIDIA H200", dt.datetime(2026, 12, 3, 9, 0, 0, tzinfo=dt.timezone.utc))
+    noon = fa4_sweep.source_key("NVIDIA H200", dt.datetime(2026, 12, 3, 12, 0, 0, tzinfo=dt.timezone.utc))
+    assert morning == "NVIDIA-H200-2026-12-03T09:00:00Z" and morning != noon
+    table = tuning.Table((), {morning: "heads 32/8/128"}, "t")
+    fa4_sweep.check_source(table, morning, "heads 32/8/128")  # the same run resumed: fine
+    fa4_sweep.check_source(table, noon, "heads 16/8/128")
+    with pytest.raises(UserError, match="describes another run"):
+        fa4_sweep.check_source(table, morning, "heads 16/8/128")
