@@ -3,6 +3,7 @@ GPU they match the float32 reference, write every output element, and replay in 
 
 import os
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -70,6 +71,35 @@ def test_final_variant_and_combine_compile_for_fp16_head_dim_64(tmp_path, monkey
     assert "st.global.b16" in ptx or "st.global.u16" in ptx
     ptx = _ptx(tmp_path / "comb", monkeypatch, launcher.compile_combine, CombineConfig("float16", 64, 64))
     assert "shfl.sync.bfly" in ptx
+
+
+@pytest.mark.parametrize("mma", [False, True])
+def test_pdl_waits_on_the_kernel_before_any_global_access_and_lets_the_combine_launch_early(
+        tmp_path, monkeypatch, mma):
+    launcher = _compiler()
+    tune = {"num_threads": 128, "tokens_per_thread": 1, "smem_stages": 3, "mma": True} if mma else {}
+    plain = DecodeConfig("bfloat16", 128, group=2, page_size=16, write_final=False, **tune)
+    assert "griddepcontrol" not in _ptx(tmp_path / "plain", monkeypatch, launcher.compile_decode, plain)
+    ptx = _ptx(tmp_path / "pdl", monkeypatch, launcher.compile_decode, replace(plain, pdl=True))
+    body = ptx[ptx.index(".entry"):]
+    wait, trigger = body.index("griddepcontrol.wait"), body.index("griddepcontrol.launch_dependents")
+    assert wait < body.index("ld.global") and wait < trigger  # nothing read before the kernel before it is done
+    assert body.count("griddepcontrol.wait") == 1 and body.count("griddepcontrol.launch_dependents") == 1
+    comb = _ptx(tmp_path / "comb", monkeypatch, launcher.compile_combine, CombineConfig("bfloat16", 128, 64, pdl=True))
+    body = comb[comb.index(".entry"):]
+    assert body.index("griddepcontrol.wait") < body.index("ld.global") and "launch_dependents" not in body
+
+
+def test_a_pdl_tuning_launches_both_kernels_and_its_combine_as_dependents():
+    from attnbench.kernels.fa4_decode import launcher, tuning
+
+    t = tuning.Tuning.parse("num_threads=128,tokens_per_thread=1,ctas_per_sm=2,smem_stages=3,mma=1,pdl=1")
+    assert t.pdl and tuning.Tuning.parse(t.spec()) == t
+    final, split = launcher.decode_configs(t, dtype="bfloat16", head_dim=128, group=2, page_size=16)
+    assert final.pdl and split.pdl
+    cfgs = launcher.kernel_configs(q_heads=16, kv_heads=8, head_dim=128, page_size=16, dtype="bfloat16",
+                                   max_batch=8, max_context=2048, fixed=t)
+    assert [c for c in cfgs if isinstance(c, CombineConfig)] == [CombineConfig("bfloat16", 128, 64, pdl=True)]
 
 
 # --- the tensor-core kernel (kernel_mma.py): its fragment views, and a compile per shape class ------
@@ -413,6 +443,16 @@ def test_mma_split_partials_and_lses_are_the_ones_the_combine_reads(hq, d, page)
     assert float((got_o - want_o[fin]).norm() / want_o[fin].norm()) <= TOLERANCE["bfloat16"]
     ref = reference.decode(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale)
     assert _rel_err(inp.out, ref) <= TOLERANCE["bfloat16"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mma", [False, True])
+def test_pdl_launches_are_exact_alone_and_replayed_in_a_cuda_graph(mma):
+    tune = (MMA if mma else VARIANTS["smem"]) | {"pdl": True}
+    _matches_reference(4, (17, 1, 33, 1000), 16, 8, 128, 16, "bfloat16", 7, tune)
+    out, ref = _replayed(16, 128, [1, 16, 17, 100, 255, 256, 299, 300], **tune)
+    assert not out.isnan().any()
+    assert _rel_err(out, ref) <= TOLERANCE["bfloat16"]
 
 
 @pytest.mark.gpu

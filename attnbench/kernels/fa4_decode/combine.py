@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import cutlass
-from cutlass import Float32, Int32, cute
+from cutlass import Float32, Int32, const_expr, cute
 
 from attnbench.kernels.fa4_decode.config import CombineConfig  # noqa: F401 (re-exported)
 from attnbench.kernels.fa4_decode.kernel import cutlass_dtype
@@ -40,6 +40,7 @@ class CombineKernel:
             block=[32 * cfg.warps, 1, 1],
             smem=4 * cfg.warps * 32 * cfg.slots,
             stream=stream,
+            use_pdl=cfg.pdl,
         )
 
     @cute.kernel
@@ -54,6 +55,8 @@ class CombineKernel:
         q_heads = mO.shape[1]
         r = bidx * cfg.warps + warp
 
+        if const_expr(cfg.pdl):  # may start before the split decode ends: every partial read waits for it
+            cute.arch.griddepcontrol_wait()
         smem = cutlass.utils.SmemAllocator()
         s_w = smem.allocate_tensor(Float32, cute.make_layout((32 * SLOTS, cfg.warps), stride=(1, 32 * SLOTS)), 16)
 

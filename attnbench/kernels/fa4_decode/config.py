@@ -26,6 +26,7 @@ class DecodeConfig:
     pipeline: bool = False  # two register buffers: load step i+1 while computing step i (v2)
     smem_stages: int = 0  # > 0: cp.async K/V into a ring of this many shared-memory steps (v3)
     mma: bool = False  # tensor cores (kernel_mma.py, v4): each warp streams mma_tile_tokens-token tiles
+    pdl: bool = False  # programmatic dependent launch: overlap this launch with the kernel before it and let the combine launch early
 
     def __post_init__(self):
         check = limits.mma_unsupported if self.mma else limits.unsupported
@@ -100,6 +101,7 @@ class CombineConfig:
     head_dim: int
     max_splits: int  # workspace capacity: lse slots each lane scans (multiple of 32)
     warps: int = 4
+    pdl: bool = False  # launched as a programmatic dependent of the split decode: waits on it in-kernel
 
     def __post_init__(self):
         if self.head_dim % 32 or self.head_dim > 256:

@@ -117,6 +117,7 @@ class SplitDecodeKernel:
             block=[cfg.num_threads, 1, 1],
             smem=cfg.smem_bytes(),
             stream=stream,
+            use_pdl=cfg.pdl,
         )
 
     @cute.kernel
@@ -148,6 +149,8 @@ class SplitDecodeKernel:
         row = tidx // LANES
         lane = tidx % LANES
 
+        if const_expr(cfg.pdl):  # launched early beside the kernel before it: wait for its writes (q, the caches)
+            cute.arch.griddepcontrol_wait()
         t_begin, t_end = split_tokens(mSeqLens, b, split, pages_per_split, P)
 
         # q slice of every head in the GQA group, pre-scaled into the log2 domain
@@ -202,6 +205,8 @@ class SplitDecodeKernel:
                 self._fetch_pages(mBlockTable, b, base + 3 * STEP, t_end, row, pages_b)
                 self._consume(row, base + STEP, t_end, q, k_b, v_b, scores, row_max, row_sum, acc)
 
+        if const_expr(cfg.pdl):  # the stream is done: the combine may launch (it waits for this grid's writes)
+            cute.arch.griddepcontrol_launch_dependents()
         # merge the ROWS partial softmaxes of this CTA through shared memory
         s_acc = smem.allocate_tensor(Float32, cute.make_layout((ROWS, GQ * D), stride=(GQ * D, 1)), 16)
         s_max = smem.allocate_tensor(Float32, cute.make_layout((ROWS, GQ), stride=(GQ, 1)), 16)

@@ -104,6 +104,7 @@ class MmaDecodeKernel:
             block=[self.cfg.num_threads, 1, 1],
             smem=self.cfg.smem_bytes(),
             stream=stream,
+            use_pdl=self.cfg.pdl,
         )
 
     @cute.kernel
@@ -130,6 +131,8 @@ class MmaDecodeKernel:
         wid = tidx // 32
         lane = tidx % 32
 
+        if const_expr(cfg.pdl):  # launched early beside the kernel before it: wait for its writes (q, the caches)
+            cute.arch.griddepcontrol_wait()
         t_begin, t_end = split_tokens(mSeqLens, b, split, pages_per_split, P)
 
         smem = cutlass.utils.SmemAllocator()
@@ -247,6 +250,8 @@ class MmaDecodeKernel:
                 cute.gemm(mma, acc_o, tOrP[None, None, k], tOrV[None, None, k], acc_o)
             cute.arch.sync_warp()  # every lane has read this slot before it is refilled
         cute.arch.cp_async_wait_group(0)
+        if const_expr(cfg.pdl):  # the stream is done: the combine may launch (it waits for this grid's writes)
+            cute.arch.griddepcontrol_launch_dependents()
 
         for r in cutlass.range_constexpr(2):
             for k in cutlass.range_constexpr(2):

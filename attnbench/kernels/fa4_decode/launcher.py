@@ -113,7 +113,7 @@ def decode_configs(t: Tuning, *, dtype: str, head_dim: int, group: int, page_siz
     """(final-output kernel, split kernel) of one launch configuration."""
     common = {"dtype": dtype, "head_dim": head_dim, "group": group, "page_size": page_size,
               "num_threads": t.num_threads, "tokens_per_thread": t.tokens_per_thread, "pipeline": t.pipeline,
-              "smem_stages": t.smem_stages, "mma": t.mma}
+              "smem_stages": t.smem_stages, "mma": t.mma, "pdl": t.pdl}
     return DecodeConfig(write_final=True, **common), DecodeConfig(write_final=False, **common)
 
 
@@ -128,7 +128,13 @@ def kernel_configs(*, q_heads: int, kv_heads: int, head_dim: int, page_size: int
                                                              max_batch=max_batch, max_context=max_context)
     out = [cfg for t in tunings for cfg in decode_configs(t, dtype=dtype, head_dim=head_dim, group=group,
                                                           page_size=page_size)]
-    return out + [CombineConfig(dtype=dtype, head_dim=head_dim, max_splits=max_splits)]
+    combines = {combine_config(t, dtype=dtype, head_dim=head_dim, max_splits=max_splits): None for t in tunings}
+    return out + list(combines)
+
+
+def combine_config(t: Tuning, *, dtype: str, head_dim: int, max_splits: int) -> CombineConfig:
+    """The combine kernel a launch configuration's split decode is followed by."""
+    return CombineConfig(dtype=dtype, head_dim=head_dim, max_splits=max_splits, pdl=t.pdl)
 
 
 def _dtype_name(t) -> str:
@@ -162,7 +168,8 @@ class FA4Decode:
                  max_batch: int, max_splits: int = 64, device=None, num_sms: int | None = None,
                  ctas_per_sm: int | None = None, num_threads: int | None = None,
                  tokens_per_thread: int | None = None, pipeline: bool | None = None,
-                 smem_stages: int | None = None, mma: bool | None = None, arch: str | None = None):
+                 smem_stages: int | None = None, mma: bool | None = None, pdl: bool | None = None,
+                 arch: str | None = None):
         import torch
 
         if q_heads % kv_heads:
@@ -177,7 +184,7 @@ class FA4Decode:
         self.group = q_heads // kv_heads
         given = {k: v for k, v in (("num_threads", num_threads), ("tokens_per_thread", tokens_per_thread),
                                    ("ctas_per_sm", ctas_per_sm), ("pipeline", pipeline),
-                                   ("smem_stages", smem_stages), ("mma", mma)) if v is not None}
+                                   ("smem_stages", smem_stages), ("mma", mma), ("pdl", pdl)) if v is not None}
         # explicit fields (sweeps, tests) or $ATTNBENCH_FA4_TUNING fix the configuration of every
         # call; else the table chooses per shape class
         env = tuning.from_env()
@@ -186,7 +193,6 @@ class FA4Decode:
         self._configs: dict[Tuning, tuple[DecodeConfig, DecodeConfig]] = {}
         for t in self._tunings(1 << 30):  # a configuration the geometry cannot run fails here, not mid-serving
             self.configs(t)
-        self.cfg_combine = CombineConfig(dtype=dtype, head_dim=head_dim, max_splits=max_splits)
         shapes = planner.workspace_shape(max_batch, q_heads, head_dim, max_splits)
         self.out_partial = torch.empty(shapes["out_partial"], dtype=torch.float32, device=self.device)
         self.lse_partial = torch.empty(shapes["lse_partial"], dtype=torch.float32, device=self.device)
@@ -198,6 +204,9 @@ class FA4Decode:
             return self.fixed
         return self.table.choose(group=self.group, head_dim=self.head_dim, page_size=self.page_size,
                                  batch=batch, context=max_context)
+
+    def combine(self, t: Tuning) -> CombineConfig:
+        return combine_config(t, dtype=self.dtype, head_dim=self.head_dim, max_splits=self.max_splits)
 
     def configs(self, t: Tuning) -> tuple[DecodeConfig, DecodeConfig]:
         """(final, split) kernel configs of a tuning, built once."""
@@ -219,7 +228,7 @@ class FA4Decode:
         for t in self._tunings(max_context):
             for cfg in self.configs(t):
                 compile_decode(cfg, self.arch)
-        compile_combine(self.cfg_combine, self.arch)
+            compile_combine(self.combine(t), self.arch)
         return self
 
     def plan(self, batch: int, max_context: int) -> planner.SplitPlan:
@@ -248,7 +257,8 @@ class FA4Decode:
             plan = planner.SplitPlan(math.ceil(pages / pps), pps, self.max_splits)
             pages_per_split = plan.pages_per_split
         scale_log2 = float(scale) * LOG2_E
-        cfg_final, cfg_split = self.configs(self.tuning_for(batch, max_context))
+        t = self.tuning_for(batch, max_context)
+        cfg_final, cfg_split = self.configs(t)
         if plan.num_splits == 1:
             compile_decode(cfg_final, self.arch)(
                 q, k_cache, v_cache, block_table, seq_lens, self.out_partial, self.lse_partial, out,
@@ -257,7 +267,7 @@ class FA4Decode:
             compile_decode(cfg_split, self.arch)(
                 q, k_cache, v_cache, block_table, seq_lens, self.out_partial, self.lse_partial, out,
                 scale_log2, plan.num_splits, pages_per_split)
-            compile_combine(self.cfg_combine, self.arch)(self.out_partial, self.lse_partial, out, plan.num_splits)
+            compile_combine(self.combine(t), self.arch)(self.out_partial, self.lse_partial, out, plan.num_splits)
         return out
 
     def _check(self, q, k_cache, v_cache, block_table, seq_lens, out) -> None:

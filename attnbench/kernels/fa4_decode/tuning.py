@@ -37,6 +37,7 @@ class Tuning:
     pipeline: bool = False  # double-buffered K/V registers (kernel v2)
     smem_stages: int = 0  # cp.async shared-memory ring of this many steps (kernel v3; v4 per warp)
     mma: bool = False  # tensor cores, kernel_mma.py (v4): tokens_per_thread 1, smem_stages >= 2
+    pdl: bool = False  # decode and combine as programmatic dependent launches (v4.1)
 
     def spec(self) -> str:
         """'num_threads=128,tokens_per_thread=2,ctas_per_sm=6,smem_stages=3': the table's and
@@ -56,7 +57,8 @@ class Tuning:
             kw = {k.strip(): v.strip() for k, v in (item.split("=") for item in spec.split(",") if item.strip())}
             if set(kw) - names:
                 raise ValueError(f"unknown {sorted(set(kw) - names)}")
-            return cls(**{k: (v.lower() in ("1", "true") if k in ("pipeline", "mma") else int(v)) for k, v in kw.items()})
+            flags = {f.name for f in fields(cls) if isinstance(f.default, bool)}
+            return cls(**{k: (v.lower() in ("1", "true") if k in flags else int(v)) for k, v in kw.items()})
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}={spec!r} is not 'field=int,...' over {sorted(names)} ({e})") from None
 
