@@ -7,8 +7,8 @@ launcher chooses from (attnbench/kernels/fa4_decode/tuning.json).
 Every shape of the grid (the flags narrow it, as in `attnbench microbench decode`) is timed with
 each candidate of `candidates(group)` (the fallback first) the way microbench times a kernel
 (CUDA-graph replay, median), checked against the float32 reference with microbench's tolerance,
-and the fastest correct candidate becomes that shape's row of the table, beside the fallback's
-GB/s. The raw numbers (--out) and the table (--table) are rewritten after every shape, so a run
+then the winner once more with each of its `refinements` (launch-level switches such as pdl), and
+the fastest correct result becomes that shape's row of the table, beside the fallback's GB/s. The raw numbers (--out) and the table (--table) are rewritten after every shape, so a run
 cut short keeps what it measured; --skip-measured leaves out shapes --out already holds.
 """
 
@@ -37,17 +37,23 @@ MMA_CANDIDATES = (Tuning(128, 1, 2, smem_stages=3, mma=True), Tuning(128, 1, 3, 
 # From group 2: the MMA tile is then mostly padding, but decode is a memory stream and v4's per-warp
 # cp.async ring streamed better at group 4 (B1 x 32768: 3276 GB/s) than v3's did at group 2 (3086)
 MMA_MIN_GROUP = 2
-# v4.1: the same with decode and combine as programmatic dependent launches (the combine's launch
-# overlaps the split kernel's tail, the decode's the kernel before it): for the split shapes
-PDL_CANDIDATES = tuple(replace(t, pdl=True) for t in MMA_CANDIDATES)
 
 
 def candidates(group: int) -> list[Tuning]:
     """The fallback of this group first (what a geometry with no measured class runs), then CANDIDATES,
-    then for groups of MMA_MIN_GROUP or more MMA_CANDIDATES and PDL_CANDIDATES; a candidate the
-    geometry cannot run is reported as an error row and never wins."""
-    wide = (*MMA_CANDIDATES, *PDL_CANDIDATES) if group >= MMA_MIN_GROUP else ()
+    then for groups of MMA_MIN_GROUP or more MMA_CANDIDATES; a candidate the geometry cannot run is
+    reported as an error row and never wins."""
+    wide = MMA_CANDIDATES if group >= MMA_MIN_GROUP else ()
     return list(dict.fromkeys([tuning.fallback(group), *CANDIDATES, *wide]))
+
+
+def refinements(winner: Tuning) -> list[Tuning]:
+    """Variants tried on a shape's winner only, after every candidate (three more timings per
+    shape, not three per candidate), for what does not change how the decode streams: decode and
+    combine as programmatic dependent launches (v4.1), a row's splits summed by 4 warps in the
+    combine (combine v2), and both."""
+    wanted = [replace(winner, pdl=True), replace(winner, combine_warps=4), replace(winner, pdl=True, combine_warps=4)]
+    return [t for t in dict.fromkeys(wanted) if t != winner]
 
 
 def best(results: list[dict]) -> dict | None:
@@ -85,7 +91,8 @@ def measure(shape: DecodeShape, cands: list[Tuning], repeats: int = 10, say=prin
                             page_size=shape.page_size, dtype=shape.dtype, max_batch=shape.batch,
                             num_threads=t.num_threads, tokens_per_thread=t.tokens_per_thread,
                             ctas_per_sm=t.ctas_per_sm, pipeline=t.pipeline, smem_stages=t.smem_stages,
-                            mma=t.mma).compile()
+                            mma=t.mma, pdl=t.pdl,
+                            combine_warps=t.combine_warps).compile()
             res["splits"] = dec.plan(shape.batch, max_context).num_splits
             call = lambda: dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale,  # noqa: E731
                                inp.out, max_context=max_context)
@@ -187,12 +194,15 @@ def run(args) -> int:
     command = "python -m attnbench.microbench.fa4_sweep " + " ".join(sys.argv[1:])
     sources = {source: f"{gpu}, torch {torch.__version__}, bf16/fp16 as in each row; `{command}`"}
     check_source(table, source, sources[source])
-    runs = sum(len(candidates(s.q_heads // s.kv_heads)) for s in todo)
+    runs = sum(len(candidates(s.q_heads // s.kv_heads)) + 3 for s in todo)  # + the winner's refinements
     print(f"fa4 sweep: {len(todo)} shapes, {runs} candidate runs on {gpu}", flush=True)
     for shape in todo:
         if args.skip_measured and _key(shape) in report["shapes"]:
             continue
         results = measure(shape, candidates(shape.q_heads // shape.kv_heads), args.repeats)
+        win = best(results)
+        if win:
+            results += measure(shape, refinements(Tuning.parse(win["tuning"], "sweep")), args.repeats)
         report["shapes"][_key(shape)] = {"shape": shape.describe(), "results": results}
         atomic.write_json(args.out, report)
         row = row_for(shape, results, source)

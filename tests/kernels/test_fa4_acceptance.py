@@ -21,6 +21,9 @@ VARIANTS = {"table": {}, "fallback": "fallback",
             "smem": {"num_threads": 128, "tokens_per_thread": 2, "smem_stages": 3},
             # tensor cores (kernel_mma.py): run on the shapes whose group is wide enough to be swept with it
             "mma": {"num_threads": 128, "tokens_per_thread": 1, "ctas_per_sm": 2, "smem_stages": 3, "mma": True}}
+# the sweep's refinements of a winner (fa4_sweep.refinements), both at once: programmatic dependent
+# launches and a row's splits shared by the combine's 4 warps
+VARIANTS["mma-refined"] = VARIANTS["mma"] | {"pdl": True, "combine_warps": 4}
 
 
 def _ragged(batch: int, lo: int, hi: int, seed: int = 1) -> tuple[int, ...]:
@@ -156,6 +159,7 @@ def test_acceptance_wide_group_matches_the_float32_reference(shape, splits, vari
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("variant", ["mma", "mma-refined"])
 @pytest.mark.parametrize("shape, splits", SANITIZE_WIDE, ids=lambda v: v.label() if isinstance(v, DecodeShape) else str(v))
-def test_sanitizer_shapes_mma(shape, splits):
-    _check(shape, splits, VARIANTS["mma"])
+def test_sanitizer_shapes_mma(shape, splits, variant):
+    _check(shape, splits, VARIANTS[variant])

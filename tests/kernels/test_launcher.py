@@ -90,16 +90,28 @@ def test_pdl_waits_on_the_kernel_before_any_global_access_and_lets_the_combine_l
     assert body.index("griddepcontrol.wait") < body.index("ld.global") and "launch_dependents" not in body
 
 
-def test_a_pdl_tuning_launches_both_kernels_and_its_combine_as_dependents():
+@pytest.mark.parametrize("row_warps", [1, 2, 4])
+def test_combine_shares_a_row_among_row_warps_warps_through_shared_memory(tmp_path, monkeypatch, row_warps):
+    launcher = _compiler()
+    cfg = CombineConfig("bfloat16", 128, 64, row_warps=row_warps)
+    ptx = _ptx(tmp_path, monkeypatch, launcher.compile_combine, cfg)
+    body = ptx[ptx.index(".entry"):]
+    assert ("bar.sync" in body or "barrier.sync" in body) == (row_warps > 1)  # the one CTA-wide sync: the sum
+    assert cfg.smem_bytes() == 4 * 4 * 32 * 2 + (4 * 4 * 128 if row_warps > 1 else 0)
+    with pytest.raises(ValueError, match="row_warps must divide"):
+        CombineConfig("bfloat16", 128, 64, row_warps=3)
+
+
+def test_a_refined_tuning_reaches_both_kernels_and_its_combine():
     from attnbench.kernels.fa4_decode import launcher, tuning
 
-    t = tuning.Tuning.parse("num_threads=128,tokens_per_thread=1,ctas_per_sm=2,smem_stages=3,mma=1,pdl=1")
-    assert t.pdl and tuning.Tuning.parse(t.spec()) == t
+    t = tuning.Tuning.parse("num_threads=128,tokens_per_thread=1,ctas_per_sm=2,smem_stages=3,mma=1,pdl=1,combine_warps=4")
+    assert t.pdl and t.combine_warps == 4 and tuning.Tuning.parse(t.spec()) == t
     final, split = launcher.decode_configs(t, dtype="bfloat16", head_dim=128, group=2, page_size=16)
     assert final.pdl and split.pdl
     cfgs = launcher.kernel_configs(q_heads=16, kv_heads=8, head_dim=128, page_size=16, dtype="bfloat16",
                                    max_batch=8, max_context=2048, fixed=t)
-    assert [c for c in cfgs if isinstance(c, CombineConfig)] == [CombineConfig("bfloat16", 128, 64, pdl=True)]
+    assert [c for c in cfgs if isinstance(c, CombineConfig)] == [CombineConfig("bfloat16", 128, 64, pdl=True, row_warps=4)]
 
 
 # --- the tensor-core kernel (kernel_mma.py): its fragment views, and a compile per shape class ------
@@ -445,11 +457,16 @@ def test_mma_split_partials_and_lses_are_the_ones_the_combine_reads(hq, d, page)
     assert _rel_err(inp.out, ref) <= TOLERANCE["bfloat16"]
 
 
+REFINEMENTS = {"pdl": {"pdl": True}, "combine4": {"combine_warps": 4}, "combine2-pdl": {"combine_warps": 2, "pdl": True}}
+
+
 @pytest.mark.gpu
+@pytest.mark.parametrize("refinement", REFINEMENTS)
 @pytest.mark.parametrize("mma", [False, True])
-def test_pdl_launches_are_exact_alone_and_replayed_in_a_cuda_graph(mma):
-    tune = (MMA if mma else VARIANTS["smem"]) | {"pdl": True}
-    _matches_reference(4, (17, 1, 33, 1000), 16, 8, 128, 16, "bfloat16", 7, tune)
+def test_launch_and_combine_refinements_are_exact_alone_and_replayed_in_a_cuda_graph(mma, refinement):
+    tune = (MMA if mma else VARIANTS["smem"]) | REFINEMENTS[refinement]
+    for splits in (7, 64):  # a split count the combine's warps share unevenly, and the workspace's capacity
+        _matches_reference(4, (17, 1, 33, 1000), 16, 8, 128, 16, "bfloat16", splits, tune)
     out, ref = _replayed(16, 128, [1, 16, 17, 100, 255, 256, 299, 300], **tune)
     assert not out.isnan().any()
     assert _rel_err(out, ref) <= TOLERANCE["bfloat16"]

@@ -40,8 +40,7 @@ def test_grouped_heads_also_sweep_the_tensor_core_kernel_and_every_candidate_is_
     assert not any(t.mma for t in fa4_sweep.candidates(1))  # one head per KV head: 1 of the tile's 16 rows
     for group in (2, 4, 8, 16):
         mma = [t for t in fa4_sweep.candidates(group) if t.mma]
-        assert mma == [*fa4_sweep.MMA_CANDIDATES, *fa4_sweep.PDL_CANDIDATES]
-        assert [replace(t, pdl=False) for t in fa4_sweep.PDL_CANDIDATES] == list(fa4_sweep.MMA_CANDIDATES)
+        assert mma == list(fa4_sweep.MMA_CANDIDATES)
     for t in fa4_sweep.MMA_CANDIDATES:  # none is an error row by construction (shared memory, threads)
         for d in (64, 128):
             for group in (2, 8):
@@ -124,3 +123,15 @@ def test_two_sweeps_of_one_day_keep_their_own_provenance():
     fa4_sweep.check_source(table, noon, "heads 16/8/128")
     with pytest.raises(UserError, match="describes another run"):
         fa4_sweep.check_source(table, morning, "heads 16/8/128")
+
+
+def test_the_winner_alone_is_tried_again_with_each_launch_and_combine_refinement():
+    plain = [t for group in (1, 2, 4, 8) for t in fa4_sweep.candidates(group)]
+    assert not any(t.pdl or t.combine_warps != 1 for t in plain)
+    v4 = fa4_sweep.MMA_CANDIDATES[0]
+    assert fa4_sweep.refinements(v4) == [replace(v4, pdl=True), replace(v4, combine_warps=4),
+                                         replace(v4, pdl=True, combine_warps=4)]
+    assert fa4_sweep.refinements(replace(v4, pdl=True, combine_warps=4)) == []  # nothing left to switch on
+    # the refinement competes with the candidates for the row, like any other result
+    results = [_result(v4, 3357.0), _result(replace(v4, pdl=True), 3420.0)]
+    assert fa4_sweep.row_for(DecodeShape.uniform(1, 32768), results, "x").tuning == replace(v4, pdl=True)

@@ -102,12 +102,19 @@ class CombineConfig:
     max_splits: int  # workspace capacity: lse slots each lane scans (multiple of 32)
     warps: int = 4
     pdl: bool = False  # launched as a programmatic dependent of the split decode: waits on it in-kernel
+    row_warps: int = 1  # warps per (sequence, head) row, each summing every row_warps-th split
 
     def __post_init__(self):
         if self.head_dim % 32 or self.head_dim > 256:
             raise ValueError(f"combine supports head_dim 32..256 in steps of 32, not {self.head_dim}")
         if not 1 <= self.max_splits <= 256:
             raise ValueError(f"max_splits must be 1..256, got {self.max_splits}")
+        if self.row_warps < 1 or self.warps % self.row_warps:
+            raise ValueError(f"combine row_warps must divide warps ({self.warps}), not {self.row_warps}")
+
+    def smem_bytes(self) -> int:
+        """Each warp's split weights, and its partial sum of the row when row_warps > 1."""
+        return 4 * self.warps * 32 * self.slots + (4 * self.warps * self.head_dim if self.row_warps > 1 else 0)
 
     @property
     def slots(self) -> int:

@@ -134,7 +134,7 @@ def kernel_configs(*, q_heads: int, kv_heads: int, head_dim: int, page_size: int
 
 def combine_config(t: Tuning, *, dtype: str, head_dim: int, max_splits: int) -> CombineConfig:
     """The combine kernel a launch configuration's split decode is followed by."""
-    return CombineConfig(dtype=dtype, head_dim=head_dim, max_splits=max_splits, pdl=t.pdl)
+    return CombineConfig(dtype=dtype, head_dim=head_dim, max_splits=max_splits, pdl=t.pdl, row_warps=t.combine_warps)
 
 
 def _dtype_name(t) -> str:
@@ -169,7 +169,7 @@ class FA4Decode:
                  ctas_per_sm: int | None = None, num_threads: int | None = None,
                  tokens_per_thread: int | None = None, pipeline: bool | None = None,
                  smem_stages: int | None = None, mma: bool | None = None, pdl: bool | None = None,
-                 arch: str | None = None):
+                 combine_warps: int | None = None, arch: str | None = None):
         import torch
 
         if q_heads % kv_heads:
@@ -184,7 +184,8 @@ class FA4Decode:
         self.group = q_heads // kv_heads
         given = {k: v for k, v in (("num_threads", num_threads), ("tokens_per_thread", tokens_per_thread),
                                    ("ctas_per_sm", ctas_per_sm), ("pipeline", pipeline),
-                                   ("smem_stages", smem_stages), ("mma", mma), ("pdl", pdl)) if v is not None}
+                                   ("smem_stages", smem_stages), ("mma", mma), ("pdl", pdl),
+                                   ("combine_warps", combine_warps)) if v is not None}
         # explicit fields (sweeps, tests) or $ATTNBENCH_FA4_TUNING fix the configuration of every
         # call; else the table chooses per shape class
         env = tuning.from_env()
@@ -193,6 +194,7 @@ class FA4Decode:
         self._configs: dict[Tuning, tuple[DecodeConfig, DecodeConfig]] = {}
         for t in self._tunings(1 << 30):  # a configuration the geometry cannot run fails here, not mid-serving
             self.configs(t)
+            self.combine(t)
         shapes = planner.workspace_shape(max_batch, q_heads, head_dim, max_splits)
         self.out_partial = torch.empty(shapes["out_partial"], dtype=torch.float32, device=self.device)
         self.lse_partial = torch.empty(shapes["lse_partial"], dtype=torch.float32, device=self.device)

@@ -38,6 +38,7 @@ class Tuning:
     smem_stages: int = 0  # cp.async shared-memory ring of this many steps (kernel v3; v4 per warp)
     mma: bool = False  # tensor cores, kernel_mma.py (v4): tokens_per_thread 1, smem_stages >= 2
     pdl: bool = False  # decode and combine as programmatic dependent launches (v4.1)
+    combine_warps: int = 1  # warps per row in the combine, each summing every combine_warps-th split
 
     def spec(self) -> str:
         """'num_threads=128,tokens_per_thread=2,ctas_per_sm=6,smem_stages=3': the table's and
