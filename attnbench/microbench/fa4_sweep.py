@@ -47,12 +47,15 @@ def candidates(group: int) -> list[Tuning]:
     return list(dict.fromkeys([tuning.fallback(group), *CANDIDATES, *wide]))
 
 
-def refinements(winner: Tuning) -> list[Tuning]:
-    """Variants tried on a shape's winner only, after every candidate (three more timings per
-    shape, not three per candidate), for what does not change how the decode streams: decode and
-    combine as programmatic dependent launches (v4.1), a row's splits summed by 4 warps in the
-    combine (combine v2), and both."""
-    wanted = [replace(winner, pdl=True), replace(winner, combine_warps=4), replace(winner, pdl=True, combine_warps=4)]
+def refinements(winner: Tuning, splits: int) -> list[Tuning]:
+    """Variants tried on a shape's winner only, after every candidate (at most three more timings
+    per shape, not three per candidate), for what does not change how the decode streams: decode
+    and combine as programmatic dependent launches (v4.1), a row's splits summed by 4 warps in the
+    combine (combine v2), and both; where the winner runs 1 split there is no combine, so only the
+    first."""
+    wanted = [replace(winner, pdl=True)]
+    if splits > 1:
+        wanted += [replace(winner, combine_warps=4), replace(winner, pdl=True, combine_warps=4)]
     return [t for t in dict.fromkeys(wanted) if t != winner]
 
 
@@ -194,7 +197,7 @@ def run(args) -> int:
     command = "python -m attnbench.microbench.fa4_sweep " + " ".join(sys.argv[1:])
     sources = {source: f"{gpu}, torch {torch.__version__}, bf16/fp16 as in each row; `{command}`"}
     check_source(table, source, sources[source])
-    runs = sum(len(candidates(s.q_heads // s.kv_heads)) + 3 for s in todo)  # + the winner's refinements
+    runs = sum(len(candidates(s.q_heads // s.kv_heads)) + 3 for s in todo)  # + at most 3 refinements of the winner
     print(f"fa4 sweep: {len(todo)} shapes, {runs} candidate runs on {gpu}", flush=True)
     for shape in todo:
         if args.skip_measured and _key(shape) in report["shapes"]:
@@ -202,7 +205,7 @@ def run(args) -> int:
         results = measure(shape, candidates(shape.q_heads // shape.kv_heads), args.repeats)
         win = best(results)
         if win:
-            results += measure(shape, refinements(Tuning.parse(win["tuning"], "sweep")), args.repeats)
+            results += measure(shape, refinements(Tuning.parse(win["tuning"], "sweep"), win.get("splits", 1)), args.repeats)
         report["shapes"][_key(shape)] = {"shape": shape.describe(), "results": results}
         atomic.write_json(args.out, report)
         row = row_for(shape, results, source)

@@ -129,9 +129,10 @@ def test_the_winner_alone_is_tried_again_with_each_launch_and_combine_refinement
     plain = [t for group in (1, 2, 4, 8) for t in fa4_sweep.candidates(group)]
     assert not any(t.pdl or t.combine_warps != 1 for t in plain)
     v4 = fa4_sweep.MMA_CANDIDATES[0]
-    assert fa4_sweep.refinements(v4) == [replace(v4, pdl=True), replace(v4, combine_warps=4),
-                                         replace(v4, pdl=True, combine_warps=4)]
-    assert fa4_sweep.refinements(replace(v4, pdl=True, combine_warps=4)) == []  # nothing left to switch on
+    assert fa4_sweep.refinements(v4, splits=33) == [replace(v4, pdl=True), replace(v4, combine_warps=4),
+                                                    replace(v4, pdl=True, combine_warps=4)]
+    assert fa4_sweep.refinements(v4, splits=1) == [replace(v4, pdl=True)]  # no combine to share out
+    assert fa4_sweep.refinements(replace(v4, pdl=True, combine_warps=4), splits=33) == []  # nothing left
     # the refinement competes with the candidates for the row, like any other result
     results = [_result(v4, 3357.0), _result(replace(v4, pdl=True), 3420.0)]
     assert fa4_sweep.row_for(DecodeShape.uniform(1, 32768), results, "x").tuning == replace(v4, pdl=True)
