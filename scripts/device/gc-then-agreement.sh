@@ -1,4 +1,6 @@
-# Two of the serving questions left open, in one 30-minute lease with staging:
+# Two of the serving questions left open, in one 30-minute lease with staging (a partial first run,
+# results/h200/gc-2026-12-03/, ruled the collector out of question 1; the full run still brings the
+# served TPOT of attnbench-fa4 with the current tuning table beside fa3's, and its kernel profile):
 # 1. Are the slow 1000:1000 passes the engine core's garbage collections? scenarios/h200-gc.toml
 #    (fa3 and attnbench-fa4 side by side, 8 interleaved passes) with VLLM_GC_DEBUG=1, so vLLM logs
 #    every collection and serve-bench puts each window's in its records (server_gc_*) and summary.md;
