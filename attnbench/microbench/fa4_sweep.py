@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from attnbench.errors import UserError
@@ -92,10 +92,7 @@ def measure(shape: DecodeShape, cands: list[Tuning], repeats: int = 10, say=prin
         try:
             dec = FA4Decode(q_heads=shape.q_heads, kv_heads=shape.kv_heads, head_dim=shape.head_dim,
                             page_size=shape.page_size, dtype=shape.dtype, max_batch=shape.batch,
-                            num_threads=t.num_threads, tokens_per_thread=t.tokens_per_thread,
-                            ctas_per_sm=t.ctas_per_sm, pipeline=t.pipeline, smem_stages=t.smem_stages,
-                            mma=t.mma, pdl=t.pdl,
-                            combine_warps=t.combine_warps).compile()
+                            **asdict(t)).compile()  # every Tuning field is an FA4Decode argument
             res["splits"] = dec.plan(shape.batch, max_context).num_splits
             call = lambda: dec(inp.q, inp.k_cache, inp.v_cache, inp.block_table, inp.seq_lens, inp.scale,  # noqa: E731
                                inp.out, max_context=max_context)

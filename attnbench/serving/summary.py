@@ -288,9 +288,9 @@ def engine_gc(t: Table) -> str:
     for row in t.rows:
         g = row.group
         count, ms, longest = g.values("server_gc_count"), g.values("server_gc_ms"), g.values("server_gc_max_ms")
-        tok_s, window = g.values("output_throughput"), g.values("duration")
+        tok_s, duration = g.values("output_throughput"), g.values("duration")
         for rep in sorted(count):
-            share = ms.get(rep, math.nan) / (window.get(rep, math.nan) * 1e3) * 100
+            share = ms.get(rep, math.nan) / (duration.get(rep, math.nan) * 1e3) * 100
             rows.append([row.backend, str(rep), textfmt.by_magnitude(tok_s.get(rep, math.nan)),
                          textfmt.number(count[rep], ".0f"), textfmt.by_magnitude(ms.get(rep, math.nan)),
                          textfmt.by_magnitude(longest.get(rep, math.nan)),

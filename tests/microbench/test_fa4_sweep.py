@@ -136,3 +136,13 @@ def test_the_winner_alone_is_tried_again_with_each_launch_and_combine_refinement
     # the refinement competes with the candidates for the row, like any other result
     results = [_result(v4, 3357.0), _result(replace(v4, pdl=True), 3420.0)]
     assert fa4_sweep.row_for(DecodeShape.uniform(1, 32768), results, "x").tuning == replace(v4, pdl=True)
+
+
+def test_every_tuning_field_is_a_decoder_argument():
+    """measure() builds each candidate's decoder from the Tuning's fields as they are."""
+    import inspect
+    from dataclasses import fields
+
+    from attnbench.kernels.fa4_decode.launcher import FA4Decode
+
+    assert {f.name for f in fields(tuning.Tuning)} <= set(inspect.signature(FA4Decode).parameters)

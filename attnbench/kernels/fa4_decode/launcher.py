@@ -192,6 +192,7 @@ class FA4Decode:
         self.fixed = replace(env or tuning.fallback(self.group), **given) if given else env
         self.table = tuning.table()
         self._configs: dict[Tuning, tuple[DecodeConfig, DecodeConfig]] = {}
+        self._combines: dict[Tuning, CombineConfig] = {}
         for t in self._tunings(1 << 30):  # a configuration the geometry cannot run fails here, not mid-serving
             self.configs(t)
             self.combine(t)
@@ -208,7 +209,12 @@ class FA4Decode:
                                  batch=batch, context=max_context)
 
     def combine(self, t: Tuning) -> CombineConfig:
-        return combine_config(t, dtype=self.dtype, head_dim=self.head_dim, max_splits=self.max_splits)
+        """The combine config of a tuning, built once (every split call asks for it)."""
+        cfg = self._combines.get(t)
+        if cfg is None:
+            cfg = self._combines[t] = combine_config(t, dtype=self.dtype, head_dim=self.head_dim,
+                                                     max_splits=self.max_splits)
+        return cfg
 
     def configs(self, t: Tuning) -> tuple[DecodeConfig, DecodeConfig]:
         """(final, split) kernel configs of a tuning, built once."""
