@@ -206,3 +206,17 @@ def test_wait_on_a_finished_job_reports_its_exit_and_brings_back_its_log(tmp_pat
     assert done.stdout.splitlines()[:3] == ["job: done, exit 0", "=== step one", "=== done"]
     assert (out / "job.log").read_text() == "=== step one\n=== done\n"
     assert (out / "results.tgz").exists()
+
+
+def test_a_job_on_a_machine_without_the_staged_packages_stops_before_its_first_step(tmp_path):
+    """A call that finds a fresh machine (1 of 8 parts received) must not spend minutes on steps
+    that cannot import vLLM or CuTe DSL: env.sh's import check ends the job."""
+    env, calls = stand_ins(tmp_path)
+    python3 = tmp_path / "bin" / "python3"
+    python3.write_text(python3.read_text().replace("import json, os, sys\n",
+                                                   "import json, os, sys\nif sys.argv[1:] == ['-']: sys.exit(3)\n", 1))
+    p = subprocess.run(["/bin/bash", str(DEVICE / "wide-gqa-probe.sh")], cwd=ROOT, capture_output=True, text=True,
+                       env={**env, "OUT": str(tmp_path / "out")}, timeout=60)
+    assert p.returncode == 3 and "staged packages are missing" in p.stdout
+    ran = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+    assert not [c for c in ran if "pytest" in c or "attnbench.microbench.fa4_sweep" in c]
