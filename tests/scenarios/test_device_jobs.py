@@ -88,7 +88,8 @@ def test_every_device_script_parses(job):
 
 @pytest.mark.parametrize("job, scenario", [("serve-study.sh", "seed-serve"), ("accuracy.sh", "h200-accuracy"),
                                            ("frontend.sh", "h200-frontend"), ("microbench.sh", "h200-microbench"),
-                                           ("noise.sh", "h200-noise"), ("agreement.sh", "h200-agreement")])
+                                           ("noise.sh", "h200-noise"), ("agreement.sh", "h200-agreement"),
+                                           ("flashinfer-pair.sh", "h200-flashinfer-pair")])
 def test_the_jobs_run_their_scenarios(job, scenario):
     text = (DEVICE / job).read_text()
     assert f"python3 -m attnbench run scenarios/{scenario}.toml" in text
@@ -97,6 +98,7 @@ def test_the_jobs_run_their_scenarios(job, scenario):
 
 
 JOB_SCENARIOS = ["seed-serve", "h200-accuracy", "h200-agreement", "h200-frontend", "h200-microbench", "h200-noise",
+                 "h200-flashinfer-pair",
                  *(f"h200-kernels-{part}" for part in ("sanitize", "sweep", "grid"))]
 
 

@@ -76,6 +76,11 @@ def expected(name: str) -> list[tuple[str, int, float | None, list[str]]]:
     if name == "h200-gc":  # the seed study's first pair on decode, then a profiled pass each
         return [("serve", 1, 720, ["serve-bench", "--backends", "fa3,attnbench-fa4", "--input", "1000", "--output", "1000",
                                    "--num-prompts", "256", "--repeats", "8", "--profile-steps", "20", "--result-dir", "R"])]
+    if name == "h200-flashinfer-pair":  # ours beside flashinfer on both seed shapes, profiled, then explain
+        return [("serve", 1, 1080, ["serve-bench", "--backends", "attnbench-fa4,flashinfer", "--input", "1000,8000",
+                                    "--output", "1000,1", "--num-prompts", "256", "--repeats", "3", "--target-ci", "0.03",
+                                    "--max-repeats", "8", "--profile-steps", "20", "--result-dir", "R"]),
+                ("explain", 1, 240, ["explain", "serve/rep0", "--shape", "1000x1000", "--result-dir", "R"])]
     if name == "h200-noise":  # against its one fa3 server: the spread as placed, pinned, as placed again
         def serve(i, o, n):
             return ["serve-bench", "--endpoint", "{endpoint:fa3}", "--model", "qwen3-0.6b", "--input", i,
