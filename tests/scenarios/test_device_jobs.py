@@ -185,6 +185,21 @@ def test_a_check_then_job_checks_correctness_within_its_budget_then_runs_its_stu
         ["bash", "scripts/device/kernels.sh", "sanitize", budget], ["bash", f"scripts/device/{then}", None, None]]
 
 
+def test_probe_only_runs_the_wide_gqa_probe_at_the_heads_asked_into_its_usual_folder(tmp_path):
+    """For the minutes a lease has left after a study that went back early."""
+    bin_dir, noted = tmp_path / "bin", tmp_path / "noted.json"
+    bin_dir.mkdir()
+    (bin_dir / "bash").write_text(f"#!{sys.executable}\nimport json, os, sys\n"
+                                  f"json.dump([sys.argv[1:], os.environ.get('HEADS'), os.environ.get('OUT')], "
+                                  f"open({str(noted)!r}, 'w'))\n")
+    (bin_dir / "bash").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PROBE_HEADS": "64/8/64"}
+    p = subprocess.run(["/bin/bash", str(DEVICE / "probe-only.sh")], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(noted.read_text()) == [["scripts/device/wide-gqa-probe.sh"], "64/8/64", "/tmp/res/wide-gqa"]
+
+
 WAIT = DEVICE / "wait.sh"
 
 
