@@ -10,9 +10,9 @@ import time
 class StatusLine:
     """Rewrites one line on a TTY; elsewhere prints at most every `every_s` seconds."""
 
-    def __init__(self, every_s: float = 30.0, stream=None):
+    def __init__(self, every_s: float = 30.0, stream=None, rewrite: bool = True):
         self.stream = stream or sys.stderr  # looked up now, not at import (pytest swaps it)
-        self.tty = self.stream.isatty()
+        self.tty = rewrite and self.stream.isatty()  # rewrite=False: lines, for a status beside another
         self.every_s = every_s
         self._last = 0.0
         self._width = 0

@@ -97,12 +97,23 @@ def _cache(output):
 def collect_hf(model_dir: str | Path, settings: Settings, name: str = NAME,
                progress: Callable[[int, int], None] | None = None, threads: int | None = None) -> Collection:
     """Run every parity prompt through AutoModelForCausalLM (float32, CPU, no sampling tricks:
-    raw log-softmax of the logits, as vLLM's logprobs)."""
+    raw log-softmax of the logits, as vLLM's logprobs), on `threads` CPU threads if given."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _collect(model_dir, settings, name, progress)
+    finally:
+        torch.set_num_threads(before)  # the process's other torch work keeps its threads
+
+
+def _collect(model_dir: str | Path, settings: Settings, name: str,
+             progress: Callable[[int, int], None] | None) -> Collection:
     import torch
     from transformers import AutoModelForCausalLM
 
-    if threads:
-        torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     model.eval()
     cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

@@ -212,57 +212,109 @@ def _save(p: Parity, c: Collection) -> None:
 
 def collect_all(p: Parity, collections: dict[str, Collection], errors: dict[str, str],
                 provs: dict[str, dict]) -> None:
-    """Fill collections by name (in source order), errors of failed sources and provenance per
-    source, as they come (an interrupted run keeps what it has)."""
-    from attnbench.parity.collect import run_parity_requests
+    """Fill collections by name (in source order, the fp32 reference last), errors of failed
+    sources and provenance per source, as they come (an interrupted run keeps what it has)."""
     from attnbench.serving import endpoint as ep
 
-    served_path = None
     status = StatusLine(every_s=30.0)
     if p.endpoints:
         urls = {name: ep.normalize(url) for name, url in p.endpoints.items()}
         served = {name: ep.served_models(url) for name, url in urls.items()}  # every endpoint answers, or stop now
-        for name, url in urls.items():
-            models = served[name]
-            model = p.model if p.model in models else (models[0] if models else p.model)
-            if model is None:
-                raise UserError(f"{url} serves no model; pass --model NAME")
-            provs[name] = provenance.collect({"server": url, "started_by_attnbench": False})
-            collections[name] = run_parity_requests(url, model, p.settings, name=name, progress=_progress(status, name))
-            status.done(f"[{name}] collected {len(collections[name].results)} prompts from {url}")
-            _save(p, collections[name])
-        if p.null_pass:
-            ref = effective_reference(p, collections)
-            models = served[ref]
-            reference_pass(p, ref, urls[ref], p.model if p.model in models else (models[0] if models else p.model),
-                           collections, status)
-    else:
-        from attnbench.models import embedded
-        from attnbench.serving import fleet
+        with Fp32Beside(p, hf_folder(p, None), collections):
+            collect_endpoints(p, urls, served, collections, provs, status)
+        return
+    from attnbench.models import embedded
+    from attnbench.serving import fleet
 
-        model = p.model or embedded.DEFAULT_MODEL
-        served_path, _ = embedded.resolve(model)
-        weights = fleet.server_args(model, embedded.EMBEDDED)  # an embedded model would get dummy weights
-        if weights and p.random_weights:
-            from attnbench.parity import random_weights
+    model = p.model or embedded.DEFAULT_MODEL
+    served_path, _ = embedded.resolve(model)
+    weights = fleet.server_args(model, embedded.EMBEDDED)  # an embedded model would get dummy weights
+    if weights and p.random_weights:
+        from attnbench.parity import random_weights
 
-            status(f"writing random weights for {model} (once)")
-            served_path, weights = str(random_weights.materialize(model, seed=p.settings.prompts.seed)), []
-            status.done(f"random weights: {served_path}")
-        if weights:  # check() refuses this; never serve dummy weights
-            raise UserError(f"{model}: refusing dummy weights; pass --random-weights or --model PATH")
+        status(f"writing random weights for {model} (once)")
+        served_path, weights = str(random_weights.materialize(model, seed=p.settings.prompts.seed)), []
+        status.done(f"random weights: {served_path}")
+    if weights:  # check() refuses this; never serve dummy weights
+        raise UserError(f"{model}: refusing dummy weights; pass --random-weights or --model PATH")
+    with Fp32Beside(p, hf_folder(p, served_path), collections):
         collect_started(p, served_path, model, collections, errors, provs, status)
-    folder = hf_folder(p, served_path)
-    if folder:
-        status(f"[{hf.NAME}] loading {folder}")
+
+
+def collect_endpoints(p: Parity, urls: dict[str, str], served: dict[str, list[str]],
+                      collections: dict[str, Collection], provs: dict[str, dict], status: StatusLine) -> None:
+    """Collect from running servers in turn, then the reference's null pass and rescoring."""
+    from attnbench.parity.collect import run_parity_requests
+
+    for name, url in urls.items():
+        models = served[name]
+        model = p.model if p.model in models else (models[0] if models else p.model)
+        if model is None:
+            raise UserError(f"{url} serves no model; pass --model NAME")
+        provs[name] = provenance.collect({"server": url, "started_by_attnbench": False})
+        collections[name] = run_parity_requests(url, model, p.settings, name=name, progress=_progress(status, name))
+        status.done(f"[{name}] collected {len(collections[name].results)} prompts from {url}")
+        _save(p, collections[name])
+    if p.null_pass:
+        ref = effective_reference(p, collections)
+        models = served[ref]
+        reference_pass(p, ref, urls[ref], p.model if p.model in models else (models[0] if models else p.model),
+                       collections, status)
+
+
+class Fp32Beside:
+    """The fp32 transformers reference on CPU, in a thread beside the servers' start and
+    collection: it needs no server, and on a GPU host its minutes would otherwise follow theirs.
+    Half the cores, so the servers' start-up keeps the rest. Its collection joins the others,
+    last, when the block ends; a failure is a notice, as the backends still compare."""
+
+    def __init__(self, p: Parity, folder: str | None, collections: dict[str, Collection]):
+        self.p, self.folder, self.collections = p, folder, collections
+        self.result: Collection | None = None
+        self.error: Exception | None = None
+        self.stop = False
+        self.thread = None
+
+    def __enter__(self) -> Fp32Beside:
+        import os
+        import threading
+
+        if self.folder:
+            threads = max(1, len(os.sched_getaffinity(0)) // 2)
+            notice(f"[{hf.NAME}] loading {self.folder} on {threads} CPU threads, beside the servers")
+            self.thread = threading.Thread(target=self._collect, args=(threads,), name=hf.NAME, daemon=True)
+            self.thread.start()
+        return self
+
+    def _collect(self, threads: int) -> None:
+        status = StatusLine(every_s=60.0, rewrite=False)  # lines: the servers' status has the terminal's line
+
+        def progress(i: int, n: int) -> None:
+            if self.stop:
+                raise InterruptedError("parity stopped before the fp32 reference finished")
+            status(f"[{hf.NAME}] parity prompt {i}/{n} on CPU")
+
         try:
-            collections[hf.NAME] = hf.collect_hf(folder, p.settings, progress=_progress(status, hf.NAME))
-        except (ImportError, OSError, ValueError, RuntimeError) as e:  # optional: the backends still compare
-            status.done()
-            notice(f"the fp32 transformers reference failed on {folder}: {type(e).__name__}: {str(e)[:300]}")
+            self.result = hf.collect_hf(self.folder, self.p.settings, progress=progress, threads=threads)
+        except (ImportError, OSError, ValueError, RuntimeError) as e:  # InterruptedError is an OSError
+            self.error = e
+
+    def __exit__(self, kind, value, tb) -> None:
+        if self.thread is None:
             return
-        status.done(f"[{hf.NAME}] collected {len(collections[hf.NAME].results)} prompts on CPU")
-        _save(p, collections[hf.NAME])
+        if kind is not None:  # stopped or failed: the thread (a daemon) ends at its next prompt, or with the process
+            self.stop = True
+            return
+        if self.thread.is_alive():
+            notice(f"[{hf.NAME}] every server is done; waiting for the fp32 reference on CPU")
+        self.thread.join()
+        if self.error is not None:
+            e = self.error
+            notice(f"the fp32 transformers reference failed on {self.folder}: {type(e).__name__}: {str(e)[:300]}")
+        elif self.result is not None:
+            self.collections[hf.NAME] = self.result
+            notice(f"[{hf.NAME}] collected {len(self.result.results)} prompts on CPU")
+            _save(self.p, self.result)
 
 
 @dataclass

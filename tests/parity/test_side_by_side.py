@@ -85,6 +85,26 @@ def test_no_parallel_start_keeps_one_server_at_a_time_and_the_null_restart_last(
     assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
 
 
+def test_the_fp32_reference_runs_on_cpu_while_the_servers_start_and_joins_the_comparison(tmp_path, tiny_llama):
+    """Its minutes on a GPU host overlap the servers' start instead of following them: with the
+    stand-in servers taking 20 s to listen, the reference has answered prompts before they are up."""
+    folder, _ = tiny_llama
+    out = tmp_path / "res"
+    p = subprocess.run([sys.executable, "-m", "attnbench", "parity", "--model", checkpoint(tmp_path, VOCAB),
+                        "--hf-reference", str(folder), *FLAGS, "--backends", "fa2,fa3", "--result-dir", str(out)],
+                       capture_output=True, text=True, timeout=300, env={**env(tmp_path), "FAKE_VLLM_START_S": "20"})
+    assert "Traceback" not in p.stderr, p.stderr
+    err = p.stderr
+    assert "[hf-fp32] loading" in err and "beside the servers" in err
+    assert err.index("[hf-fp32] parity prompt 1/3 on CPU") < err.index("[fa2, fa3, fa3-null] started in"), err
+    assert err.index("[fa3-null] collected") < err.index("[hf-fp32] collected 3 prompts on CPU")  # joined last
+    assert (out / "collected" / "hf-fp32.json.gz").exists()
+    recs = {r.backend: r for r in record.load(out)}
+    assert recs["fa2"].metrics["hf_max_abs_dlogprob"] > 0.5  # the scripted "model" is not the Llama
+    assert recs["fa3"].scenario["fp32_reference"] == str(folder)
+    assert not [pid for pid in all_pids(tmp_path / "pids") if alive(pid)]
+
+
 def test_ctrl_c_stops_every_side_by_side_server_and_keeps_what_was_collected(tmp_path):
     out = tmp_path / "res"
     code, err = interrupt_when([sys.executable, "-m", "attnbench", "parity", "--model", checkpoint(tmp_path, VOCAB),
